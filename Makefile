@@ -1,0 +1,58 @@
+# KMI — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Test services (override in the environment).
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue fixtures check-services clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or refresh .venv (automatic for every target)
+
+run: $(STAMP) ## serve KMI on http://127.0.0.1:8000 with a Celery worker and beat (SQLite, no Redis)
+	$(PY) manage.py runstack
+
+test: $(STAMP) check-services lint pytest ## lint, type-check and run the whole suite against PostgreSQL and Redis
+
+check-services: $(STAMP)
+	@$(PY) tests/check_services.py
+
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/, makemigrations --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy pki
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
+
+interop: $(STAMP) check-services ## only the tests that drive real third-party programs
+	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
+
+bench: bench-issue ## every benchmark (prints RESULT lines)
+
+bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
+	$(PY) bench/issue.py
+
+fixtures: $(STAMP) ## regenerate the committed test keys, CSRs and chain
+	$(PY) tests/fixtures/generate.py
+
+clean: ## remove .venv and var/ (the demo database and KEK!)
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""KMI's domain: certificate authorities, keys, profiles, issuance and their audit trail."""

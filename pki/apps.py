@@ -1,0 +1,17 @@
+"""Django app configuration for the PKI domain."""
+
+from django.apps import AppConfig
+
+
+class PkiConfig(AppConfig):
+    """The ``pki`` app: models, use cases and management commands."""
+
+    name = "pki"
+    verbose_name = "KMI PKI"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Validate the PKI settings once at start-up, so bad values fail fast."""
+        from pki.conf import pki_settings
+
+        pki_settings()

@@ -1,0 +1,186 @@
+"""CA use cases: create a root, create an intermediate under a parent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from django.db import transaction
+
+from pki import audit
+from pki.clock import resolve
+from pki.conf import pki_settings
+from pki.exceptions import CAUnavailable, InvalidState, PolicyViolation
+from pki.keys import get_backend, signature_hash
+from pki.keys.base import issuer_public_key
+from pki.keystore import generate_key
+from pki.models.authority import CAState, CertificateAuthority
+from pki.models.certificate import Certificate
+from pki.models.key import Key, KeyPurpose, KeyState, KeyType
+from pki.recording import record_certificate
+from pki.x509.builders import ca_certificate_builder
+from pki.x509.constraints import NameConstraints
+from pki.x509.serials import random_serial
+
+CA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _check_name(name: str) -> None:
+    if not CA_NAME_RE.match(name):
+        raise PolicyViolation(
+            f"CA name {name!r} must be 1-63 lower-case letters, digits or hyphens (it appears in URLs)"
+        )
+    if CertificateAuthority.objects.filter(name=name).exists():
+        raise InvalidState(f"a CA named {name!r} already exists")
+
+
+def _sign_ca(
+    *,
+    name: str,
+    subject: x509.Name,
+    key: Key,
+    signer: Key,
+    issuer: CertificateAuthority | None,
+    validity_days: int,
+    path_length: int | None,
+    constraints: NameConstraints,
+    now: dt.datetime,
+) -> x509.Certificate:
+    public_key = issuer_public_key(key.public_key())
+    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
+    not_after = not_before + dt.timedelta(days=validity_days, seconds=-1)
+    if issuer is not None:
+        not_after = min(not_after, issuer.own_certificate().not_after)
+    builder = ca_certificate_builder(
+        subject=subject,
+        public_key=public_key,
+        serial=random_serial(),
+        not_before=not_before,
+        not_after=not_after,
+        path_length=path_length,
+        name_constraints=constraints.extension(),
+        issuer=issuer.x509_certificate() if issuer is not None else None,
+        issuer_ca_name=issuer.name if issuer is not None else None,
+    )
+    backend = get_backend(signer.backend)
+    return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
+
+
+def create_root_ca(
+    *,
+    name: str,
+    subject: x509.Name,
+    key_type: KeyType | str = KeyType.EC_P256,
+    validity_days: int = 3650,
+    path_length: int | None = None,
+    name_constraints: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> CertificateAuthority:
+    """Create a self-signed root CA with a new key."""
+    now = resolve(now)
+    _check_name(name)
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    constraints = NameConstraints.from_json(name_constraints)
+    with transaction.atomic():
+        key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
+        ca = CertificateAuthority.objects.create(
+            name=name,
+            key=key,
+            path_length=path_length,
+            name_constraints=constraints.to_json(),
+            created_at=now,
+        )
+        cert = _sign_ca(
+            name=name, subject=subject, key=key, signer=key, issuer=None,
+            validity_days=validity_days, path_length=path_length, constraints=constraints, now=now,
+        )
+        ca.certificate = record_certificate(cert, ca=ca, key=key, now=now)
+        ca.save(update_fields=["certificate"])
+        audit.record(
+            action="ca.created",
+            actor=actor,
+            obj=ca,
+            details={"subject": subject.rfc4514_string(), "root": True, "serial": ca.certificate.serial,
+                     "key_type": key.key_type, "not_after": ca.certificate.not_after.isoformat()},
+            scope=f"ca:{ca.pk}",
+            now=now,
+        )
+    return ca
+
+
+def create_intermediate_ca(
+    *,
+    name: str,
+    parent: CertificateAuthority,
+    subject: x509.Name,
+    key_type: KeyType | str = KeyType.EC_P256,
+    validity_days: int = 1825,
+    path_length: int | None = None,
+    name_constraints: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> CertificateAuthority:
+    """Create an intermediate CA signed by ``parent``, within its path length and name constraints."""
+    now = resolve(now)
+    _check_name(name)
+    ensure_can_sign(parent, now=now)
+    if parent.path_length is not None:
+        if parent.path_length == 0:
+            raise PolicyViolation(f"CA {parent.name} has path length 0: it cannot sign a CA")
+        if path_length is None:
+            path_length = parent.path_length - 1
+        elif path_length > parent.path_length - 1:
+            raise PolicyViolation(
+                f"path length {path_length} exceeds what {parent.name} allows ({parent.path_length - 1})"
+            )
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    parent_constraints = NameConstraints.from_json(parent.name_constraints)
+    constraints = parent_constraints.narrowed_by(NameConstraints.from_json(name_constraints))
+    with transaction.atomic():
+        key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
+        ca = CertificateAuthority.objects.create(
+            name=name,
+            parent=parent,
+            key=key,
+            path_length=path_length,
+            name_constraints=constraints.to_json(),
+            created_at=now,
+        )
+        cert = _sign_ca(
+            name=name, subject=subject, key=key, signer=parent.key, issuer=parent,
+            validity_days=validity_days, path_length=path_length, constraints=constraints, now=now,
+        )
+        ca.certificate = record_certificate(cert, ca=parent, key=key, now=now)
+        ca.save(update_fields=["certificate"])
+        details = {"subject": subject.rfc4514_string(), "root": False, "parent": parent.name,
+                   "serial": ca.certificate.serial, "key_type": key.key_type,
+                   "not_after": ca.certificate.not_after.isoformat()}
+        audit.record(action="ca.created", actor=actor, obj=ca, details=details,
+                     scope=f"ca:{ca.pk}", now=now)
+        audit.record(action="certificate.issued", actor=actor, obj=ca.certificate,
+                     details={"serial": ca.certificate.serial, "subject": ca.certificate.subject,
+                              "ca": parent.name, "is_ca": True},
+                     scope=f"ca:{parent.pk}", now=now)
+    return ca
+
+
+def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificate:
+    """Raise ``CAUnavailable`` unless ``ca`` is active, unexpired, unrevoked and its key active."""
+    if ca.state != CAState.ACTIVE:
+        raise CAUnavailable(f"CA {ca.name} is {ca.state}")
+    cert = ca.own_certificate()
+    if cert.not_after <= now:
+        raise CAUnavailable(f"CA {ca.name} expired at {cert.not_after:%Y-%m-%d %H:%M:%S}Z")
+    if cert.revoked_at is not None:
+        raise CAUnavailable(f"CA {ca.name}'s certificate is revoked")
+    if ca.key.state != KeyState.ACTIVE:
+        raise CAUnavailable(f"CA {ca.name}'s key is {ca.key.state}")
+    return cert

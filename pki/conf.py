@@ -1,0 +1,140 @@
+"""PKI settings, validated once from ``settings.KMI`` into a frozen object."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+KEK_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+KEK_BYTES = 32  # AES-256
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One configured key backend: its import path and options."""
+
+    path: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PKISettings:
+    """Validated PKI settings."""
+
+    base_url: str
+    keks: Mapping[str, bytes] = field(repr=False)
+    current_kek_id: str | None
+    kek_problem: str | None
+    key_backends: Mapping[str, BackendConfig]
+    default_key_backend: str
+    max_csr_bytes: int
+    backdate_seconds: int
+    audit_lanes: int
+    key_cache_seconds: int
+
+
+def parse_kek_lines(text: str, *, source: str) -> dict[str, bytes]:
+    """Parse ``id:base64`` KEK entries (one per line or comma-separated); the last is current."""
+    keks: dict[str, bytes] = {}
+    entries = [
+        part.strip()
+        for line in text.splitlines()
+        if not line.strip().startswith("#")
+        for part in line.split(",")
+    ]
+    for line in entries:
+        if not line:
+            continue
+        kek_id, sep, b64 = line.partition(":")
+        kek_id = kek_id.strip()
+        if not sep or not KEK_ID_RE.match(kek_id):
+            raise ImproperlyConfigured(f"{source}: KEK entries look like 'id:base64key', got {line[:12]!r}…")
+        try:
+            key = base64.urlsafe_b64decode(b64.strip() + "=" * (-len(b64.strip()) % 4))
+        except (binascii.Error, ValueError):
+            raise ImproperlyConfigured(f"{source}: KEK {kek_id!r} is not valid base64") from None
+        if len(key) != KEK_BYTES:
+            raise ImproperlyConfigured(
+                f"{source}: KEK {kek_id!r} is {len(key)} bytes; a KEK is {KEK_BYTES} bytes (AES-256)"
+            )
+        keks.pop(kek_id, None)  # re-listing an id moves it to the end (makes it current)
+        keks[kek_id] = key
+    return keks
+
+
+def _load_keks(conf: Mapping[str, Any]) -> tuple[dict[str, bytes], str | None]:
+    """Return the KEKs and, when the KEK file is missing, why there are none.
+
+    A missing file is not fatal at start-up (``create_kek`` must be able to create it, and
+    web processes with worker-only signing hold no KEK); a malformed one is.
+    """
+    keks: dict[str, bytes] = {}
+    problem = None
+    if conf.get("KEK_FILE"):
+        path = Path(conf["KEK_FILE"])
+        if path.exists():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ImproperlyConfigured(f"KMI_KEK_FILE={path} cannot be read: {exc}") from None
+            keks.update(parse_kek_lines(text, source=f"KMI_KEK_FILE={path}"))
+        else:
+            problem = f"KMI_KEK_FILE={path} does not exist (create it: manage.py create_kek --out {path})"
+    if conf.get("KEK"):
+        keks.update(parse_kek_lines(conf["KEK"], source="KMI_KEK"))
+    if not keks and problem is None:
+        problem = "no key-encryption key: set KMI_KEK_FILE or KMI_KEK (manage.py create_kek makes one)"
+    return keks, problem
+
+
+def build_settings(conf: Mapping[str, Any]) -> PKISettings:
+    """Validate a ``settings.KMI`` mapping into ``PKISettings``."""
+    base_url = str(conf.get("BASE_URL", "")).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"KMI_BASE_URL={base_url!r} must be an absolute http(s) URL such as http://pki.example.test"
+        )
+    keks, kek_problem = _load_keks(conf)
+    backends: dict[str, BackendConfig] = {}
+    for alias, spec in dict(conf.get("KEY_BACKENDS", {})).items():
+        if "BACKEND" not in spec:
+            raise ImproperlyConfigured(f"KMI key backend {alias!r} has no BACKEND path")
+        backends[alias] = BackendConfig(spec["BACKEND"], MappingProxyType(dict(spec.get("OPTIONS", {}))))
+    default = str(conf.get("DEFAULT_KEY_BACKEND", "encrypted"))
+    if default not in backends:
+        raise ImproperlyConfigured(f"KMI_DEFAULT_KEY_BACKEND={default!r} is not a configured backend")
+    return PKISettings(
+        base_url=base_url,
+        keks=MappingProxyType(keks),
+        current_kek_id=next(reversed(keks)) if keks else None,
+        kek_problem=kek_problem,
+        key_backends=MappingProxyType(backends),
+        default_key_backend=default,
+        max_csr_bytes=int(conf.get("MAX_CSR_BYTES", 16384)),
+        backdate_seconds=int(conf.get("BACKDATE_SECONDS", 60)),
+        audit_lanes=int(conf.get("AUDIT_LANES", 8)),
+        key_cache_seconds=int(conf.get("KEY_CACHE_SECONDS", 300)),
+    )
+
+
+@functools.cache
+def pki_settings() -> PKISettings:
+    """Return the validated PKI settings (computed once per process)."""
+    return build_settings(settings.KMI)
+
+
+def reset() -> None:
+    """Forget the cached settings (tests that change ``settings.KMI`` call this)."""
+    pki_settings.cache_clear()

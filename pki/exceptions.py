@@ -1,0 +1,75 @@
+"""Domain errors. They carry no HTTP codes: each adapter maps them once (API, ACME, OCSP, CLI)."""
+
+from __future__ import annotations
+
+
+class PKIError(Exception):
+    """Base class of every error the domain raises on purpose."""
+
+    code = "pki_error"
+
+
+class ConfigurationError(PKIError):
+    """The PKI settings are missing or invalid (for example no key-encryption key)."""
+
+    code = "configuration"
+
+
+class NotFound(PKIError):
+    """A named CA, profile, request, certificate or key does not exist."""
+
+    code = "not_found"
+
+
+class InvalidCSR(PKIError):
+    """The CSR does not parse, is too large, or its signature does not verify."""
+
+    code = "bad_csr"
+
+
+class PolicyViolation(PKIError):
+    """The request breaks the profile's or the CA's policy (key type, names, validity)."""
+
+    code = "policy_violation"
+
+
+class WeakKey(PolicyViolation):
+    """The public key is of a type or size the profile does not allow."""
+
+    code = "weak_key"
+
+
+class NameNotAllowed(PolicyViolation):
+    """A subject or SAN name is not allowed by the profile or the CA's name constraints."""
+
+    code = "name_not_allowed"
+
+
+class UnsupportedExtension(PolicyViolation):
+    """The CSR asks for a critical extension KMI does not understand."""
+
+    code = "unsupported_extension"
+
+
+class InvalidState(PKIError):
+    """The object is not in a state that allows the operation (e.g. approving an issued request)."""
+
+    code = "invalid_state"
+
+
+class CAUnavailable(InvalidState):
+    """The CA cannot sign: it is disabled, expired, or its key is not active."""
+
+    code = "ca_unavailable"
+
+
+class KeyBackendError(PKIError):
+    """The key backend failed (unknown KEK, tampered ciphertext, HSM error)."""
+
+    code = "key_backend"
+
+
+class AuditChainBroken(PKIError):
+    """The audit hash chain does not verify."""
+
+    code = "audit_broken"

@@ -1,0 +1,345 @@
+"""Issuance use cases: submit, approve and reject requests; issue and renew certificates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from pki import audit
+from pki.authorities import ensure_can_sign
+from pki.clock import resolve
+from pki.conf import pki_settings
+from pki.exceptions import InvalidState, PolicyViolation
+from pki.keys import get_backend, key_type_of, signature_hash
+from pki.keys.base import issuer_public_key
+from pki.models.authority import CertificateAuthority
+from pki.models.certificate import Certificate
+from pki.models.key import Key
+from pki.models.profile import Profile
+from pki.models.request import CertificateRequest, RequestState
+from pki.profiles import ProfilePolicy, check_key, name_matches
+from pki.recording import record_certificate
+from pki.x509.builders import end_entity_builder
+from pki.x509.constraints import NameConstraints
+from pki.x509.csr import CheckedCSR, check_csr, load_csr
+from pki.x509.names import SAN, san_from_general_name
+from pki.x509.serials import random_serial
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a certificate is about: its name, SANs and public key."""
+
+    name: x509.Name
+    sans: tuple[SAN, ...]
+    public_key: CertificatePublicKeyTypes
+
+
+def parse_csr(csr: bytes | str | x509.CertificateSigningRequest) -> CheckedCSR:
+    """Parse (if needed) and check a CSR: size, syntax, signature, key, extensions."""
+    if isinstance(csr, x509.CertificateSigningRequest):
+        return check_csr(csr)
+    return check_csr(load_csr(csr, max_bytes=pki_settings().max_csr_bytes))
+
+
+def _constraints_of(ca: CertificateAuthority) -> NameConstraints:
+    cached: NameConstraints | None = getattr(ca, "_constraints_cache", None)
+    if cached is None:
+        cached = NameConstraints.from_json(ca.name_constraints)
+        ca._constraints_cache = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def check_request(
+    *, ca: CertificateAuthority, policy: ProfilePolicy, csr: CheckedCSR, validity_days: int | None
+) -> tuple[SAN, ...]:
+    """Apply the profile's policy and the CA's name constraints; return the SANs to issue."""
+    if policy.is_ca:
+        raise PolicyViolation(
+            f"profile {policy.name} issues CA certificates: use create_intermediate_ca (init_ca --parent)"
+        )
+    sans = policy.check(csr, validity_days=validity_days)
+    _constraints_of(ca).check_sans(sans)
+    return sans
+
+
+def submit_request(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr: bytes | str | x509.CertificateSigningRequest,
+    actor: str,
+    requester: AbstractBaseUser | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> CertificateRequest:
+    """Check a CSR against the profile and CA; store it approved (auto) or pending."""
+    now = resolve(now)
+    checked = parse_csr(csr)
+    policy = profile.policy()
+    sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
+    auto = not policy.requires_approval
+    with transaction.atomic():
+        request = CertificateRequest.objects.create(
+            ca=ca,
+            profile=profile,
+            csr_der=checked.der,
+            subject=checked.subject.rfc4514_string(),
+            san_text="\n".join(str(s) for s in sans),
+            key_fingerprint=checked.key_fingerprint,
+            validity_days=validity_days,
+            state=RequestState.APPROVED if auto else RequestState.PENDING,
+            requester=requester,
+            requested_by=actor,
+            reviewed_by="auto" if auto else "",
+            reviewed_at=now if auto else None,
+            created_at=now,
+        )
+        audit.record(
+            action="request.submitted",
+            actor=actor,
+            obj=request,
+            details={"ca": ca.name, "profile": profile.name, "subject": request.subject,
+                     "sans": [str(s) for s in sans], "state": request.state},
+            scope=f"ca:{ca.pk}",
+            now=now,
+        )
+    return request
+
+
+def approve_request(
+    *,
+    request: CertificateRequest,
+    actor: str,
+    reviewer: AbstractBaseUser | None = None,
+    now: dt.datetime | None = None,
+) -> CertificateRequest:
+    """Approve a pending request (re-checking it against the current policy)."""
+    now = resolve(now)
+    with transaction.atomic():
+        request = CertificateRequest.objects.select_for_update().select_related("ca", "profile").get(pk=request.pk)
+        if request.state != RequestState.PENDING:
+            raise InvalidState(f"request {request.pk} is {request.state}, not pending")
+        check_request(ca=request.ca, policy=request.profile.policy(),
+                      csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
+                      validity_days=request.validity_days)
+        request.state = RequestState.APPROVED
+        request.reviewer = reviewer
+        request.reviewed_by = actor
+        request.reviewed_at = now
+        request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
+        audit.record(action="request.approved", actor=actor, obj=request,
+                     scope=f"ca:{request.ca_id}", now=now)
+    return request
+
+
+def reject_request(
+    *,
+    request: CertificateRequest,
+    reason: str,
+    actor: str,
+    reviewer: AbstractBaseUser | None = None,
+    now: dt.datetime | None = None,
+) -> CertificateRequest:
+    """Reject a pending request with a reason."""
+    now = resolve(now)
+    if not reason.strip():
+        raise PolicyViolation("a rejection needs a reason")
+    with transaction.atomic():
+        request = CertificateRequest.objects.select_for_update().get(pk=request.pk)
+        if request.state != RequestState.PENDING:
+            raise InvalidState(f"request {request.pk} is {request.state}, not pending")
+        request.state = RequestState.REJECTED
+        request.reason = reason.strip()
+        request.reviewer = reviewer
+        request.reviewed_by = actor
+        request.reviewed_at = now
+        request.save(update_fields=["state", "reason", "reviewer", "reviewed_by", "reviewed_at"])
+        audit.record(action="request.rejected", actor=actor, obj=request,
+                     details={"reason": request.reason}, scope=f"ca:{request.ca_id}", now=now)
+    return request
+
+
+def _sign_and_record(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    policy: ProfilePolicy,
+    subject: Subject,
+    validity_days: int,
+    actor: str,
+    now: dt.datetime,
+    request: CertificateRequest | None = None,
+    renewed_from: Certificate | None = None,
+    key: Key | None = None,
+    action: str = "certificate.issued",
+) -> Certificate:
+    ca_cert = ensure_can_sign(ca, now=now)
+    key_type = key_type_of(subject.public_key)
+    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
+    # The issuer's notAfter caps the validity (a certificate never outlives its CA).
+    # RFC 5280 §4.1.2.5 counts both ends: validity_days exactly, not a second more.
+    not_after = min(not_before + dt.timedelta(days=validity_days, seconds=-1), ca_cert.not_after)
+    builder = end_entity_builder(
+        subject=subject.name,
+        public_key=subject.public_key,
+        serial=random_serial(),
+        not_before=not_before,
+        not_after=not_after,
+        issuer=ca.x509_certificate(),
+        issuer_ca_name=ca.name,
+        key_usage=policy.key_usage_for(key_type),
+        extended_key_usage=policy.extended_key_usage_for(),
+        sans=subject.sans,
+        ocsp_no_check=policy.ocsp_no_check,
+    )
+    signer = ca.key
+    cert = get_backend(signer.backend).sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
+    with transaction.atomic():
+        row = record_certificate(
+            cert, ca=ca, now=now, key=key, profile=profile, request=request, renewed_from=renewed_from,
+            auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
+        )
+        if request is not None:
+            CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
+            request.state = RequestState.ISSUED
+        details: dict[str, object] = {"serial": row.serial, "subject": row.subject, "ca": ca.name,
+                                      "profile": profile.name, "not_after": row.not_after.isoformat()}
+        if renewed_from is not None:
+            details["renewed_from"] = renewed_from.serial
+        audit.record(action=action, actor=actor, obj=row, details=details, scope=f"ca:{ca.pk}", now=now)
+    return row
+
+
+def issue_certificate(
+    *,
+    actor: str,
+    request: CertificateRequest | None = None,
+    ca: CertificateAuthority | None = None,
+    profile: Profile | None = None,
+    csr: bytes | str | x509.CertificateSigningRequest | CheckedCSR | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Sign and record a certificate: from an approved ``request``, or from ``ca``+``profile``+``csr``.
+
+    The certificate and its audit event are committed together before this returns.
+    """
+    now = resolve(now)
+    if request is not None:
+        if request.state != RequestState.APPROVED:
+            raise InvalidState(f"request {request.pk} is {request.state}, not approved")
+        ca, profile = request.ca, request.profile
+        checked = parse_csr(x509.load_der_x509_csr(bytes(request.csr_der)))
+        validity_days = request.validity_days
+    elif ca is None or profile is None or csr is None:
+        raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")
+    else:
+        checked = csr if isinstance(csr, CheckedCSR) else parse_csr(csr)
+    policy = profile.policy()
+    sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
+    return _sign_and_record(
+        ca=ca,
+        profile=profile,
+        policy=policy,
+        subject=Subject(checked.subject, sans, checked.public_key),
+        validity_days=policy.validity_for(validity_days),
+        actor=actor,
+        now=now,
+        request=request,
+    )
+
+
+def sign_csr(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr: bytes | str | x509.CertificateSigningRequest,
+    actor: str,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Submit, approve (as ``actor``, an operator) and issue in one step."""
+    request = submit_request(ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, now=now)
+    if request.state == RequestState.PENDING:
+        request = approve_request(request=request, actor=actor, now=now)
+    return issue_certificate(request=request, actor=actor, now=now)
+
+
+def _sans_of(cert: x509.Certificate) -> tuple[SAN, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san_from_general_name(gn) for gn in ext)
+
+
+def renew_certificate(
+    *,
+    certificate: Certificate,
+    actor: str,
+    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Issue a successor of ``certificate``: same key and names, or a new key from ``csr``.
+
+    With a CSR the new key's names are checked against the profile like a new request and must
+    not add names the old certificate did not have.
+    """
+    now = resolve(now)
+    if certificate.is_ca:
+        raise InvalidState("CA certificates are renewed by CA rollover, not renew_certificate")
+    if certificate.revoked_at is not None:
+        raise InvalidState(f"certificate {certificate.serial} is revoked; issue a new one instead")
+    profile = certificate.profile
+    if profile is None or certificate.ca is None:
+        raise InvalidState(f"certificate {certificate.serial} has no profile or CA to renew under")
+    ca = certificate.ca
+    policy = profile.policy()
+    old = certificate.x509()
+    old_sans = _sans_of(old)
+    if csr is None:
+        public_key = issuer_public_key(old.public_key())
+        # Policy may have tightened since the first issuance: the old key must still pass it.
+        check_key(policy, CheckedCSR(csr=None, public_key=public_key,  # type: ignore[arg-type]
+                                     key_type=key_type_of(public_key), key_fingerprint="",
+                                     subject=old.subject, sans=old_sans), old_sans)
+        subject = Subject(old.subject, old_sans, public_key)
+    else:
+        checked = parse_csr(csr)
+        sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
+        extra = sorted(set(sans) - set(old_sans))
+        if extra:
+            raise PolicyViolation(
+                f"renewal may not add names: {', '.join(str(s) for s in extra)}; submit a new request"
+            )
+        subject = Subject(checked.subject, sans, checked.public_key)
+    for san in subject.sans:
+        if not any(name_matches(san, p) for p in policy.allowed_names):
+            raise PolicyViolation(f"{san} is no longer allowed by profile {policy.name}")
+    _constraints_of(ca).check_sans(subject.sans)
+    return _sign_and_record(
+        ca=ca,
+        profile=profile,
+        policy=policy,
+        subject=subject,
+        validity_days=policy.validity_for(validity_days),
+        actor=actor,
+        now=now,
+        renewed_from=certificate,
+        key=certificate.key if csr is None else None,
+        action="certificate.renewed",
+    )
+
+
+def chain_for(certificate: Certificate) -> Sequence[x509.Certificate]:
+    """Return the certificate followed by its issuing chain up to (and including) the root."""
+    assert certificate.ca is not None
+    return [certificate.x509(), *certificate.ca.chain()]

@@ -1,0 +1,23 @@
+"""KMI's models, one module per aggregate."""
+
+from pki.models.audit import AuditEvent, AuditStream
+from pki.models.authority import CertificateAuthority
+from pki.models.certificate import Certificate, RevocationReason
+from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.profile import Profile
+from pki.models.request import CertificateRequest, RequestState
+
+__all__ = [
+    "AuditEvent",
+    "AuditStream",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateRequest",
+    "Key",
+    "KeyState",
+    "KeyType",
+    "Profile",
+    "RequestState",
+    "RevocationReason",
+    "SealedKey",
+]

@@ -1,0 +1,138 @@
+"""Certificates: every certificate KMI signed, with indexed columns for search and status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from django.db import models
+
+
+class RevocationReason(models.TextChoices):
+    """CRLReason of RFC 5280 §5.3.1 (value 7 is unused)."""
+
+    UNSPECIFIED = "unspecified", "unspecified"
+    KEY_COMPROMISE = "keyCompromise", "keyCompromise"
+    CA_COMPROMISE = "cACompromise", "cACompromise"
+    AFFILIATION_CHANGED = "affiliationChanged", "affiliationChanged"
+    SUPERSEDED = "superseded", "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation", "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold", "certificateHold"
+    REMOVE_FROM_CRL = "removeFromCRL", "removeFromCRL"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn", "privilegeWithdrawn"
+    AA_COMPROMISE = "aACompromise", "aACompromise"
+
+    def x509(self) -> x509.ReasonFlags:
+        """Return the matching ``cryptography`` flag."""
+        return _REASON_FLAGS[self.value]
+
+
+_REASON_FLAGS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "removeFromCRL": x509.ReasonFlags.remove_from_crl,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+
+
+class CertificateQuerySet(models.QuerySet["Certificate"]):
+    """Named read filters; time-dependent ones take ``now``."""
+
+    def valid(self, now: dt.datetime) -> CertificateQuerySet:
+        """Unrevoked certificates inside their validity period at ``now``."""
+        return self.filter(revoked_at__isnull=True, not_before__lte=now, not_after__gt=now)
+
+    def expired(self, now: dt.datetime) -> CertificateQuerySet:
+        """Certificates whose notAfter has passed at ``now``."""
+        return self.filter(not_after__lte=now)
+
+    def expiring(self, *, before: dt.datetime, now: dt.datetime) -> CertificateQuerySet:
+        """Unrevoked certificates still valid at ``now`` whose notAfter falls before ``before``."""
+        return self.valid(now).filter(not_after__lte=before)
+
+    def revoked(self) -> CertificateQuerySet:
+        """Certificates that are revoked or on hold."""
+        return self.filter(revoked_at__isnull=False)
+
+    def with_key(self, spki_sha256: str) -> CertificateQuerySet:
+        """Certificates carrying the public key with this SPKI fingerprint."""
+        return self.filter(key_fingerprint=spki_sha256)
+
+
+class Certificate(models.Model):
+    """A certificate KMI signed: DER plus the columns searches and status checks need."""
+
+    ca = models.ForeignKey(
+        "pki.CertificateAuthority",
+        on_delete=models.PROTECT,
+        related_name="issued",
+        null=True,
+        help_text="the issuing CA (for a root's own certificate, the root itself)",
+    )
+    serial = models.CharField(max_length=40, help_text="lower-case hex, unique per CA")
+    der = models.BinaryField()
+    subject = models.TextField(help_text="RFC 4514 string")
+    san_text = models.TextField(blank=True, help_text="SANs as 'type:value' lines, for search")
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField(db_index=True)
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    key_fingerprint = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of SPKI")
+    key = models.ForeignKey(
+        "pki.Key", null=True, blank=True, on_delete=models.SET_NULL, related_name="certificates"
+    )
+    is_ca = models.BooleanField(default=False)
+    profile = models.ForeignKey("pki.Profile", null=True, blank=True, on_delete=models.PROTECT)
+    request = models.OneToOneField(
+        "pki.CertificateRequest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="certificate",
+    )
+    renewed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
+    )
+    auto_renew = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(
+        max_length=24, choices=RevocationReason.choices, blank=True
+    )
+    invalidity_date = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    objects = CertificateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-not_after"]
+        constraints = [
+            models.UniqueConstraint(fields=["ca", "serial"], name="pki_certificate_unique_serial"),
+        ]
+        indexes = [models.Index(fields=["ca", "revoked_at"], name="pki_cert_ca_revoked")]
+
+    def __str__(self) -> str:
+        return f"{self.subject or self.san_text.splitlines()[0:1]} ({self.serial})"
+
+    def x509(self) -> x509.Certificate:
+        """Return the certificate as a ``cryptography`` object."""
+        return x509.load_der_x509_certificate(bytes(self.der))
+
+    @property
+    def serial_int(self) -> int:
+        """The serial number as an integer."""
+        return int(self.serial, 16)
+
+    def status(self, now: dt.datetime) -> str:
+        """Return ``revoked``, ``expired``, ``not_yet_valid`` or ``valid`` at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.not_after <= now:
+            return "expired"
+        if self.not_before > now:
+            return "not_yet_valid"
+        return "valid"

@@ -1,0 +1,47 @@
+"""Profiles: issuance policy kept in the database, turned into a frozen policy to apply."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from pki.profiles import ProfilePolicy
+
+
+class Profile(models.Model):
+    """A named issuance policy: validity cap, key types, KU/EKU, allowed names, approval."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    validity_days = models.PositiveIntegerField(help_text="maximum validity (the cap)")
+    default_validity_days = models.PositiveIntegerField()
+    key_types = models.JSONField(
+        default=list, help_text='allowed key algorithms, e.g. ["rsa", "ec-p256", "ed25519"]'
+    )
+    min_rsa_bits = models.PositiveIntegerField(default=2048)
+    key_usage = models.JSONField(default=list, help_text='e.g. ["digital_signature"]')
+    extended_key_usage = models.JSONField(default=list, help_text='e.g. ["serverAuth"]')
+    allowed_names = models.JSONField(
+        default=list, help_text='patterns like "dns:*.example.test", "ip:10.0.0.0/8", "email:*@x.test"'
+    )
+    require_san = models.BooleanField(default=False)
+    requires_approval = models.BooleanField(default=False)
+    is_ca = models.BooleanField(default=False)
+    path_length = models.PositiveIntegerField(null=True, blank=True)
+    ocsp_no_check = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def policy(self) -> ProfilePolicy:
+        """Return the frozen policy this row describes."""
+        from pki.profiles import ProfilePolicy
+
+        return ProfilePolicy.from_profile(self)

@@ -1,0 +1,56 @@
+"""Certificate requests: a CSR waiting for, or past, its approval."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RequestState(models.TextChoices):
+    """Life of a certificate request."""
+
+    PENDING = "pending", "Pending approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    ISSUED = "issued", "Issued"
+    FAILED = "failed", "Failed"
+
+
+class CertificateRequest(models.Model):
+    """A CSR submitted for a CA and a profile."""
+
+    ca = models.ForeignKey("pki.CertificateAuthority", on_delete=models.PROTECT, related_name="requests")
+    profile = models.ForeignKey("pki.Profile", on_delete=models.PROTECT, related_name="requests")
+    csr_der = models.BinaryField()
+    subject = models.TextField(blank=True)
+    san_text = models.TextField(blank=True)
+    key_fingerprint = models.CharField(max_length=64, db_index=True)
+    validity_days = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(
+        max_length=16, choices=RequestState.choices, default=RequestState.PENDING, db_index=True
+    )
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="certificate_requests",
+    )
+    requested_by = models.CharField(max_length=150, help_text="actor that submitted it")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviewed_requests",
+    )
+    reviewed_by = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"request {self.pk} ({self.state}) {self.subject}"

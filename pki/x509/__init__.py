@@ -1,0 +1,1 @@
+"""Pure functions over ``cryptography``: names, CSR checks, extensions and certificate builders."""

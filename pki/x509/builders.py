@@ -1,0 +1,166 @@
+"""Certificate builders: pure functions from policy decisions to a ``CertificateBuilder``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from pki.locations import ca_certificate_url, crl_url, ocsp_url
+from pki.x509.names import SAN
+
+
+def _ski_of(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
+
+
+def distribution_extensions(issuer_ca_name: str, *, crl_shard: int | None = None) -> list[x509.Extension[x509.ExtensionType]]:
+    """CRL Distribution Points and AIA (caIssuers, OCSP) naming the issuing CA's repository."""
+    cdp = x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url(issuer_ca_name, crl_shard))],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )
+    aia = x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP,
+                x509.UniformResourceIdentifier(ocsp_url(issuer_ca_name)),
+            ),
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(ca_certificate_url(issuer_ca_name)),
+            ),
+        ]
+    )
+    return [x509.Extension(cdp.oid, False, cdp), x509.Extension(aia.oid, False, aia)]
+
+
+def _base(
+    *,
+    subject: x509.Name,
+    issuer_name: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def ca_certificate_builder(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int | None,
+    name_constraints: x509.NameConstraints | None,
+    issuer: x509.Certificate | None,
+    issuer_ca_name: str | None,
+) -> x509.CertificateBuilder:
+    """Builder for a root (``issuer`` None: self-signed) or intermediate CA certificate."""
+    builder = _base(
+        subject=subject,
+        issuer_name=issuer.subject if issuer is not None else subject,
+        public_key=public_key,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    # RFC 5280 §4.2.1.9 and §4.2.1.3: CA certs carry critical basicConstraints and keyUsage.
+    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+    builder = builder.add_extension(
+        x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
+    if issuer is None:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            x509.SubjectKeyIdentifier.from_public_key(public_key)
+        )
+    else:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer))
+    builder = builder.add_extension(aki, critical=False)
+    if name_constraints is not None:
+        builder = builder.add_extension(name_constraints, critical=True)
+    if issuer_ca_name is not None:
+        for ext in distribution_extensions(issuer_ca_name):
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    return builder
+
+
+def end_entity_builder(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    issuer: x509.Certificate,
+    issuer_ca_name: str,
+    key_usage: x509.KeyUsage | None,
+    extended_key_usage: x509.ExtendedKeyUsage | None,
+    sans: Sequence[SAN],
+    ocsp_no_check: bool = False,
+    crl_shard: int | None = None,
+) -> x509.CertificateBuilder:
+    """Builder for an end-entity certificate."""
+    builder = _base(
+        subject=subject,
+        issuer_name=issuer.subject,
+        public_key=public_key,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer)), critical=False
+    )
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    if extended_key_usage is not None:
+        builder = builder.add_extension(extended_key_usage, critical=False)
+    if sans:
+        # RFC 5280 §4.2.1.6: the SAN is critical when the subject is empty.
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([s.general_name() for s in sans]),
+            critical=not list(subject),
+        )
+    if ocsp_no_check:
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    else:
+        for ext in distribution_extensions(issuer_ca_name, crl_shard=crl_shard):
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    return builder

@@ -1,0 +1,16 @@
+"""Settings for the test suite: web.settings on the test PostgreSQL and Redis, a fixed KEK."""
+
+import os
+
+os.environ.setdefault(
+    "DATABASE_URL", os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+)
+os.environ.setdefault("REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+# A fixed test KEK (never used outside tests): 32 bytes, base64url.
+os.environ.setdefault("KMI_KEK", "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=")
+os.environ.setdefault("KMI_BASE_URL", "http://pki.example.test")
+os.environ.setdefault("KMI_CACHE_PREFIX", f"kmi-test-{os.getpid()}")
+
+from web.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only

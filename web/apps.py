@@ -1,0 +1,10 @@
+"""The web layer as a Django app (for its admin module and templates)."""
+
+from django.apps import AppConfig
+
+
+class WebConfig(AppConfig):
+    """HTTP adapters over ``pki``."""
+
+    name = "web"
+    verbose_name = "KMI web"

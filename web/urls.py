@@ -1,0 +1,8 @@
+"""URL map of the KMI site."""
+
+from django.contrib import admin
+from django.urls import path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]
