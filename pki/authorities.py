@@ -97,8 +97,15 @@ def create_root_ca(
             created_at=now,
         )
         cert = _sign_ca(
-            name=name, subject=subject, key=key, signer=key, issuer=None,
-            validity_days=validity_days, path_length=path_length, constraints=constraints, now=now,
+            name=name,
+            subject=subject,
+            key=key,
+            signer=key,
+            issuer=None,
+            validity_days=validity_days,
+            path_length=path_length,
+            constraints=constraints,
+            now=now,
         )
         ca.certificate = record_certificate(cert, ca=ca, key=key, now=now)
         ca.save(update_fields=["certificate"])
@@ -106,8 +113,13 @@ def create_root_ca(
             action="ca.created",
             actor=actor,
             obj=ca,
-            details={"subject": subject.rfc4514_string(), "root": True, "serial": ca.certificate.serial,
-                     "key_type": key.key_type, "not_after": ca.certificate.not_after.isoformat()},
+            details={
+                "subject": subject.rfc4514_string(),
+                "root": True,
+                "serial": ca.certificate.serial,
+                "key_type": key.key_type,
+                "not_after": ca.certificate.not_after.isoformat(),
+            },
             scope=f"ca:{ca.pk}",
             now=now,
         )
@@ -155,20 +167,40 @@ def create_intermediate_ca(
             created_at=now,
         )
         cert = _sign_ca(
-            name=name, subject=subject, key=key, signer=parent.key, issuer=parent,
-            validity_days=validity_days, path_length=path_length, constraints=constraints, now=now,
+            name=name,
+            subject=subject,
+            key=key,
+            signer=parent.key,
+            issuer=parent,
+            validity_days=validity_days,
+            path_length=path_length,
+            constraints=constraints,
+            now=now,
         )
         ca.certificate = record_certificate(cert, ca=parent, key=key, now=now)
         ca.save(update_fields=["certificate"])
-        details = {"subject": subject.rfc4514_string(), "root": False, "parent": parent.name,
-                   "serial": ca.certificate.serial, "key_type": key.key_type,
-                   "not_after": ca.certificate.not_after.isoformat()}
-        audit.record(action="ca.created", actor=actor, obj=ca, details=details,
-                     scope=f"ca:{ca.pk}", now=now)
-        audit.record(action="certificate.issued", actor=actor, obj=ca.certificate,
-                     details={"serial": ca.certificate.serial, "subject": ca.certificate.subject,
-                              "ca": parent.name, "is_ca": True},
-                     scope=f"ca:{parent.pk}", now=now)
+        details = {
+            "subject": subject.rfc4514_string(),
+            "root": False,
+            "parent": parent.name,
+            "serial": ca.certificate.serial,
+            "key_type": key.key_type,
+            "not_after": ca.certificate.not_after.isoformat(),
+        }
+        audit.record(action="ca.created", actor=actor, obj=ca, details=details, scope=f"ca:{ca.pk}", now=now)
+        audit.record(
+            action="certificate.issued",
+            actor=actor,
+            obj=ca.certificate,
+            details={
+                "serial": ca.certificate.serial,
+                "subject": ca.certificate.subject,
+                "ca": parent.name,
+                "is_ca": True,
+            },
+            scope=f"ca:{parent.pk}",
+            now=now,
+        )
     return ca
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
@@ -23,7 +23,7 @@ from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
-from pki.profiles import ProfilePolicy, check_key, name_matches
+from pki.profiles import ProfilePolicy, check_public_key, name_matches
 from pki.recording import record_certificate
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
@@ -75,7 +75,7 @@ def submit_request(
     profile: Profile,
     csr: bytes | str | x509.CertificateSigningRequest,
     actor: str,
-    requester: AbstractBaseUser | None = None,
+    requester: User | None = None,
     validity_days: int | None = None,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
@@ -105,8 +105,13 @@ def submit_request(
             action="request.submitted",
             actor=actor,
             obj=request,
-            details={"ca": ca.name, "profile": profile.name, "subject": request.subject,
-                     "sans": [str(s) for s in sans], "state": request.state},
+            details={
+                "ca": ca.name,
+                "profile": profile.name,
+                "subject": request.subject,
+                "sans": [str(s) for s in sans],
+                "state": request.state,
+            },
             scope=f"ca:{ca.pk}",
             now=now,
         )
@@ -117,25 +122,31 @@ def approve_request(
     *,
     request: CertificateRequest,
     actor: str,
-    reviewer: AbstractBaseUser | None = None,
+    reviewer: User | None = None,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
     """Approve a pending request (re-checking it against the current policy)."""
     now = resolve(now)
     with transaction.atomic():
-        request = CertificateRequest.objects.select_for_update().select_related("ca", "profile").get(pk=request.pk)
+        request = (
+            CertificateRequest.objects.select_for_update().select_related("ca", "profile").get(pk=request.pk)
+        )
         if request.state != RequestState.PENDING:
             raise InvalidState(f"request {request.pk} is {request.state}, not pending")
-        check_request(ca=request.ca, policy=request.profile.policy(),
-                      csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
-                      validity_days=request.validity_days)
+        check_request(
+            ca=request.ca,
+            policy=request.profile.policy(),
+            csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
+            validity_days=request.validity_days,
+        )
         request.state = RequestState.APPROVED
         request.reviewer = reviewer
         request.reviewed_by = actor
         request.reviewed_at = now
         request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
-        audit.record(action="request.approved", actor=actor, obj=request,
-                     scope=f"ca:{request.ca_id}", now=now)
+        audit.record(
+            action="request.approved", actor=actor, obj=request, scope=f"ca:{request.ca_id}", now=now
+        )
     return request
 
 
@@ -144,7 +155,7 @@ def reject_request(
     request: CertificateRequest,
     reason: str,
     actor: str,
-    reviewer: AbstractBaseUser | None = None,
+    reviewer: User | None = None,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
     """Reject a pending request with a reason."""
@@ -161,8 +172,14 @@ def reject_request(
         request.reviewed_by = actor
         request.reviewed_at = now
         request.save(update_fields=["state", "reason", "reviewer", "reviewed_by", "reviewed_at"])
-        audit.record(action="request.rejected", actor=actor, obj=request,
-                     details={"reason": request.reason}, scope=f"ca:{request.ca_id}", now=now)
+        audit.record(
+            action="request.rejected",
+            actor=actor,
+            obj=request,
+            details={"reason": request.reason},
+            scope=f"ca:{request.ca_id}",
+            now=now,
+        )
     return request
 
 
@@ -200,17 +217,30 @@ def _sign_and_record(
         ocsp_no_check=policy.ocsp_no_check,
     )
     signer = ca.key
-    cert = get_backend(signer.backend).sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
+    cert = get_backend(signer.backend).sign_certificate(
+        signer.handle, builder, signature_hash(signer.key_type)
+    )
     with transaction.atomic():
         row = record_certificate(
-            cert, ca=ca, now=now, key=key, profile=profile, request=request, renewed_from=renewed_from,
+            cert,
+            ca=ca,
+            now=now,
+            key=key,
+            profile=profile,
+            request=request,
+            renewed_from=renewed_from,
             auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
         )
         if request is not None:
             CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
             request.state = RequestState.ISSUED
-        details: dict[str, object] = {"serial": row.serial, "subject": row.subject, "ca": ca.name,
-                                      "profile": profile.name, "not_after": row.not_after.isoformat()}
+        details: dict[str, object] = {
+            "serial": row.serial,
+            "subject": row.subject,
+            "ca": ca.name,
+            "profile": profile.name,
+            "not_after": row.not_after.isoformat(),
+        }
         if renewed_from is not None:
             details["renewed_from"] = renewed_from.serial
         audit.record(action=action, actor=actor, obj=row, details=details, scope=f"ca:{ca.pk}", now=now)
@@ -266,7 +296,9 @@ def sign_csr(
     now: dt.datetime | None = None,
 ) -> Certificate:
     """Submit, approve (as ``actor``, an operator) and issue in one step."""
-    request = submit_request(ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, now=now)
+    request = submit_request(
+        ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, now=now
+    )
     if request.state == RequestState.PENDING:
         request = approve_request(request=request, actor=actor, now=now)
     return issue_certificate(request=request, actor=actor, now=now)
@@ -308,9 +340,7 @@ def renew_certificate(
     if csr is None:
         public_key = issuer_public_key(old.public_key())
         # Policy may have tightened since the first issuance: the old key must still pass it.
-        check_key(policy, CheckedCSR(csr=None, public_key=public_key,  # type: ignore[arg-type]
-                                     key_type=key_type_of(public_key), key_fingerprint="",
-                                     subject=old.subject, sans=old_sans), old_sans)
+        check_public_key(policy, public_key)
         subject = Subject(old.subject, old_sans, public_key)
     else:
         checked = parse_csr(csr)

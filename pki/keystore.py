@@ -49,8 +49,12 @@ def generate_key(
             action="key.generated",
             actor=actor,
             obj=key,
-            details={"key_type": kt.value, "purpose": key.purpose, "backend": key.backend,
-                     "spki_sha256": key.spki_sha256},
+            details={
+                "key_type": kt.value,
+                "purpose": key.purpose,
+                "backend": key.backend,
+                "spki_sha256": key.spki_sha256,
+            },
             scope=scope,
             now=now,
         )

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from pki.exceptions import NameNotAllowed, PolicyViolation, WeakKey
+from pki.keys.base import key_type_of
 from pki.models.key import KeyType
 from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN, looks_like_dns_name
@@ -204,13 +206,18 @@ class ProfilePolicy:
 
 def check_key(policy: ProfilePolicy, csr: CheckedCSR, _sans: Sequence[SAN]) -> None:
     """The key type must be one the profile lists, RSA at least ``min_rsa_bits``."""
-    kt = csr.key_type
-    if isinstance(csr.public_key, rsa.RSAPublicKey):
+    check_public_key(policy, csr.public_key)
+
+
+def check_public_key(policy: ProfilePolicy, public_key: CertificatePublicKeyTypes) -> None:
+    """Raise ``WeakKey`` unless ``public_key`` is of a type and size the profile allows."""
+    kt = key_type_of(public_key)
+    if isinstance(public_key, rsa.RSAPublicKey):
         if "rsa" not in policy.key_types and kt not in policy.key_types:
             raise WeakKey(f"profile {policy.name} does not allow RSA keys")
-        if csr.public_key.key_size < policy.min_rsa_bits:
+        if public_key.key_size < policy.min_rsa_bits:
             raise WeakKey(
-                f"RSA key of {csr.public_key.key_size} bits is below profile {policy.name}'s minimum "
+                f"RSA key of {public_key.key_size} bits is below profile {policy.name}'s minimum "
                 f"of {policy.min_rsa_bits}"
             )
         return

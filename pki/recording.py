@@ -58,7 +58,7 @@ def record_certificate(
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        key_fingerprint=spki_fingerprint(cert.public_key()),  # type: ignore[arg-type]
+        key_fingerprint=spki_fingerprint(cert.public_key()),
         key=key,
         is_ca=is_ca_certificate(cert),
         profile=profile,

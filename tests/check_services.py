@@ -25,14 +25,20 @@ def main() -> int:
         psycopg.connect(db_url.replace("postgres://", "postgresql://", 1), connect_timeout=3).close()
     except psycopg.Error as exc:
         host = urlsplit(db_url).netloc.rsplit("@", 1)[-1]
-        print(f"PostgreSQL at {host} is not reachable ({str(exc).strip()}).\n  start it: {PG_START}\n"
-              "  or point TEST_DATABASE_URL at another server", file=sys.stderr)
+        print(
+            f"PostgreSQL at {host} is not reachable ({str(exc).strip()}).\n  start it: {PG_START}\n"
+            "  or point TEST_DATABASE_URL at another server",
+            file=sys.stderr,
+        )
         failed = True
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
-        print(f"Redis at {urlsplit(redis_url).netloc} is not reachable ({exc}).\n  start it: {REDIS_START}\n"
-              "  or point TEST_REDIS_URL at another server", file=sys.stderr)
+        print(
+            f"Redis at {urlsplit(redis_url).netloc} is not reachable ({exc}).\n  start it: {REDIS_START}\n"
+            "  or point TEST_REDIS_URL at another server",
+            file=sys.stderr,
+        )
         failed = True
     return 1 if failed else 0
 

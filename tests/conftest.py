@@ -56,8 +56,11 @@ def csr_factory() -> Callable[..., bytes]:
 def root_ca(db: None) -> CertificateAuthority:
     """A root CA created through ``create_root_ca``."""
     return create_root_ca(
-        name="root", subject=parse_subject("CN=KMI Test Root,O=KMI"), key_type="ec-p256",
-        actor="test", now=NOW,
+        name="root",
+        subject=parse_subject("CN=KMI Test Root,O=KMI"),
+        key_type="ec-p256",
+        actor="test",
+        now=NOW,
     )
 
 
@@ -65,8 +68,13 @@ def root_ca(db: None) -> CertificateAuthority:
 def issuing_ca(root_ca: CertificateAuthority) -> CertificateAuthority:
     """An issuing CA (path length 0) under ``root_ca``."""
     return create_intermediate_ca(
-        name="issuing", parent=root_ca, subject=parse_subject("CN=KMI Issuing CA,O=KMI"),
-        key_type="ec-p256", path_length=0, actor="test", now=NOW,
+        name="issuing",
+        parent=root_ca,
+        subject=parse_subject("CN=KMI Issuing CA,O=KMI"),
+        key_type="ec-p256",
+        path_length=0,
+        actor="test",
+        now=NOW,
     )
 
 

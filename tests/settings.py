@@ -11,6 +11,6 @@ os.environ.setdefault("KMI_KEK", "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM
 os.environ.setdefault("KMI_BASE_URL", "http://pki.example.test")
 os.environ.setdefault("KMI_CACHE_PREFIX", f"kmi-test-{os.getpid()}")
 
-from web.settings import *  # noqa: E402, F403
+from web.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only

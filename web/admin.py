@@ -19,7 +19,15 @@ class CertificateAuthorityAdmin(admin.ModelAdmin[CertificateAuthority]):
     """CAs are created with ``init_ca``; the admin shows them."""
 
     list_display = ("name", "parent", "state", "path_length", "created_at")
-    readonly_fields = ("name", "parent", "key", "certificate", "path_length", "name_constraints", "created_at")
+    readonly_fields = (
+        "name",
+        "parent",
+        "key",
+        "certificate",
+        "path_length",
+        "name_constraints",
+        "created_at",
+    )
 
 
 @admin.register(Key)

@@ -47,9 +47,9 @@ def key_type_of(public_key: PublicKeyTypes) -> KeyType:
                 return kt
         raise WeakKey(f"RSA key of {bits} bits is too small (minimum 2048)")
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        for kt, curve in _CURVES.items():
+        for curve_type, curve in _CURVES.items():
             if isinstance(public_key.curve, curve):
-                return KeyType(kt)
+                return KeyType(curve_type)
         raise WeakKey(f"elliptic curve {public_key.curve.name} is not allowed")
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return KeyType.ED25519

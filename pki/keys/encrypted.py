@@ -106,7 +106,9 @@ class EncryptedKeyBackend:
         except SealedKey.DoesNotExist:
             raise KeyBackendError(f"key {handle} has no sealed material (destroyed?)") from None
         try:
-            dek = _open(self._kek(sealed.kek_id), bytes(sealed.wrapped_dek), _aad(handle, b"dek", sealed.kek_id))
+            dek = _open(
+                self._kek(sealed.kek_id), bytes(sealed.wrapped_dek), _aad(handle, b"dek", sealed.kek_id)
+            )
             pkcs8 = _open(dek, bytes(sealed.ciphertext), _aad(handle, b"pkcs8"))
         except InvalidTag:
             raise KeyBackendError(f"key {handle} does not decrypt: wrong KEK or tampered data") from None
@@ -139,7 +141,7 @@ class EncryptedKeyBackend:
         self, handle: str, builder: ocsp.OCSPResponseBuilder, algorithm: hashes.HashAlgorithm | None
     ) -> ocsp.OCSPResponse:
         """Sign an OCSP response."""
-        return builder.sign(self._private_key(handle), algorithm)  # type: ignore[arg-type]
+        return builder.sign(self._private_key(handle), algorithm)
 
     def sign_data(self, handle: str, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
         """Sign raw bytes (a TBS structure) as X.509 does for this key type."""
@@ -170,7 +172,9 @@ class EncryptedKeyBackend:
         if sealed.kek_id == kek_id:
             return False
         try:
-            dek = _open(self._kek(sealed.kek_id), bytes(sealed.wrapped_dek), _aad(handle, b"dek", sealed.kek_id))
+            dek = _open(
+                self._kek(sealed.kek_id), bytes(sealed.wrapped_dek), _aad(handle, b"dek", sealed.kek_id)
+            )
         except InvalidTag:
             raise KeyBackendError(f"key {handle} does not decrypt under KEK {sealed.kek_id!r}") from None
         sealed.wrapped_dek = _seal(kek, dek, _aad(handle, b"dek", kek_id))

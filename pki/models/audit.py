@@ -42,4 +42,5 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type}:{self.object_id}"
+        when = f"{self.timestamp:%Y-%m-%d %H:%M:%S}"
+        return f"{when} {self.actor} {self.action} {self.object_type}:{self.object_id}"

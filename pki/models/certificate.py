@@ -100,9 +100,7 @@ class Certificate(models.Model):
     )
     auto_renew = models.BooleanField(default=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    revocation_reason = models.CharField(
-        max_length=24, choices=RevocationReason.choices, blank=True
-    )
+    revocation_reason = models.CharField(max_length=24, choices=RevocationReason.choices, blank=True)
     invalidity_date = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
 

@@ -17,10 +17,12 @@ def _ski_of(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
 
 
-def distribution_extensions(issuer_ca_name: str, *, crl_shard: int | None = None) -> list[x509.Extension[x509.ExtensionType]]:
+def distribution_extensions(
+    issuer_ca_name: str, *, crl_shard: int | None = None
+) -> list[x509.Extension[x509.ExtensionType]]:
     """CRL Distribution Points and AIA (caIssuers, OCSP) naming the issuing CA's repository."""
     cdp = x509.CRLDistributionPoints(
         [

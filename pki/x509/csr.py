@@ -94,9 +94,7 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
         raise InvalidCSR(f"CSR extensions do not parse: {exc}") from None
     for ext in extensions:
         if ext.critical and ext.oid not in UNDERSTOOD_EXTENSIONS:
-            raise UnsupportedExtension(
-                f"CSR requests an unknown critical extension {ext.oid.dotted_string}"
-            )
+            raise UnsupportedExtension(f"CSR requests an unknown critical extension {ext.oid.dotted_string}")
     sans: list[SAN] = []
     try:
         san_ext = extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -22,8 +22,12 @@ class Command(PKICommand):
         parser.add_argument("--key-type", default=KeyType.EC_P256, choices=KeyType.values)
         parser.add_argument("--validity-days", type=int, help="default 3650 (root), 1825 (intermediate)")
         parser.add_argument("--path-length", type=int, help="basicConstraints pathLenConstraint")
-        parser.add_argument("--permit", action="append", default=[],
-                            help="permitted subtree, e.g. dns:example.test or ip:10.0.0.0/8 (repeatable)")
+        parser.add_argument(
+            "--permit",
+            action="append",
+            default=[],
+            help="permitted subtree, e.g. dns:example.test or ip:10.0.0.0/8 (repeatable)",
+        )
         parser.add_argument("--exclude", action="append", default=[], help="excluded subtree (repeatable)")
         parser.add_argument("--backend", help="key backend alias (default from settings)")
 

@@ -22,11 +22,19 @@ class Command(BaseCommand):
             self.stdout.write(f"CAs present: {names}")
             return
         root = create_root_ca(
-            name="root", subject=parse_subject("CN=KMI Demo Root CA,O=KMI Demo"),
-            key_type="ec-p384", validity_days=3650, actor="system:bootstrap",
+            name="root",
+            subject=parse_subject("CN=KMI Demo Root CA,O=KMI Demo"),
+            key_type="ec-p384",
+            validity_days=3650,
+            actor="system:bootstrap",
         )
         issuing = create_intermediate_ca(
-            name="issuing", parent=root, subject=parse_subject("CN=KMI Demo Issuing CA,O=KMI Demo"),
-            key_type="ec-p256", validity_days=1825, path_length=0, actor="system:bootstrap",
+            name="issuing",
+            parent=root,
+            subject=parse_subject("CN=KMI Demo Issuing CA,O=KMI Demo"),
+            key_type="ec-p256",
+            validity_days=1825,
+            path_length=0,
+            actor="system:bootstrap",
         )
         self.stdout.write(f"created demo CAs: {root.name} -> {issuing.name}")

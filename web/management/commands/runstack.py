@@ -35,10 +35,12 @@ class Command(BaseCommand):
             kek_file = data_dir / "kek"
             if not kek_file.exists():
                 call_command("create_kek", out=str(kek_file))
-                self.stdout.write(self.style.WARNING(
-                    f"No KEK was configured: created a demo KEK file at {kek_file}. "
-                    "Keep it safe (it unlocks every CA key) or set KMI_KEK_FILE to your own."
-                ))
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"No KEK was configured: created a demo KEK file at {kek_file}. "
+                        "Keep it safe (it unlocks every CA key) or set KMI_KEK_FILE to your own."
+                    )
+                )
             else:
                 parse_kek_lines(kek_file.read_text(encoding="utf-8"), source=str(kek_file))
             env["KMI_KEK_FILE"] = str(kek_file)
@@ -57,14 +59,16 @@ class Command(BaseCommand):
 
         base = settings.KMI["BASE_URL"]
         procs = self._start(env, opts["bind"], opts["workers"], data_dir)
-        self.stdout.write(self.style.SUCCESS(
-            f"\nKMI is running on {base}\n"
-            f"  admin:      {base}/admin/  (user admin, password {password})\n"
-            f"  ACME:       {base}/acme/<endpoint>/directory (after create_acme_endpoint)\n"
-            f"  CA cert:    {base}/ca/issuing.cer   CRL: {base}/crl/issuing.crl\n"
-            f"  data:       {data_dir}\n"
-            "Ctrl-C stops the web server, the Celery worker and beat.\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nKMI is running on {base}\n"
+                f"  admin:      {base}/admin/  (user admin, password {password})\n"
+                f"  ACME:       {base}/acme/<endpoint>/directory (after create_acme_endpoint)\n"
+                f"  CA cert:    {base}/ca/issuing.cer   CRL: {base}/crl/issuing.crl\n"
+                f"  data:       {data_dir}\n"
+                "Ctrl-C stops the web server, the Celery worker and beat.\n"
+            )
+        )
         self._wait(procs)
 
     def _admin_password(self, data_dir: Path) -> str:
@@ -82,16 +86,46 @@ class Command(BaseCommand):
         pw_file.chmod(0o600)
         return password
 
-    def _start(self, env: dict[str, str], bind: str, workers: int, data_dir: Path) -> list[subprocess.Popen[bytes]]:
+    def _start(
+        self, env: dict[str, str], bind: str, workers: int, data_dir: Path
+    ) -> list[subprocess.Popen[bytes]]:
         py = sys.executable
         bin_dir = Path(py).parent
         commands = [
-            [str(bin_dir / "gunicorn"), "web.wsgi:application", "--bind", bind, "--workers", str(workers),
-             "--access-logfile", "-"],
-            [str(bin_dir / "celery"), "-A", "web", "worker", "--loglevel", "INFO", "--concurrency", "2",
-             "-Q", "celery,signing", "-n", "kmi-worker@%h"],
-            [str(bin_dir / "celery"), "-A", "web", "beat", "--loglevel", "INFO",
-             "--schedule", str(data_dir / "celerybeat-schedule")],
+            [
+                str(bin_dir / "gunicorn"),
+                "web.wsgi:application",
+                "--bind",
+                bind,
+                "--workers",
+                str(workers),
+                "--access-logfile",
+                "-",
+            ],
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "web",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "-Q",
+                "celery,signing",
+                "-n",
+                "kmi-worker@%h",
+            ],
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "web",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(data_dir / "celerybeat-schedule"),
+            ],
         ]
         for folder in ("queue", "processed"):
             (data_dir / "broker" / folder).mkdir(parents=True, exist_ok=True)
