@@ -25,6 +25,7 @@ from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
 from pki.recording import record_certificate
+from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
 from pki.x509.csr import CheckedCSR, check_csr, load_csr
@@ -244,6 +245,10 @@ def _sign_and_record(
         if renewed_from is not None:
             details["renewed_from"] = renewed_from.serial
         audit.record(action=action, actor=actor, obj=row, details=details, scope=f"ca:{ca.pk}", now=now)
+        cert_id, ca_id = row.pk, ca.pk
+        transaction.on_commit(
+            lambda: certificate_issued.send(sender=Certificate, certificate_id=cert_id, ca_id=ca_id)
+        )
     return row
 
 

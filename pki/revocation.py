@@ -1,0 +1,183 @@
+"""Revocation use cases: revoke a certificate, release a hold, revoke every certificate of a key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from pki import audit
+from pki.clock import resolve
+from pki.exceptions import InvalidState, PolicyViolation
+from pki.models.certificate import Certificate, RevocationReason
+from pki.models.key import Key, KeyState
+from pki.signals import certificate_status_changed
+
+
+def _announce(certs: Iterable[Certificate]) -> None:
+    cert_ids = [c.pk for c in certs]
+    ca_ids = sorted({c.ca_id for c in certs if c.ca_id is not None})
+    if cert_ids:
+        transaction.on_commit(
+            lambda: certificate_status_changed.send(
+                sender=Certificate, certificate_ids=cert_ids, ca_ids=ca_ids
+            )
+        )
+
+
+def _revoke_locked(
+    cert: Certificate,
+    *,
+    reason: RevocationReason,
+    invalidity_date: dt.datetime | None,
+    actor: str,
+    now: dt.datetime,
+) -> bool:
+    """Apply a revocation to a row locked by the caller; return False when nothing changed."""
+    if cert.revoked_at is not None:
+        current = RevocationReason(cert.revocation_reason)
+        if current == reason and (invalidity_date is None or invalidity_date == cert.invalidity_date):
+            return False  # idempotent repeat
+        permanent_from_hold = current == RevocationReason.CERTIFICATE_HOLD
+        # RFC 5280 §5.3.1: a reason may be raised to keyCompromise after the fact.
+        escalation = reason == RevocationReason.KEY_COMPROMISE
+        if not (permanent_from_hold or escalation):
+            raise InvalidState(
+                f"certificate {cert.serial} is already revoked ({current}); only keyCompromise may follow"
+            )
+    else:
+        cert.revoked_at = now
+    previous = cert.revocation_reason
+    cert.revocation_reason = reason
+    if invalidity_date is not None:
+        cert.invalidity_date = invalidity_date
+    cert.save(update_fields=["revoked_at", "revocation_reason", "invalidity_date"])
+    audit.record(
+        action="certificate.revoked",
+        actor=actor,
+        obj=cert,
+        details={
+            "serial": cert.serial,
+            "reason": reason.value,
+            "previous_reason": previous or None,
+            "invalidity_date": cert.invalidity_date.isoformat() if cert.invalidity_date else None,
+        },
+        scope=f"ca:{cert.ca_id}",
+        now=now,
+    )
+    return True
+
+
+def _check_reason(
+    reason: RevocationReason | str, invalidity_date: dt.datetime | None, now: dt.datetime
+) -> RevocationReason:
+    try:
+        value = RevocationReason(reason)
+    except ValueError:
+        names = ", ".join(RevocationReason.values)
+        raise PolicyViolation(f"unknown revocation reason {reason!r} (use one of: {names})") from None
+    if value == RevocationReason.REMOVE_FROM_CRL:
+        raise PolicyViolation("removeFromCRL is not a revocation reason: release the hold instead")
+    if invalidity_date is not None:
+        if invalidity_date.tzinfo is None:
+            raise PolicyViolation("the invalidity date needs a time zone")
+        if invalidity_date > now:
+            raise PolicyViolation("the invalidity date cannot be in the future")
+    return value
+
+
+def revoke_certificate(
+    *,
+    certificate: Certificate,
+    reason: RevocationReason | str,
+    actor: str,
+    invalidity_date: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Revoke (or put on hold) a certificate; committed before it returns; idempotent; audited."""
+    now = resolve(now)
+    value = _check_reason(reason, invalidity_date, now)
+    with transaction.atomic():
+        cert = Certificate.objects.select_for_update().get(pk=certificate.pk)
+        if cert.not_after <= now and cert.revoked_at is None:
+            raise InvalidState(f"certificate {cert.serial} has expired; there is nothing to revoke")
+        if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
+            _announce([cert])
+    return cert
+
+
+def release_hold(*, certificate: Certificate, actor: str, now: dt.datetime | None = None) -> Certificate:
+    """Take a certificate off hold (RFC 5280 removeFromCRL): it is valid again."""
+    now = resolve(now)
+    with transaction.atomic():
+        cert = Certificate.objects.select_for_update().get(pk=certificate.pk)
+        if cert.revocation_reason != RevocationReason.CERTIFICATE_HOLD:
+            state = cert.revocation_reason or "not revoked"
+            raise InvalidState(f"certificate {cert.serial} is not on hold ({state})")
+        held_since = cert.revoked_at
+        cert.revoked_at = None
+        cert.revocation_reason = ""
+        cert.invalidity_date = None
+        cert.save(update_fields=["revoked_at", "revocation_reason", "invalidity_date"])
+        audit.record(
+            action="certificate.hold_released",
+            actor=actor,
+            obj=cert,
+            details={"serial": cert.serial, "held_since": held_since.isoformat() if held_since else None},
+            scope=f"ca:{cert.ca_id}",
+            now=now,
+        )
+        _announce([cert])
+    return cert
+
+
+def revoke_key(
+    *,
+    spki_sha256: str,
+    actor: str,
+    reason: RevocationReason | str = RevocationReason.KEY_COMPROMISE,
+    invalidity_date: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> list[Certificate]:
+    """Revoke every unexpired certificate carrying this public key and mark the key compromised."""
+    now = resolve(now)
+    value = _check_reason(reason, invalidity_date, now)
+    fingerprint = spki_sha256.strip().lower().replace(":", "")
+    changed: list[Certificate] = []
+    with transaction.atomic():
+        certs = list(
+            Certificate.objects.select_for_update()
+            .with_key(fingerprint)
+            .filter(not_after__gt=now)
+            .order_by("pk")
+        )
+        for cert in certs:
+            if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
+                changed.append(cert)
+        if value == RevocationReason.KEY_COMPROMISE:
+            for key in (
+                Key.objects.select_for_update()
+                .filter(spki_sha256=fingerprint)
+                .exclude(state__in=[KeyState.COMPROMISED, KeyState.DESTROYED])
+            ):
+                key.state = KeyState.COMPROMISED
+                key.compromised_at = now
+                key.save(update_fields=["state", "compromised_at"])
+                audit.record(
+                    action="key.compromised",
+                    actor=actor,
+                    obj=key,
+                    details={"spki_sha256": fingerprint},
+                    now=now,
+                )
+        audit.record(
+            action="key.revoked",
+            actor=actor,
+            object_type="spki",
+            object_id=fingerprint,
+            details={"reason": value.value, "certificates": [c.serial for c in changed]},
+            now=now,
+        )
+        _announce(changed)
+    return certs

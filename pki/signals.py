@@ -1,0 +1,16 @@
+"""Domain signals, sent after the change they announce has committed.
+
+Receivers (Celery adapters that refresh OCSP responses or schedule a CRL) connect in
+``pki.tasks``; the use cases never know who listens.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent after commit with ``certificate_ids: list[int]`` and ``ca_ids: list[int]`` whenever a
+# certificate's revocation status changes (revoked, put on hold, released from hold).
+certificate_status_changed = Signal()
+
+# Sent after commit with ``certificate_id: int`` and ``ca_id: int`` when a certificate is issued.
+certificate_issued = Signal()
