@@ -3,6 +3,7 @@
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
+from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.key import Key, KeyState, KeyType, SealedKey
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
@@ -13,6 +14,9 @@ __all__ = [
     "Certificate",
     "CertificateAuthority",
     "CertificateRequest",
+    "CertificateRevocationList",
+    "CRLScope",
+    "CRLStaleMark",
     "Key",
     "KeyState",
     "KeyType",
