@@ -139,7 +139,7 @@ def build_settings(conf: Mapping[str, Any]) -> PKISettings:
 
 def _crl_settings(conf: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the CRL settings (lifetime, retention, publication delay, output directory)."""
-    values = {
+    values: dict[str, Any] = {
         "crl_next_update_seconds": int(conf.get("CRL_NEXT_UPDATE_SECONDS", 86400)),
         "crl_keep_expired_days": int(conf.get("CRL_KEEP_EXPIRED_DAYS", 0)),
         "crl_revocation_delay_seconds": int(conf.get("CRL_REVOCATION_DELAY", 60)),

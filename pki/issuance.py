@@ -14,8 +14,8 @@ from django.db import transaction
 from pki import audit
 from pki.authorities import ensure_can_sign
 from pki.clock import resolve
-from pki.crl import shard_for
 from pki.conf import pki_settings
+from pki.crl import shard_for
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.keys import get_backend, key_type_of, signature_hash
 from pki.keys.base import issuer_public_key
