@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from pki.exceptions import CAUnavailable, InvalidState, NotFound, PolicyViolatio
 from pki.keys import get_backend, signature_hash
 from pki.locations import crl_url
 from pki.models.authority import CertificateAuthority
-from pki.models.certificate import Certificate, RevocationReason
+from pki.models.certificate import Certificate, CertificateQuerySet, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.key import KeyState
 from pki.x509 import der
@@ -171,7 +171,7 @@ def issuing_distribution_point(ca_name: str, shard: int) -> x509.IssuingDistribu
 # --- reading the entries ------------------------------------------------------------------------
 
 
-def _entry_queryset(ca: CertificateAuthority, shard: int, now: dt.datetime):  # type: ignore[no-untyped-def]
+def _entry_queryset(ca: CertificateAuthority, shard: int, now: dt.datetime) -> CertificateQuerySet:
     keep = dt.timedelta(days=pki_settings().crl_keep_expired_days)
     qs = Certificate.objects.filter(ca_id=ca.pk, revoked_at__isnull=False, not_after__gt=now - keep)
     if ca.certificate_id is not None:
@@ -181,12 +181,13 @@ def _entry_queryset(ca: CertificateAuthority, shard: int, now: dt.datetime):  # 
     return qs
 
 
-def _rows_orm(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Iterator[Row]:
+def _rows_orm(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
     """Entries through the ORM (any database; used where COPY is not available)."""
     qs = _entry_queryset(ca, shard, now).values_list(
         "serial", "revoked_at", "revocation_reason", "invalidity_date"
     )
     for serial, revoked_at, reason, invalidity in qs.iterator(chunk_size=10000):
+        assert revoked_at is not None  # the queryset keeps revoked rows only
         yield (
             serial.encode(),
             der.stamp(revoked_at).encode(),
@@ -198,7 +199,7 @@ def _rows_orm(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Iterato
 _STAMP = "'YYYYMMDDHH24MISS'"
 
 
-def _rows_copy(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Iterator[Row]:
+def _rows_copy(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
     """Entries streamed from PostgreSQL with COPY, times already formatted by the server."""
     query, params = (
         _entry_queryset(ca, shard, now)
@@ -211,11 +212,15 @@ def _rows_copy(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Iterat
         "coalesce(to_char(invalidity_date AT TIME ZONE 'UTC', {stamp}), '') "
         'FROM "pki_certificate"' + where.replace("%s", "{}") + ") TO STDOUT"
     ).format(*[sql.Literal(p) for p in params], stamp=sql.SQL(_STAMP))
-    for line in _copy_out(statement):
-        yield line.split(b"\t")  # type: ignore[misc]
+    lines = _copy_out(statement)
+    try:
+        for line in lines:
+            yield line.split(b"\t")  # type: ignore[misc]
+    finally:
+        lines.close()  # ends the COPY at once, even when the consumer stops early
 
 
-def _copy_out(statement: sql.Composable) -> Iterator[bytes]:
+def _copy_out(statement: sql.Composable) -> Generator[bytes]:
     """Yield the rows of ``COPY … TO STDOUT`` (text format, newline dropped).
 
     This talks to libpq directly: psycopg's ``Cursor.copy()`` costs about a microsecond of
@@ -253,20 +258,23 @@ def _copy_out(statement: sql.Composable) -> Iterator[bytes]:
             raise DatabaseError(f"COPY of the CRL entries failed: {failed.decode(errors='replace')}")
 
 
-def entry_rows(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Iterator[Row]:
+def entry_rows(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
     """The CRL entries of one scope at ``now``: COPY on PostgreSQL, the ORM elsewhere."""
     if connection.vendor == "postgresql":
         return _rows_copy(ca, shard, now)
     return _rows_orm(ca, shard, now)
 
 
-def _counting(rows: Iterator[Row], total: int, progress: Progress) -> Iterator[Row]:
+def _counting(rows: Generator[Row], total: int, progress: Progress) -> Generator[Row]:
     done = 0
-    for row in rows:
-        yield row
-        done += 1
-        if done % 10000 == 0:
-            progress(done, total)
+    try:
+        for row in rows:
+            yield row
+            done += 1
+            if done % 10000 == 0:
+                progress(done, total)
+    finally:
+        rows.close()
     progress(done, total)
 
 
@@ -397,7 +405,10 @@ def _publish(
         if progress is not None:
             rows = _counting(rows, _entry_queryset(ca, shard, now).count(), progress)
         entries: list[bytes] = []
-        count = encode_revoked(rows, entries)
+        try:
+            count = encode_revoked(rows, entries)
+        finally:
+            rows.close()
         tbs = tbs_cert_list(fields, entries)
         del entries
         signature = get_backend(signer.backend).sign_data(signer.handle, tbs, algorithm)

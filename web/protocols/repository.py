@@ -82,7 +82,10 @@ def _serve(
         response.headers["Expires"] = http_date(expires.timestamp())
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     conditional = get_conditional_response(
-        request, etag=response.headers["ETag"], last_modified=int(last_modified.timestamp()), response=response
+        request,
+        etag=response.headers["ETag"],
+        last_modified=int(last_modified.timestamp()),
+        response=response,
     )
     if conditional is not response:
         return conditional  # 304 Not Modified (or 412), with the validators copied over
