@@ -27,7 +27,9 @@ def write_pem(path: Path, cert: Certificate | CertificateAuthority) -> Path:
     return path
 
 
-def verify(tmp_path: Path, leaf: Certificate, crls: list[bytes], *, check_all: bool = False) -> tuple[int, str]:
+def verify(
+    tmp_path: Path, leaf: Certificate, crls: list[bytes], *, check_all: bool = False
+) -> tuple[int, str]:
     """Run ``openssl verify -crl_check`` at the fixtures' time; return (exit code, output)."""
     assert leaf.ca is not None
     root = write_pem(tmp_path / "root.pem", leaf.ca.parent or leaf.ca)
@@ -73,7 +75,9 @@ def test_revoked_intermediate_fails_the_full_chain_check(tmp_path, root_ca, issu
 def test_sharded_crls_verify_without_scope_errors(tmp_path, issuing_ca, profile):
     set_crl_shards(ca=issuing_ca, shards=3, actor="t", now=NOW)
     good = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
-    bad = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256-b"), actor="t", now=NOW)
+    bad = sign_csr(
+        ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256-b"), actor="t", now=NOW
+    )
     revoke_certificate(certificate=bad, reason="superseded", actor="t", now=NOW)
     for cert, expected in ((good, 0), (bad, 23)):
         assert cert.crl_shard is not None
@@ -157,7 +161,17 @@ def test_lint_crl_cli_passes_a_partition_crl(tmp_path, issuing_ca, profile):
     path = tmp_path / "shard.crl"
     path.write_bytes(bytes(publish_crl(ca=issuing_ca, shard=cert.crl_shard, actor="t", now=NOW).der))
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "lint_crl"), "lint", "-s", "WARNING", "-t", "CRL", "-p", "PKIX", str(path)],
+        [
+            str(Path(sys.executable).parent / "lint_crl"),
+            "lint",
+            "-s",
+            "WARNING",
+            "-t",
+            "CRL",
+            "-p",
+            "PKIX",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

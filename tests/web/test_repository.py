@@ -73,7 +73,9 @@ def test_conditional_get_answers_304(client, published):
     assert by_etag.status_code == 304
     assert by_etag.content == b""
     assert by_etag["ETag"] == f'"{published.sha256}"'
-    by_date = client.get("/crl/issuing.crl", HTTP_IF_MODIFIED_SINCE=http_date(published.this_update.timestamp()))
+    by_date = client.get(
+        "/crl/issuing.crl", HTTP_IF_MODIFIED_SINCE=http_date(published.this_update.timestamp())
+    )
     assert by_date.status_code == 304
     stale = client.get("/crl/issuing.crl", HTTP_IF_NONE_MATCH='"0000"')
     assert stale.status_code == 200
