@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import gc
 import hashlib
 import logging
 import os
@@ -76,29 +77,32 @@ def encode_revoked(rows: Iterator[Row], out: list[bytes]) -> int:
     its lengths take the short form. This loop is the hot path of a million-entry CRL.
     """
     reason_exts = _REASON_EXTENSIONS
+    known = _KNOWN_REASONS
+    invalidity_prefix = _INVALIDITY_PREFIX
     unhexlify = binascii.unhexlify
     append = out.append
     count = 0
+    # bytes %-formatting builds each entry in one allocation; it is the fastest way CPython has.
     for serial, revoked, reason, invalid in rows:
         body = unhexlify(b"0" + serial if len(serial) & 1 else serial)
         if body[0] & 0x80:
             body = b"\x00" + body  # keep the INTEGER positive
-        if len(body) > 20 or (len(body) > 1 and body[0] == 0 and not body[1] & 0x80):
+        size = len(body)
+        if size > 20 or (size > 1 and body[0] == 0 and not body[1] & 0x80):
             raise ValueError(f"serial {serial.decode()} is not a canonical serial of at most 20 octets")
         # RFC 5280 §5.1.2.6 revocationDate: UTCTime through 2049, GeneralizedTime from 2050.
-        if b"1950" <= revoked[:4] <= b"2049":
-            when = b"\x17\x0d" + revoked[2:] + b"Z"
-        else:
-            when = b"\x18\x0f" + revoked + b"Z"
+        utc_time = b"1950" <= revoked[:4] <= b"2049"
+        when = b"\x17\x0d%sZ" % revoked[2:] if utc_time else b"\x18\x0f%sZ" % revoked
         exts = reason_exts.get(reason, b"")
-        if not exts and reason not in _KNOWN_REASONS:
+        if not exts and reason not in known:
             raise ValueError(f"unknown revocation reason {reason!r} for serial {serial.decode()}")
         if invalid:
-            exts += _INVALIDITY_PREFIX + invalid + b"Z"
-        entry = b"\x02" + bytes((len(body),)) + body + when
+            exts = b"%s%s%sZ" % (exts, invalidity_prefix, invalid)
         if exts:
-            entry += b"\x30" + bytes((len(exts),)) + exts
-        append(b"\x30" + bytes((len(entry),)) + entry)
+            entry = b"\x02%c%s%s\x30%c%s" % (size, body, when, len(exts), exts)
+        else:
+            entry = b"\x02%c%s%s" % (size, body, when)
+        append(b"\x30%c%s" % (len(entry), entry))
         count += 1
     return count
 
@@ -212,16 +216,11 @@ def _rows_copy(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Genera
         "coalesce(to_char(invalidity_date AT TIME ZONE 'UTC', {stamp}), '') "
         'FROM "pki_certificate"' + where.replace("%s", "{}") + ") TO STDOUT"
     ).format(*[sql.Literal(p) for p in params], stamp=sql.SQL(_STAMP))
-    lines = _copy_out(statement)
-    try:
-        for line in lines:
-            yield line.split(b"\t")  # type: ignore[misc]
-    finally:
-        lines.close()  # ends the COPY at once, even when the consumer stops early
+    return _copy_out(statement)  # type: ignore[return-value]
 
 
-def _copy_out(statement: sql.Composable) -> Generator[bytes]:
-    """Yield the rows of ``COPY … TO STDOUT`` (text format, newline dropped).
+def _copy_out(statement: sql.Composable) -> Generator[list[bytes]]:
+    """Yield the rows of ``COPY … TO STDOUT`` (text format) as lists of fields.
 
     This talks to libpq directly: psycopg's ``Cursor.copy()`` costs about a microsecond of
     Python per row, as much as everything else a million-entry CRL needs. libpq returns one
@@ -245,7 +244,7 @@ def _copy_out(statement: sql.Composable) -> Generator[bytes]:
             if nbytes < 0:
                 finished = True
                 break
-            yield bytes(data[:-1])
+            yield bytes(data[:-1]).split(b"\t")
     finally:
         if not finished:  # the consumer stopped early: drain, so the connection stays usable
             while get(0)[0] >= 0:
@@ -405,10 +404,16 @@ def _publish(
         if progress is not None:
             rows = _counting(rows, _entry_queryset(ca, shard, now).count(), progress)
         entries: list[bytes] = []
+        # A million rows are a million small lists: nothing cyclic, but enough allocations to
+        # run the cycle collector thousands of times. Pause it while encoding.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             count = encode_revoked(rows, entries)
         finally:
             rows.close()
+            if collecting:
+                gc.enable()
         tbs = tbs_cert_list(fields, entries)
         del entries
         signature = get_backend(signer.backend).sign_data(signer.handle, tbs, algorithm)

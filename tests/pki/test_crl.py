@@ -277,6 +277,15 @@ def test_partitions_may_not_collide_with_another_ca_name(root_ca, fixture_ca):
         set_crl_shards(ca=root_ca, shards=4, actor="t", now=NOW)
 
 
+def test_new_ca_name_may_not_collide_with_partition_urls(root_ca):
+    from pki.authorities import create_intermediate_ca
+    from pki.x509.names import parse_subject
+
+    set_crl_shards(ca=root_ca, shards=2, actor="t", now=NOW)
+    with pytest.raises(InvalidState, match="collide"):
+        create_intermediate_ca(name="root-7", parent=root_ca, subject=parse_subject("CN=x"), actor="t", now=NOW)
+
+
 def test_orm_and_copy_read_the_same_entries(fixture_ca):
     ca = fixture_ca("rows", "ec-p256")
     for i, reason in enumerate(REASONS):
