@@ -99,7 +99,7 @@ def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
     return time.perf_counter() - t0
 
 
-def _publish_child(out: mp.Queue[tuple[float, int, int, int]]) -> None:
+def _publish_child(out: mp.Queue[tuple[float, float, float, int, int, int]]) -> None:
     _setup_env()
     import resource
 
@@ -108,11 +108,14 @@ def _publish_child(out: mp.Queue[tuple[float, int, int, int]]) -> None:
 
     ca = CertificateAuthority.objects.select_related("key", "certificate").get(name="issuing")
     ca.key.public_key()  # load it outside the timed part, as a long-lived worker has it
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     crl = publish_crl(ca=ca, actor="bench")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t1 = time.perf_counter()
+    publish_crl(ca=ca, actor="bench")  # again, as the next scheduled publication would
+    again = time.perf_counter() - t1
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put((seconds, peak_kib, crl.entry_count, len(bytes(crl.der))))
+    out.put((seconds, cpu, again, peak_kib, crl.entry_count, len(bytes(crl.der))))
 
 
 def main() -> None:
@@ -145,10 +148,10 @@ def main() -> None:
     results: list[str] = []
     for n in sizes:
         load = _load_rows(ca.pk, n, now)
-        queue: mp.Queue[tuple[float, int, int, int]] = ctx.Queue()
+        queue: mp.Queue[tuple[float, float, float, int, int, int]] = ctx.Queue()
         proc = ctx.Process(target=_publish_child, args=(queue,))
         proc.start()
-        seconds, peak_kib, entries, size = queue.get()
+        seconds, cpu, again, peak_kib, entries, size = queue.get()
         proc.join()
         latest = CertificateRevocationList.objects.filter(ca=ca).order_by("-crl_number").first()
         assert latest is not None
@@ -158,8 +161,9 @@ def main() -> None:
         peak_mib = peak_kib / 1024
         label = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
         print(
-            f"{n:>9} entries: loaded with COPY in {load:.1f} s; publish_crl {seconds:.3f} s, "
-            f"peak RSS {peak_mib:.0f} MiB, CRL {size / 1e6:.1f} MB, signature valid"
+            f"{n:>9} entries: loaded with COPY in {load:.1f} s; publish_crl {seconds:.3f} s "
+            f"({cpu:.3f} s CPU in Python; {again:.3f} s the second time), peak RSS {peak_mib:.0f} MiB, "
+            f"CRL {size / 1e6:.1f} MB, signature valid"
         )
         target = TARGETS.get(n, 5.0 * n / 1_000_000)
         verdict = "met" if seconds <= target else "missed"

@@ -283,7 +283,9 @@ def test_new_ca_name_may_not_collide_with_partition_urls(root_ca):
 
     set_crl_shards(ca=root_ca, shards=2, actor="t", now=NOW)
     with pytest.raises(InvalidState, match="collide"):
-        create_intermediate_ca(name="root-7", parent=root_ca, subject=parse_subject("CN=x"), actor="t", now=NOW)
+        create_intermediate_ca(
+            name="root-7", parent=root_ca, subject=parse_subject("CN=x"), actor="t", now=NOW
+        )
 
 
 def test_orm_and_copy_read_the_same_entries(fixture_ca):

@@ -40,7 +40,9 @@ def leaf(issuing_ca, profile):
 
 def test_revoke_command_revokes_durably_and_is_idempotent(leaf):
     colon_serial = ":".join(leaf.serial.zfill(40)[i : i + 2] for i in range(0, 40, 2)).upper()
-    out = run("revoke", colon_serial, "--reason", "keyCompromise", "--invalidity-date", "2026-05-30T10:00:00Z")
+    out = run(
+        "revoke", colon_serial, "--reason", "keyCompromise", "--invalidity-date", "2026-05-30T10:00:00Z"
+    )
     assert f"revoked {leaf.serial} (keyCompromise)" in out
     leaf.refresh_from_db()
     assert leaf.revocation_reason == "keyCompromise"
@@ -115,7 +117,15 @@ def test_publish_crl_command_publishes_full_and_partitions(issuing_ca, leaf):
 
 def test_init_ca_sets_crl_shards(root_ca, profile):
     run(
-        "init_ca", "--name", "sharded", "--parent", "root", "--subject", "CN=Sharded,O=KMI", "--crl-shards", "4"
+        "init_ca",
+        "--name",
+        "sharded",
+        "--parent",
+        "root",
+        "--subject",
+        "CN=Sharded,O=KMI",
+        "--crl-shards",
+        "4",
     )
     ca = CertificateAuthority.objects.get(name="sharded")
     assert ca.crl_shards == 4
