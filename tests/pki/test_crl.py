@@ -380,3 +380,30 @@ def test_two_publishers_at_once_never_reuse_a_crl_number(issuing_ca):
     latest = stored.last()
     assert latest is not None
     assert latest.crl_number == 6
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_due_runs_at_once_publish_each_crl_once(issuing_ca):
+    from django.db import connections
+
+    barrier = threading.Barrier(2)
+    published: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            published.extend((c.ca.name, c.crl_number) for c in publish_due_crls(actor="beat", now=NOW))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(published) == [("issuing", 1), ("root", 1)]
+    assert CertificateRevocationList.objects.count() == 2

@@ -165,3 +165,12 @@ def test_ca_certificate_pem_and_chain(client, root_ca, issuing_ca):
     assert head.status_code == 200
     assert head.content == b""
     assert head["Content-Length"] == str(len(chain.content))
+
+
+def test_crl_requests_stay_lean(client, published, django_assert_num_queries):
+    with django_assert_num_queries(2):  # the CA, the CRL's dates and size: no DER for HEAD
+        client.head("/crl/issuing.crl")
+    with django_assert_num_queries(2):
+        client.get("/crl/issuing.crl", HTTP_IF_NONE_MATCH=f'"{published.sha256}"')
+    with django_assert_num_queries(3):
+        client.get("/crl/issuing.crl")

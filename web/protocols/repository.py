@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from django.db.models.functions import Length
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
@@ -110,7 +111,7 @@ def crl(request: HttpRequest, stem: str, as_pem: str | None = None) -> HttpRespo
     latest = (
         CertificateRevocationList.objects.filter(ca_id=ca["id"], shard=shard)
         .order_by("-crl_number")
-        .values("id", "sha256", "this_update", "next_update")
+        .values("id", "sha256", "this_update", "next_update", size=Length("der"))
         .first()
     )
     if latest is None:
@@ -146,7 +147,7 @@ def crl(request: HttpRequest, stem: str, as_pem: str | None = None) -> HttpRespo
         request,
         body=None,
         load=load_der,
-        size=None,
+        size=latest["size"],
         content_type=CRL_DER,
         filename=f"{stem}.crl",
         etag=latest["sha256"],
