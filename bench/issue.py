@@ -65,7 +65,9 @@ def _make_csrs(n: int) -> list[bytes]:
     return out
 
 
-def _worker(csrs: list[bytes], start: mp.synchronize.Event, out: mp.Queue[tuple[list[float], float, float]]) -> None:
+def _worker(
+    csrs: list[bytes], start: mp.synchronize.Event, out: mp.Queue[tuple[list[float], float, float]]
+) -> None:
     _setup_env()
     from pki.issuance import issue_certificate
     from pki.models import CertificateAuthority, Profile
@@ -121,10 +123,16 @@ def main() -> None:
     from pki.x509.names import parse_subject
 
     call_command("migrate", verbosity=0)
-    root = create_root_ca(name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench")
+    root = create_root_ca(
+        name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench"
+    )
     create_intermediate_ca(
-        name="issuing", parent=root, subject=parse_subject("CN=Bench Issuing"), key_type="ec-p256",
-        path_length=0, actor="bench",
+        name="issuing",
+        parent=root,
+        subject=parse_subject("CN=Bench Issuing"),
+        key_type="ec-p256",
+        path_length=0,
+        actor="bench",
     )
     print(f"making {3 * (args.n + 1)} EC P-256 CSRs…", flush=True)
     csrs = _make_csrs(3 * (args.n + 1))
