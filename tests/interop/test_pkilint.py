@@ -64,7 +64,11 @@ def test_every_profile_output_lints_clean(issuing_ca, profile, profile_name, ca_
     ca = issuing_ca if ca_key_type == "ec-p256" else _hierarchy(ca_key_type)
     key, subject, sans = PROFILE_REQUESTS[profile_name]
     cert = sign_csr(
-        ca=ca, profile=profile(profile_name), csr=make_csr(key, subject=subject, sans=sans), actor="t", now=NOW
+        ca=ca,
+        profile=profile(profile_name),
+        csr=make_csr(key, subject=subject, sans=sans),
+        actor="t",
+        now=NOW,
     )
     assert pkix_findings(cert.x509()) == []
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
@@ -21,10 +20,10 @@ class Command(PKICommand):
         def progress(done: int, total: int) -> None:
             nonlocal bar
             if bar is None:
-                bar = tqdm(total=total, unit="key", desc="re-wrapping", file=sys.stdout)
+                bar = tqdm(total=total, unit="key", desc="re-wrapping", file=cast(TextIO, self.stdout._out))
             bar.update(1)
 
-        interactive = sys.stdout.isatty()
+        interactive = self.stdout.isatty()
         try:
             changed = rewrap_keys(actor=self.actor(), progress=progress if interactive else None)
         finally:
