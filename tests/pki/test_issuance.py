@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki.exceptions import InvalidCSR, NameNotAllowed, PolicyViolation, WeakKey
+from pki.exceptions import InvalidCSR, NameNotAllowed, PolicyViolation, UnsupportedExtension, WeakKey
 from pki.issuance import issue_certificate, sign_csr, submit_request
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState
 from tests.conftest import NOW, make_csr
@@ -90,3 +90,123 @@ def test_code_signing_request_waits_for_approval(issuing_ca, profile):
         now=NOW,
     )
     assert req.state == RequestState.PENDING
+
+
+# --- every bad input: a clear domain error and nothing written -----------------------------------
+def _oversized_csr() -> bytes:
+    many = [x509.DNSName(f"host-{i:04d}.example.test") for i in range(800)]
+    return make_csr(sans=many)
+
+
+def _not_a_csr() -> bytes:
+    from tests.conftest import FIXTURES
+
+    return (FIXTURES / "chain" / "intermediate.pem").read_bytes()  # a certificate, not a CSR
+
+
+def _bad_signature() -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = x509.load_pem_x509_csr(make_csr()).public_bytes(Encoding.DER)
+    return der[:-5] + bytes([der[-5] ^ 0xFF]) + der[-4:]
+
+
+UNKNOWN_CRITICAL = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.7"), b"\x05\x00")
+
+BAD_INPUTS = {
+    "garbage": (lambda: b"\x30\x82 this is not DER", InvalidCSR, "CSR does not parse"),
+    "broken-pem": (
+        lambda: b"-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgQ1NS\n-----END CERTIFICATE REQUEST-----\n",
+        InvalidCSR,
+        "CSR does not parse",
+    ),
+    "certificate-not-csr": (_not_a_csr, InvalidCSR, "CSR does not parse"),
+    "empty": (lambda: b"  \n", InvalidCSR, "CSR is empty"),
+    "wrong-signature": (_bad_signature, InvalidCSR, "signature does not verify"),
+    "rsa-1024": (lambda: make_csr("rsa-1024"), WeakKey, "RSA key of 1024 bits is too small"),
+    "secp256k1": (lambda: make_csr("secp256k1"), WeakKey, "elliptic curve secp256k1 is not allowed"),
+    "ed25519-for-tls-server": (lambda: make_csr("ed25519"), WeakKey, "does not allow ed25519 keys"),
+    "name-not-allowed": (
+        lambda: make_csr(subject="CN=x", sans=[x509.RFC822Name("a@example.test")]),
+        NameNotAllowed,
+        "email:a@example.test is not allowed by profile tls-server",
+    ),
+    "invalid-dns-name": (
+        lambda: make_csr(sans=[x509.DNSName("bad_name.example.test")]),
+        NameNotAllowed,
+        "invalid label 'bad_name'",
+    ),
+    "unknown-critical-extension": (
+        lambda: make_csr(extensions=[(UNKNOWN_CRITICAL, True)]),
+        UnsupportedExtension,
+        "unknown critical extension 1.3.6.1.4.1.55555.7",
+    ),
+    "oversized": (_oversized_csr, InvalidCSR, r"CSR is \d+ bytes; the limit is 16384"),
+}
+
+
+def _rows() -> tuple[int, int, int]:
+    return Certificate.objects.count(), CertificateRequest.objects.count(), AuditEvent.objects.count()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("entry", ["submit_request", "sign_csr"])
+def test_bad_input_gets_a_domain_error_and_writes_nothing(issuing_ca, profile, case, entry):
+    build, error, message = BAD_INPUTS[case]
+    csr = build()
+    before = _rows()
+    use_case = submit_request if entry == "submit_request" else sign_csr
+    with pytest.raises(error, match=message):
+        use_case(ca=issuing_ca, profile=profile("tls-server"), csr=csr, actor="t", now=NOW)
+    assert _rows() == before
+
+
+def test_validity_past_cap_writes_nothing(issuing_ca, profile):
+    before = _rows()
+    with pytest.raises(PolicyViolation, match="validity of 398 days exceeds profile tls-server's cap of 397"):
+        sign_csr(
+            ca=issuing_ca,
+            profile=profile("tls-server"),
+            csr=make_csr(),
+            actor="t",
+            validity_days=398,
+            now=NOW,
+        )
+    assert _rows() == before
+
+
+def test_known_critical_extension_is_accepted(issuing_ca, profile):
+    bc = x509.BasicConstraints(ca=False, path_length=None)
+    cert = sign_csr(
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        csr=make_csr(extensions=[(bc, True)]),
+        actor="t",
+        now=NOW,
+    )
+    assert not cert.is_ca
+
+
+def test_csr_asking_for_a_ca_is_refused(issuing_ca, profile):
+    bc = x509.BasicConstraints(ca=True, path_length=None)
+    with pytest.raises(PolicyViolation, match="the CSR asks for a CA"):
+        sign_csr(
+            ca=issuing_ca,
+            profile=profile("tls-server"),
+            csr=make_csr(extensions=[(bc, True)]),
+            actor="t",
+            now=NOW,
+        )
+
+
+def test_max_csr_bytes_comes_from_settings(issuing_ca, profile, settings):
+    from pki import conf
+
+    settings.KMI = {**settings.KMI, "MAX_CSR_BYTES": 300}
+    conf.reset()
+    try:
+        with pytest.raises(InvalidCSR, match="the limit is 300"):
+            submit_request(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    finally:
+        settings.KMI = {**settings.KMI, "MAX_CSR_BYTES": 16384}
+        conf.reset()
