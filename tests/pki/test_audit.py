@@ -239,3 +239,14 @@ def test_writers_on_different_lanes_do_not_wait_for_each_other(lanes):
     finally:
         release.set()
         cleanup(prefix)
+
+
+def test_the_periodic_task_reports_the_chain(lanes, caplog):
+    from pki.tasks import verify_audit_chain
+
+    lanes(1)
+    events = write(2)
+    assert verify_audit_chain() == {"streams": 1, "events": 2, "ok": True}
+    sql("UPDATE pki_auditevent SET actor = 'x' WHERE id = %s", [events[0].pk])
+    assert verify_audit_chain()["ok"] is False
+    assert "audit chain ca:1/0 broken at seq 1: event was altered" in caplog.text

@@ -405,3 +405,58 @@ def test_manage_py_failure_is_one_line_and_exit_1():
 def test_manage_py_verify_audit_on_an_empty_trail_is_ok():
     result = manage("verify_audit")
     assert (result.returncode, result.stdout, result.stderr) == (0, "0 streams, 0 events: OK\n", "")
+
+
+# --- create_kek and init_ca ---------------------------------------------------------------------
+def test_create_kek_creates_then_extends_a_private_file(tmp_path):
+    path = tmp_path / "var" / "kek"
+    out, _ = run("create_kek", f"--out={path}", "--id=first")
+    assert out == f"created KEK file with KEK first in {path}; use KMI_KEK_FILE={path}\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    out, _ = run("create_kek", f"--out={path}")
+    assert out.startswith("added new current KEK kek-")
+    assert "rewrap_keys" in out
+    from pki.conf import parse_kek_lines
+
+    keks = parse_kek_lines(path.read_text(), source="test")
+    assert next(iter(keks)) == "first"
+    assert len(keks) == 2
+    with pytest.raises(CommandError, match="KEK id 'first' already exists"):
+        run("create_kek", f"--out={path}", "--id=first")
+
+
+def test_init_ca_creates_a_root_and_a_constrained_intermediate(db):
+    out, _ = run("init_ca", "--name=r", "--subject=CN=R,O=KMI", "--key-type=ed25519", "--validity-days=30")
+    assert out.startswith("created root CA r: CN=R,O=KMI, serial ")
+    assert ", ed25519, valid until " in out
+    out, _ = run(
+        "init_ca",
+        "--name=i",
+        "--parent=r",
+        "--subject=CN=I,O=KMI",
+        "--path-length=0",
+        "--permit=dns:example.test",
+        "--exclude=dns:secret.example.test",
+    )
+    assert out.startswith("created intermediate CA i under r: CN=I,O=KMI")
+    from pki.models import CertificateAuthority
+
+    ca = CertificateAuthority.objects.get(name="i")
+    assert ca.name_constraints == {"permitted": ["dns:example.test"], "excluded": ["dns:secret.example.test"]}
+    assert ca.path_length == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name=x", "--parent=missing", "--subject=CN=X"], "no CA named 'missing'"),
+        (["--name=x", "--subject=not a dn"], "is not an RFC 4514 name"),
+        (["--name=X Y", "--subject=CN=X"], "must be 1-63 lower-case letters"),
+        (["--name=x", "--subject=CN=X", "--permit=dns:*.example.test"], "wildcard"),
+    ],
+)
+def test_init_ca_failures_are_one_line(db, args, message):
+    before = counts()
+    with pytest.raises(CommandError, match=message):
+        run("init_ca", *args)
+    assert counts() == before
