@@ -8,7 +8,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki.exceptions import InvalidCSR, NameNotAllowed, PolicyViolation, UnsupportedExtension, WeakKey
+from pki.exceptions import (
+    InvalidCSR,
+    InvalidState,
+    NameNotAllowed,
+    PolicyViolation,
+    UnsupportedExtension,
+    WeakKey,
+)
 from pki.issuance import issue_certificate, sign_csr, submit_request
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState
 from tests.conftest import NOW, make_csr
@@ -210,3 +217,84 @@ def test_max_csr_bytes_comes_from_settings(issuing_ca, profile, settings):
     finally:
         settings.KMI = {**settings.KMI, "MAX_CSR_BYTES": 16384}
         conf.reset()
+
+
+# --- requests and renewal -----------------------------------------------------------------------
+def test_only_approved_requests_are_issued_and_only_pending_ones_reviewed(issuing_ca, profile):
+    from pki.issuance import approve_request, reject_request
+
+    req = submit_request(
+        ca=issuing_ca,
+        profile=profile("code-signing"),
+        csr=make_csr("rsa-3072", subject="CN=Rel"),
+        actor="t",
+        now=NOW,
+    )
+    with pytest.raises(InvalidState, match=f"request {req.pk} is pending, not approved"):
+        issue_certificate(request=req, actor="t", now=NOW)
+    approved = approve_request(request=req, actor="officer", now=NOW)
+    with pytest.raises(InvalidState, match="is approved, not pending"):
+        approve_request(request=approved, actor="officer", now=NOW)
+    with pytest.raises(InvalidState, match="is approved, not pending"):
+        reject_request(request=approved, reason="late", actor="officer", now=NOW)
+    cert = issue_certificate(request=approved, actor="officer", now=NOW)
+    assert cert.request == approved
+    with pytest.raises(ValueError, match="needs a request, or a ca, a profile and a csr"):
+        issue_certificate(ca=issuing_ca, actor="t", now=NOW)
+
+
+def test_approval_rechecks_the_current_policy(issuing_ca, profile):
+    from pki.issuance import approve_request
+
+    signing = profile("code-signing")
+    req = submit_request(
+        ca=issuing_ca, profile=signing, csr=make_csr("rsa-3072", subject="CN=Rel"), actor="t", now=NOW
+    )
+    signing.min_rsa_bits = 4096
+    signing.save()
+    with pytest.raises(WeakKey, match="below profile code-signing's minimum of 4096"):
+        approve_request(request=req, actor="officer", now=NOW)
+    req.refresh_from_db()
+    assert req.state == RequestState.PENDING
+
+
+def test_renewal_keeps_names_and_key_and_links_back(issuing_ca, profile):
+    from pki.issuance import chain_for, renew_certificate
+
+    old = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    later = NOW + dt.timedelta(days=60)
+    new = renew_certificate(certificate=old, actor="t", now=later)
+    assert (new.renewed_from, new.key_fingerprint, new.san_text) == (old, old.key_fingerprint, old.san_text)
+    assert new.not_before > old.not_before
+    assert [c.subject.rfc4514_string() for c in chain_for(new)] == [
+        "CN=www.example.test",
+        "CN=KMI Issuing CA,O=KMI",
+        "CN=KMI Test Root,O=KMI",
+    ]
+    assert AuditEvent.objects.filter(action="certificate.renewed", object_id=str(new.pk)).exists()
+
+
+def test_renewal_with_a_new_key_may_not_add_names(issuing_ca, profile):
+    from pki.issuance import renew_certificate
+
+    old = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    wider = make_csr("ec-p256-b", sans=[x509.DNSName("www.example.test"), x509.DNSName("admin.example.test")])
+    before = _rows()
+    with pytest.raises(PolicyViolation, match=r"renewal may not add names: dns:admin\.example\.test"):
+        renew_certificate(certificate=old, csr=wider, actor="t", now=NOW)
+    assert _rows() == before
+
+
+def test_renewal_refuses_ca_certificates_and_names_the_policy_no_longer_allows(issuing_ca, profile):
+    from pki.issuance import renew_certificate
+
+    with pytest.raises(InvalidState, match="renewed by CA rollover"):
+        renew_certificate(certificate=issuing_ca.own_certificate(), actor="t", now=NOW)
+    server = profile("tls-server")
+    old = sign_csr(ca=issuing_ca, profile=server, csr=make_csr(), actor="t", now=NOW)
+    server.allowed_names = ["dns:*.internal.test"]
+    server.save()
+    with pytest.raises(
+        PolicyViolation, match=r"dns:www\.example\.test is no longer allowed by profile tls-server"
+    ):
+        renew_certificate(certificate=old, actor="t", now=NOW)
