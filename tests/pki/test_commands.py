@@ -371,6 +371,13 @@ def test_rewrap_keys_moves_every_key_to_the_new_kek(issuing_ca, use_keks, settin
     assert out == "re-wrapped 0 keys under KEK test-2\n"
 
 
+def test_rewrap_keys_without_the_old_kek_names_it(issuing_ca, use_keks):
+    use_keks(kek_line("test-2", b"second"))
+    with pytest.raises(CommandError, match=r"KEK 'test-1' is not configured \(known: test-2\)"):
+        run("rewrap_keys")
+    assert set(SealedKey.objects.values_list("kek_id", flat=True)) == {"test-1"}
+
+
 # --- through manage.py, as a person runs them ---------------------------------------------------
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``python manage.py ARGS`` against this test's database (its committed state)."""
@@ -378,7 +385,7 @@ def manage(*args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
