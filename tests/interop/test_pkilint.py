@@ -50,7 +50,7 @@ def _hierarchy(key_type: str) -> CertificateAuthority:
     )
 
 
-@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "ed25519", "rsa-2048"])
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "ed25519", "rsa-2048", "ml-dsa-65"])
 def test_root_and_intermediate_certificates_lint_clean(key_type):
     issuing = _hierarchy(key_type)
     assert issuing.parent is not None

@@ -233,3 +233,41 @@ def test_generated_key_types_match():
     assert signature_hash("ec-p521") == hashes.SHA512() or isinstance(
         signature_hash("ec-p521"), hashes.SHA512
     )
+
+
+@pytest.mark.parametrize("key_type", ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"])
+def test_ml_dsa_ca_signs_certificates_that_verify(db, key_type, profile):
+    from pki.authorities import create_intermediate_ca, create_root_ca
+    from pki.issuance import sign_csr
+    from pki.x509.names import parse_subject
+    from tests.conftest import NOW, make_csr
+
+    root = create_root_ca(
+        name="pq-root",
+        subject=parse_subject(f"CN=PQ Root {key_type}"),
+        key_type=key_type,
+        actor="test",
+        now=NOW,
+    )
+    issuing = create_intermediate_ca(
+        name="pq-issuing",
+        parent=root,
+        subject=parse_subject("CN=PQ Issuing"),
+        key_type=key_type,
+        path_length=0,
+        actor="test",
+        now=NOW,
+    )
+    leaf = sign_csr(
+        ca=issuing,
+        profile=profile("tls-client"),
+        csr=make_csr("ec-p256", subject="CN=device-1"),
+        actor="test",
+        now=NOW,
+    )
+    issuing.x509_certificate().verify_directly_issued_by(root.x509_certificate())
+    leaf.x509().verify_directly_issued_by(issuing.x509_certificate())
+    assert leaf.x509().signature_algorithm_oid._name == key_type.upper()
+    ku = root.x509_certificate().extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_cert_sign
+    assert not ku.key_encipherment
