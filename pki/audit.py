@@ -308,7 +308,13 @@ def verify_chain() -> AuditReport:
     total = 0
     heads = list(AuditStream.objects.order_by("name"))
     known = {h.name for h in heads}
-    orphans = AuditEvent.objects.exclude(stream__in=known).values_list("stream", flat=True).distinct()
+    # order_by("stream") replaces Meta.ordering (id), which DISTINCT would otherwise include.
+    orphans = (
+        AuditEvent.objects.exclude(stream__in=known)
+        .order_by("stream")
+        .values_list("stream", flat=True)
+        .distinct()
+    )
     for name in orphans:
         breaks.append(AuditBreak(name, 0, None, "events without a chain head"))
     for head in heads:

@@ -83,6 +83,8 @@ def submit_request(
 ) -> CertificateRequest:
     """Check a CSR against the profile and CA; store it approved (auto) or pending."""
     now = resolve(now)
+    # A CA that cannot sign (disabled, expired, key inactive) takes no requests: none left behind.
+    ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)

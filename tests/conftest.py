@@ -169,3 +169,28 @@ def ca_from_key(
 def fixture_ca(db: None) -> Callable[..., CertificateAuthority]:
     """Make a CA from a committed key: ``fixture_ca("rsa-root", "rsa-2048")``."""
     return ca_from_key
+
+
+def kek_line(kek_id: str, seed: bytes) -> str:
+    """A test KEK entry ``id:base64url`` whose 32 bytes derive from ``seed`` (never a real key)."""
+    import base64
+    import hashlib
+
+    return f"{kek_id}:{base64.urlsafe_b64encode(hashlib.sha256(seed).digest()).decode()}"
+
+
+@pytest.fixture
+def use_keks(settings: Any) -> Iterator[Callable[..., None]]:
+    """Reconfigure the KEKs (``use_keks(line, line2)``; the last is current) for one test."""
+    from pki import conf
+    from pki.keys import registry
+
+    def apply(*lines: str) -> None:
+        settings.KMI = {**settings.KMI, "KEK": ",".join(lines), "KEK_FILE": ""}
+        conf.reset()
+        registry.reset()
+
+    yield apply
+    # pytest-django restores settings after this; the caches then reload from the restored ones.
+    conf.reset()
+    registry.reset()

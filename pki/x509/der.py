@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from pki.models.certificate import RevocationReason
@@ -59,6 +59,12 @@ _ECDSA_ALGORITHMS = {
 }
 _ED25519_ALGORITHM = bytes.fromhex("300506032b6570")
 _ED448_ALGORITHM = bytes.fromhex("300506032b6571")
+# FIPS 204 ML-DSA (RFC 9881): id-ml-dsa-44/65/87 = 2.16.840.1.101.3.4.3.17/18/19, no parameters.
+_ML_DSA_ALGORITHMS: dict[type, bytes] = {
+    mldsa.MLDSA44PublicKey: bytes.fromhex("300b0609608648016503040311"),
+    mldsa.MLDSA65PublicKey: bytes.fromhex("300b0609608648016503040312"),
+    mldsa.MLDSA87PublicKey: bytes.fromhex("300b0609608648016503040313"),
+}
 
 
 def length(n: int) -> bytes:
@@ -166,6 +172,9 @@ def signature_algorithm(public_key: PublicKeyTypes, algorithm: hashes.HashAlgori
         return _ED25519_ALGORITHM
     if isinstance(public_key, ed448.Ed448PublicKey):
         return _ED448_ALGORITHM
+    for key_class, identifier in _ML_DSA_ALGORITHMS.items():
+        if isinstance(public_key, key_class):
+            return identifier
     if algorithm is None:
         raise ValueError(f"{type(public_key).__name__} signatures need a hash")
     if isinstance(public_key, rsa.RSAPublicKey) and algorithm.name in _RSA_ALGORITHMS:

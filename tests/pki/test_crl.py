@@ -142,6 +142,19 @@ def test_crl_matches_cryptography_builder_entry_by_entry(fixture_ca, key_name, n
     assert row.next_update - row.this_update == dt.timedelta(hours=24)
 
 
+def test_ml_dsa_ca_publishes_a_verifiable_crl(db):
+    from pki.authorities import create_root_ca
+    from pki.x509.names import parse_subject
+
+    ca = create_root_ca(
+        name="pq", subject=parse_subject("CN=PQ Root"), key_type="ml-dsa-44", actor="t", now=NOW
+    )
+    revoked_row(ca, revoked_at=NOW, reason="keyCompromise")
+    parsed = x509.load_der_x509_crl(bytes(publish_crl(ca=ca, actor="t", now=NOW).der))
+    assert len(parsed) == 1
+    assert parsed.is_signature_valid(ca.key.public_key())  # type: ignore[arg-type]
+
+
 def test_empty_crl_has_no_revoked_certificates_field(issuing_ca):
     row = publish_crl(ca=issuing_ca, actor="test", now=NOW)
     parsed = x509.load_der_x509_crl(bytes(row.der))

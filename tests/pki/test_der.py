@@ -166,6 +166,23 @@ def test_signature_algorithm_matches_cryptography(key_name, algorithm):
     assert tbs[header + 3 : header + 3 + len(ours)] == ours
 
 
+@pytest.mark.parametrize("key_class", ["MLDSA44PrivateKey", "MLDSA65PrivateKey", "MLDSA87PrivateKey"])
+def test_ml_dsa_signature_algorithm_matches_cryptography(key_class):
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    key = getattr(mldsa, key_class).generate()  # no ML-DSA fixture key; generation is cheap
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    crl = x509.CertificateRevocationListBuilder(
+        issuer_name=name, last_update=dt.datetime(2026, 1, 1), next_update=dt.datetime(2026, 1, 2)
+    ).sign(key, None)
+    ours = der.signature_algorithm(key.public_key(), None)
+    assert ours in crl.tbs_certlist_bytes
+    assert (
+        crl.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.DER).count(ours)
+        == 2
+    )
+
+
 def test_signature_algorithm_needs_a_hash_for_ecdsa():
     with pytest.raises(ValueError):
         der.signature_algorithm(load_key("ec-p256").public_key(), None)

@@ -16,7 +16,7 @@ def _store_crls_uncompressed(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pki', '0002_seed_profiles'),
+        ('pki', '0003_ml_dsa_key_types'),
     ]
 
     operations = [
