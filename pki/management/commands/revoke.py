@@ -7,27 +7,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.exceptions import NotFound
-from pki.management.base import PKICommand, get_ca
-from pki.models import Certificate, RevocationReason
+from pki.management.base import PKICommand, get_certificate
+from pki.models import RevocationReason
 from pki.revocation import revoke_certificate
-from pki.x509.serials import normalize_serial
 
 REASONS = [r for r in RevocationReason.values if r != RevocationReason.REMOVE_FROM_CRL]
-
-
-def find_certificate(serial: str, ca_name: str | None = None) -> Certificate:
-    """Return the certificate with this serial (within ``ca_name`` if given) or raise NotFound."""
-    wanted = normalize_serial(serial)
-    rows = Certificate.objects.select_related("ca").filter(serial=wanted)
-    if ca_name:
-        rows = rows.filter(ca=get_ca(ca_name))
-    found = list(rows[:2])
-    if not found:
-        raise NotFound(f"no certificate with serial {wanted}" + (f" from CA {ca_name}" if ca_name else ""))
-    if len(found) > 1:
-        raise NotFound(f"serial {wanted} exists under several CAs: choose one with --ca")
-    return found[0]
 
 
 def parse_instant(text: str) -> dt.datetime:
@@ -51,7 +35,7 @@ class Command(PKICommand):
         parser.add_argument("--ca", help="issuing CA name (needed when two CAs share the serial)")
 
     def run(self, **opts: Any) -> None:
-        cert = find_certificate(opts["serial"], ca_name=opts["ca"])
+        cert = get_certificate(opts["serial"], opts["ca"])
         invalidity = parse_instant(opts["invalidity_date"]) if opts["invalidity_date"] else None
         cert = revoke_certificate(
             certificate=cert, reason=opts["reason"], invalidity_date=invalidity, actor=self.actor()

@@ -6,8 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.management.base import PKICommand
-from pki.management.commands.revoke import find_certificate
+from pki.management.base import PKICommand, get_certificate
 from pki.revocation import release_hold
 
 
@@ -19,6 +18,6 @@ class Command(PKICommand):
         parser.add_argument("--ca", help="issuing CA name (needed when two CAs share the serial)")
 
     def run(self, **opts: Any) -> None:
-        cert = find_certificate(opts["serial"], ca_name=opts["ca"])
+        cert = get_certificate(opts["serial"], opts["ca"])
         cert = release_hold(certificate=cert, actor=self.actor())
         self.stdout.write(f"released {cert.serial} of CA {cert.ca} from hold: valid again")
