@@ -100,7 +100,15 @@ if REDIS_URL:
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
+        "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
+    }
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {}
+    if env_str("KMI_REDIS_KEY_PREFIX"):
+        # Several KMI sets (or test runs) can share one Redis database without seeing each other.
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
@@ -122,6 +130,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_EXPIRES = 86400
+# Every task that signs with a CA key goes to the `signing` queue (see pki/signing.py).
+CELERY_TASK_ROUTES = {"pki.signing.*": {"queue": "signing"}}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- auth, i18n, static ----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -159,3 +172,40 @@ KMI = {
     "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
     "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
 }
+
+# --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
+# Validated once into pki.lifecycle_conf.LifecycleSettings (README: Production deployment).
+KMI_LIFECYCLE = {
+    # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
+    # Celery `signing` queue, so web processes need no KEK at all.
+    "SIGNING": env_str("KMI_SIGNING", "inprocess"),
+    "SIGNING_TIMEOUT": env_int("KMI_SIGNING_TIMEOUT", 30, minimum=1),
+    "EXPIRY_THRESHOLDS": env_str("KMI_EXPIRY_THRESHOLDS", "30,14,7,1"),
+    "CA_EXPIRY_THRESHOLDS": env_str("KMI_CA_EXPIRY_THRESHOLDS", "180,90,30,7"),
+    "ALERT_EMAILS": env_str("KMI_ALERT_EMAILS", ""),
+    "ALERT_WEBHOOK_URL": env_str("KMI_ALERT_WEBHOOK_URL", ""),
+    "WEBHOOK_SECRET": env_secret("KMI_WEBHOOK_SECRET"),
+    "WEBHOOK_TIMEOUT": env_int("KMI_WEBHOOK_TIMEOUT", 10, minimum=1),
+    "NOTIFY_MAX_ATTEMPTS": env_int("KMI_NOTIFY_MAX_ATTEMPTS", 5, minimum=1),
+    "NOTIFY_RETRY_SECONDS": env_int("KMI_NOTIFY_RETRY_SECONDS", 300, minimum=1),
+    "NOTIFY_CLAIM_LEASE_SECONDS": env_int("KMI_NOTIFY_CLAIM_LEASE_SECONDS", 900, minimum=1),
+    "AUTO_RENEW_DAYS": env_int("KMI_AUTO_RENEW_DAYS", 30, minimum=1),
+    "AUTO_RENEW_NEW_KEY": env_bool("KMI_AUTO_RENEW_NEW_KEY", default=False),
+    "KEY_RETENTION_DAYS": env_int("KMI_KEY_RETENTION_DAYS", 365, minimum=0),
+    "SCAN_SECONDS": env_int("KMI_LIFECYCLE_SCAN_SECONDS", 3600, minimum=1),
+    "SERVICE_CERT_NAMES": env_str("KMI_SERVICE_CERT_NAMES", ""),
+    "SERVICE_CERT_DIR": env_str("KMI_SERVICE_CERT_DIR", ""),
+    "SERVICE_CA": env_str("KMI_SERVICE_CA", "issuing"),
+    "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
+    "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
+    "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+}
+EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("KMI_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("KMI_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("KMI_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("KMI_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("KMI_EMAIL_STARTTLS", default=False)
+EMAIL_TIMEOUT = env_int("KMI_EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_FILE_PATH = env_str("KMI_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("KMI_EMAIL_FROM", "kmi@localhost")

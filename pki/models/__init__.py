@@ -4,6 +4,12 @@ from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.notification import (
+    NotificationChannel,
+    NotificationKind,
+    NotificationRecord,
+    NotificationState,
+)
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
@@ -16,6 +22,10 @@ __all__ = [
     "Key",
     "KeyState",
     "KeyType",
+    "NotificationChannel",
+    "NotificationKind",
+    "NotificationRecord",
+    "NotificationState",
     "Profile",
     "RequestState",
     "RevocationReason",

@@ -40,6 +40,10 @@ class CertificateAuthority(models.Model):
     name_constraints = models.JSONField(
         default=dict, blank=True, help_text='{"permitted": ["dns:example.test"], "excluded": []}'
     )
+    # Contacts for this CA's own expiry alerts, and the fallback for certificates it issued
+    # that name no owner of their own.
+    owner_email = models.EmailField(blank=True)
+    owner_webhook_url = models.URLField(blank=True, max_length=500)
     created_at = models.DateTimeField()
 
     class Meta:
