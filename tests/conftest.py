@@ -101,7 +101,7 @@ def lifecycle_conf(settings: Any) -> Iterator[Callable[..., None]]:
 
 
 class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records every POST (lower-cased headers, body) and answers ``status``."""
+    """A real HTTP server on 127.0.0.1 recording every POST (lower-cased headers, body)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []
