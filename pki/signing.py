@@ -137,7 +137,7 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
             kwargs=kwargs,
             queue=SIGNING_QUEUE,
             retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "timeout": 3},
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
         )
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types when the broker is down
         raise SigningUnavailable(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-import uuid
 
 import pytest
 from cryptography import x509
@@ -13,8 +12,6 @@ from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from pki.issuance import sign_csr
-from pki.keys import get_backend
 from pki.lifecycle import (
     auto_renew_certificates,
     deactivate_expired_keys,
@@ -36,52 +33,16 @@ from pki.models import (
     SealedKey,
 )
 from pki.models.authority import CAState
-from pki.models.key import KeyPurpose, KeyType
+from pki.models.key import KeyPurpose
 from pki.notifications import verify_webhook_signature
 from pki.revocation import revoke_certificate
-from pki.x509.csr import spki_der, spki_fingerprint
-from tests.conftest import NOW, load_key, make_csr
+from tests.conftest import NOW
+from tests.support.certs import hold_key, issue
 
 pytestmark = pytest.mark.django_db
 
 DAY = dt.timedelta(days=1)
 SECRET = "webhook-test-secret"
-
-
-def _issue(issuing_ca, profile, *, key_name="ec-p256", subject="CN=www.example.test", **fields):
-    sans = [x509.DNSName(subject.removeprefix("CN="))]
-    cert = sign_csr(
-        ca=issuing_ca,
-        profile=profile("tls-server"),
-        csr=make_csr(key_name, subject=subject, sans=sans),
-        actor="test",
-        now=NOW,
-    )
-    Certificate.objects.filter(pk=cert.pk).update(**fields)
-    cert.refresh_from_db()
-    return cert
-
-
-def _hold_key(cert: Certificate, key_name: str = "ec-p256") -> Key:
-    """Import a committed private key into KMI's encrypted backend and attach it to ``cert``."""
-    private_key = load_key(key_name)
-    key_id = uuid.uuid4()
-    handle = get_backend().store(key_id=key_id, private_key=private_key)  # type: ignore[attr-defined]
-    key = Key.objects.create(
-        id=key_id,
-        key_type=KeyType.EC_P256,
-        purpose=KeyPurpose.END_ENTITY,
-        backend="encrypted",
-        handle=handle,
-        public_key_der=spki_der(private_key.public_key()),
-        spki_sha256=spki_fingerprint(private_key.public_key()),
-        state=KeyState.ACTIVE,
-        created_at=NOW,
-        activated_at=NOW,
-    )
-    Certificate.objects.filter(pk=cert.pk).update(key=key, auto_renew=True)
-    cert.refresh_from_db()
-    return key
 
 
 # --- thresholds ------------------------------------------------------------------------------
@@ -109,7 +70,7 @@ def test_owner_is_notified_once_per_threshold_by_email_and_signed_webhook(
     issuing_ca, profile, webhook_receiver, lifecycle_conf
 ):
     lifecycle_conf(WEBHOOK_SECRET=SECRET)
-    cert = _issue(
+    cert = issue(
         issuing_ca, profile, owner_email="owner@example.test", owner_webhook_url=webhook_receiver.url
     )
     at_20_days = cert.not_after - 20 * DAY
@@ -145,7 +106,7 @@ def test_certificate_first_seen_inside_seven_days_gets_only_the_seven_day_notice
     issuing_ca, profile, lifecycle_conf
 ):
     lifecycle_conf()
-    cert = _issue(issuing_ca, profile, owner_email="owner@example.test")
+    cert = issue(issuing_ca, profile, owner_email="owner@example.test")
     expiry_scan(now=cert.not_after - 5 * DAY)
     assert list(NotificationRecord.objects.values_list("threshold_days", flat=True)) == [7]
     assert len(mail.outbox) == 1
@@ -154,15 +115,15 @@ def test_certificate_first_seen_inside_seven_days_gets_only_the_seven_day_notice
 def test_certificate_without_an_owner_falls_back_to_its_ca_contacts(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
     type(issuing_ca).objects.filter(pk=issuing_ca.pk).update(owner_email="pki-team@example.test")
-    cert = _issue(issuing_ca, profile)
+    cert = issue(issuing_ca, profile)
     expiry_scan(now=cert.not_after - 2 * DAY)
     assert [m.to for m in mail.outbox] == [["pki-team@example.test"]]
 
 
 def test_self_renewing_certificate_is_quiet_until_the_last_threshold(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    cert = _issue(issuing_ca, profile, owner_email="owner@example.test")
-    _hold_key(cert)
+    cert = issue(issuing_ca, profile, owner_email="owner@example.test")
+    hold_key(cert)
     for days in (25, 12, 5):
         expiry_scan(now=cert.not_after - days * DAY)
     assert mail.outbox == []
@@ -173,8 +134,8 @@ def test_self_renewing_certificate_is_quiet_until_the_last_threshold(issuing_ca,
 
 def test_certificate_with_an_unrevoked_successor_is_quiet(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    old = _issue(issuing_ca, profile, owner_email="owner@example.test")
-    new = _issue(issuing_ca, profile, subject="CN=new.example.test")
+    old = issue(issuing_ca, profile, owner_email="owner@example.test")
+    new = issue(issuing_ca, profile, subject="CN=new.example.test")
     Certificate.objects.filter(pk=new.pk).update(renewed_from=old, not_after=old.not_after + 90 * DAY)
     expiry_scan(now=old.not_after - 3 * DAY)
     assert mail.outbox == []
@@ -186,7 +147,7 @@ def test_certificate_with_an_unrevoked_successor_is_quiet(issuing_ca, profile, l
 
 def test_revoked_certificate_gets_no_expiry_notice(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    cert = _issue(issuing_ca, profile, owner_email="owner@example.test")
+    cert = issue(issuing_ca, profile, owner_email="owner@example.test")
     revoke_certificate(certificate=cert, reason="superseded", actor="test", now=NOW)
     expiry_scan(now=cert.not_after - 3 * DAY)
     assert mail.outbox == []
@@ -197,7 +158,7 @@ def test_failing_webhook_is_retried_with_backoff_then_abandoned(
 ):
     lifecycle_conf(NOTIFY_MAX_ATTEMPTS=2, NOTIFY_RETRY_SECONDS=60)
     webhook_receiver.status = 500
-    cert = _issue(issuing_ca, profile, owner_webhook_url=webhook_receiver.url)
+    cert = issue(issuing_ca, profile, owner_webhook_url=webhook_receiver.url)
     t0 = cert.not_after - 20 * DAY
     assert expiry_scan(now=t0)["failed"] == 1
     record = NotificationRecord.objects.get()
@@ -217,7 +178,7 @@ def test_failed_webhook_succeeds_on_retry_with_the_same_delivery_id(
 ):
     lifecycle_conf(NOTIFY_RETRY_SECONDS=60)
     webhook_receiver.status = 503
-    cert = _issue(issuing_ca, profile, owner_webhook_url=webhook_receiver.url)
+    cert = issue(issuing_ca, profile, owner_webhook_url=webhook_receiver.url)
     t0 = cert.not_after - 20 * DAY
     expiry_scan(now=t0)
     webhook_receiver.status = 200
@@ -229,14 +190,14 @@ def test_failed_webhook_succeeds_on_retry_with_the_same_delivery_id(
 
 def test_unreachable_webhook_is_recorded_as_failed(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(WEBHOOK_TIMEOUT=2)
-    cert = _issue(issuing_ca, profile, owner_webhook_url="http://127.0.0.1:9/unreachable")
+    cert = issue(issuing_ca, profile, owner_webhook_url="http://127.0.0.1:9/unreachable")
     assert expiry_scan(now=cert.not_after - 2 * DAY)["failed"] == 1
     assert "unreachable" in NotificationRecord.objects.get().last_error
 
 
 def test_stale_claim_of_a_dead_worker_is_taken_over_after_the_lease(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(NOTIFY_CLAIM_LEASE_SECONDS=600)
-    cert = _issue(issuing_ca, profile, owner_email="owner@example.test")
+    cert = issue(issuing_ca, profile, owner_email="owner@example.test")
     t0 = cert.not_after - 2 * DAY
     plan_expiry_notices(now=t0)
     NotificationRecord.objects.update(state=NotificationState.CLAIMED, claimed_at=t0, attempts=1)
@@ -264,9 +225,7 @@ def test_two_workers_delivering_at_once_send_each_notice_once(
 ):
     lifecycle_conf()
     certs = [
-        _issue(
-            issuing_ca, profile, subject=f"CN=host{i}.example.test", owner_webhook_url=webhook_receiver.url
-        )
+        issue(issuing_ca, profile, subject=f"CN=host{i}.example.test", owner_webhook_url=webhook_receiver.url)
         for i in range(6)
     ]
     t0 = max(c.not_after for c in certs) - 2 * DAY
@@ -296,8 +255,8 @@ def test_two_workers_delivering_at_once_send_each_notice_once(
 # --- auto-renewal ----------------------------------------------------------------------------
 def test_certificate_whose_key_kmi_holds_is_renewed_once_on_the_same_key(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(AUTO_RENEW_DAYS=30)
-    cert = _issue(issuing_ca, profile, owner_email="owner@example.test")
-    key = _hold_key(cert)
+    cert = issue(issuing_ca, profile, owner_email="owner@example.test")
+    key = hold_key(cert)
     assert auto_renew_certificates(now=cert.not_after - 40 * DAY) == []
     at = cert.not_after - 20 * DAY
     [new_id] = auto_renew_certificates(now=at)
@@ -314,8 +273,8 @@ def test_certificate_whose_key_kmi_holds_is_renewed_once_on_the_same_key(issuing
 
 def test_auto_renewal_onto_a_new_key_when_configured(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(AUTO_RENEW_NEW_KEY=True)
-    cert = _issue(issuing_ca, profile)
-    old_key = _hold_key(cert)
+    cert = issue(issuing_ca, profile)
+    old_key = hold_key(cert)
     [new_id] = auto_renew_certificates(now=cert.not_after - 5 * DAY)
     new = Certificate.objects.get(pk=new_id)
     assert new.key_id != old_key.pk
@@ -327,9 +286,9 @@ def test_auto_renewal_onto_a_new_key_when_configured(issuing_ca, profile, lifecy
 
 def test_certificates_kmi_cannot_renew_are_left_alone(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    no_key = _issue(issuing_ca, profile, auto_renew=True)  # the client holds the key
-    revoked = _issue(issuing_ca, profile, subject="CN=gone.example.test")
-    _hold_key(revoked)
+    no_key = issue(issuing_ca, profile, auto_renew=True)  # the client holds the key
+    revoked = issue(issuing_ca, profile, subject="CN=gone.example.test")
+    hold_key(revoked)
     revoke_certificate(certificate=revoked, reason="superseded", actor="test", now=NOW)
     assert auto_renew_certificates(now=no_key.not_after - 5 * DAY) == []
 
@@ -338,10 +297,10 @@ def test_auto_renewal_refused_by_policy_is_logged_and_the_rest_continue(
     issuing_ca, profile, lifecycle_conf, caplog
 ):
     lifecycle_conf()
-    first = _issue(issuing_ca, profile, subject="CN=a.example.test")
-    _hold_key(first)
-    second = _issue(issuing_ca, profile, subject="CN=b.example.test", key_name="ec-p256-b")
-    _hold_key(second, "ec-p256-b")
+    first = issue(issuing_ca, profile, subject="CN=a.example.test")
+    hold_key(first)
+    second = issue(issuing_ca, profile, subject="CN=b.example.test", key_name="ec-p256-b")
+    hold_key(second, "ec-p256-b")
     type(issuing_ca).objects.filter(pk=issuing_ca.pk).update(
         name_constraints={"permitted": ["dns:b.example.test"]}
     )
@@ -353,8 +312,8 @@ def test_auto_renewal_refused_by_policy_is_logged_and_the_rest_continue(
 # --- key deactivation and destruction --------------------------------------------------------
 def test_key_whose_certificates_all_expired_is_deactivated_and_audited(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    cert = _issue(issuing_ca, profile)
-    key = _hold_key(cert)
+    cert = issue(issuing_ca, profile)
+    key = hold_key(cert)
     assert deactivate_expired_keys(now=cert.not_after - DAY) == []
     assert deactivate_expired_keys(now=cert.not_after + DAY) == [str(key.pk)]
     assert deactivate_expired_keys(now=cert.not_after + 2 * DAY) == []
@@ -378,8 +337,8 @@ def test_expired_ca_key_is_deactivated_and_its_ca_disabled(issuing_ca, lifecycle
 
 def test_key_past_retention_is_crypto_shredded_and_its_record_kept(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(KEY_RETENTION_DAYS=30)
-    cert = _issue(issuing_ca, profile)
-    key = _hold_key(cert)
+    cert = issue(issuing_ca, profile)
+    key = hold_key(cert)
     expired_at = cert.not_after + DAY
     deactivate_expired_keys(now=expired_at)
     assert destroy_keys_past_retention(now=expired_at + 29 * DAY) == []
@@ -395,16 +354,16 @@ def test_key_past_retention_is_crypto_shredded_and_its_record_kept(issuing_ca, p
 
 def test_zero_retention_never_destroys_automatically(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(KEY_RETENTION_DAYS=0)
-    cert = _issue(issuing_ca, profile)
-    _hold_key(cert)
+    cert = issue(issuing_ca, profile)
+    hold_key(cert)
     deactivate_expired_keys(now=cert.not_after + DAY)
     assert destroy_keys_past_retention(now=cert.not_after + 3650 * DAY) == []
 
 
 def test_escrowed_key_is_not_destroyed_automatically(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(KEY_RETENTION_DAYS=1)
-    cert = _issue(issuing_ca, profile)
-    key = _hold_key(cert)
+    cert = issue(issuing_ca, profile)
+    key = hold_key(cert)
     Key.objects.filter(pk=key.pk).update(escrow=True)
     deactivate_expired_keys(now=cert.not_after + DAY)
     assert destroy_keys_past_retention(now=cert.not_after + 30 * DAY) == []
