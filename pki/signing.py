@@ -140,9 +140,11 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
         )
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types when the broker is down
+        log.warning("signing queue unreachable: %s", exc)
+        reason = " ".join(str(exc).split())[:160]
         raise SigningUnavailable(
-            f"the signing queue is unreachable ({type(exc).__name__}: {exc}); nothing was signed, "
-            "try again when the broker is back"
+            f"the signing queue is unreachable (is Redis up? {type(exc).__name__}: {reason}); "
+            "nothing was signed, try again when the broker is back"
         ) from None
     try:
         envelope = async_result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)

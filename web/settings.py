@@ -104,7 +104,11 @@ if REDIS_URL:
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
         "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
     }
-    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
+        # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
+        # worker should hear "unavailable" in a few seconds instead.
+        "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1},
+    }
     if env_str("KMI_REDIS_KEY_PREFIX"):
         # Several KMI sets (or test runs) can share one Redis database without seeing each other.
         CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
@@ -121,6 +125,10 @@ else:
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
+    # Both kombu's filesystem transport and Celery's file backend refuse folders that do not
+    # exist; every process (web, worker, beat, a command sending a task) may be the first.
+    for _folder in (_broker_dir / "queue", _broker_dir / "processed", DATA_DIR / "results"):
+        _folder.mkdir(parents=True, exist_ok=True)
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("KMI_CELERY_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
