@@ -8,3 +8,7 @@ class WebConfig(AppConfig):
 
     name = "web"
     verbose_name = "KMI web"
+
+    def ready(self) -> None:
+        """Connect the metrics receivers (signing latency and errors) in every web process."""
+        import web.metrics  # noqa: F401

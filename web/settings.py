@@ -208,6 +208,8 @@ KMI_LIFECYCLE = {
     "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
     "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
 }
+# Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
+MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
 EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env_str("KMI_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("KMI_EMAIL_PORT", 25, minimum=1)
