@@ -70,17 +70,17 @@ def renew_service_certificates() -> dict[str, list[str]]:
     return {"issued": lifecycle.renew_service_certificates()}
 
 
-def enqueue(task_name: str, **kwargs: Any) -> None:
+def enqueue(task_name: str, *, robust: bool = True, **kwargs: Any) -> None:
     """Send ``task_name`` once the current transaction commits (at once outside a transaction).
 
-    ``kwargs`` are ids only. A send that fails (broker down) is logged, not raised: every job is
-    a scan that the next beat tick repeats, so the work is not lost.
+    ``kwargs`` are ids only. With ``robust`` a send that fails (broker down) is logged, not
+    raised: every job is a scan that the next beat tick repeats, so the work is not lost.
     """
 
     def send() -> None:
         current_app.send_task(task_name, kwargs=kwargs)
 
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(send, robust=robust)
 
 
 def _every(seconds: float) -> dict[str, Any]:
