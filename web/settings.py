@@ -123,11 +123,18 @@ else:
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # Broadcast (control) messages; kombu's default is ./control under the working directory.
+        "control_folder": str(_broker_dir / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
     # Both kombu's filesystem transport and Celery's file backend refuse folders that do not
     # exist; every process (web, worker, beat, a command sending a task) may be the first.
-    for _folder in (_broker_dir / "queue", _broker_dir / "processed", DATA_DIR / "results"):
+    for _folder in (
+        _broker_dir / "queue",
+        _broker_dir / "processed",
+        _broker_dir / "control",
+        DATA_DIR / "results",
+    ):
         _folder.mkdir(parents=True, exist_ok=True)
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("KMI_CELERY_EAGER", default=False)
