@@ -215,6 +215,12 @@ KMI_LIFECYCLE = {
     "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
     "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
 }
+if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
+    # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("KMI_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 # Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
 MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
 EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
