@@ -1,4 +1,4 @@
-"""Container health check of the KMI image, by role (KMI_ROLE): web answers /healthz; workers answer a ping."""
+"""Container health check of the KMI image by role (KMI_ROLE): web answers /healthz, workers a ping."""
 
 from __future__ import annotations
 

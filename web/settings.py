@@ -147,8 +147,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_EXPIRES = 86400
-# Every task that signs with a CA key goes to the `signing` queue (see pki/signing.py).
-CELERY_TASK_ROUTES = {"pki.signing.*": {"queue": "signing"}}
+# Every task that signs with a CA or responder key goes to the `signing` queue, which only the
+# processes holding the KEK consume (see pki/signing.py): the signing seam and lifecycle
+# renewals (pki.signing.*), CRL publication (pki.publish_*) and OCSP pre-signing (pki.ocsp_*).
+CELERY_TASK_ROUTES = {
+    "pki.signing.*": {"queue": "signing"},
+    "pki.publish_*": {"queue": "signing"},
+    "pki.ocsp_*": {"queue": "signing"},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- auth, i18n, static ----------------------------------------------------------------------
