@@ -407,3 +407,19 @@ def test_service_certificate_is_issued_once_and_renewed_on_the_same_key(issuing_
     assert changed
     assert renewed.pk != cert.pk
     assert renewed.key_fingerprint == cert.key_fingerprint
+
+
+def test_service_certificate_job_follows_the_settings(issuing_ca, tmp_path, lifecycle_conf):
+    from pki.exceptions import NotFound
+    from pki.lifecycle import renew_service_certificates
+
+    lifecycle_conf(SERVICE_CERT_NAMES="", SERVICE_CERT_DIR="")
+    assert renew_service_certificates(now=NOW) == []
+    lifecycle_conf(SERVICE_CERT_NAMES="kmi.example.test,www.kmi.example.test", SERVICE_CERT_DIR=str(tmp_path))
+    [serial] = renew_service_certificates(now=NOW)
+    assert renew_service_certificates(now=NOW + DAY) == []
+    cert = Certificate.objects.get(serial=serial)
+    assert cert.san_text.splitlines() == ["dns:kmi.example.test", "dns:www.kmi.example.test"]
+    lifecycle_conf(SERVICE_CA="no-such-ca")
+    with pytest.raises(NotFound, match="KMI_SERVICE_CA"):
+        renew_service_certificates(now=NOW)

@@ -24,9 +24,12 @@ from pki.clock import utcnow
 from pki.issuance import submit_request
 from pki.models import (
     Certificate,
+    Key,
+    KeyState,
     NotificationRecord,
     NotificationState,
     RequestState,
+    SealedKey,
 )
 from tests.conftest import make_csr
 from tests.support.certs import hold_key, issue
@@ -123,6 +126,16 @@ def test_worker_runs_the_lifecycle_jobs_end_to_end(stack, issuing_ca, profile, w
 
     assert Certificate.objects.filter(renewed_from=renewable).count() == 1
     assert len(webhook_receiver.calls) == 1
+    # A key whose only certificate has expired is deactivated, then shredded after retention.
+    gone = issue(issuing_ca, profile, subject="CN=gone.example.test", key_name="ec-p384")
+    key = hold_key(gone, "ec-p384")
+    Certificate.objects.filter(pk=gone.pk).update(not_after=utcnow() - dt.timedelta(days=400))
+    assert stack.run("pki.lifecycle.deactivate_expired_keys") == {"deactivated": [str(key.pk)]}
+    Key.objects.filter(pk=key.pk).update(deactivated_at=utcnow() - dt.timedelta(days=366))
+    assert stack.run("pki.lifecycle.destroy_keys_past_retention") == {"destroyed": [str(key.pk)]}
+    key.refresh_from_db()
+    assert key.state == KeyState.DESTROYED
+    assert not SealedKey.objects.filter(key=key).exists()
     assert json.loads(webhook_receiver.calls[0][1])["certificate"]["serial"] == expiring.serial
     messages = _mails(stack)
     assert len(messages) == 1
