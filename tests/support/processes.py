@@ -24,14 +24,16 @@ BIN = Path(sys.executable).parent
 TEST_KEK = "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 60, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
@@ -184,7 +186,7 @@ def client_app(redis_url: str, prefix: str) -> Celery:
     """A Celery client of its own (not the process-wide app) that sends to the test workers."""
     app = Celery("kmi-test-client", broker=redis_url, backend=redis_url, set_as_current=False)
     app.conf.update(
-        broker_transport_options={"global_keyprefix": prefix},
+        broker_transport_options={"global_keyprefix": prefix, "visibility_timeout": 10},
         result_backend_transport_options={"global_keyprefix": prefix},
         task_serializer="json",
         result_serializer="json",

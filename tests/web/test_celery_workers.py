@@ -58,7 +58,10 @@ class Stack:
         self.barriers.mkdir()
         self.env = base_env(redis_url=REDIS_URL, prefix=self.prefix, data_dir=tmp, kek=True)
         self.env["KMI_TEST_BARRIER_DIR"] = str(self.barriers)
+        # A message held by a worker that vanished comes back after this long (production: 1 h).
+        self.env["KMI_BROKER_VISIBILITY_TIMEOUT"] = "10"
         self.worker: Proc = start_worker(self.env, tmp / "worker.log")
+        self.restarts = 0
         self.app: Celery = client_app(REDIS_URL, self.prefix)
 
     def web_env(self, **extra: str) -> dict[str, str]:
@@ -84,6 +87,11 @@ class Stack:
         os.kill(pid, signal.SIGKILL)
         (self.barriers / f"{name}.release").touch()
         return pid
+
+    def replace_worker(self) -> None:
+        """Start a fresh worker (after the old one was killed)."""
+        self.restarts += 1
+        self.worker = start_worker(self.env, self.data_dir / f"worker-{self.restarts}.log")
 
     def close(self) -> None:
         self.worker.stop()
@@ -229,3 +237,33 @@ def test_worker_killed_mid_auto_renewal_is_retried_without_a_duplicate(stack, is
         assert Certificate.objects.filter(renewed_from=old).count() == 1
     serials = list(Certificate.objects.filter(ca=issuing_ca).values_list("serial", flat=True))
     assert len(serials) == len(set(serials)) == 6
+
+
+def test_whole_worker_killed_mid_job_is_redelivered_to_the_next_worker(
+    stack, issuing_ca, profile, webhook_receiver
+):
+    certs = [
+        issue(issuing_ca, profile, subject=f"CN=w{i}.example.test", owner_webhook_url=webhook_receiver.url)
+        for i in range(2)
+    ]
+    Certificate.objects.filter(pk__in=[c.pk for c in certs]).update(not_after=utcnow() + dt.timedelta(days=3))
+    stack.arm("notification_sent")
+    pending = stack.app.send_task("pki.lifecycle.expiry_scan")
+    wait_for((stack.barriers / "notification_sent.reached").exists, what="barrier")
+    os.killpg(stack.worker.popen.pid, signal.SIGKILL)  # the whole worker: main process and child
+    stack.worker.popen.wait()
+    (stack.barriers / "notification_sent.release").touch()
+    stack.replace_worker()
+
+    def redelivered() -> bool:
+        # What every live worker does on its own, but only every ~100 s (kombu's restore_visible
+        # runs on every 10th 10-second tick): put back messages unacknowledged for longer than
+        # the visibility timeout. Doing it here, sooner, keeps the test short.
+        with stack.app.connection_for_write() as conn:
+            conn.default_channel.qos.restore_visible(num=100)
+        return pending.ready()
+
+    wait_for(redelivered, timeout=90, interval=1.0, what="the job to come back to a worker")
+    assert pending.get(timeout=60)["sent"] == 1  # the unacknowledged job came back and finished
+    deliveries = [headers["x-kmi-delivery"] for headers, _ in webhook_receiver.calls]
+    assert len(deliveries) == len(set(deliveries)) == 2
