@@ -269,7 +269,9 @@ def deliver_notices(*, now: dt.datetime | None = None, limit: int = 10_000) -> D
             break
         try:
             _send(record, now)
-        except NotificationFailed as exc:
+        except Exception as exc:  # one bad notice (bad address, a bug) must not stop the rest
+            if not isinstance(exc, NotificationFailed):
+                log.exception("notice %s failed unexpectedly", record.pk)
             give_up = record.attempts >= conf.notify_max_attempts
             record.state = NotificationState.ABANDONED if give_up else NotificationState.FAILED
             backoff = conf.notify_retry_seconds * 2 ** (record.attempts - 1)

@@ -154,6 +154,8 @@ CELERY_TASK_ROUTES = {
     "pki.signing.*": {"queue": "signing"},
     "pki.publish_*": {"queue": "signing"},
     "pki.ocsp_*": {"queue": "signing"},
+    # Destruction reaches the key material itself (an HSM object, or sealed rows) where it lives.
+    "pki.lifecycle.destroy_keys_past_retention": {"queue": "signing"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 

@@ -423,3 +423,19 @@ def test_service_certificate_job_follows_the_settings(issuing_ca, tmp_path, life
     lifecycle_conf(SERVICE_CA="no-such-ca")
     with pytest.raises(NotFound, match="KMI_SERVICE_CA"):
         renew_service_certificates(now=NOW)
+
+
+def test_a_notice_that_cannot_be_built_is_recorded_and_the_others_still_go(
+    issuing_ca, profile, lifecycle_conf
+):
+    lifecycle_conf()
+    bad = issue(issuing_ca, profile, subject="CN=a.example.test", owner_email="owner@example.test")
+    good = issue(issuing_ca, profile, subject="CN=b.example.test", owner_email="owner@example.test")
+    plan_expiry_notices(now=bad.not_after - 2 * DAY)
+    # A stored webhook "URL" urllib cannot even parse: an unexpected error, not a delivery failure.
+    NotificationRecord.objects.filter(certificate=bad).update(channel="webhook", recipient="not a url")
+    report = deliver_notices(now=bad.not_after - 2 * DAY)
+    assert len(report.sent) == 1
+    assert len(report.failed) == 1
+    assert NotificationRecord.objects.get(certificate=good).state == NotificationState.SENT
+    assert NotificationRecord.objects.get(certificate=bad).last_error
