@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,6 +52,8 @@ def send_webhook(
     *, url: str, event: str, payload: Mapping[str, Any], delivery_id: str, timestamp: int
 ) -> int:
     """POST the signed JSON ``payload``; return the HTTP status or raise ``NotificationFailed``."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise NotificationFailed(f"webhook {url!r} is not an http(s) URL")
     conf = lifecycle_settings()
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     headers = {

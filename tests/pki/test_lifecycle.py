@@ -188,6 +188,13 @@ def test_failed_webhook_succeeds_on_retry_with_the_same_delivery_id(
     assert ids[0] == ids[1]
 
 
+def test_webhook_that_is_not_http_is_refused(issuing_ca, profile, lifecycle_conf):
+    lifecycle_conf()
+    cert = issue(issuing_ca, profile, owner_webhook_url="ftp://files.example.test/hook")
+    assert expiry_scan(now=cert.not_after - 2 * DAY)["failed"] == 1
+    assert "not an http(s) URL" in NotificationRecord.objects.get().last_error
+
+
 def test_unreachable_webhook_is_recorded_as_failed(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf(WEBHOOK_TIMEOUT=2)
     cert = issue(issuing_ca, profile, owner_webhook_url="http://127.0.0.1:9/unreachable")
