@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
@@ -74,3 +75,44 @@ def test_nginx_serves_repository_paths_over_http_and_the_rest_over_https():
     assert "return 301 https://" in http_server
     assert "ssl_certificate     /certs/${KMI_HOSTNAME}.crt;" in https_server
     assert "location = /metrics { return 404; }" in https_server
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_init_role_creates_the_cas_once_and_issues_kmis_own_certificate(tmp_path):
+    from cryptography import x509
+
+    from pki.models import CertificateAuthority
+    from tests.support.processes import TEST_KEK, base_env
+
+    env = base_env(redis_url=None, prefix="unused:", data_dir=tmp_path, kek=False)
+    env.update(
+        KMI_KEK_FILE=str(tmp_path / "kek"),
+        KMI_SERVICE_CERT_NAMES="kmi.example.test",
+        KMI_SERVICE_CERT_DIR=str(tmp_path / "certs"),
+        KMI_ROOT_SUBJECT="CN=Example Root CA,O=Example",
+        KMI_ISSUING_SUBJECT="CN=Example Issuing CA,O=Example",
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # as /opt/kmi/bin in the image
+    )
+    (tmp_path / "kek").write_text(TEST_KEK + "\n")
+    root = Path(__file__).resolve().parents[1]
+    runs = [
+        subprocess.run(
+            ["sh", str(DOCKER / "entrypoint.sh"), "init"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].returncode == 0, runs[0].stdout + runs[0].stderr
+    assert runs[1].returncode == 0, runs[1].stdout + runs[1].stderr
+    assert "issued: " in runs[0].stdout
+    assert "current: " in runs[1].stdout
+    assert sorted(CertificateAuthority.objects.values_list("name", flat=True)) == ["issuing", "root"]
+    chain = x509.load_pem_x509_certificates((tmp_path / "certs" / "kmi.example.test.crt").read_bytes())
+    assert chain[0].subject.rfc4514_string() == "CN=kmi.example.test"
+    assert chain[1].subject.rfc4514_string() == "CN=Example Issuing CA,O=Example"
