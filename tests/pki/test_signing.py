@@ -36,7 +36,13 @@ def test_renew_certificate_through_the_seam(issuing_ca, profile):
 
 
 def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
-    assert use_case_names() == ["issue_request", "renew_certificate"]
+    assert use_case_names() == [
+        "create_intermediate_ca",
+        "create_root_ca",
+        "destroy_key",
+        "issue_request",
+        "renew_certificate",
+    ]
     with pytest.raises(NotFound, match="no signing use case 'sign_everything'"):
         run_signing("sign_everything", request_id=1, actor="t")
     with pytest.raises(NotFound, match="no certificate request 987654"):
@@ -110,3 +116,29 @@ def test_beat_schedule_runs_every_lifecycle_job():
         "pki.lifecycle.destroy_keys_past_retention",
         "pki.signing.renew_service_certificates",
     } <= tasks
+
+
+def test_ca_creation_through_the_seam_is_replayable(db):
+    args = {"name": "seam-root", "subject": "CN=Seam Root,O=KMI", "actor": "t", "key_type": "ec-p256"}
+    first = run_signing("create_root_ca", **args)
+    assert run_signing("create_root_ca", **args) == {**first, "replayed": True}
+    with pytest.raises(InvalidState, match="already exists"):
+        run_signing("create_root_ca", **{**args, "subject": "CN=Another Root"})
+    sub = {"name": "seam-sub", "parent_id": first["ca_id"], "subject": "CN=Seam Sub", "actor": "t"}
+    child = run_signing("create_intermediate_ca", **sub, path_length=0)
+    assert child["replayed"] is False
+    assert run_signing("create_intermediate_ca", **sub)["ca_id"] == child["ca_id"]
+    with pytest.raises(NotFound):
+        run_signing("create_intermediate_ca", **{**sub, "name": "orphan", "parent_id": 10**9})
+
+
+def test_key_destruction_through_the_seam(issuing_ca, profile):
+    from tests.support.certs import hold_key, issue
+
+    key = hold_key(issue(issuing_ca, profile))
+    assert run_signing("destroy_key", key_id=str(key.pk), actor="t") == {
+        "key_id": str(key.pk),
+        "state": "destroyed",
+    }
+    with pytest.raises(NotFound):
+        run_signing("destroy_key", key_id="not-a-uuid", actor="t")
