@@ -103,3 +103,42 @@ def test_metrics_token_is_required_when_configured(client, lifecycle_conf):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_gunicorn_workers_counts_are_summed_in_multiprocess_mode(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from tests.support.processes import BIN, base_env, free_port_in, start, wait_for
+
+    port = free_port_in(18600, 18699)
+    env = base_env(redis_url=None, prefix="unused:", data_dir=tmp_path, kek=False)
+    (tmp_path / "prom").mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
+    web = start(
+        [str(BIN / "gunicorn"), "web.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "3"],
+        env,
+        tmp_path / "gunicorn.log",
+    )
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    try:
+        wait_for(lambda: get("/healthz")[0] == 200, timeout=60, what="gunicorn")
+        for _ in range(12):  # spread over the three workers by the kernel's accept queue
+            assert get("/ocsp/none")[0] == 404
+        status, text = get("/metrics")
+    finally:
+        web.stop()
+    assert status == 200, web.output()
+    assert _value(text, "kmi_http_responses_total", endpoint="ocsp", status="404") == 12
+    assert list((tmp_path / "prom").glob("counter_*.db"))  # counted through the shared folder
