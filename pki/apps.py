@@ -13,5 +13,7 @@ class PkiConfig(AppConfig):
     def ready(self) -> None:
         """Validate the PKI settings once at start-up, so bad values fail fast."""
         from pki.conf import pki_settings
+        from pki.lifecycle_conf import lifecycle_settings
 
         pki_settings()
+        lifecycle_settings()

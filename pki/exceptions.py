@@ -73,3 +73,19 @@ class AuditChainBroken(PKIError):
     """The audit hash chain does not verify."""
 
     code = "audit_broken"
+
+
+class SigningUnavailable(PKIError):
+    """No signing worker could take the job: the queue is unreachable or no worker answered in time.
+
+    The work that was acknowledged before (a stored request) is kept; retrying later finishes it.
+    Adapters map this to "service unavailable" (HTTP 503).
+    """
+
+    code = "signing_unavailable"
+
+
+class NotificationFailed(PKIError):
+    """A notice could not be delivered (SMTP or webhook error); it is retried later."""
+
+    code = "notification_failed"

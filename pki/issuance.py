@@ -258,6 +258,9 @@ def _sign_and_record(
         san_text="\n".join(str(s) for s in subject.sans),
         key_fingerprint=spki_fingerprint(subject.public_key),
         crl_shard=crl_shard,
+        # A renewal keeps the owner who is told about the next expiry.
+        owner_email=renewed_from.owner_email if renewed_from is not None else "",
+        owner_webhook_url=renewed_from.owner_webhook_url if renewed_from is not None else "",
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
@@ -339,11 +342,14 @@ def renew_certificate(
     actor: str,
     csr: bytes | str | x509.CertificateSigningRequest | None = None,
     validity_days: int | None = None,
+    new_key: Key | None = None,
     now: dt.datetime | None = None,
 ) -> Certificate:
     """Issue a successor of ``certificate``: same key and names, or a new key from ``csr``.
 
-    With a CSR the new key's names are checked against the profile like a new request and must
+    ``new_key`` (a key KMI holds, without a CSR) renews onto that key with the old names: the
+    lifecycle's auto-renewal with ``KMI_AUTO_RENEW_NEW_KEY``. With a CSR the new key's names are
+    checked against the profile like a new request and must
     not add names the old certificate did not have.
     """
     now = resolve(now)
@@ -358,8 +364,10 @@ def renew_certificate(
     policy = profile.policy()
     old = certificate.x509()
     old_sans = _sans_of(old)
+    if csr is not None and new_key is not None:
+        raise ValueError("renew_certificate takes a csr or a new_key, not both")
     if csr is None:
-        public_key = issuer_public_key(old.public_key())
+        public_key = issuer_public_key((new_key or old).public_key())
         # Policy may have tightened since the first issuance: the old key must still pass it.
         check_public_key(policy, public_key)
         subject = Subject(old.subject, old_sans, public_key)
@@ -385,7 +393,7 @@ def renew_certificate(
         actor=actor,
         now=now,
         renewed_from=certificate,
-        key=certificate.key if csr is None else None,
+        key=new_key if new_key is not None else (certificate.key if csr is None else None),
         action="certificate.renewed",
     )
 

@@ -96,6 +96,8 @@ _CERT_COLUMNS = (
     "auto_renew",
     "revocation_reason",
     "crl_shard",
+    "owner_email",
+    "owner_webhook_url",
     "created_at",
 )
 
@@ -147,6 +149,8 @@ def record_issuance(
     san_text: str | None = None,
     key_fingerprint: str | None = None,
     crl_shard: int | None = None,
+    owner_email: str = "",
+    owner_webhook_url: str = "",
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -172,6 +176,8 @@ def record_issuance(
         renewed_from=renewed_from,
         auto_renew=auto_renew,
         crl_shard=crl_shard,
+        owner_email=owner_email,
+        owner_webhook_url=owner_webhook_url,
         created_at=now,
     )
     if connection.vendor != "postgresql":

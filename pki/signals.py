@@ -14,3 +14,11 @@ certificate_status_changed = Signal()
 
 # Sent after commit with ``certificate_id: int`` and ``ca_id: int`` when a certificate is issued.
 certificate_issued = Signal()
+
+# Sent after commit with ``record_id: int``, ``channel: str`` and ``kind: str`` when a notice was
+# delivered and recorded as sent.
+notification_sent = Signal()
+
+# Sent by the signing seam (pki.signing.run_signing) with ``use_case: str``, ``seconds: float``,
+# ``outcome: str`` ("ok" or a domain error code) and ``placement: str`` ("inprocess"/"worker").
+signing_finished = Signal()

@@ -1,6 +1,12 @@
 """Celery adapters: take ids, load, call a use case; safe to run twice; no secrets in arguments.
 
-``BEAT_SCHEDULE`` is the one beat schedule of KMI (installed by ``web.celery``).
+``BEAT_SCHEDULE`` is the one beat schedule of KMI (installed by ``web.celery``). Tasks named
+``pki.signing.*`` use a CA key and are routed to the ``signing`` queue (``CELERY_TASK_ROUTES``),
+which only the signing workers — the processes that hold the KEK — consume.
+
+Every task acknowledges late and is rejected back onto its queue when the worker running it
+dies (``acks_late`` + ``reject_on_worker_lost``): each one is idempotent, so running it again
+after a crash finishes the work without doing any of it twice.
 """
 
 from __future__ import annotations
@@ -8,12 +14,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
+from django.db import transaction
 from django.dispatch import receiver
 
+from pki import lifecycle
 from pki.audit import verify_chain
 from pki.conf import pki_settings
+from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import certificate_status_changed
+from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +65,78 @@ def _crl_check_interval() -> float:
     return max(1.0, pki_settings().crl_revocation_delay_seconds / 2)
 
 
+@shared_task(name="pki.signing.run", acks_late=True, reject_on_worker_lost=True)
+def signing_run(use_case: str, **kwargs: Any) -> dict[str, Any]:
+    """Run one signing use case for ``pki.signing.run_signing`` (domain errors come back as data)."""
+    return execute_enveloped(use_case, **kwargs)
+
+
+@shared_task(name="pki.lifecycle.expiry_scan", acks_late=True, reject_on_worker_lost=True)
+def expiry_scan() -> dict[str, int]:
+    """Notify owners of certificates and CAs nearing expiry (each notice at most once)."""
+    return lifecycle.expiry_scan()
+
+
+@shared_task(name="pki.signing.auto_renew", acks_late=True, reject_on_worker_lost=True)
+def auto_renew() -> dict[str, list[int]]:
+    """Renew the auto-renew certificates whose keys KMI holds."""
+    return {"renewed": lifecycle.auto_renew_certificates()}
+
+
+@shared_task(name="pki.lifecycle.deactivate_expired_keys", acks_late=True, reject_on_worker_lost=True)
+def deactivate_expired_keys() -> dict[str, list[str]]:
+    """Deactivate keys whose certificates have all expired."""
+    return {"deactivated": lifecycle.deactivate_expired_keys()}
+
+
+@shared_task(name="pki.lifecycle.destroy_keys_past_retention", acks_late=True, reject_on_worker_lost=True)
+def destroy_keys_past_retention() -> dict[str, list[str]]:
+    """Crypto-shred keys past their retention period."""
+    return {"destroyed": lifecycle.destroy_keys_past_retention()}
+
+
+@shared_task(name="pki.signing.renew_service_certificates", acks_late=True, reject_on_worker_lost=True)
+def renew_service_certificates() -> dict[str, list[str]]:
+    """Keep KMI's own TLS certificate (``KMI_SERVICE_CERT_*``) current on disk."""
+    return {"issued": lifecycle.renew_service_certificates()}
+
+
+def enqueue(task_name: str, *, robust: bool = True, **kwargs: Any) -> None:
+    """Send ``task_name`` once the current transaction commits (at once outside a transaction).
+
+    ``kwargs`` are ids only. With ``robust`` a send that fails (broker down) is logged, not
+    raised: every job is a scan that the next beat tick repeats, so the work is not lost.
+    """
+
+    def send() -> None:
+        current_app.send_task(task_name, kwargs=kwargs)
+
+    transaction.on_commit(send, robust=robust)
+
+
+def _every(seconds: float) -> dict[str, Any]:
+    # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
+    return {"schedule": seconds, "options": {"expires": seconds}}
+
+
+_SCAN = float(lifecycle_settings().scan_seconds)
+_SIX_HOURS = 6 * 3600.0
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
-    "publish-due-crls": {"task": "pki.publish_due_crls", "schedule": _crl_check_interval()},
+    "publish-due-crls": {"task": "pki.publish_due_crls", **_every(_crl_check_interval())},
+    "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
+    "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
+    "lifecycle-deactivate-expired-keys": {
+        "task": "pki.lifecycle.deactivate_expired_keys",
+        **_every(_SIX_HOURS),
+    },
+    "lifecycle-destroy-keys-past-retention": {
+        "task": "pki.lifecycle.destroy_keys_past_retention",
+        **_every(_SIX_HOURS),
+    },
+    "lifecycle-renew-service-certificates": {
+        "task": "pki.signing.renew_service_certificates",
+        **_every(_SIX_HOURS),
+    },
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,53 @@ def use_keks(settings: Any) -> Iterator[Callable[..., None]]:
     # pytest-django restores settings after this; the caches then reload from the restored ones.
     conf.reset()
     registry.reset()
+
+
+@pytest.fixture
+def lifecycle_conf(settings: Any) -> Iterator[Callable[..., None]]:
+    """Override ``settings.KMI_LIFECYCLE`` entries for one test: ``lifecycle_conf(SIGNING="worker")``."""
+    from pki import lifecycle_conf as conf
+
+    def override(**values: object) -> None:
+        settings.KMI_LIFECYCLE = {**settings.KMI_LIFECYCLE, **values}
+        conf.reset()
+
+    yield override
+    conf.reset()
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 recording every POST (lower-cased headers, body)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.status = 204
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A live webhook endpoint that records what KMI posts to it."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

@@ -10,5 +10,6 @@ class WebConfig(AppConfig):
     verbose_name = "KMI web"
 
     def ready(self) -> None:
-        """Connect the Celery adapters' signal receivers in every process (web, worker, CLI)."""
+        """Connect the Celery adapters' signal receivers and the metrics receivers in every process."""
         import pki.tasks  # noqa: F401
+        import web.metrics  # noqa: F401

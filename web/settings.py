@@ -100,7 +100,19 @@ if REDIS_URL:
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
+        "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
+    }
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
+        # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
+        # worker should hear "unavailable" in a few seconds instead.
+        "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1},
+    }
+    if env_str("KMI_REDIS_KEY_PREFIX"):
+        # Several KMI sets (or test runs) can share one Redis database without seeing each other.
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
@@ -110,10 +122,20 @@ else:
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # Broadcast (control) messages; kombu's default is ./control under the working directory.
+        "control_folder": str(_broker_dir / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
+    # Both kombu's filesystem transport and Celery's file backend refuse folders that do not
+    # exist; every process (web, worker, beat, a command sending a task) may be the first.
+    for _folder in (
+        _broker_dir / "queue",
+        _broker_dir / "processed",
+        _broker_dir / "control",
+        DATA_DIR / "results",
+    ):
+        _folder.mkdir(parents=True, exist_ok=True)
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("KMI_CELERY_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
@@ -123,6 +145,19 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_EXPIRES = 86400
+# Every task that signs with a CA or responder key goes to the `signing` queue, which only the
+# processes holding the KEK consume (see pki/signing.py): the signing seam and lifecycle
+# renewals (pki.signing.*), CRL publication (pki.publish_*) and OCSP pre-signing (pki.ocsp_*).
+CELERY_TASK_ROUTES = {
+    "pki.signing.*": {"queue": "signing"},
+    "pki.publish_*": {"queue": "signing"},
+    "pki.ocsp_*": {"queue": "signing"},
+    # Destruction reaches the key material itself (an HSM object, or sealed rows) where it lives.
+    "pki.lifecycle.destroy_keys_past_retention": {"queue": "signing"},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- auth, i18n, static ----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -172,3 +207,47 @@ KMI.update(
         "CRL_DIR": env_str("KMI_CRL_DIR", ""),
     }
 )
+# --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
+# Validated once into pki.lifecycle_conf.LifecycleSettings (README: Production deployment).
+KMI_LIFECYCLE = {
+    # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
+    # Celery `signing` queue, so web processes need no KEK at all.
+    "SIGNING": env_str("KMI_SIGNING", "inprocess"),
+    "SIGNING_TIMEOUT": env_int("KMI_SIGNING_TIMEOUT", 30, minimum=1),
+    "EXPIRY_THRESHOLDS": env_str("KMI_EXPIRY_THRESHOLDS", "30,14,7,1"),
+    "CA_EXPIRY_THRESHOLDS": env_str("KMI_CA_EXPIRY_THRESHOLDS", "180,90,30,7"),
+    "ALERT_EMAILS": env_str("KMI_ALERT_EMAILS", ""),
+    "ALERT_WEBHOOK_URL": env_str("KMI_ALERT_WEBHOOK_URL", ""),
+    "WEBHOOK_SECRET": env_secret("KMI_WEBHOOK_SECRET"),
+    "WEBHOOK_TIMEOUT": env_int("KMI_WEBHOOK_TIMEOUT", 10, minimum=1),
+    "NOTIFY_MAX_ATTEMPTS": env_int("KMI_NOTIFY_MAX_ATTEMPTS", 5, minimum=1),
+    "NOTIFY_RETRY_SECONDS": env_int("KMI_NOTIFY_RETRY_SECONDS", 300, minimum=1),
+    "NOTIFY_CLAIM_LEASE_SECONDS": env_int("KMI_NOTIFY_CLAIM_LEASE_SECONDS", 900, minimum=1),
+    "AUTO_RENEW_DAYS": env_int("KMI_AUTO_RENEW_DAYS", 30, minimum=1),
+    "AUTO_RENEW_NEW_KEY": env_bool("KMI_AUTO_RENEW_NEW_KEY", default=False),
+    "KEY_RETENTION_DAYS": env_int("KMI_KEY_RETENTION_DAYS", 365, minimum=0),
+    "SCAN_SECONDS": env_int("KMI_LIFECYCLE_SCAN_SECONDS", 3600, minimum=1),
+    "SERVICE_CERT_NAMES": env_str("KMI_SERVICE_CERT_NAMES", ""),
+    "SERVICE_CERT_DIR": env_str("KMI_SERVICE_CERT_DIR", ""),
+    "SERVICE_CA": env_str("KMI_SERVICE_CA", "issuing"),
+    "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
+    "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
+    "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+}
+if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
+    # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("KMI_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
+MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
+EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("KMI_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("KMI_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("KMI_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("KMI_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("KMI_EMAIL_STARTTLS", default=False)
+EMAIL_TIMEOUT = env_int("KMI_EMAIL_TIMEOUT", 10, minimum=1)
+EMAIL_FILE_PATH = env_str("KMI_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("KMI_EMAIL_FROM", "kmi@localhost")

@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
+from web.health import healthz
+from web.metrics import metrics_view
 from web.protocols import repository
 
 urlpatterns = [
@@ -11,4 +13,6 @@ urlpatterns = [
     re_path(r"^crl/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.crl(?P<as_pem>\.pem)?$", repository.crl),
     re_path(r"^ca/(?P<name>[a-z0-9][a-z0-9-]{0,62})\.cer$", repository.ca_certificate),
     re_path(r"^ca/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.pem$", repository.ca_pem),
+    path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz, name="healthz"),
 ]

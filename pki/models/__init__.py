@@ -5,6 +5,12 @@ from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.notification import (
+    NotificationChannel,
+    NotificationKind,
+    NotificationRecord,
+    NotificationState,
+)
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
@@ -20,6 +26,10 @@ __all__ = [
     "Key",
     "KeyState",
     "KeyType",
+    "NotificationChannel",
+    "NotificationKind",
+    "NotificationRecord",
+    "NotificationState",
     "Profile",
     "RequestState",
     "RevocationReason",

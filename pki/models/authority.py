@@ -43,6 +43,10 @@ class CertificateAuthority(models.Model):
     crl_shards = models.PositiveIntegerField(
         default=1, help_text="number of CRL partitions new certificates are spread over (1: one full CRL)"
     )
+    # Contacts for this CA's own expiry alerts, and the fallback for certificates it issued
+    # that name no owner of their own.
+    owner_email = models.EmailField(blank=True)
+    owner_webhook_url = models.URLField(blank=True, max_length=500)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -99,6 +99,9 @@ class Certificate(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
     )
     auto_renew = models.BooleanField(default=False)
+    # Who hears about this certificate's expiry (empty: the issuing CA's contacts, if any).
+    owner_email = models.EmailField(blank=True)
+    owner_webhook_url = models.URLField(blank=True, max_length=500)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=24, choices=RevocationReason.choices, blank=True)
     invalidity_date = models.DateTimeField(null=True, blank=True)

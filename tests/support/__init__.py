@@ -1,0 +1,1 @@
+"""Helpers for tests that run real KMI processes (Celery workers, beat, a web-side caller)."""

@@ -1,0 +1,241 @@
+"""Start and stop real KMI processes for fault tests: Celery workers, beat, Redis, a web-side call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TEST_KEK = "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 60, interval: float = 0.1, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def database_url() -> str:
+    """The URL of the test database this pytest process uses (workers must use the same one)."""
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def free_port_in(first: int, last: int) -> int:
+    """A free TCP port in ``[first, last]`` (the range this engineer's tests may use)."""
+    for port in range(first, last + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {first}-{last}")
+
+
+def base_env(*, redis_url: str | None, prefix: str, data_dir: Path, kek: bool) -> dict[str, str]:
+    """Environment of a production-like KMI process (web.settings, explicit DB, Redis, KEK)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KMI_", "DJANGO_", "REDIS_", "DATABASE_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="web.settings",
+        PYTHONPATH=str(ROOT),
+        DATABASE_URL=database_url(),
+        KMI_BASE_URL="http://pki.example.test",
+        KMI_DATA_DIR=str(data_dir),
+        KMI_CACHE_PREFIX=prefix,
+        KMI_REDIS_KEY_PREFIX=prefix,
+        KMI_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        KMI_EMAIL_FILE_PATH=str(data_dir / "mail"),
+        KMI_BROKER_VISIBILITY_TIMEOUT="30",
+        KMI_LOG_LEVEL="INFO",
+        PYTHONWARNINGS="ignore",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    if kek:
+        env["KMI_KEK"] = TEST_KEK
+    return env
+
+
+@dataclass
+class Proc:
+    """A running process and the file its output goes to."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def start(cmd: list[str], env: Mapping[str, str], log: Path) -> Proc:
+    """Start ``cmd`` in its own session with output to ``log``."""
+    fh = log.open("wb")
+    popen = subprocess.Popen(
+        cmd, env=dict(env), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    fh.close()
+    return Proc(popen, log)
+
+
+def start_worker(env: Mapping[str, str], log: Path, *, queues: str = "celery,signing") -> Proc:
+    """A prefork Celery worker (one child) on ``queues``; returns once it reports ready."""
+    proc = start(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "tests.support.worker_app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "-Q",
+            queues,
+            "-n",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        log,
+    )
+    try:
+        wait_for(lambda: " ready." in proc.output() or proc.popen.poll() is not None, what="worker ready")
+    except AssertionError:
+        proc.stop()
+        raise AssertionError(f"worker did not start:\n{proc.output()}") from None
+    if proc.popen.poll() is not None:
+        raise AssertionError(f"worker exited:\n{proc.output()}")
+    return proc
+
+
+def start_beat(env: Mapping[str, str], log: Path, schedule: Path) -> Proc:
+    """Celery beat with the test app (its schedule file in ``schedule``)."""
+    return start(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "tests.support.worker_app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(schedule),
+        ],
+        env,
+        log,
+    )
+
+
+def web_side_issue(
+    env: Mapping[str, str], request_id: int, timeout: float = 120
+) -> tuple[int, dict[str, Any]]:
+    """Run ``tests.support.web_side issue`` in a fresh process; return (exit code, its JSON line)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.web_side", "issue", str(request_id)],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stdout.decode().strip().splitlines()
+    if not lines:
+        raise AssertionError(f"web side printed nothing (rc {done.returncode}):\n{done.stderr.decode()}")
+    return done.returncode, json.loads(lines[-1])
+
+
+def client_app(redis_url: str, prefix: str) -> Celery:
+    """A Celery client of its own (not the process-wide app) that sends to the test workers."""
+    app = Celery("kmi-test-client", broker=redis_url, backend=redis_url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options={"global_keyprefix": prefix, "visibility_timeout": 10},
+        result_backend_transport_options={"global_keyprefix": prefix},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_routes={"pki.signing.*": {"queue": "signing"}},
+        broker_connection_retry_on_startup=True,
+    )
+    return app
+
+
+def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
+    """Remove every Redis key this test run created (tests leave Redis as they found it)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def start_redis(port: int, data_dir: Path) -> Proc:
+    """A private redis-server on ``port`` (never the shared one), persisting to ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = start(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(data_dir),
+        ],
+        os.environ,
+        data_dir / "redis.log",
+    )
+    wait_for(lambda: _pings(port), timeout=20, what=f"redis on {port}")
+    return proc
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False

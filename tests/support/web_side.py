@@ -1,0 +1,36 @@
+"""A web-side process calling the signing seam: ``python -m tests.support.web_side issue REQUEST_ID``.
+
+Run with ``DJANGO_SETTINGS_MODULE=web.settings`` and no KEK, as a web process in production.
+Prints one JSON line: the use case's result, or ``{"error": class, "code": …, "message": …}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    """Issue the request ``argv[1]`` through ``run_signing``; 0 on success, 3 on a domain error."""
+    import django
+
+    django.setup()
+    from pki.conf import pki_settings
+    from pki.exceptions import PKIError
+    from pki.signing import run_signing
+
+    if argv[0] != "issue":
+        print(f"unknown command {argv[0]!r}", file=sys.stderr)
+        return 2
+    try:
+        result = run_signing("issue_request", request_id=int(argv[1]), actor="api:test")
+    except PKIError as exc:
+        print(json.dumps({"error": type(exc).__name__, "code": exc.code, "message": str(exc)}))
+        return 3
+    result["web_has_kek"] = bool(pki_settings().keks)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,90 @@
+"""Celery without Redis (embedded broker, beat) and with Redis stopped under a running set.
+
+The Redis here is a private ``redis-server`` on a port of this engineer's range, never the shared
+one; the embedded set uses kombu's filesystem transport in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from pki.clock import utcnow
+from pki.issuance import submit_request
+from pki.models import Certificate, NotificationRecord, NotificationState, RequestState
+from tests.conftest import make_csr
+from tests.support.certs import issue
+from tests.support.processes import (
+    base_env,
+    free_port_in,
+    start_beat,
+    start_redis,
+    start_worker,
+    wait_for,
+    web_side_issue,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+PORTS = (18600, 18699)
+
+
+def test_beat_on_the_embedded_broker_schedules_jobs_that_a_worker_runs(
+    issuing_ca, profile, webhook_receiver, tmp_path: Path
+):
+    cert = issue(issuing_ca, profile, owner_webhook_url=webhook_receiver.url)
+    Certificate.objects.filter(pk=cert.pk).update(not_after=utcnow() + dt.timedelta(days=2))
+    env = base_env(redis_url=None, prefix="unused:", data_dir=tmp_path, kek=True)
+    env["KMI_TEST_BEAT_SECONDS"] = "1"
+    worker = start_worker(env, tmp_path / "worker.log")
+    beat = start_beat(env, tmp_path / "beat.log", tmp_path / "beat-schedule")
+    try:
+        wait_for(lambda: webhook_receiver.calls, timeout=90, what="a notice sent by the beat-driven scan")
+        # Beat keeps ticking and the worker keeps scanning; the notice stays sent once.
+        wait_for(lambda: beat.output().count("Sending due task test-expiry-scan") >= 3, what="beat ticks")
+    finally:
+        beat.stop()
+        worker.stop()
+    assert "filesystem://" in worker.output()
+    assert len(webhook_receiver.calls) == 1
+    assert NotificationRecord.objects.get().state == NotificationState.SENT
+    assert "Task pki.lifecycle.expiry_scan" in worker.output()
+
+
+def test_redis_stopped_makes_enrollment_fail_clearly_and_loses_nothing(issuing_ca, profile, tmp_path: Path):
+    port = free_port_in(*PORTS)
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis = start_redis(port, tmp_path / "redis")
+    env = base_env(redis_url=redis_url, prefix="kmi:", data_dir=tmp_path, kek=True)
+    worker = start_worker(env, tmp_path / "worker.log")
+    web_env = base_env(redis_url=redis_url, prefix="kmi:", data_dir=tmp_path, kek=False)
+    web_env.update({"KMI_SIGNING": "worker", "KMI_SIGNING_TIMEOUT": "60"})
+    try:
+        first = submit_request(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="api:t")
+        code, issued = web_side_issue(web_env, first.pk)
+        assert code == 0, issued
+
+        redis.stop()
+        second = submit_request(
+            ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256-b"), actor="api:t"
+        )
+        code, failed = web_side_issue(web_env, second.pk, timeout=60)
+        assert code == 3
+        assert failed["error"] == "SigningUnavailable"
+        assert failed["code"] == "signing_unavailable"  # what the API maps to 503
+        assert "signing queue is unreachable" in failed["message"]
+        second.refresh_from_db()
+        assert second.state == RequestState.APPROVED  # acknowledged, kept, not half-issued
+
+        redis = start_redis(port, tmp_path / "redis")  # the same data directory: the same Redis
+        code, retried = web_side_issue(web_env, second.pk)
+        assert code == 0, json.dumps(retried)
+    finally:
+        worker.stop()
+        redis.stop()
+    assert Certificate.objects.filter(request=first).count() == 1
+    assert Certificate.objects.filter(request=second).count() == 1
+    assert "Connection to broker lost" in worker.output() or "Cannot connect" in worker.output()
