@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -82,3 +84,30 @@ def issuing_ca(root_ca: CertificateAuthority) -> CertificateAuthority:
 def profile(db: None) -> Callable[[str], Profile]:
     """Look up a seeded profile by name."""
     return lambda name: Profile.objects.get(name=name)
+
+
+@pytest.fixture
+def ocsp_env(settings: Any) -> Iterator[str]:
+    """OCSP with a private Redis key prefix and eager Celery tasks; removes its Redis keys after."""
+    import redis
+
+    from pki import conf, ocsp
+    from web.celery import app
+
+    prefix = f"kmi-test-ocsp-{uuid.uuid4().hex[:12]}"
+    settings.KMI_OCSP = {**settings.KMI_OCSP, "REDIS_PREFIX": prefix}
+    conf.reset()
+    ocsp.reset_caches()
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield prefix
+    finally:
+        app.conf.task_always_eager = eager
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        conf.reset()
+        ocsp.reset_caches()

@@ -159,3 +159,13 @@ KMI = {
     "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
     "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
 }
+
+# --- OCSP responder (pki.conf.OCSPSettings; README: OCSP) --------------------------------------
+KMI_OCSP = {
+    "REDIS_PREFIX": env_str("KMI_OCSP_REDIS_PREFIX", "kmi:ocsp"),
+    "RESPONSE_VALIDITY_SECONDS": env_int("KMI_OCSP_RESPONSE_VALIDITY_SECONDS", 3600, minimum=60),
+    "RESPONDER_VALIDITY_DAYS": env_int("KMI_OCSP_RESPONDER_VALIDITY_DAYS", 7, minimum=1),
+    "RESPONDER_RENEW_FRACTION": env_str("KMI_OCSP_RESPONDER_RENEW_FRACTION", "0.5"),
+    "RESPONDER_KEY_TYPE": env_str("KMI_OCSP_RESPONDER_KEY_TYPE", "ec-p256"),
+    "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
+}

@@ -4,6 +4,7 @@ from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
@@ -16,6 +17,8 @@ __all__ = [
     "Key",
     "KeyState",
     "KeyType",
+    "OCSPResponder",
+    "OCSPResponse",
     "Profile",
     "RequestState",
     "RevocationReason",
