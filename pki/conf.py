@@ -155,6 +155,7 @@ class OCSPSettings:
     responder_renew_fraction: float
     responder_key_type: str
     max_request_bytes: int
+    local_cache_seconds: float
 
 
 def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSettings:
@@ -184,6 +185,12 @@ def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSetti
     max_bytes = int(conf.get("MAX_REQUEST_BYTES", 4096))
     if max_bytes < 256:
         raise ImproperlyConfigured(f"KMI_OCSP_MAX_REQUEST_BYTES={max_bytes} is below 256")
+    try:
+        local = float(conf.get("LOCAL_CACHE_SECONDS", 1.0))
+    except ValueError:
+        raise ImproperlyConfigured("KMI_OCSP_LOCAL_CACHE_SECONDS must be a number") from None
+    if not 0 <= local <= 60:
+        raise ImproperlyConfigured(f"KMI_OCSP_LOCAL_CACHE_SECONDS={local} must be 0 to 60")
     return OCSPSettings(
         redis_url=redis_url,
         redis_prefix=prefix,
@@ -192,6 +199,7 @@ def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSetti
         responder_renew_fraction=fraction,
         responder_key_type=key_type,
         max_request_bytes=max_bytes,
+        local_cache_seconds=local,
     )
 
 

@@ -512,15 +512,45 @@ class ResponseStore:
             log.warning("OCSP: Redis DELETE failed", exc_info=True)
 
 
+class LocalCache:
+    """A per-process micro-cache in front of Redis: a response read less than
+    ``local_cache_seconds`` ago is served again without a round trip. It bounds how stale an
+    answer can be after a re-signing to that many seconds (0 turns it off)."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str, str], tuple[float, SignedResponse]] = {}
+
+    def get(self, key: tuple[int, str, str]) -> SignedResponse | None:
+        """The response read within the last ``local_cache_seconds``, or None."""
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[int, str, str], response: SignedResponse, seconds: float) -> None:
+        """Remember ``response`` for ``seconds``."""
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()  # cheap and bounded; the next reads refill from Redis
+        self._entries[key] = (time.monotonic() + seconds, response)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+
 ISSUERS = IssuerIndex()
 SIGNERS = SignerCache()
 STORE = ResponseStore()
+LOCAL = LocalCache()
 
 
 def reset_caches() -> None:
     """Forget this process's CA index, responders and Redis client (tests, settings changes)."""
     ISSUERS.clear()
     SIGNERS.clear()
+    LOCAL.clear()
     STORE._client = None
 
 
@@ -626,14 +656,30 @@ def answer(request_der: bytes, *, ca_name: str, now: dt.datetime | None = None) 
         return UNAUTHORIZED
     cert_id = parsed.cert_ids[0]
     if parsed.nonce is None and len(parsed.cert_ids) == 1 and cert_id.hash_algorithm in PRESIGNED_HASHES:
-        serial = serial_hex(cert_id.serial_number) if cert_id.serial_number > 0 else ""
-        if serial:
-            hit = STORE.get_cached(first.ca_id, serial, cert_id.hash_algorithm)
-            if hit is None:
-                hit = STORE.get_stored(first.ca_id, serial, cert_id.hash_algorithm, resolve(now))
-            if hit is not None:
-                return Answer(hit.der, hit.this_update, hit.next_update)
+        now = resolve(now)
+        hit = _presigned(first.ca_id, cert_id, now)
+        if hit is not None:
+            return Answer(hit.der, hit.this_update, hit.next_update)
     return _sign_live(first, parsed, resolve(now))
+
+
+def _presigned(ca_id: int, cert_id: ocsp_der.CertID, now: dt.datetime) -> SignedResponse | None:
+    """The pre-signed response: local micro-cache, then Redis, then the database."""
+    if cert_id.serial_number <= 0:
+        return None
+    key = (ca_id, serial_hex(cert_id.serial_number), cert_id.hash_algorithm)
+    hit = LOCAL.get(key)
+    if hit is not None and hit.next_update > now:
+        return hit
+    hit = STORE.get_cached(*key)
+    if hit is None:
+        hit = STORE.get_stored(*key, now)
+    if hit is None or hit.next_update <= now:
+        return None
+    seconds = ocsp_settings().local_cache_seconds
+    if seconds > 0:
+        LOCAL.put(key, hit, seconds)
+    return hit
 
 
 def _sign_live(issuer: Issuer, parsed: ParsedRequest, now: dt.datetime) -> Answer:

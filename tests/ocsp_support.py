@@ -12,7 +12,11 @@ from pkilint.validation import ValidationFindingSeverity
 
 from pki.x509.ocsp_der import OCTET_STRING, SEQUENCE, tlv
 
-_SEVERE = {ValidationFindingSeverity.WARNING, ValidationFindingSeverity.ERROR, ValidationFindingSeverity.FATAL}
+_SEVERE = {
+    ValidationFindingSeverity.WARNING,
+    ValidationFindingSeverity.ERROR,
+    ValidationFindingSeverity.FATAL,
+}
 
 
 def request_der(
@@ -23,7 +27,7 @@ def request_der(
     nonce: bytes | None = None,
 ) -> bytes:
     """A one-certificate OCSP request (SHA-1 CertID unless told), optionally with a nonce."""
-    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm or hashes.SHA1())  # noqa: S303
+    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm or hashes.SHA1())
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)

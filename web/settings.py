@@ -168,4 +168,6 @@ KMI_OCSP = {
     "RESPONDER_RENEW_FRACTION": env_str("KMI_OCSP_RESPONDER_RENEW_FRACTION", "0.5"),
     "RESPONDER_KEY_TYPE": env_str("KMI_OCSP_RESPONDER_KEY_TYPE", "ec-p256"),
     "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
+    # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
+    "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
 }
