@@ -23,6 +23,7 @@ export KMI_OCSP_REDIS_PREFIX="kmi-bench-ocsp-$$"
 export KMI_KEK="bench:$(printf 'b%.0s' {1..32} | base64 | tr '+/' '-_' | tr -d '=')"
 export KMI_BASE_URL="http://127.0.0.1:${PORT}"
 export KMI_LOG_LEVEL=WARNING
+export KMI_CELERY_EAGER=1  # the seed's issuance pre-signs inline (no worker, no broker messages left behind)
 export DJANGO_SETTINGS_MODULE=web.settings
 
 work=$(mktemp -d)

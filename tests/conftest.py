@@ -95,6 +95,7 @@ def ocsp_env(settings: Any) -> Iterator[str]:
     from web.celery import app
 
     prefix = f"kmi-test-ocsp-{uuid.uuid4().hex[:12]}"
+    redis_url = settings.REDIS_URL
     settings.KMI_OCSP = {**settings.KMI_OCSP, "REDIS_PREFIX": prefix}
     conf.reset()
     ocsp.reset_caches()
@@ -104,7 +105,7 @@ def ocsp_env(settings: Any) -> Iterator[str]:
         yield prefix
     finally:
         app.conf.task_always_eager = eager
-        client = redis.Redis.from_url(settings.REDIS_URL)
+        client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(f"{prefix}:*"))
         if keys:
             client.delete(*keys)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from email.utils import format_datetime
 from typing import Any
 
-from django.db import close_old_connections
+from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -134,7 +134,8 @@ def respond(
 
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The raw WSGI responder for ``/ocsp/…`` (dispatched by ``web.wsgi`` before Django)."""
-    close_old_connections()
+    # Django's request signals: they close database connections that are broken or too old.
+    request_started.send(sender=OCSPDispatcher, environ=environ)
     try:
         stream = environ["wsgi.input"]
         status, headers, body = respond(
@@ -145,7 +146,7 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
             if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
         )
     finally:
-        close_old_connections()
+        request_finished.send(sender=OCSPDispatcher)
     start_response(status, headers)
     return [body]
 
