@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CERTIFICATES = int(os.environ.get("BENCH_OCSP_CERTIFICATES", "1000"))
+CERTIFICATES = int(os.environ.get("BENCH_OCSP_CERTIFICATES", "300"))
 
 
 def _recreate_database(url: str) -> None:

@@ -33,6 +33,7 @@ from pki import audit
 from pki.authorities import ensure_can_sign
 from pki.clock import resolve
 from pki.conf import ocsp_settings
+from pki.exceptions import PKIError
 from pki.issuance import issue_for_key
 from pki.keys import get_backend, signature_hash
 from pki.keystore import generate_key
@@ -610,7 +611,9 @@ def refresh_responses(*, actor: str, now: dt.datetime | None = None) -> dict[str
     for ca in CertificateAuthority.objects.filter(certificate__isnull=False).exclude(state=CAState.DISABLED):
         try:
             signed[ca.name] = presign_responses(ca=ca, actor=actor, stale_before=now - half, now=now)
-        except Exception:  # one CA that cannot sign must not stop the others
+        except PKIError as exc:  # e.g. an expired CA: it cannot renew its responder
+            log.warning("OCSP: cannot pre-sign responses of CA %s: %s", ca.name, exc)
+        except Exception:  # one CA that fails must not stop the others
             log.exception("OCSP: cannot pre-sign responses of CA %s", ca.name)
     expired = OCSPResponse.objects.filter(next_update__lte=now)
     STORE.delete(expired.values_list("ca_id", "serial", "hash_algorithm"))
