@@ -340,3 +340,34 @@ def test_refresh_resigns_past_half_life_and_drops_expired_responses(issuing_ca, 
         refresh_responses(actor="t", now=after)
     assert not OCSPResponse.objects.filter(serial=leaf.serial).exists()
     assert _redis().get(f"{ocsp_env}:{issuing_ca.pk}:{leaf.serial}:sha1") is None
+
+
+def test_refresh_skips_a_ca_that_cannot_sign_and_serves_the_others(root_ca, issuing_ca, ocsp_env, caplog):
+    later = issuing_ca.own_certificate().not_after + dt.timedelta(days=1)
+    signed = refresh_responses(actor="t", now=later)
+    assert "issuing" not in signed
+    assert signed["root"] == 2  # the root's certificate and its new responder's
+    assert "cannot pre-sign responses of CA issuing" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("RESPONSE_VALIDITY_SECONDS", 10),
+        ("RESPONDER_VALIDITY_DAYS", 31),
+        ("RESPONDER_RENEW_FRACTION", "1.5"),
+        ("RESPONDER_RENEW_FRACTION", "half"),
+        ("RESPONDER_KEY_TYPE", "dsa-1024"),
+        ("REDIS_PREFIX", "has space"),
+        ("MAX_REQUEST_BYTES", 10),
+        ("LOCAL_CACHE_SECONDS", "-1"),
+    ],
+)
+def test_bad_ocsp_settings_stop_start_up(key, value):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pki.conf import build_ocsp_settings
+
+    assert build_ocsp_settings({}, redis_url="").response_validity_seconds == 3600
+    with pytest.raises(ImproperlyConfigured, match=f"KMI_OCSP_{key}"):
+        build_ocsp_settings({key: value}, redis_url="")
