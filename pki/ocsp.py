@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from pki import audit
 from pki.authorities import ensure_can_sign
@@ -478,9 +479,10 @@ class ResponseStore:
             log.warning("OCSP: Redis SET failed; responses stay in the database", exc_info=True)
 
     def put(
-        self, ca_id: int, rows: Sequence[tuple[int, str, str, SignedResponse]], *, now: dt.datetime
+        self, ca_id: int, rows: Sequence[tuple[int, str, str, str, SignedResponse]], *, now: dt.datetime
     ) -> None:
-        """Store (certificate id, serial, algorithm, response) rows: database first, then Redis."""
+        """Store (certificate id, serial, algorithm, revocation reason, response) rows: database
+        first, then Redis."""
         OCSPResponse.objects.bulk_create(
             [
                 OCSPResponse(
@@ -488,18 +490,26 @@ class ResponseStore:
                     certificate_id=cert_pk,
                     serial=serial,
                     hash_algorithm=algorithm,
+                    revocation_reason=reason,
                     der=resp.der,
                     produced_at=resp.this_update,
                     this_update=resp.this_update,
                     next_update=resp.next_update,
                 )
-                for cert_pk, serial, algorithm, resp in rows
+                for cert_pk, serial, algorithm, reason, resp in rows
             ],
             update_conflicts=True,
             unique_fields=["ca", "serial", "hash_algorithm"],
-            update_fields=["certificate", "der", "produced_at", "this_update", "next_update"],
+            update_fields=[
+                "certificate",
+                "revocation_reason",
+                "der",
+                "produced_at",
+                "this_update",
+                "next_update",
+            ],
         )
-        self._put_redis(((ca_id, s, a, r) for _, s, a, r in rows), now=now)
+        self._put_redis(((ca_id, s, a, r) for _, s, a, _, r in rows), now=now)
 
     def delete(self, keys: Iterable[tuple[int, str, str]]) -> None:
         """Remove responses from Redis (the database rows are deleted by the caller)."""
@@ -579,18 +589,24 @@ def presign_responses(
     if certificate_ids is not None:
         certs = certs.filter(pk__in=list(certificate_ids))
     if stale_before is not None:
-        fresh = OCSPResponse.objects.filter(
-            ca_id=ca.pk, hash_algorithm=PRESIGNED_HASHES[0], this_update__gte=stale_before
-        ).values("certificate_id")
-        certs = certs.exclude(pk__in=fresh)
+        # Fresh and still telling the truth: a status change whose signal was lost (broker down,
+        # worker killed) is caught here too.
+        current = OCSPResponse.objects.filter(
+            certificate_id=OuterRef("pk"),
+            hash_algorithm=PRESIGNED_HASHES[0],
+            this_update__gte=stale_before,
+            revocation_reason=OuterRef("revocation_reason"),
+        )
+        certs = certs.exclude(Exists(current))
     done = 0
-    batch: list[tuple[int, str, str, SignedResponse]] = []
+    batch: list[tuple[int, str, str, str, SignedResponse]] = []
     rows = certs.order_by("pk").values_list("pk", "serial", "revoked_at", "revocation_reason")
     for pk, serial, revoked_at, reason in rows.iterator(chunk_size=PRESIGN_BATCH):
         serial_int = int(serial, 16)
         for algorithm in PRESIGNED_HASHES:
             status = single_status(issuer.cert_id(serial_int, algorithm), revoked_at, reason)
-            batch.append((pk, serial, algorithm, build_response(signer=signer, singles=[status], now=now)))
+            signed = build_response(signer=signer, singles=[status], now=now)
+            batch.append((pk, serial, algorithm, reason if revoked_at is not None else "", signed))
         done += 1
         if len(batch) >= PRESIGN_BATCH:
             STORE.put(ca.pk, batch, now=now)

@@ -55,12 +55,20 @@ def ocsp_refresh() -> dict[str, int]:
 @receiver(certificate_status_changed, dispatch_uid="pki.tasks.ocsp_on_status_changed")
 def _ocsp_on_status_changed(certificate_ids: list[int], **_: object) -> None:
     # Sent after commit: "a revocation shows in OCSP within seconds".
-    ocsp_presign.delay(list(certificate_ids))
+    _enqueue_presign(list(certificate_ids))
 
 
 @receiver(certificate_issued, dispatch_uid="pki.tasks.ocsp_on_issued")
 def _ocsp_on_issued(certificate_id: int, **_: object) -> None:
-    ocsp_presign.delay([certificate_id])
+    _enqueue_presign([certificate_id])
+
+
+def _enqueue_presign(certificate_ids: list[int]) -> None:
+    try:
+        ocsp_presign.delay(certificate_ids)
+    except Exception:  # the change is committed; a broker outage must not fail its caller
+        # pki.ocsp_refresh re-signs every response whose status no longer matches within a minute.
+        log.exception("OCSP: cannot enqueue re-signing of certificates %s", certificate_ids)
 
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {

@@ -47,6 +47,9 @@ class OCSPResponse(models.Model):
     certificate = models.ForeignKey("pki.Certificate", on_delete=models.CASCADE, related_name="+")
     serial = models.CharField(max_length=40, help_text="lower-case hex, as on Certificate")
     hash_algorithm = models.CharField(max_length=8, help_text="hash of the CertID: sha1 or sha256")
+    revocation_reason = models.CharField(
+        max_length=24, blank=True, help_text="the certificate's revocation_reason when signed ('' = good)"
+    )
     der = models.BinaryField()
     produced_at = models.DateTimeField()
     this_update = models.DateTimeField()

@@ -371,3 +371,29 @@ def test_bad_ocsp_settings_stop_start_up(key, value):
     assert build_ocsp_settings({}, redis_url="").response_validity_seconds == 3600
     with pytest.raises(ImproperlyConfigured, match=f"KMI_OCSP_{key}"):
         build_ocsp_settings({key: value}, redis_url="")
+
+
+def test_lost_revocation_signal_is_caught_by_the_next_refresh(issuing_ca, leaf, ocsp_env):
+    presign_responses(ca=issuing_ca, actor="t", now=NOW)
+    # No on_commit callbacks run here: as if the broker had been down when the signal fired.
+    revoke_certificate(certificate=leaf, reason="keyCompromise", actor="t", now=NOW + dt.timedelta(minutes=1))
+    assert refresh_responses(actor="t", now=NOW + dt.timedelta(minutes=2))["issuing"] == 1
+    responder.LOCAL.clear()
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate())
+    resp = _load(answer(request, ca_name="issuing", now=NOW + dt.timedelta(minutes=3)).der)
+    assert resp.certificate_status == ocsp.OCSPCertStatus.REVOKED
+
+
+def test_released_hold_is_good_again_at_once(issuing_ca, leaf, ocsp_env, django_capture_on_commit_callbacks):
+    from pki.revocation import release_hold
+
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate())
+    with time_machine.travel(NOW + dt.timedelta(minutes=10), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            revoke_certificate(certificate=leaf, reason="certificateHold", actor="t")
+        held = _load(answer(request, ca_name="issuing").der)
+        assert held.revocation_reason == x509.ReasonFlags.certificate_hold
+        with django_capture_on_commit_callbacks(execute=True):
+            release_hold(certificate=leaf, actor="t")
+        responder.LOCAL.clear()
+        assert _load(answer(request, ca_name="issuing").der).certificate_status == ocsp.OCSPCertStatus.GOOD
