@@ -53,9 +53,6 @@ def _status(body: bytes) -> ocsp.OCSPResponseStatus:
 
 def _raw(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
     """Call web.wsgi.application (the raw OCSP dispatch in front of Django) like gunicorn would."""
-    from django.core.signals import request_started
-    from django.db import close_old_connections
-
     from web.wsgi import application
 
     environ: dict[str, object] = {
@@ -68,15 +65,10 @@ def _raw(method: str, path: str, body: bytes = b"", headers: dict[str, str] | No
     environ.update(headers or {})
     setup_testing_defaults(environ)
     started: list[tuple[str, list[tuple[str, str]]]] = []
-    # As Django's test client does: keep the test's connection (and its transaction) open.
-    request_started.disconnect(close_old_connections)
-    try:
-        chunks = application(environ, lambda status, hdrs: started.append((status, hdrs)))
-        data = b"".join(chunks)
-        if hasattr(chunks, "close"):
-            chunks.close()
-    finally:
-        request_started.connect(close_old_connections)
+    chunks = application(environ, lambda status, hdrs: started.append((status, hdrs)))
+    data = b"".join(chunks)
+    if hasattr(chunks, "close"):
+        chunks.close()
     status, hdrs = started[0]
     return int(status.split()[0]), dict(hdrs), data
 
