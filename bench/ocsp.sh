@@ -78,6 +78,25 @@ errors=$(awk '/Non-2xx|Socket errors/ { print }' "$work/wrk.txt")
 [ -n "$errors" ] && echo "wrk reported: $errors"
 
 echo "ocsp: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms (${WORKERS} gunicorn workers, ${CONNECTIONS} connections, ${SECONDS_} s)"
+
+# Context for a shared machine: the same gunicorn + wrk set-up against a WSGI app that does
+# nothing, for 5 s. It is the ceiling of this set-up right now (BENCH_OCSP_BASELINE=0 skips it).
+if [ "${BENCH_OCSP_BASELINE:-1}" = 1 ]; then
+  kill "$gunicorn_pid"; wait "$gunicorn_pid" 2>/dev/null || true
+  cat > "$work/trivial.py" <<PYEOF
+def application(environ, start_response):
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "application/ocsp-response"), ("Content-Length", "5")])
+    return [b"0\x03\n\x01\x01"]
+PYEOF
+  "$GUNICORN" --workers "$WORKERS" --bind "127.0.0.1:${PORT}" --log-level warning --chdir "$work" trivial:application &
+  gunicorn_pid=$!
+  for _ in $(seq 50); do curl -sf -o /dev/null -X POST "$url" && break; sleep 0.2; done
+  wrk -t2 -c"$CONNECTIONS" -d5s --latency -s "$work/post.lua" "$url" > "$work/base.txt"
+  base_rps=$(awk '/^Requests\/sec:/ { printf "%d", $2 }' "$work/base.txt")
+  base_p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$work/base.txt")")
+  echo "baseline (a WSGI app that does nothing, same set-up, 5 s): ${base_rps} req/s, p99 ${base_p99} ms"
+fi
 rps_verdict=$([ "$rps" -ge "$TARGET_RPS" ] && echo met || echo missed)
 p99_verdict=$(awk -v p="$p99" -v t="$TARGET_P99_MS" 'BEGIN { print (p < t) ? "met" : "missed" }')
 echo "RESULT ocsp_rps=${rps} req/s target=${TARGET_RPS} ${rps_verdict}"

@@ -119,8 +119,11 @@ def _needs_renewal(responder: OCSPResponder, now: dt.datetime, fraction: float) 
 def ensure_ocsp_responder(
     *, ca: CertificateAuthority, actor: str, now: dt.datetime | None = None
 ) -> OCSPResponder:
-    """Return the CA's delegated OCSP responder, issuing a new key and certificate when it is
-    missing, revoked, or has less than the configured fraction of its validity left."""
+    """Return the CA's delegated OCSP responder, renewing it when it is missing, revoked or due.
+
+    Renewal (a new key and certificate, the old key deactivated) happens once less than
+    ``KMI_OCSP_RESPONDER_RENEW_FRACTION`` of the certificate's validity is left.
+    """
     now = resolve(now)
     conf = ocsp_settings()
     with transaction.atomic():
@@ -578,6 +581,9 @@ def presign_responses(
 ) -> int:
     """Sign and store SHA-1 and SHA-256 responses for the CA's unexpired certificates.
 
+    Not audited one by one: responses are derived data, re-signed every half hour; the events
+    they reflect (issuance, revocation, responder certificates) are audited where they happen.
+
     ``certificate_ids`` limits it to those certificates; ``stale_before`` to certificates whose
     stored response was signed before that time (or never). Returns how many certificates.
     """
@@ -617,9 +623,10 @@ def presign_responses(
 
 
 def refresh_responses(*, actor: str, now: dt.datetime | None = None) -> dict[str, int]:
-    """Renew responders as needed and re-sign every response past half its validity; drop expired ones.
+    """Renew responders, re-sign stale or outdated responses, and drop expired ones (the beat job).
 
-    Returns the number of certificates re-signed per CA name.
+    A response is re-signed when it is past half its validity or when the certificate's status
+    changed after it was signed. Returns the number of certificates re-signed per CA name.
     """
     now = resolve(now)
     half = dt.timedelta(seconds=ocsp_settings().response_validity_seconds / 2)

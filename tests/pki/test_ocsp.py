@@ -397,3 +397,25 @@ def test_released_hold_is_good_again_at_once(issuing_ca, leaf, ocsp_env, django_
             release_hold(certificate=leaf, actor="t")
         responder.LOCAL.clear()
         assert _load(answer(request, ca_name="issuing").der).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+@pytest.mark.parametrize("key_type", ["ec-p384", "ed25519"])
+def test_responder_key_type_is_configurable(issuing_ca, leaf, ocsp_env, settings, key_type):
+    from pki import conf
+
+    settings.KMI_OCSP = {**settings.KMI_OCSP, "RESPONDER_KEY_TYPE": key_type}
+    conf.reset()
+    r = ensure_ocsp_responder(ca=issuing_ca, actor="t", now=NOW)
+    assert r.key.key_type == key_type
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate(), nonce=b"k" * 16)
+    result = answer(request, ca_name="issuing", now=NOW)
+    resp = _load(result.der)
+    assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+    public_key = r.certificate.x509().public_key()
+    if key_type == "ed25519":
+        assert resp.signature_hash_algorithm is None
+        public_key.verify(resp.signature, resp.tbs_response_bytes)
+    else:
+        assert isinstance(resp.signature_hash_algorithm, hashes.SHA384)
+        public_key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA384()))
+    assert lint_ocsp_response(result.der) == []
