@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from redis.exceptions import RedisError
 
 from pki import audit
 from pki.authorities import ensure_can_sign
@@ -90,6 +91,7 @@ _SIGNATURE_OIDS = {
 }
 INDEX_RELOAD_SECONDS = 5.0  # an unknown issuer reloads the CA index at most this often
 RESPONDER_RELOAD_SECONDS = 60.0  # live signing picks up a renewed responder within this
+REDIS_RETRY_SECONDS = 5.0  # after a Redis error, the database answers alone this long
 PRESIGN_BATCH = 500
 _STORE_HEADER = struct.Struct(">qq")  # thisUpdate, nextUpdate (Unix seconds) before the DER
 
@@ -403,11 +405,20 @@ class ResponseStore:
     def __init__(self) -> None:
         self._client: redis.Redis | None = None
         self._client_url = ""
+        self._down_until = 0.0
+
+    def _failed(self, what: str) -> None:
+        # After a failure, leave Redis alone for a few seconds: no timeout and no traceback per
+        # request while it is down; the database answers meanwhile.
+        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.warning(
+            "OCSP: Redis %s failed; using the database for %ss", what, REDIS_RETRY_SECONDS, exc_info=True
+        )
 
     def client(self) -> redis.Redis | None:
-        """The Redis client of this process, or None without ``REDIS_URL``."""
+        """The Redis client of this process, or None without ``REDIS_URL`` (or while it is down)."""
         conf = ocsp_settings()
-        if not conf.redis_url:
+        if not conf.redis_url or time.monotonic() < self._down_until:
             return None
         if self._client is None or self._client_url != conf.redis_url:
             import redis as redis_lib
@@ -430,8 +441,8 @@ class ResponseStore:
             return None
         try:
             raw = client.get(self.key(ca_id, serial, algorithm))
-        except Exception:  # a Redis outage must fall back to the database, never fail
-            log.warning("OCSP: Redis GET failed; answering from the database", exc_info=True)
+        except (RedisError, OSError):  # a Redis outage must fall back to the database, never fail
+            self._failed("GET")
             return None
         if not isinstance(raw, bytes) or len(raw) <= _STORE_HEADER.size:
             return None
@@ -478,8 +489,8 @@ class ResponseStore:
                     )
                     pipe.set(self.key(ca_id, serial, algorithm), header + resp.der, ex=ttl, nx=only_new)
                 pipe.execute()
-        except Exception:  # the database copy is durable; Redis is a cache in front
-            log.warning("OCSP: Redis SET failed; responses stay in the database", exc_info=True)
+        except (RedisError, OSError):  # the database copy is durable; Redis is a cache in front
+            self._failed("SET")
 
     def put(
         self, ca_id: int, rows: Sequence[tuple[int, str, str, str, SignedResponse]], *, now: dt.datetime
@@ -522,8 +533,8 @@ class ResponseStore:
             return
         try:
             client.delete(*names)
-        except Exception:  # expired keys also leave Redis by their TTL
-            log.warning("OCSP: Redis DELETE failed", exc_info=True)
+        except (RedisError, OSError):  # expired keys also leave Redis by their TTL
+            self._failed("DELETE")
 
 
 class LocalCache:
@@ -566,6 +577,7 @@ def reset_caches() -> None:
     SIGNERS.clear()
     LOCAL.clear()
     STORE._client = None
+    STORE._down_until = 0.0
 
 
 # --- pre-signing --------------------------------------------------------------------------------

@@ -173,13 +173,16 @@ def test_unknown_ca_paths_are_unauthorized(client, presigned, path):
     assert _status(response.content) == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
-def test_redis_down_falls_back_to_the_database(client, presigned, settings):
+def test_redis_down_falls_back_to_the_database_and_is_left_alone_a_while(client, presigned, settings, caplog):
     _, request = presigned
     settings.REDIS_URL = "redis://127.0.0.1:18399/0"  # nothing listens there (our port range)
     conf.reset()
     responder.reset_caches()
-    response = client.post("/ocsp/issuing", request, content_type="application/ocsp-request")
-    assert ocsp.load_der_ocsp_response(response.content).certificate_status == ocsp.OCSPCertStatus.GOOD
+    for _ in range(2):
+        responder.LOCAL.clear()
+        response = client.post("/ocsp/issuing", request, content_type="application/ocsp-request")
+        assert ocsp.load_der_ocsp_response(response.content).certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert caplog.text.count("OCSP: Redis GET failed") == 1
 
 
 @FUZZ
