@@ -248,3 +248,17 @@ def test_sha256_request_over_http(client, presigned, issuing_ca):
     resp = ocsp.load_der_ocsp_response(response.content)
     assert isinstance(resp.hash_algorithm, hashes.SHA256)
     assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_signing_failure_is_an_ocsp_internal_error_not_an_http_500(client, issuing_ca, profile, ocsp_env):
+    from pki.models import SealedKey
+    from pki.ocsp import ensure_ocsp_responder
+
+    leaf = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    responder_key = ensure_ocsp_responder(ca=issuing_ca, actor="t", now=NOW).key
+    SealedKey.objects.filter(key=responder_key).delete()  # the responder key is gone (crypto-shredded)
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate(), nonce=b"z" * 16)
+    with time_machine.travel(NOW + dt.timedelta(minutes=1), tick=False):
+        response = client.post("/ocsp/issuing", request, content_type="application/ocsp-request")
+    assert response.status_code == 200
+    assert _status(response.content) == ocsp.OCSPResponseStatus.INTERNAL_ERROR
