@@ -156,6 +156,7 @@ class OCSPSettings:
     responder_key_type: str
     max_request_bytes: int
     local_cache_seconds: float
+    presign_delay_seconds: float
 
 
 def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSettings:
@@ -191,6 +192,12 @@ def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSetti
         raise ImproperlyConfigured("KMI_OCSP_LOCAL_CACHE_SECONDS must be a number") from None
     if not 0 <= local <= 60:
         raise ImproperlyConfigured(f"KMI_OCSP_LOCAL_CACHE_SECONDS={local} must be 0 to 60")
+    try:
+        presign_delay = float(conf.get("PRESIGN_DELAY_SECONDS", 2.0))
+    except ValueError:
+        raise ImproperlyConfigured("KMI_OCSP_PRESIGN_DELAY_SECONDS must be a number") from None
+    if not 0 <= presign_delay <= 60:
+        raise ImproperlyConfigured(f"KMI_OCSP_PRESIGN_DELAY_SECONDS={presign_delay} must be 0 to 60")
     return OCSPSettings(
         redis_url=redis_url,
         redis_prefix=prefix,
@@ -200,6 +207,7 @@ def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSetti
         responder_key_type=key_type,
         max_request_bytes=max_bytes,
         local_cache_seconds=local,
+        presign_delay_seconds=presign_delay,
     )
 
 

@@ -588,6 +588,7 @@ def presign_responses(
     ca: CertificateAuthority,
     actor: str,
     certificate_ids: Sequence[int] | None = None,
+    from_certificate_id: int | None = None,
     stale_before: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> int:
@@ -596,7 +597,8 @@ def presign_responses(
     Not audited one by one: responses are derived data, re-signed every half hour; the events
     they reflect (issuance, revocation, responder certificates) are audited where they happen.
 
-    ``certificate_ids`` limits it to those certificates; ``stale_before`` to certificates whose
+    ``certificate_ids`` limits it to those certificates, ``from_certificate_id`` to those with
+    that id or a later one that have no response yet, ``stale_before`` to certificates whose
     stored response was signed before that time (or never). Returns how many certificates.
     """
     now = resolve(now)
@@ -606,6 +608,10 @@ def presign_responses(
     certs = Certificate.objects.filter(ca_id=ca.pk, not_after__gt=now)
     if certificate_ids is not None:
         certs = certs.filter(pk__in=list(certificate_ids))
+    if from_certificate_id is not None:
+        certs = certs.filter(pk__gte=from_certificate_id).exclude(
+            Exists(OCSPResponse.objects.filter(certificate_id=OuterRef("pk")))
+        )
     if stale_before is not None:
         # Fresh and still telling the truth: a status change whose signal was lost (broker down,
         # worker killed) is caught here too.

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -58,9 +59,41 @@ def _ocsp_on_status_changed(certificate_ids: list[int], **_: object) -> None:
     _enqueue_presign(list(certificate_ids))
 
 
+@shared_task(name="pki.ocsp_presign_issued")
+def ocsp_presign_issued(ca_id: int, from_certificate_id: int) -> int:
+    """Pre-sign the OCSP responses of certificates the CA issued since ``from_certificate_id``."""
+    from pki.models import CertificateAuthority
+    from pki.ocsp import presign_responses
+
+    ca = CertificateAuthority.objects.filter(pk=ca_id, certificate__isnull=False).first()
+    if ca is None:
+        return 0
+    return presign_responses(ca=ca, actor="celery:ocsp", from_certificate_id=from_certificate_id)
+
+
+# CA id -> until when (time.monotonic) an already queued ocsp_presign_issued covers new certificates.
+_ISSUED_COVERED: dict[int, float] = {}
+
+
 @receiver(certificate_issued, dispatch_uid="pki.tasks.ocsp_on_issued")
-def _ocsp_on_issued(certificate_id: int, **_: object) -> None:
-    _enqueue_presign([certificate_id])
+def _ocsp_on_issued(certificate_id: int, ca_id: int, **_: object) -> None:
+    # One message per CA per KMI_OCSP_PRESIGN_DELAY_SECONDS, not one per certificate: publishing a
+    # Celery message costs about a millisecond, as much as issuing the certificate itself.
+    from pki.conf import ocsp_settings
+
+    delay = ocsp_settings().presign_delay_seconds
+    if delay <= 0:
+        _enqueue_presign([certificate_id])
+        return
+    now = time.monotonic()
+    if _ISSUED_COVERED.get(ca_id, 0.0) > now:
+        return  # the queued task runs later and signs every certificate from its id on
+    _ISSUED_COVERED[ca_id] = now + delay
+    try:
+        ocsp_presign_issued.apply_async((ca_id, certificate_id), countdown=delay)
+    except Exception:  # the certificate is committed; the beat job pre-signs it within a minute
+        _ISSUED_COVERED.pop(ca_id, None)
+        log.exception("OCSP: cannot enqueue pre-signing of certificate %s", certificate_id)
 
 
 def _enqueue_presign(certificate_ids: list[int]) -> None:

@@ -96,7 +96,8 @@ def ocsp_env(settings: Any) -> Iterator[str]:
 
     prefix = f"kmi-test-ocsp-{uuid.uuid4().hex[:12]}"
     redis_url = settings.REDIS_URL
-    settings.KMI_OCSP = {**settings.KMI_OCSP, "REDIS_PREFIX": prefix}
+    # One pre-signing task per issued certificate (no debounce), run inline.
+    settings.KMI_OCSP = {**settings.KMI_OCSP, "REDIS_PREFIX": prefix, "PRESIGN_DELAY_SECONDS": 0}
     conf.reset()
     ocsp.reset_caches()
     eager = app.conf.task_always_eager

@@ -170,4 +170,6 @@ KMI_OCSP = {
     "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
     # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
     "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
+    # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
+    "PRESIGN_DELAY_SECONDS": env_str("KMI_OCSP_PRESIGN_DELAY_SECONDS", "2"),
 }

@@ -419,3 +419,30 @@ def test_responder_key_type_is_configurable(issuing_ca, leaf, ocsp_env, settings
         assert isinstance(resp.signature_hash_algorithm, hashes.SHA384)
         public_key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA384()))
     assert lint_ocsp_response(result.der) == []
+
+
+def test_issuance_burst_is_presigned_by_one_task_per_ca(
+    issuing_ca, profile, ocsp_env, settings, django_capture_on_commit_callbacks
+):
+    from pki import conf, tasks
+
+    settings.KMI_OCSP = {**settings.KMI_OCSP, "PRESIGN_DELAY_SECONDS": 30}
+    conf.reset()
+    ensure_ocsp_responder(ca=issuing_ca, actor="t", now=NOW)
+    tls = profile("tls-server")
+    try:
+        with time_machine.travel(NOW, tick=False):
+            # The first certificate queues a task (eager Celery here runs it at once; in
+            # production it runs after the delay and so also covers what follows)...
+            with django_capture_on_commit_callbacks(execute=True):
+                first = sign_csr(ca=issuing_ca, profile=tls, csr=make_csr(), actor="t")
+            assert OCSPResponse.objects.filter(serial=first.serial).count() == 2
+            # ...the second, inside the window, sends no message of its own...
+            with django_capture_on_commit_callbacks(execute=True):
+                second = sign_csr(ca=issuing_ca, profile=tls, csr=make_csr("ec-p384"), actor="t")
+            assert not OCSPResponse.objects.filter(serial=second.serial).exists()
+            # ...because the queued task signs every new certificate from the first one's id on.
+            assert tasks.ocsp_presign_issued(issuing_ca.pk, first.pk) == 1
+            assert OCSPResponse.objects.filter(serial=second.serial).count() == 2
+    finally:
+        tasks._ISSUED_COVERED.clear()
