@@ -127,7 +127,7 @@ def respond(
             body = decoded
         result = answer(body, ca_name=ca_name if _CA_NAME.match(ca_name) else "", now=now)
     except Exception:  # OCSP answers internalError, never an HTTP 500
-        log.exception("OCSP: internal error answering %s /ocsp/%s", method, ca_name)
+        log.exception("OCSP: internal error answering %s for CA %r", method, ca_name[:64])
         result = INTERNAL_ERROR
     return _ocsp(result, method=method, now=now, if_none_match=if_none_match)
 
