@@ -446,3 +446,13 @@ def test_issuance_burst_is_presigned_by_one_task_per_ca(
             assert OCSPResponse.objects.filter(serial=second.serial).count() == 2
     finally:
         tasks._ISSUED_COVERED.clear()
+
+
+def test_beat_task_renews_responders_and_presigns_every_ca(root_ca, issuing_ca, ocsp_env):
+    from pki import tasks
+
+    with time_machine.travel(NOW, tick=False):
+        result = tasks.ocsp_refresh()
+    # root: its own certificate, the issuing CA's and its responder's; issuing: its responder's.
+    assert result == {"root": 3, "issuing": 1}
+    assert OCSPResponder.objects.count() == 2
