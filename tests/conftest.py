@@ -113,3 +113,16 @@ def ocsp_env(settings: Any) -> Iterator[str]:
         client.close()
         conf.reset()
         ocsp.reset_caches()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_memory_broker() -> Iterator[None]:
+    """Tasks the domain signals enqueue during tests go to an in-memory broker, never to Redis."""
+    from web.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = "memory://"
+    try:
+        yield
+    finally:
+        app.conf.broker_url = previous

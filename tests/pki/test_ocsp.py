@@ -456,3 +456,20 @@ def test_beat_task_renews_responders_and_presigns_every_ca(root_ca, issuing_ca, 
     # root: its own certificate, the issuing CA's and its responder's; issuing: its responder's.
     assert result == {"root": 3, "issuing": 1}
     assert OCSPResponder.objects.count() == 2
+
+
+def test_revocation_enqueues_resigning_on_the_broker(issuing_ca, profile, django_capture_on_commit_callbacks):
+    from web.celery import app
+
+    cert = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t")
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue("celery")
+        while queue.qsize():
+            queue.get(timeout=1).ack()  # what earlier tests of this process left
+        with django_capture_on_commit_callbacks(execute=True):
+            revoke_certificate(certificate=cert, reason="keyCompromise", actor="t")
+        message = queue.get(timeout=2)
+        message.ack()
+        queue.close()
+    assert message.headers["task"] == "pki.ocsp_presign"
+    assert message.payload[0] == [[cert.pk]]
