@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl fixtures check-services clean docker-check bench-signing
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp fixtures check-services clean docker-check bench-signing
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ pytest: $(STAMP)
 interop: $(STAMP) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-crl bench-signing ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-ocsp bench-signing ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
@@ -59,6 +59,9 @@ docker-check: $(STAMP) ## validate docker/compose.yaml (docker-compose config) a
 
 bench-signing: $(STAMP) check-services ## issuance through the signing queue (KMI_SIGNING=worker, real signer)
 	BENCH_REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/signing.py
+
+bench-ocsp: $(STAMP) check-services ## OCSP responder req/s and p99: gunicorn (2 workers) + wrk, PostgreSQL + Redis
+	PY=$(PY) bench/ocsp.sh
 
 fixtures: $(STAMP) ## regenerate the committed test keys, CSRs and chain
 	$(PY) tests/fixtures/generate.py

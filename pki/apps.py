@@ -12,8 +12,10 @@ class PkiConfig(AppConfig):
 
     def ready(self) -> None:
         """Validate the PKI settings once at start-up, so bad values fail fast."""
-        from pki.conf import pki_settings
+        from pki import tasks  # noqa: F401 — connects the Celery receivers of the domain signals
+        from pki.conf import ocsp_settings, pki_settings
         from pki.lifecycle_conf import lifecycle_settings
 
         pki_settings()
+        ocsp_settings()
         lifecycle_settings()

@@ -168,3 +168,81 @@ def pki_settings() -> PKISettings:
 def reset() -> None:
     """Forget the cached settings (tests that change ``settings.KMI`` call this)."""
     pki_settings.cache_clear()
+    ocsp_settings.cache_clear()
+
+
+# --- OCSP responder --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OCSPSettings:
+    """Validated OCSP responder settings (``settings.KMI_OCSP``)."""
+
+    redis_url: str
+    redis_prefix: str
+    response_validity_seconds: int
+    responder_validity_days: int
+    responder_renew_fraction: float
+    responder_key_type: str
+    max_request_bytes: int
+    local_cache_seconds: float
+    presign_delay_seconds: float
+
+
+def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSettings:
+    """Validate a ``settings.KMI_OCSP`` mapping into ``OCSPSettings``."""
+    from pki.models.key import KeyType
+
+    validity = int(conf.get("RESPONSE_VALIDITY_SECONDS", 3600))
+    if validity < 60:
+        raise ImproperlyConfigured(f"KMI_OCSP_RESPONSE_VALIDITY_SECONDS={validity} is below 60")
+    days = int(conf.get("RESPONDER_VALIDITY_DAYS", 7))
+    if not 1 <= days <= 30:  # the seeded ocsp-signing profile caps validity at 30 days
+        raise ImproperlyConfigured(f"KMI_OCSP_RESPONDER_VALIDITY_DAYS={days} must be 1 to 30")
+    try:
+        fraction = float(conf.get("RESPONDER_RENEW_FRACTION", 0.5))
+    except ValueError:
+        raise ImproperlyConfigured("KMI_OCSP_RESPONDER_RENEW_FRACTION must be a number") from None
+    if not 0 < fraction < 1:
+        raise ImproperlyConfigured(f"KMI_OCSP_RESPONDER_RENEW_FRACTION={fraction} must be between 0 and 1")
+    key_type = str(conf.get("RESPONDER_KEY_TYPE", KeyType.EC_P256))
+    if key_type not in KeyType.values:
+        raise ImproperlyConfigured(
+            f"KMI_OCSP_RESPONDER_KEY_TYPE={key_type!r} is not one of {', '.join(KeyType.values)}"
+        )
+    prefix = str(conf.get("REDIS_PREFIX", "kmi:ocsp"))
+    if not prefix or any(c.isspace() for c in prefix):
+        raise ImproperlyConfigured(f"KMI_OCSP_REDIS_PREFIX={prefix!r} must be non-empty, without spaces")
+    max_bytes = int(conf.get("MAX_REQUEST_BYTES", 4096))
+    if max_bytes < 256:
+        raise ImproperlyConfigured(f"KMI_OCSP_MAX_REQUEST_BYTES={max_bytes} is below 256")
+    try:
+        local = float(conf.get("LOCAL_CACHE_SECONDS", 1.0))
+    except ValueError:
+        raise ImproperlyConfigured("KMI_OCSP_LOCAL_CACHE_SECONDS must be a number") from None
+    if not 0 <= local <= 60:
+        raise ImproperlyConfigured(f"KMI_OCSP_LOCAL_CACHE_SECONDS={local} must be 0 to 60")
+    try:
+        presign_delay = float(conf.get("PRESIGN_DELAY_SECONDS", 2.0))
+    except ValueError:
+        raise ImproperlyConfigured("KMI_OCSP_PRESIGN_DELAY_SECONDS must be a number") from None
+    if not 0 <= presign_delay <= 60:
+        raise ImproperlyConfigured(f"KMI_OCSP_PRESIGN_DELAY_SECONDS={presign_delay} must be 0 to 60")
+    return OCSPSettings(
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        response_validity_seconds=validity,
+        responder_validity_days=days,
+        responder_renew_fraction=fraction,
+        responder_key_type=key_type,
+        max_request_bytes=max_bytes,
+        local_cache_seconds=local,
+        presign_delay_seconds=presign_delay,
+    )
+
+
+@functools.cache
+def ocsp_settings() -> OCSPSettings:
+    """Return the validated OCSP settings (computed once per process)."""
+    conf = getattr(settings, "KMI_OCSP", {})
+    return build_ocsp_settings(conf, redis_url=getattr(settings, "REDIS_URL", ""))

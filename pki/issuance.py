@@ -310,6 +310,35 @@ def issue_certificate(
     )
 
 
+def issue_for_key(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    subject: x509.Name,
+    key: Key,
+    actor: str,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Issue a certificate to a key KMI holds, without a CSR (e.g. a delegated OCSP responder's key)."""
+    now = resolve(now)
+    policy = profile.policy()
+    if policy.is_ca:
+        raise PolicyViolation(f"profile {policy.name} issues CA certificates")
+    public_key = issuer_public_key(key.public_key())
+    check_public_key(policy, public_key)
+    return _sign_and_record(
+        ca=ca,
+        profile=profile,
+        policy=policy,
+        subject=Subject(subject, (), public_key),
+        validity_days=policy.validity_for(validity_days),
+        actor=actor,
+        now=now,
+        key=key,
+    )
+
+
 def sign_csr(
     *,
     ca: CertificateAuthority,

@@ -12,6 +12,7 @@ after a crash finishes the work without doing any of it twice.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import current_app, shared_task
@@ -22,7 +23,7 @@ from pki import lifecycle
 from pki.audit import verify_chain
 from pki.conf import pki_settings
 from pki.lifecycle_conf import lifecycle_settings
-from pki.signals import certificate_status_changed
+from pki.signals import certificate_issued, certificate_status_changed
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,83 @@ def enqueue(task_name: str, *, robust: bool = True, **kwargs: Any) -> None:
     transaction.on_commit(send, robust=robust)
 
 
+# --- OCSP ----------------------------------------------------------------------------------------
+
+
+@shared_task(name="pki.ocsp_presign")
+def ocsp_presign(certificate_ids: list[int]) -> int:
+    """Re-sign the OCSP responses of these certificates now (after issuance or a status change)."""
+    from pki.models import Certificate, CertificateAuthority
+    from pki.ocsp import presign_responses
+
+    done = 0
+    ca_ids = set(
+        Certificate.objects.filter(pk__in=certificate_ids, ca__isnull=False).values_list("ca_id", flat=True)
+    )
+    for ca in CertificateAuthority.objects.filter(pk__in=ca_ids, certificate__isnull=False):
+        done += presign_responses(ca=ca, actor="celery:ocsp", certificate_ids=certificate_ids)
+    return done
+
+
+@shared_task(name="pki.ocsp_refresh")
+def ocsp_refresh() -> dict[str, int]:
+    """Renew OCSP responders that need it and re-sign responses past half their validity."""
+    from pki.ocsp import refresh_responses
+
+    return refresh_responses(actor="celery:ocsp")
+
+
+@receiver(certificate_status_changed, dispatch_uid="pki.tasks.ocsp_on_status_changed")
+def _ocsp_on_status_changed(certificate_ids: list[int], **_: object) -> None:
+    # Sent after commit: "a revocation shows in OCSP within seconds".
+    _enqueue_presign(list(certificate_ids))
+
+
+@shared_task(name="pki.ocsp_presign_issued")
+def ocsp_presign_issued(ca_id: int, from_certificate_id: int) -> int:
+    """Pre-sign the OCSP responses of certificates the CA issued since ``from_certificate_id``."""
+    from pki.models import CertificateAuthority
+    from pki.ocsp import presign_responses
+
+    ca = CertificateAuthority.objects.filter(pk=ca_id, certificate__isnull=False).first()
+    if ca is None:
+        return 0
+    return presign_responses(ca=ca, actor="celery:ocsp", from_certificate_id=from_certificate_id)
+
+
+# CA id -> until when (time.monotonic) an already queued ocsp_presign_issued covers new certificates.
+_ISSUED_COVERED: dict[int, float] = {}
+
+
+@receiver(certificate_issued, dispatch_uid="pki.tasks.ocsp_on_issued")
+def _ocsp_on_issued(certificate_id: int, ca_id: int, **_: object) -> None:
+    # One message per CA per KMI_OCSP_PRESIGN_DELAY_SECONDS, not one per certificate: publishing a
+    # Celery message costs about a millisecond, as much as issuing the certificate itself.
+    from pki.conf import ocsp_settings
+
+    delay = ocsp_settings().presign_delay_seconds
+    if delay <= 0:
+        _enqueue_presign([certificate_id])
+        return
+    now = time.monotonic()
+    if _ISSUED_COVERED.get(ca_id, 0.0) > now:
+        return  # the queued task runs later and signs every certificate from its id on
+    _ISSUED_COVERED[ca_id] = now + delay
+    try:
+        ocsp_presign_issued.apply_async((ca_id, certificate_id), countdown=delay)
+    except Exception:  # the certificate is committed; the beat job pre-signs it within a minute
+        _ISSUED_COVERED.pop(ca_id, None)
+        log.exception("OCSP: cannot enqueue pre-signing of certificate %s", certificate_id)
+
+
+def _enqueue_presign(certificate_ids: list[int]) -> None:
+    try:
+        ocsp_presign.delay(certificate_ids)
+    except Exception:  # the change is committed; a broker outage must not fail its caller
+        # pki.ocsp_refresh re-signs every response whose status no longer matches within a minute.
+        log.exception("OCSP: cannot enqueue re-signing of certificates %s", certificate_ids)
+
+
 def _every(seconds: float) -> dict[str, Any]:
     # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
     return {"schedule": seconds, "options": {"expires": seconds}}
@@ -125,6 +203,8 @@ _SIX_HOURS = 6 * 3600.0
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
     "publish-due-crls": {"task": "pki.publish_due_crls", **_every(_crl_check_interval())},
+    # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
+    "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
     "lifecycle-deactivate-expired-keys": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,45 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture
+def ocsp_env(settings: Any) -> Iterator[str]:
+    """OCSP with a private Redis key prefix and eager Celery tasks; removes its Redis keys after."""
+    import redis
+
+    from pki import conf, ocsp
+    from web.celery import app
+
+    prefix = f"kmi-test-ocsp-{uuid.uuid4().hex[:12]}"
+    redis_url = settings.REDIS_URL
+    # One pre-signing task per issued certificate (no debounce), run inline.
+    settings.KMI_OCSP = {**settings.KMI_OCSP, "REDIS_PREFIX": prefix, "PRESIGN_DELAY_SECONDS": 0}
+    conf.reset()
+    ocsp.reset_caches()
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield prefix
+    finally:
+        app.conf.task_always_eager = eager
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        conf.reset()
+        ocsp.reset_caches()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_memory_broker() -> Iterator[None]:
+    """Tasks the domain signals enqueue during tests go to an in-memory broker, never to Redis."""
+    from web.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = "memory://"
+    try:
+        yield
+    finally:
+        app.conf.broker_url = previous

@@ -10,6 +10,5 @@ class WebConfig(AppConfig):
     verbose_name = "KMI web"
 
     def ready(self) -> None:
-        """Connect the Celery adapters' signal receivers and the metrics receivers in every process."""
-        import pki.tasks  # noqa: F401
+        """Connect the metrics receivers (signing latency and errors) in every process."""
         import web.metrics  # noqa: F401

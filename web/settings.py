@@ -251,3 +251,16 @@ EMAIL_USE_TLS = env_bool("KMI_EMAIL_STARTTLS", default=False)
 EMAIL_TIMEOUT = env_int("KMI_EMAIL_TIMEOUT", 10, minimum=1)
 EMAIL_FILE_PATH = env_str("KMI_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("KMI_EMAIL_FROM", "kmi@localhost")
+# --- OCSP responder (pki.conf.OCSPSettings; README: OCSP) --------------------------------------
+KMI_OCSP = {
+    "REDIS_PREFIX": env_str("KMI_OCSP_REDIS_PREFIX", "kmi:ocsp"),
+    "RESPONSE_VALIDITY_SECONDS": env_int("KMI_OCSP_RESPONSE_VALIDITY_SECONDS", 3600, minimum=60),
+    "RESPONDER_VALIDITY_DAYS": env_int("KMI_OCSP_RESPONDER_VALIDITY_DAYS", 7, minimum=1),
+    "RESPONDER_RENEW_FRACTION": env_str("KMI_OCSP_RESPONDER_RENEW_FRACTION", "0.5"),
+    "RESPONDER_KEY_TYPE": env_str("KMI_OCSP_RESPONDER_KEY_TYPE", "ec-p256"),
+    "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
+    # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
+    "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
+    # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
+    "PRESIGN_DELAY_SECONDS": env_str("KMI_OCSP_PRESIGN_DELAY_SECONDS", "2"),
+}

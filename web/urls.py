@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from web.health import healthz
 from web.metrics import metrics_view
 from web.protocols import repository
+from web.protocols.ocsp import ocsp_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,4 +16,6 @@ urlpatterns = [
     re_path(r"^ca/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.pem$", repository.ca_pem),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
+    # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.
+    path("ocsp/<path:path>", ocsp_view, name="ocsp"),
 ]

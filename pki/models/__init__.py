@@ -11,6 +11,7 @@ from pki.models.notification import (
     NotificationRecord,
     NotificationState,
 )
+from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
@@ -30,6 +31,8 @@ __all__ = [
     "NotificationKind",
     "NotificationRecord",
     "NotificationState",
+    "OCSPResponder",
+    "OCSPResponse",
     "Profile",
     "RequestState",
     "RevocationReason",

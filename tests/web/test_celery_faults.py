@@ -80,6 +80,12 @@ def test_redis_stopped_makes_enrollment_fail_clearly_and_loses_nothing(issuing_c
         assert second.state == RequestState.APPROVED  # acknowledged, kept, not half-issued
 
         redis = start_redis(port, tmp_path / "redis")  # the same data directory: the same Redis
+        outage_log = worker.output()
+        if worker.popen.poll() is not None:
+            # kombu's Redis transport can exit the worker when the connection drops while it holds
+            # unacknowledged messages (they are redelivered): the supervisor starts it again, as
+            # docker/compose.yaml's `restart: unless-stopped` does.
+            worker = start_worker(env, tmp_path / "worker-restarted.log")
         code, retried = web_side_issue(web_env, second.pk)
         assert code == 0, json.dumps(retried)
     finally:
@@ -87,4 +93,4 @@ def test_redis_stopped_makes_enrollment_fail_clearly_and_loses_nothing(issuing_c
         redis.stop()
     assert Certificate.objects.filter(request=first).count() == 1
     assert Certificate.objects.filter(request=second).count() == 1
-    assert "Connection to broker lost" in worker.output() or "Cannot connect" in worker.output()
+    assert "Connection to broker lost" in outage_log or "Cannot connect" in outage_log

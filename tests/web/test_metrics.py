@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 
@@ -61,12 +62,27 @@ def test_metrics_report_issuance_per_ca_and_signing_latency_and_errors(client, i
 def test_metrics_count_responses_of_public_endpoints(client):
     def served() -> float:
         text = client.get("/metrics").content.decode()
-        return _value(text, "kmi_http_responses_total", endpoint="ocsp", status="404") or 0
+        return _value(text, "kmi_http_responses_total", endpoint="crl", status="404") or 0
 
     start = served()
-    client.get("/ocsp/no-such-ca")
-    client.get("/ocsp/no-such-ca")
+    client.get("/crl/no-such-ca.crl")
+    client.get("/crl/no-such-ca.crl")
     assert served() - start == 2
+
+
+def test_raw_ocsp_responder_counts_its_responses(client):
+    from web.wsgi import application
+
+    def served() -> float:
+        text = client.get("/metrics").content.decode()
+        # An unknown CA gets HTTP 200 with the OCSP status "unauthorized" (RFC 6960 §2.3).
+        return _value(text, "kmi_http_responses_total", endpoint="ocsp", status="200") or 0
+
+    start = served()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/ocsp/no-such-ca/MAA=", "wsgi.input": io.BytesIO()}
+    body = b"".join(application(environ, lambda status, headers: None))
+    assert body  # a DER OCSPResponse
+    assert served() - start == 1
 
 
 def test_queue_lengths_are_read_from_redis(client, settings):
@@ -135,10 +151,10 @@ def test_gunicorn_workers_counts_are_summed_in_multiprocess_mode(tmp_path):
     try:
         wait_for(lambda: get("/healthz")[0] == 200, timeout=60, what="gunicorn")
         for _ in range(12):  # spread over the three workers by the kernel's accept queue
-            assert get("/ocsp/none")[0] == 404
+            assert get("/crl/none.crl")[0] == 404
         status, text = get("/metrics")
     finally:
         web.stop()
     assert status == 200, web.output()
-    assert _value(text, "kmi_http_responses_total", endpoint="ocsp", status="404") == 12
+    assert _value(text, "kmi_http_responses_total", endpoint="crl", status="404") == 12
     assert list((tmp_path / "prom").glob("counter_*.db"))  # counted through the shared folder

@@ -1,0 +1,332 @@
+"""OCSP in DER (RFC 6960): a strict request parser and a response encoder.
+
+``cryptography`` parses only single-request OCSP requests and builds only single-response
+OCSP responses; RFC 6960 allows several of each. Both structures are small, so KMI reads and
+writes them here, byte for byte, and signs the ``ResponseData`` through a ``KeyBackend``.
+CertIDs are echoed exactly as the client sent them (RFC 6960 §4.2.1: the responder answers
+the CertID it was asked about).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Universal tags.
+INTEGER = 0x02
+BIT_STRING = 0x03
+OCTET_STRING = 0x04
+NULL = 0x05
+OID = 0x06
+ENUMERATED = 0x0A
+GENERALIZED_TIME = 0x18
+SEQUENCE = 0x30
+
+OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"  # id-pkix-ocsp-basic
+OCSP_NONCE = "1.3.6.1.5.5.7.48.1.2"  # id-pkix-ocsp-nonce
+
+# CertID hash algorithms KMI recognises (RFC 6960 §4.1.1; SHA-1 and SHA-256 in practice).
+HASH_OIDS = {
+    "1.3.14.3.2.26": "sha1",
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+
+# RFC 8954 §2.1: a nonce is 1 to 32 octets.
+MAX_NONCE_OCTETS = 32
+
+
+class MalformedRequest(ValueError):
+    """The bytes are not a DER OCSPRequest KMI can answer."""
+
+
+class ResponseStatus:
+    """OCSPResponseStatus of RFC 6960 §4.2.1."""
+
+    SUCCESSFUL = 0
+    MALFORMED_REQUEST = 1
+    INTERNAL_ERROR = 2
+    TRY_LATER = 3
+    SIG_REQUIRED = 5
+    UNAUTHORIZED = 6
+
+
+def error_response(status: int) -> bytes:
+    """An unsuccessful OCSPResponse: just the status (no responseBytes, nothing signed)."""
+    return bytes([SEQUENCE, 3, ENUMERATED, 1, status])
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _read_tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """Read one DER TLV at ``pos``; return (tag, content start, content end)."""
+    if pos + 2 > end:
+        raise MalformedRequest("truncated")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise MalformedRequest("high tag numbers are not used in OCSP")
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        # DER: no indefinite length, minimal length octets, and nothing OCSP needs is ≥ 16 MiB.
+        if count == 0 or count > 3 or pos + count > end:
+            raise MalformedRequest("bad length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        if length < 0x80 or data[pos] == 0:
+            raise MalformedRequest("length is not minimally encoded")
+        pos += count
+    if pos + length > end:
+        raise MalformedRequest("truncated")
+    return tag, pos, pos + length
+
+
+def _expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    got, start, stop = _read_tlv(data, pos, end)
+    if got != tag:
+        raise MalformedRequest(f"expected tag {tag:#x}, got {got:#x}")
+    return start, stop
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """Return (tag, tlv start, content start, content end) of every element in a constructed value."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, cstart, cend = _read_tlv(data, pos, end)
+        out.append((tag, pos, cstart, cend))
+        pos = cend
+    return out
+
+
+def decode_oid(content: bytes) -> str:
+    """Decode the content octets of an OBJECT IDENTIFIER into dotted text."""
+    if not content or content[-1] & 0x80:
+        raise MalformedRequest("bad object identifier")
+    arcs: list[int] = []
+    value = 0
+    for i, byte in enumerate(content):
+        if value == 0 and byte == 0x80 and (i == 0 or not content[i - 1] & 0x80):
+            raise MalformedRequest("object identifier arc is not minimally encoded")
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+@dataclass(frozen=True)
+class CertID:
+    """One CertID of a request: the issuer's name and key hashes, the serial, and its exact DER."""
+
+    hash_algorithm: str
+    issuer_name_hash: bytes
+    issuer_key_hash: bytes
+    serial_number: int
+    der: bytes
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What KMI reads from an OCSPRequest: the CertIDs and the nonce extension's value, if any."""
+
+    cert_ids: tuple[CertID, ...]
+    nonce: bytes | None  # the nonce extension's extnValue octets, echoed verbatim
+
+
+def _parse_cert_id(data: bytes, tlv_start: int, start: int, end: int) -> CertID:
+    parts = _children(data, start, end)
+    if len(parts) != 4 or [p[0] for p in parts] != [SEQUENCE, OCTET_STRING, OCTET_STRING, INTEGER]:
+        raise MalformedRequest("CertID is SEQUENCE { AlgorithmIdentifier, OCTET STRING x2, INTEGER }")
+    alg = _children(data, parts[0][2], parts[0][3])
+    if not alg or alg[0][0] != OID or len(alg) > 2 or (len(alg) == 2 and alg[1][0] != NULL):
+        raise MalformedRequest("bad hash AlgorithmIdentifier")
+    oid = decode_oid(data[alg[0][2] : alg[0][3]])
+    serial_bytes = data[parts[3][2] : parts[3][3]]
+    if not serial_bytes:
+        raise MalformedRequest("empty serial number")
+    return CertID(
+        hash_algorithm=HASH_OIDS.get(oid, oid),
+        issuer_name_hash=data[parts[1][2] : parts[1][3]],
+        issuer_key_hash=data[parts[2][2] : parts[2][3]],
+        serial_number=int.from_bytes(serial_bytes, "big", signed=True),
+        der=data[tlv_start:end],
+    )
+
+
+def _parse_nonce(data: bytes, start: int, end: int) -> bytes | None:
+    """Return the nonce extension's extnValue from an Extensions SEQUENCE, or None."""
+    ext_start, ext_end = _expect(data, start, end, SEQUENCE)
+    nonce = None
+    for tag, _, cstart, cend in _children(data, ext_start, ext_end):
+        if tag != SEQUENCE:
+            raise MalformedRequest("an extension is a SEQUENCE")
+        fields = _children(data, cstart, cend)
+        if not 2 <= len(fields) <= 3 or fields[0][0] != OID or fields[-1][0] != OCTET_STRING:
+            raise MalformedRequest("bad extension")
+        if decode_oid(data[fields[0][2] : fields[0][3]]) == OCSP_NONCE:
+            value = data[fields[-1][2] : fields[-1][3]]
+            # RFC 8954: the value is an OCTET STRING of 1..32 octets; some clients send it bare.
+            try:
+                inner_start, inner_end = _expect(value, 0, len(value), OCTET_STRING)
+                length = inner_end - inner_start if inner_end == len(value) else len(value)
+            except MalformedRequest:
+                length = len(value)
+            if not 1 <= length <= MAX_NONCE_OCTETS:
+                raise MalformedRequest("a nonce is 1 to 32 octets (RFC 8954)")
+            nonce = value
+    return nonce
+
+
+def parse_request(data: bytes, *, max_requests: int = 16) -> ParsedRequest:
+    """Parse a DER OCSPRequest; raise ``MalformedRequest`` for anything else."""
+    outer_start, outer_end = _expect(data, 0, len(data), SEQUENCE)
+    if outer_end != len(data):
+        raise MalformedRequest("trailing bytes after the request")
+    top = _children(data, outer_start, outer_end)
+    if not top or top[0][0] != SEQUENCE or len(top) > 2 or (len(top) == 2 and top[1][0] != 0xA0):
+        raise MalformedRequest("OCSPRequest is SEQUENCE { TBSRequest, [0] Signature OPTIONAL }")
+    fields = _children(data, top[0][2], top[0][3])
+    index = 0
+    if index < len(fields) and fields[index][0] == 0xA0:  # version [0] EXPLICIT: v1 (0) only
+        if data[fields[index][2] : fields[index][3]] != bytes([INTEGER, 1, 0]):
+            raise MalformedRequest("unsupported request version")
+        index += 1
+    if index < len(fields) and fields[index][0] == 0xA1:  # requestorName: not used
+        index += 1
+    if index >= len(fields) or fields[index][0] != SEQUENCE:
+        raise MalformedRequest("no requestList")
+    requests = _children(data, fields[index][2], fields[index][3])
+    index += 1
+    nonce = None
+    if index < len(fields) and fields[index][0] == 0xA2:
+        nonce = _parse_nonce(data, fields[index][2], fields[index][3])
+        index += 1
+    if index != len(fields):
+        raise MalformedRequest("unexpected fields in TBSRequest")
+    if not requests:
+        raise MalformedRequest("empty requestList")
+    if len(requests) > max_requests:
+        raise MalformedRequest(f"more than {max_requests} requests")
+    return ParsedRequest(cert_ids=tuple(_parse_single(data, r) for r in requests), nonce=nonce)
+
+
+def _parse_single(data: bytes, request: tuple[int, int, int, int]) -> CertID:
+    tag, _, start, end = request
+    if tag != SEQUENCE:
+        raise MalformedRequest("a Request is a SEQUENCE")
+    parts = _children(data, start, end)
+    if not parts or parts[0][0] != SEQUENCE or len(parts) > 2 or (len(parts) == 2 and parts[1][0] != 0xA0):
+        raise MalformedRequest("Request is SEQUENCE { CertID, [0] Extensions OPTIONAL }")
+    return _parse_cert_id(data, parts[0][1], parts[0][2], parts[0][3])
+
+
+def bit_string_content(spki_der: bytes) -> bytes:
+    """Return the subjectPublicKey bits of a SubjectPublicKeyInfo (what issuerKeyHash hashes)."""
+    start, end = _expect(spki_der, 0, len(spki_der), SEQUENCE)
+    parts = _children(spki_der, start, end)
+    if len(parts) != 2 or parts[1][0] != BIT_STRING:
+        raise MalformedRequest("not a SubjectPublicKeyInfo")
+    return spki_der[parts[1][2] + 1 : parts[1][3]]  # skip the unused-bits octet
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    """Encode one DER TLV."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def encode_oid(dotted: str) -> bytes:
+    """Encode a dotted OID as a DER OBJECT IDENTIFIER."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        out.extend(reversed(chunk))
+    return tlv(OID, bytes(out))
+
+
+def generalized_time(when: dt.datetime) -> bytes:
+    """RFC 5280 §4.1.2.5.2: GeneralizedTime in UTC, seconds, no fractions."""
+    return tlv(GENERALIZED_TIME, when.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode())
+
+
+@dataclass(frozen=True)
+class SingleStatus:
+    """The answer for one CertID: good, revoked (time, CRLReason code or None) or unknown."""
+
+    cert_id_der: bytes
+    status: str  # "good" | "revoked" | "unknown"
+    revocation_time: dt.datetime | None = None
+    reason_code: int | None = None
+
+
+def single_response(single: SingleStatus, *, this_update: dt.datetime, next_update: dt.datetime) -> bytes:
+    """Encode a SingleResponse (RFC 6960 §4.2.1)."""
+    if single.status == "good":
+        status = bytes([0x80, 0])  # [0] IMPLICIT NULL
+    elif single.status == "unknown":
+        status = bytes([0x82, 0])  # [2] IMPLICIT UnknownInfo (NULL)
+    elif single.status == "revoked" and single.revocation_time is not None:
+        info = generalized_time(single.revocation_time)
+        if single.reason_code is not None:
+            info += tlv(0xA0, tlv(ENUMERATED, bytes([single.reason_code])))
+        status = tlv(0xA1, info)  # [1] IMPLICIT RevokedInfo
+    else:
+        raise ValueError(f"bad certificate status {single.status!r}")
+    return tlv(
+        SEQUENCE,
+        single.cert_id_der
+        + status
+        + generalized_time(this_update)
+        + tlv(0xA0, generalized_time(next_update)),
+    )
+
+
+def response_data(
+    *,
+    responder_key_hash: bytes,
+    produced_at: dt.datetime,
+    singles: Sequence[bytes],
+    nonce: bytes | None,
+) -> bytes:
+    """Encode ResponseData (v1, responder by key hash) over already encoded SingleResponses."""
+    body = tlv(0xA2, tlv(OCTET_STRING, responder_key_hash))  # ResponderID byKey [2]
+    body += generalized_time(produced_at)
+    body += tlv(SEQUENCE, b"".join(singles))
+    if nonce is not None:
+        extension = tlv(SEQUENCE, encode_oid(OCSP_NONCE) + tlv(OCTET_STRING, nonce))
+        body += tlv(0xA1, tlv(SEQUENCE, extension))
+    return tlv(SEQUENCE, body)
+
+
+def ocsp_response(
+    *, tbs_response_data: bytes, signature_algorithm: bytes, signature: bytes, certificates: Sequence[bytes]
+) -> bytes:
+    """Wrap signed ResponseData into a successful OCSPResponse with a BasicOCSPResponse."""
+    basic = tbs_response_data + signature_algorithm + tlv(BIT_STRING, b"\x00" + signature)
+    if certificates:
+        basic += tlv(0xA0, tlv(SEQUENCE, b"".join(certificates)))
+    response_bytes = tlv(SEQUENCE, encode_oid(OCSP_BASIC) + tlv(OCTET_STRING, tlv(SEQUENCE, basic)))
+    return tlv(SEQUENCE, tlv(ENUMERATED, b"\x00") + tlv(0xA0, response_bytes))
+
+
+def algorithm_identifier(dotted: str, *, null_parameters: bool = False) -> bytes:
+    """Encode an AlgorithmIdentifier (NULL parameters for RSA PKCS#1 v1.5, absent otherwise)."""
+    return tlv(SEQUENCE, encode_oid(dotted) + (bytes([NULL, 0]) if null_parameters else b""))
