@@ -73,3 +73,9 @@ class AuditChainBroken(PKIError):
     """The audit hash chain does not verify."""
 
     code = "audit_broken"
+
+
+class AlreadyDelivered(InvalidState):
+    """A one-time delivery (a server-generated key's PKCS#12) was already taken."""
+
+    code = "already_delivered"

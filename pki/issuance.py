@@ -231,6 +231,8 @@ def _sign_and_record(
             request=request,
             renewed_from=renewed_from,
             auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
+            # The requester owns the certificate; a renewal inherits its predecessor's owner.
+            owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
         )
         if request is not None:
             CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)

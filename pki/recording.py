@@ -46,6 +46,7 @@ def record_certificate(
     renewed_from: Certificate | None = None,
     auto_renew: bool = False,
     der: bytes | None = None,
+    owner_id: int | None = None,
 ) -> Certificate:
     """Insert the row for a certificate ``ca`` signed (in the caller's transaction)."""
     der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
@@ -65,5 +66,6 @@ def record_certificate(
         request=request,
         renewed_from=renewed_from,
         auto_renew=auto_renew,
+        owner_id=owner_id,
         created_at=now,
     )

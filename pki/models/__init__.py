@@ -1,23 +1,29 @@
 """KMI's models, one module per aggregate."""
 
+from pki.models.access import ApiToken, Role, RoleGrant
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
+from pki.models.delivery import KeyDelivery
 from pki.models.key import Key, KeyState, KeyType, SealedKey
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "AuditStream",
     "Certificate",
     "CertificateAuthority",
     "CertificateRequest",
     "Key",
+    "KeyDelivery",
     "KeyState",
     "KeyType",
     "Profile",
     "RequestState",
     "RevocationReason",
+    "Role",
+    "RoleGrant",
     "SealedKey",
 ]
