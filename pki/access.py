@@ -315,7 +315,11 @@ def revoke_grant(*, grant: RoleGrant, actor: str, now: dt.datetime | None = None
     """Take a role away; audited."""
     now = resolve(now)
     with transaction.atomic():
-        row = RoleGrant.objects.select_for_update().select_related("user", "ca", "profile").get(pk=grant.pk)
+        row = (
+            RoleGrant.objects.select_for_update(of=("self",))
+            .select_related("user", "ca", "profile")
+            .get(pk=grant.pk)
+        )
         audit.record(
             action="access.revoked",
             actor=actor,
