@@ -11,3 +11,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Unmatched /api/ URLs answer with RFC 7807 problem documents too.
+handler404 = "web.api.errors.handler404"
+handler500 = "web.api.errors.handler500"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -93,3 +94,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         title = str(exc.default_detail).rstrip(".")
         body = problem(code, title, str(detail_text), str(exc.default_code))
     return _response(body, headers or None)
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for URLs no route matched: a problem document under /api/, HTML elsewhere."""
+    if request.path.startswith("/api/"):
+        body = problem(404, "Not found", f"no API endpoint at {request.path}", "not_found")
+        return JsonResponse(body, status=404, content_type=PROBLEM_JSON)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """Django's 500: a problem document under /api/ (the error itself is logged by Django)."""
+    if request.path.startswith("/api/"):
+        body = problem(500, "Internal error", "the server failed; the error was logged", "internal")
+        return JsonResponse(body, status=500, content_type=PROBLEM_JSON)
+    return defaults.server_error(request)

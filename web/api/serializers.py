@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from rest_framework import serializers
@@ -26,7 +27,18 @@ from pki.profile_changes import EDITABLE_FIELDS
 from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
 from pki.x509.names import SAN, parse_san, parse_subject
 
-MAX_CSR_CHARS = 65536  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
+MAX_CSR_CHARS = 65536
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
+
+
+class NameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    """A CA or profile by name; malformed names are refused before any query."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Look the name up when it looks like a slug."""
+        if not isinstance(data, str) or not SLUG_RE.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def _url(name: str, pk: object, context: dict[str, Any]) -> str:
@@ -67,7 +79,7 @@ class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
     """Input of ``create_intermediate_ca``."""
 
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)
-    parent = serializers.SlugRelatedField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    parent = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
     subject = serializers.CharField(max_length=1024)
     key_type = serializers.ChoiceField(choices=KeyType.choices, default=KeyType.EC_P256)
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=1825)
@@ -125,6 +137,7 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
     sans = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    revocation_reason = serializers.CharField(read_only=True, help_text="CRLReason, empty when not revoked")
 
     class Meta:
         model = Certificate
@@ -233,8 +246,8 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     csr = serializers.CharField(
         max_length=MAX_CSR_CHARS, trim_whitespace=False, help_text="PEM (or base64 DER)"
     )
-    ca = serializers.SlugRelatedField(slug_field="name", queryset=CertificateAuthority.objects.all())
-    profile = serializers.SlugRelatedField(slug_field="name", queryset=Profile.objects.all())
+    ca = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    profile = NameField(slug_field="name", queryset=Profile.objects.all())
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
 
 
@@ -310,8 +323,8 @@ class AuditReportSerializer(serializers.Serializer[Any]):
 class ServerKeyRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """Ask KMI to generate a key and certificate for a client that cannot make a CSR."""
 
-    ca = serializers.SlugRelatedField(slug_field="name", queryset=CertificateAuthority.objects.all())
-    profile = serializers.SlugRelatedField(slug_field="name", queryset=Profile.objects.all())
+    ca = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    profile = NameField(slug_field="name", queryset=Profile.objects.all())
     subject = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
     sans = serializers.ListField(
         child=serializers.CharField(max_length=512), required=False, default=list, max_length=100

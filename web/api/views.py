@@ -97,7 +97,10 @@ def _datetime_param(request: Request, name: str) -> dt.datetime | None:
             raise _bad_param(name, "an ISO 8601 date or date-time") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value
+    try:
+        return value.astimezone(dt.UTC)  # PostgreSQL refuses offsets past ±15:59
+    except OverflowError:
+        raise _bad_param(name, "out of range") from None
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -117,6 +120,13 @@ class KmiViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     """Base: ``required`` maps each action to the pki.access.Action the permission class asks about."""
 
     required: dict[str, Action] = {}
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Refuses NUL characters in the query string (PostgreSQL text cannot hold them)."""
+        for name, values in request.query_params.lists():
+            if any("\x00" in v for v in values):
+                raise _bad_param(name, "must not contain NUL characters")
+        super().initial(request, *args, **kwargs)
 
     def get_serializer_context(self) -> dict[str, Any]:
         """Adds one ``now`` for the whole response."""
