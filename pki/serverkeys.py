@@ -181,6 +181,9 @@ def deliver_pkcs12(
         row.delivered_at = now
         row.delivered_to = actor
         row.save(update_fields=["delivered_at", "delivered_to"])
+        # Destroy first: the global audit lane before the CA's, the order other use cases lock them in.
+        if not key.escrow:
+            destroy_key(key=key, actor=actor, reason="delivered once as PKCS#12; no escrow", now=now)
         audit.record(
             action="key.delivered",
             actor=actor,
@@ -189,6 +192,4 @@ def deliver_pkcs12(
             scope=f"ca:{certificate.ca_id}",
             now=now,
         )
-        if not key.escrow:
-            destroy_key(key=key, actor=actor, reason="delivered once as PKCS#12; no escrow", now=now)
     return blob

@@ -28,7 +28,9 @@ from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
 from pki.x509.names import SAN, parse_san, parse_subject
 
 MAX_CSR_CHARS = 65536
-SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,64}")  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
+SLUG_RE = re.compile(
+    r"[-a-zA-Z0-9_]{1,64}"
+)  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
 
 
 class NameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
@@ -246,7 +248,10 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     csr = serializers.CharField(
         max_length=MAX_CSR_CHARS, trim_whitespace=False, help_text="PEM (or base64 DER)"
     )
-    ca = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    # The signing path needs the CA's certificate and key: load them with the CA (one query).
+    ca = NameField(
+        slug_field="name", queryset=CertificateAuthority.objects.select_related("certificate", "key")
+    )
     profile = NameField(slug_field="name", queryset=Profile.objects.all())
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
 
@@ -323,7 +328,9 @@ class AuditReportSerializer(serializers.Serializer[Any]):
 class ServerKeyRequestSerializer(serializers.Serializer[dict[str, Any]]):
     """Ask KMI to generate a key and certificate for a client that cannot make a CSR."""
 
-    ca = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    ca = NameField(
+        slug_field="name", queryset=CertificateAuthority.objects.select_related("certificate", "key")
+    )
     profile = NameField(slug_field="name", queryset=Profile.objects.all())
     subject = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
     sans = serializers.ListField(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,22 @@ def actor_of(request: Request) -> str:
 
 def _pem(certs: Any) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+_CHAIN_CACHE: dict[tuple[int, int | None], tuple[float, bytes]] = {}
+CHAIN_CACHE_SECONDS = 60.0
+
+
+def _ca_chain_pem(ca: CertificateAuthority) -> bytes:
+    """The CA's chain as PEM, cached a minute per process (it changes only at CA rollover)."""
+    key = (ca.pk, ca.certificate_id)
+    now = time.monotonic()
+    hit = _CHAIN_CACHE.get(key)
+    if hit is not None and now - hit[0] < CHAIN_CACHE_SECONDS:
+        return hit[1]
+    pem = _pem(ca.chain())
+    _CHAIN_CACHE[key] = (now, pem)
+    return pem
 
 
 def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
@@ -597,7 +614,8 @@ class EnrollView(APIView):
             body = s.CertificateRequestSerializer(obj, context={"request": request}).data
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
         cert = result.certificate
-        response = HttpResponse(_pem(chain_for(cert)), status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
+        body = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
+        response = HttpResponse(body, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
         response["Location"] = reverse("api:certificate-detail", kwargs={"pk": cert.pk}, request=request)
         return response
 

@@ -49,7 +49,11 @@ def admin_token(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
         try:
             root = create_root_ca(name="root", subject=parse_subject("CN=Schema Root"), actor="test")
             issuing = create_intermediate_ca(
-                name="issuing", parent=root, subject=parse_subject("CN=Schema Issuing"), path_length=0, actor="test"
+                name="issuing",
+                parent=root,
+                subject=parse_subject("CN=Schema Issuing"),
+                path_length=0,
+                actor="test",
             )
             user = User.objects.create_user(username="schema-admin")
             grant_role(user=user, role=Role.ADMINISTRATOR, actor="test")
