@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from pki.access import grant_role
 from pki.models import CertificateAuthority, Profile, Role
 from pki.tokens import create_token
+from web.api import throttles
 
 
 @dataclass
@@ -41,7 +41,8 @@ def make_actor(db: None) -> Iterator[Callable[..., Actor]]:
     made: list[int] = []
     yield make
     # Throttle histories live in Redis: leave it as we found it.
-    cache.delete_many([f"throttle_{scope}_{pk}" for pk in made for scope in ("enroll", "token")])
+    for pk in made:
+        throttles.forget(pk)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.db import transaction
 from rest_framework.test import APIClient
 
@@ -24,6 +23,7 @@ from pki.models import Profile, Role
 from pki.tokens import create_token
 from pki.x509.names import parse_subject
 from tests.conftest import make_csr
+from web.api import throttles
 
 pytestmark = pytest.mark.django_db
 
@@ -226,7 +226,8 @@ def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[dict[str, A
             transaction.set_rollback(True)
             outer.__exit__(None, None, None)
             pks = [c.user_pk for c in built["clients"].values()] if "built" in locals() else []
-            cache.delete_many([f"throttle_{scope}_{pk}" for pk in pks for scope in ("enroll", "token")])
+            for pk in pks:
+                throttles.forget(pk)
 
 
 @pytest.mark.parametrize(("endpoint", "role", "outcome"), CASES)

@@ -11,7 +11,6 @@ import schemathesis
 from cryptography import x509
 from django.contrib.auth.models import User
 from django.core import signals
-from django.core.cache import cache
 from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -28,6 +27,7 @@ from pki.models import Profile, Role
 from pki.tokens import create_token
 from pki.x509.names import parse_subject
 from tests.conftest import make_csr
+from web.api import throttles
 from web.wsgi import application
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def admin_token(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
             signals.request_started.connect(close_old_connections)
             signals.request_finished.connect(close_old_connections)
             if user is not None:
-                cache.delete_many([f"throttle_{scope}_{user.pk}" for scope in ("enroll", "token")])
+                throttles.forget(user.pk)
 
 
 # The schema KMI serves, loaded through the WSGI app at collection (serving it needs no database).

@@ -9,12 +9,14 @@ import io
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from pki.models import ApiToken, AuditEvent
 from pki.tokens import authenticate, create_token, revoke_token
+from web.api import throttles
 
 pytestmark = pytest.mark.django_db
 
@@ -102,17 +104,27 @@ def test_session_login_works_for_the_browser(requester, client):
     assert client.get("/api/v1/cas/").status_code == 200
 
 
-def test_token_and_enroll_endpoints_are_throttled(requester, monkeypatch):
-    from rest_framework.throttling import SimpleRateThrottle
+def test_token_and_enroll_endpoints_are_throttled(requester, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"enroll": "2/minute", "token": "1/minute"},
+    }
+    try:
+        assert requester.client.post("/api/v1/tokens/", {}, format="json").status_code == 201
+        throttled = requester.client.post("/api/v1/tokens/", {}, format="json")
+        assert throttled.status_code == 429
+        assert 1 <= int(throttled["Retry-After"]) <= 61
+        assert throttled["Content-Type"] == "application/problem+json"
+        for _ in range(2):
+            requester.client.post("/api/v1/enroll", {}, format="json")
+        assert requester.client.post("/api/v1/enroll", {}, format="json").status_code == 429
+        # Reading is never throttled.
+        assert requester.client.get("/api/v1/tokens/").status_code == 200
+    finally:
+        throttles.forget(requester.user.pk)
 
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"enroll": "2/minute", "token": "1/minute"})
-    assert requester.client.post("/api/v1/tokens/", {}, format="json").status_code == 201
-    throttled = requester.client.post("/api/v1/tokens/", {}, format="json")
-    assert throttled.status_code == 429
-    assert int(throttled["Retry-After"]) >= 1
-    assert throttled["Content-Type"] == "application/problem+json"
-    for _ in range(2):
-        requester.client.post("/api/v1/enroll", {}, format="json")
-    assert requester.client.post("/api/v1/enroll", {}, format="json").status_code == 429
-    # Reading is never throttled.
-    assert requester.client.get("/api/v1/tokens/").status_code == 200
+
+def test_a_bad_rate_setting_fails_loudly():
+    with pytest.raises(ImproperlyConfigured):
+        throttles.parse_rate("lots")
+    assert throttles.parse_rate("600/minute") == (600, 60)
