@@ -145,3 +145,13 @@ def test_requests_endpoint_submits_and_lists_with_filters(requester, operator):
     assert [r["state"] for r in by_profile] == ["issued"]
     bad = operator.client.get("/api/v1/requests/", {"state": "sideways"})
     assert bad.status_code == 400
+
+
+def test_approval_that_cannot_issue_leaves_the_request_pending(requester, operator, issuing_ca):
+    url = _enroll(requester, profile="code-signing", csr=make_csr("ec-p384", subject="CN=B,O=KMI"))["Location"]
+    issuing_ca.state = "disabled"
+    issuing_ca.save(update_fields=["state"])
+    response = operator.client.post(url + "approve/")
+    assert response.status_code == 409
+    assert CertificateRequest.objects.get().state == RequestState.PENDING
+    assert not AuditEvent.objects.filter(action="request.approved").exists()
