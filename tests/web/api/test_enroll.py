@@ -155,3 +155,14 @@ def test_approval_that_cannot_issue_leaves_the_request_pending(requester, operat
     assert response.status_code == 409
     assert CertificateRequest.objects.get().state == RequestState.PENDING
     assert not AuditEvent.objects.filter(action="request.approved").exists()
+
+
+def test_schema_and_docs_are_served_without_login(client):
+    schema = client.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/v1/enroll" in paths
+    assert set(paths["/api/v1/enroll"]["post"]["responses"]) >= {"201", "202", "400", "422"}
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
