@@ -148,7 +148,8 @@ def test_requests_endpoint_submits_and_lists_with_filters(requester, operator):
 
 
 def test_approval_that_cannot_issue_leaves_the_request_pending(requester, operator, issuing_ca):
-    url = _enroll(requester, profile="code-signing", csr=make_csr("ec-p384", subject="CN=B,O=KMI"))["Location"]
+    csr = make_csr("ec-p384", subject="CN=B,O=KMI")
+    url = _enroll(requester, profile="code-signing", csr=csr)["Location"]
     issuing_ca.state = "disabled"
     issuing_ca.save(update_fields=["state"])
     response = operator.client.post(url + "approve/")
