@@ -167,3 +167,16 @@ def test_schema_and_docs_are_served_without_login(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_unmatched_api_urls_and_server_errors_are_problem_documents(client, rf):
+    from web.api.errors import handler500
+
+    missing = client.get("/api/v1/no-such-thing/")
+    assert missing.status_code == 404
+    assert missing["Content-Type"] == "application/problem+json"
+    assert missing.json()["code"] == "not_found"
+    failed = handler500(rf.get("/api/v1/cas/"))
+    assert failed.status_code == 500
+    assert failed["Content-Type"] == "application/problem+json"
+    assert handler500(rf.get("/elsewhere")).status_code == 500
