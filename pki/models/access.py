@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Role(models.TextChoices):
@@ -31,11 +32,22 @@ class RoleGrant(models.Model):
 
     class Meta:
         ordering = ["user_id", "role"]
+        # One row per grant; partial constraints because NULLs are distinct in a plain one.
         constraints = [
             models.UniqueConstraint(
+                fields=["user", "role"],
+                condition=Q(ca__isnull=True, profile__isnull=True),
+                name="pki_rolegrant_unique_global",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "role", "ca"],
+                condition=Q(ca__isnull=False, profile__isnull=True),
+                name="pki_rolegrant_unique_ca",
+            ),
+            models.UniqueConstraint(
                 fields=["user", "role", "ca", "profile"],
-                name="pki_rolegrant_unique",
-                nulls_distinct=False,
+                condition=Q(ca__isnull=False, profile__isnull=False),
+                name="pki_rolegrant_unique_pair",
             ),
         ]
 
