@@ -77,6 +77,17 @@ class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuth
         read_only_fields = fields
 
 
+class NameConstraintsSerializer(serializers.Serializer[dict[str, Any]]):
+    """Permitted and excluded subtrees, e.g. ``dns:example.test`` or ``ip:10.0.0.0/8``."""
+
+    permitted = serializers.ListField(
+        child=serializers.CharField(max_length=255), default=list, max_length=100
+    )
+    excluded = serializers.ListField(
+        child=serializers.CharField(max_length=255), default=list, max_length=100
+    )
+
+
 class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
     """Input of ``create_intermediate_ca``."""
 
@@ -86,7 +97,7 @@ class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
     key_type = serializers.ChoiceField(choices=KeyType.choices, default=KeyType.EC_P256)
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=1825)
     path_length = serializers.IntegerField(min_value=0, max_value=16, required=False, allow_null=True)
-    name_constraints = serializers.DictField(required=False)
+    name_constraints = NameConstraintsSerializer(required=False)
 
     def validate_subject(self, value: str) -> str:
         """The subject must be an RFC 4514 name."""

@@ -191,3 +191,26 @@ def test_administrator_creates_an_intermediate(admin, operator, root_ca):
     assert created["Location"].endswith("/api/v1/cas/issuing-2/")
     again = admin.client.post("/api/v1/cas/", body, format="json")
     assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [{"permitted": 5}, {"permitted": ["nonsense"]}, {"permitted": "dns:x.test"}],
+)
+def test_malformed_name_constraints_are_refused_cleanly(admin, root_ca, constraints):
+    body = {"name": "constrained", "parent": "root", "subject": "CN=C", "name_constraints": constraints}
+    response = admin.client.post("/api/v1/cas/", body, format="json")
+    assert response.status_code in (400, 422)
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_name_constraints_are_narrowed_into_the_new_ca(admin, root_ca):
+    body = {
+        "name": "constrained",
+        "parent": "root",
+        "subject": "CN=C",
+        "name_constraints": {"permitted": ["dns:example.test"]},
+    }
+    created = admin.client.post("/api/v1/cas/", body, format="json")
+    assert created.status_code == 201
+    assert created.json()["name_constraints"]["permitted"] == ["dns:example.test"]
