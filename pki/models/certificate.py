@@ -124,6 +124,7 @@ class Certificate(models.Model):
             models.Index(fields=["ca", "revoked_at"], name="pki_cert_ca_revoked"),
             # Keyset (cursor) pagination by id within one CA stays an index scan at millions of rows.
             models.Index(fields=["ca", "id"], name="pki_cert_ca_id"),
+            models.Index(fields=["profile", "id"], name="pki_cert_profile_id"),
         ]
 
     def __str__(self) -> str:
