@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -43,7 +44,7 @@ class NameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
-def _url(name: str, pk: object, context: dict[str, Any]) -> str:
+def _url(name: str, pk: object, context: Mapping[str, Any]) -> str:
     return reverse(name, kwargs={"pk": pk}, request=context.get("request"))
 
 

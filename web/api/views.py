@@ -620,8 +620,8 @@ class EnrollView(APIView):
             body = s.CertificateRequestSerializer(obj, context={"request": request}).data
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
         cert = result.certificate
-        body = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
-        response = HttpResponse(body, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
+        chain_pem = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
+        response = HttpResponse(chain_pem, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
         response["Location"] = reverse("api:certificate-detail", kwargs={"pk": cert.pk}, request=request)
         return response
 
