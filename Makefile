@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp fixtures check-services clean docker-check bench-signing
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api fixtures check-services clean docker-check bench-signing
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ pytest: $(STAMP)
 interop: $(STAMP) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-crl bench-ocsp bench-signing ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-ocsp bench-api bench-signing ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
@@ -62,6 +62,9 @@ bench-signing: $(STAMP) check-services ## issuance through the signing queue (KM
 
 bench-ocsp: $(STAMP) check-services ## OCSP responder req/s and p99: gunicorn (2 workers) + wrk, PostgreSQL + Redis
 	PY=$(PY) bench/ocsp.sh
+
+bench-api: $(STAMP) check-services ## REST enrollment throughput: gunicorn (2 workers), PostgreSQL, Redis, wrk
+	$(PY) bench/api_enroll.py
 
 fixtures: $(STAMP) ## regenerate the committed test keys, CSRs and chain
 	$(PY) tests/fixtures/generate.py

@@ -122,9 +122,21 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def stream_for(scope: str) -> str:
-    """Pick one lane of ``scope``'s chain at random, so concurrent writers rarely wait."""
-    lanes = pki_settings().audit_lanes
-    return f"{scope}/{secrets.randbelow(lanes)}"
+    """Pick one lane of ``scope``'s chain at random, so concurrent writers rarely wait.
+
+    Within one transaction every event of a scope goes to the same lane: a transaction that
+    locked two lanes of one scope in random order could deadlock with another doing the same.
+    """
+    conn = transaction.get_connection()
+    outer = conn.atomic_blocks[0] if conn.atomic_blocks else None
+    held: tuple[object, dict[str, str]] | None = getattr(conn, "_kmi_audit_lanes", None)
+    if held is None or held[0] is not outer:
+        held = (outer, {})
+        conn._kmi_audit_lanes = held
+    lane = held[1].get(scope)
+    if lane is None:
+        lane = held[1][scope] = f"{scope}/{secrets.randbelow(pki_settings().audit_lanes)}"
+    return lane
 
 
 def ensure_stream(name: str) -> None:

@@ -89,3 +89,9 @@ class NotificationFailed(PKIError):
     """A notice could not be delivered (SMTP or webhook error); it is retried later."""
 
     code = "notification_failed"
+
+
+class AlreadyDelivered(InvalidState):
+    """A one-time delivery (a server-generated key's PKCS#12) was already taken."""
+
+    code = "already_delivered"

@@ -261,6 +261,8 @@ def _sign_and_record(
         # A renewal keeps the owner who is told about the next expiry.
         owner_email=renewed_from.owner_email if renewed_from is not None else "",
         owner_webhook_url=renewed_from.owner_webhook_url if renewed_from is not None else "",
+        # The requester owns the certificate; a renewal inherits its predecessor's owner.
+        owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(

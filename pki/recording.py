@@ -53,6 +53,7 @@ def record_certificate(
     auto_renew: bool = False,
     der: bytes | None = None,
     crl_shard: int | None = None,
+    owner_id: int | None = None,
 ) -> Certificate:
     """Insert the row for a certificate ``ca`` signed (in the caller's transaction)."""
     der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
@@ -73,6 +74,7 @@ def record_certificate(
         renewed_from=renewed_from,
         auto_renew=auto_renew,
         crl_shard=crl_shard,
+        owner_id=owner_id,
         created_at=now,
     )
 
@@ -98,6 +100,7 @@ _CERT_COLUMNS = (
     "crl_shard",
     "owner_email",
     "owner_webhook_url",
+    "owner_id",
     "created_at",
 )
 
@@ -151,6 +154,7 @@ def record_issuance(
     crl_shard: int | None = None,
     owner_email: str = "",
     owner_webhook_url: str = "",
+    owner_id: int | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -178,6 +182,7 @@ def record_issuance(
         crl_shard=crl_shard,
         owner_email=owner_email,
         owner_webhook_url=owner_webhook_url,
+        owner_id=owner_id,
         created_at=now,
     )
     if connection.vendor != "postgresql":

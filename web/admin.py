@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+import datetime as dt
+from typing import Any
 
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from pki.access import grant_role, revoke_grant
+from pki.clock import utcnow
+from pki.exceptions import PKIError
 from pki.models import (
+    ApiToken,
     AuditEvent,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
     Key,
+    KeyDelivery,
     Profile,
+    RoleGrant,
 )
+from pki.tokens import create_token, revoke_token
 
 
 @admin.register(CertificateAuthority)
@@ -83,3 +97,111 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
 
     def has_delete_permission(self, request: object, obj: object = None) -> bool:  # type: ignore[override]
         return False
+
+
+# --- access: role grants and API tokens (changes go through pki.access / pki.tokens) --------------
+@admin.register(RoleGrant)
+class RoleGrantAdmin(admin.ModelAdmin[RoleGrant]):
+    """Role grants; adding and deleting call the audited use cases."""
+
+    list_display = ("user", "role", "ca", "profile", "granted_by", "created_at")
+    list_filter = ("role", "ca")
+    fields = ("user", "role", "ca", "profile")
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+        return False  # a grant is given or taken away, never edited
+
+    def save_model(self, request: HttpRequest, obj: RoleGrant, form: Any, change: bool) -> None:
+        try:
+            saved = grant_role(
+                user=obj.user, role=obj.role, ca=obj.ca, profile=obj.profile, actor=_actor(request)
+            )
+        except PKIError as exc:
+            raise ValidationError(str(exc)) from exc
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: RoleGrant) -> None:
+        revoke_grant(grant=obj, actor=_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoleGrant]) -> None:
+        for grant in queryset:
+            revoke_grant(grant=grant, actor=_actor(request))
+
+
+class ApiTokenForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Choose a user, a name and an optional lifetime; the secret is generated."""
+
+    expires_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="expires in (days)")
+
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+    """API tokens: created here (the token is shown once, in a message) and revoked by an action."""
+
+    list_display = ("prefix", "user", "name", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "user__username", "name")
+    actions = ("revoke_tokens",)
+    form = ApiTokenForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return (
+            "user",
+            "name",
+            "prefix",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "revoked_by",
+        )
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
+        if obj is None:
+            return ("user", "name", "expires_days")
+        return self.get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+        return False  # revoke instead: the row stays for the audit trail
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            return
+        days = form.cleaned_data.get("expires_days")
+        now = utcnow()
+        issued = create_token(
+            user=obj.user,
+            name=obj.name,
+            expires_at=now + dt.timedelta(days=days) if days else None,
+            actor=_actor(request),
+            now=now,
+        )
+        obj.pk = issued.token.pk
+        messages.warning(request, f"New API token (shown once, copy it now): {issued.text}")
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            revoke_token(token=token, actor=_actor(request))
+        messages.success(request, f"revoked {queryset.count()} token(s)")
+
+
+@admin.register(KeyDelivery)
+class KeyDeliveryAdmin(admin.ModelAdmin[KeyDelivery]):
+    """Server-generated keys and whether their one download happened."""
+
+    list_display = ("id", "key", "requester", "created_at", "delivered_at")
+    readonly_fields = tuple(f.name for f in KeyDelivery._meta.fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"

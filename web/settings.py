@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pki",
     "web",
 ]
@@ -263,4 +265,43 @@ KMI_OCSP = {
     "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
     # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
     "PRESIGN_DELAY_SECONDS": env_str("KMI_OCSP_PRESIGN_DELAY_SECONDS", "2"),
+}
+
+# --- REST API (web/api) ----------------------------------------------------------------------
+# Token and session auth, one permission class asking pki.access, RFC 7807 errors, throttles
+# kept in the cache (Redis when REDIS_URL is set). Rates: "N/second|minute|hour|day".
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "web.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.KmiPermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "web.api.pagination.IdCursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "enroll": env_str("KMI_API_ENROLL_RATE", "6000/minute"),
+        "token": env_str("KMI_API_TOKEN_RATE", "30/minute"),
+    },
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "KMI API",
+    "DESCRIPTION": "Enrollment, approval, certificates, keys and the audit trail of KMI.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "KeyTypeEnum": "pki.models.key.KeyType",
+        "ServerKeyTypeEnum": "pki.serverkeys.SERVER_KEY_TYPE_CHOICES",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "web.api.schema.add_problem_responses",
+    ],
 }

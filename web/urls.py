@@ -1,7 +1,8 @@
 """URL map of the KMI site."""
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from web.health import healthz
 from web.metrics import metrics_view
@@ -10,6 +11,10 @@ from web.protocols.ocsp import ocsp_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # REST API (web/api): schema, docs and the versioned endpoints.
+    path("api/v1/", include("web.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # HTTP repository (pki/locations.py writes these URLs into certificates).
     re_path(r"^crl/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.crl(?P<as_pem>\.pem)?$", repository.crl),
     re_path(r"^ca/(?P<name>[a-z0-9][a-z0-9-]{0,62})\.cer$", repository.ca_certificate),
@@ -19,3 +24,7 @@ urlpatterns = [
     # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.
     path("ocsp/<path:path>", ocsp_view, name="ocsp"),
 ]
+
+# Unmatched /api/ URLs answer with RFC 7807 problem documents too.
+handler404 = "web.api.errors.handler404"
+handler500 = "web.api.errors.handler500"

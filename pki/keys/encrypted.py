@@ -118,6 +118,10 @@ class EncryptedKeyBackend:
                 self._cache[handle] = (now, key)
         return key
 
+    def export_private_key(self, handle: str) -> CertificateIssuerPrivateKeyTypes:
+        """Return a key for its one delivery (server-generated end-entity keys only; see pki.serverkeys)."""
+        return self._private_key(handle)
+
     def public_key(self, handle: str) -> PublicKeyTypes:
         """Return the public key behind ``handle``."""
         return self._private_key(handle).public_key()

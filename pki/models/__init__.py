@@ -1,9 +1,11 @@
 """KMI's models, one module per aggregate."""
 
+from pki.models.access import ApiToken, Role, RoleGrant
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
+from pki.models.delivery import KeyDelivery
 from pki.models.key import Key, KeyState, KeyType, SealedKey
 from pki.models.notification import (
     NotificationChannel,
@@ -16,6 +18,7 @@ from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "AuditStream",
     "CRLScope",
@@ -25,6 +28,7 @@ __all__ = [
     "CertificateRequest",
     "CertificateRevocationList",
     "Key",
+    "KeyDelivery",
     "KeyState",
     "KeyType",
     "NotificationChannel",
@@ -36,5 +40,7 @@ __all__ = [
     "Profile",
     "RequestState",
     "RevocationReason",
+    "Role",
+    "RoleGrant",
     "SealedKey",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
+from django.conf import settings
 from django.db import models
 
 
@@ -98,6 +99,14 @@ class Certificate(models.Model):
     renewed_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals"
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="kmi_certificates",
+        help_text="the user who requested it (renewals inherit it)",
+    )
     auto_renew = models.BooleanField(default=False)
     # Who hears about this certificate's expiry (empty: the issuing CA's contacts, if any).
     owner_email = models.EmailField(blank=True)
@@ -117,7 +126,12 @@ class Certificate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["ca", "serial"], name="pki_certificate_unique_serial"),
         ]
-        indexes = [models.Index(fields=["ca", "revoked_at"], name="pki_cert_ca_revoked")]
+        indexes = [
+            models.Index(fields=["ca", "revoked_at"], name="pki_cert_ca_revoked"),
+            # Keyset (cursor) pagination by id within one CA stays an index scan at millions of rows.
+            models.Index(fields=["ca", "id"], name="pki_cert_ca_id"),
+            models.Index(fields=["profile", "id"], name="pki_cert_profile_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject or self.san_text.splitlines()[0:1]} ({self.serial})"

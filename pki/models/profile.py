@@ -31,6 +31,9 @@ class Profile(models.Model):
     is_ca = models.BooleanField(default=False)
     path_length = models.PositiveIntegerField(null=True, blank=True)
     ocsp_no_check = models.BooleanField(default=False)
+    escrow = models.BooleanField(
+        default=False, help_text="keep server-generated keys after their one download (key escrow)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

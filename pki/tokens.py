@@ -1,0 +1,132 @@
+"""Per-user API tokens: created and revoked through audited use cases, stored only as a digest.
+
+A token reads ``kmi_<prefix>_<secret>``: the prefix finds the row, the SHA-256 of the 32-byte
+secret is compared in constant time. The full token is returned once, at creation.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from pki import audit
+from pki.clock import resolve
+from pki.exceptions import InvalidState, PolicyViolation
+from pki.models.access import ApiToken
+
+TOKEN_PREFIX = "kmi_"  # noqa: S105 - the public marker of a KMI token, not a secret
+SECRET_BYTES = 32
+PREFIX_BYTES = 6  # 12 hex characters: a lookup id, not a secret
+
+
+def _digest(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token row and the token text, which is shown once and never stored."""
+
+    token: ApiToken
+    text: str
+
+
+def create_token(
+    *,
+    user: User,
+    actor: str,
+    name: str = "",
+    expires_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> IssuedToken:
+    """Create an API token for ``user``; the returned text is the only copy of the secret."""
+    now = resolve(now)
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise PolicyViolation("a token's expiry must be an aware time in the future")
+    if not user.is_active:
+        raise InvalidState(f"user {user.get_username()} is inactive")
+    secret = secrets.token_bytes(SECRET_BYTES)
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            prefix=secrets.token_hex(PREFIX_BYTES),
+            digest=_digest(secret),
+            created_by=actor,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        audit.record(
+            action="token.created",
+            actor=actor,
+            obj=token,
+            details={
+                "user": user.get_username(),
+                "name": name,
+                "prefix": token.prefix,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+            now=now,
+        )
+    return IssuedToken(token=token, text=f"{TOKEN_PREFIX}{token.prefix}_{_b64(secret)}")
+
+
+def revoke_token(*, token: ApiToken, actor: str, now: dt.datetime | None = None) -> ApiToken:
+    """Revoke a token (idempotent); audited."""
+    now = resolve(now)
+    with transaction.atomic():
+        row = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if row.revoked_at is not None:
+            return row
+        row.revoked_at = now
+        row.revoked_by = actor
+        row.save(update_fields=["revoked_at", "revoked_by"])
+        audit.record(
+            action="token.revoked",
+            actor=actor,
+            obj=row,
+            details={"user_id": row.user_id, "prefix": row.prefix},
+            now=now,
+        )
+    return row
+
+
+def _parse(text: str) -> tuple[str, bytes] | None:
+    """Split ``kmi_<prefix>_<secret>`` into the prefix and the secret bytes."""
+    if not text.startswith(TOKEN_PREFIX):
+        return None
+    # The prefix is hex (no '_'); the secret after the first '_' is base64url and may hold '_'.
+    prefix, sep, encoded = text[len(TOKEN_PREFIX) :].partition("_")
+    if not sep or not prefix or len(prefix) > 16 or not encoded:
+        return None
+    try:
+        return prefix, base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        return None
+
+
+def authenticate(text: str, *, now: dt.datetime | None = None) -> ApiToken | None:
+    """Return the live token (with its user loaded) that ``text`` is, or None."""
+    parsed = _parse(text)
+    if parsed is None:
+        return None
+    prefix, secret = parsed
+    token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
+        return None
+    now = resolve(now)
+    expired = token.expires_at is not None and token.expires_at <= now
+    if token.revoked_at is not None or expired or not token.user.is_active:
+        return None
+    return token

@@ -1,0 +1,103 @@
+"""Enrollment in one transaction, server-generated keys and the audit lanes they write to."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from django.db import transaction
+
+from pki import audit
+from pki.enrollment import approve_and_issue, enroll
+from pki.exceptions import AlreadyDelivered, InvalidState, PolicyViolation
+from pki.models import AuditEvent, CertificateRequest, Key, KeyDelivery, Profile, RequestState
+from pki.profile_changes import update_profile
+from pki.serverkeys import deliver_pkcs12, request_server_key
+from pki.x509.names import parse_san, parse_subject
+from tests.conftest import make_csr
+
+pytestmark = pytest.mark.django_db
+
+
+def test_one_transaction_writes_every_event_of_a_scope_to_one_lane(issuing_ca, profile):
+    result = enroll(
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        csr=make_csr(sans=[x509.DNSName("a.example.test")]),
+        actor="t",
+    )
+    events = AuditEvent.objects.filter(actor="t")
+    assert {e.action for e in events} == {"request.submitted", "certificate.issued"}
+    assert len({e.stream for e in events}) == 1
+    assert result.certificate is not None
+    assert audit.verify_chain().ok
+
+
+def test_each_scope_keeps_its_own_lane_within_a_transaction(db, monkeypatch):
+    picks = iter([3, 5, 7])
+    monkeypatch.setattr(audit.secrets, "randbelow", lambda n: next(picks))
+    with transaction.atomic():
+        assert audit.stream_for("x") == "x/3"
+        assert audit.stream_for("y") == "y/5"
+        assert audit.stream_for("x") == "x/3"
+        assert audit.stream_for("y") == "y/5"
+
+
+def test_approve_and_issue_refuses_a_request_that_is_not_pending(issuing_ca, profile):
+    result = enroll(
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        csr=make_csr(sans=[x509.DNSName("a.example.test")]),
+        actor="t",
+    )
+    with pytest.raises(InvalidState):
+        approve_and_issue(request=result.request, actor="t")
+    pending = enroll(
+        ca=issuing_ca, profile=profile("code-signing"), csr=make_csr("ec-p384", subject="CN=S"), actor="t"
+    )
+    assert pending.certificate is None
+    cert = approve_and_issue(request=pending.request, actor="ops")
+    assert CertificateRequest.objects.get(pk=pending.request.pk).state == RequestState.ISSUED
+    assert cert.request_id == pending.request.pk
+
+
+def test_profile_update_refuses_unknown_fields_and_inconsistent_values(profile):
+    tls = profile("tls-server")
+    with pytest.raises(PolicyViolation, match="cannot be edited"):
+        update_profile(profile=tls, changes={"name": "x"}, actor="t")
+    with pytest.raises(PolicyViolation):
+        update_profile(profile=tls, changes={"key_types": ["dsa"]}, actor="t")
+    unchanged = update_profile(profile=tls, changes={"validity_days": tls.validity_days}, actor="t")
+    assert unchanged.validity_days == 397
+    assert not AuditEvent.objects.filter(action="profile.updated").exists()
+
+
+def test_server_key_delivery_is_once_and_needs_a_long_password(issuing_ca, profile):
+    delivery = request_server_key(
+        ca=issuing_ca,
+        profile=profile("tls-client"),
+        subject=parse_subject("CN=device"),
+        sans=[parse_san("dns:device.example.test")],
+        key_type="ed25519",
+        actor="t",
+    )
+    with pytest.raises(PolicyViolation, match="at least"):
+        deliver_pkcs12(delivery=delivery, password="short", actor="t")
+    assert deliver_pkcs12(delivery=delivery, password="long enough password", actor="t")
+    with pytest.raises(AlreadyDelivered):
+        deliver_pkcs12(delivery=delivery, password="long enough password", actor="t")
+    assert Key.objects.get(pk=delivery.key_id).state == "destroyed"
+    assert audit.verify_chain().ok
+
+
+def test_server_key_refuses_rsa_4096_before_generating_anything(issuing_ca, profile):
+    with pytest.raises(PolicyViolation):
+        request_server_key(
+            ca=issuing_ca,
+            profile=profile("tls-client"),
+            subject=parse_subject("CN=d"),
+            sans=[],
+            key_type="rsa-4096",
+            actor="t",
+        )
+    assert KeyDelivery.objects.count() == 0
+    assert Profile.objects.filter(escrow=True).count() == 0

@@ -1,0 +1,112 @@
+"""One exception handler for the API: domain and DRF errors become RFC 7807 problem documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from pki import exceptions as pki_errors
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://kmi.example/problems/"
+
+# Domain errors (no HTTP codes in pki/) mapped once, most specific first.
+DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
+    (pki_errors.NotFound, status.HTTP_404_NOT_FOUND, "Not found"),
+    (pki_errors.InvalidCSR, status.HTTP_400_BAD_REQUEST, "Bad CSR"),
+    (pki_errors.PolicyViolation, status.HTTP_422_UNPROCESSABLE_ENTITY, "Policy violation"),
+    (pki_errors.AlreadyDelivered, status.HTTP_410_GONE, "Already delivered"),
+    (pki_errors.CAUnavailable, status.HTTP_409_CONFLICT, "CA unavailable"),
+    (pki_errors.InvalidState, status.HTTP_409_CONFLICT, "Invalid state"),
+    (pki_errors.ConfigurationError, status.HTTP_503_SERVICE_UNAVAILABLE, "Not configured"),
+    (pki_errors.KeyBackendError, status.HTTP_503_SERVICE_UNAVAILABLE, "Key backend unavailable"),
+    (pki_errors.AuditChainBroken, status.HTTP_409_CONFLICT, "Audit chain broken"),
+    (pki_errors.PKIError, status.HTTP_400_BAD_REQUEST, "PKI error"),
+]
+
+
+def problem(status_code: int, title: str, detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    """Build an RFC 7807 problem document."""
+    return {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status_code,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def _field_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
+    """Flatten DRF's nested validation detail into [{field, message, code}]."""
+    out: list[dict[str, str]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = str(key) if key != "non_field_errors" else ""
+            out.extend(_field_errors(value, f"{path}.{name}" if path and name else (name or path)))
+    elif isinstance(detail, list):
+        for i, item in enumerate(detail):
+            if isinstance(item, dict | list):
+                out.extend(_field_errors(item, f"{path}[{i}]"))
+            else:
+                out.extend(_field_errors(item, path))
+    else:
+        out.append({"field": path, "message": str(detail), "code": getattr(detail, "code", "invalid")})
+    return out
+
+
+def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status=body["status"], content_type=PROBLEM_JSON, headers=headers)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error the API returns passes through here."""
+    if isinstance(exc, pki_errors.PKIError):
+        set_rollback()
+        for cls, code, title in DOMAIN_STATUS:
+            if isinstance(exc, cls):
+                return _response(problem(code, title, str(exc), exc.code))
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: Django's 500 handling (and logging) takes over
+    set_rollback()
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = str(exc.auth_header)  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    code = exc.status_code
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _field_errors(exc.detail)
+        detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        body = problem(code, "Invalid request", detail, "invalid", errors=errors)
+    else:
+        detail_text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        title = str(exc.default_detail).rstrip(".")
+        body = problem(code, title, str(detail_text), str(exc.default_code))
+    return _response(body, headers or None)
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for URLs no route matched: a problem document under /api/, HTML elsewhere."""
+    if request.path.startswith("/api/"):
+        body = problem(404, "Not found", f"no API endpoint at {request.path}", "not_found")
+        return JsonResponse(body, status=404, content_type=PROBLEM_JSON)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    """Django's 500: a problem document under /api/ (the error itself is logged by Django)."""
+    if request.path.startswith("/api/"):
+        body = problem(500, "Internal error", "the server failed; the error was logged", "internal")
+        return JsonResponse(body, status=500, content_type=PROBLEM_JSON)
+    return defaults.server_error(request)

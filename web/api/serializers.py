@@ -1,0 +1,430 @@
+"""Serializers shape and validate; they never sign (the viewsets call pki use cases)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from pki.clock import utcnow
+from pki.exceptions import PolicyViolation
+from pki.models import (
+    ApiToken,
+    AuditEvent,
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    Key,
+    KeyDelivery,
+    KeyType,
+    Profile,
+    RevocationReason,
+)
+from pki.profile_changes import EDITABLE_FIELDS
+from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
+from pki.x509.names import SAN, parse_san, parse_subject
+
+MAX_CSR_CHARS = 65536
+SLUG_RE = re.compile(
+    r"[-a-zA-Z0-9_]{1,64}"
+)  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
+
+
+class NameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    """A CA or profile by name; malformed names are refused before any query."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Look the name up when it looks like a slug."""
+        if not isinstance(data, str) or not SLUG_RE.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _url(name: str, pk: object, context: Mapping[str, Any]) -> str:
+    return reverse(name, kwargs={"pk": pk}, request=context.get("request"))
+
+
+class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuthority]):
+    """A CA with its certificate's main facts."""
+
+    parent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    subject = serializers.CharField(source="certificate.subject", read_only=True, allow_null=True)
+    serial = serializers.CharField(source="certificate.serial", read_only=True, allow_null=True)
+    not_before = serializers.DateTimeField(source="certificate.not_before", read_only=True, allow_null=True)
+    not_after = serializers.DateTimeField(source="certificate.not_after", read_only=True, allow_null=True)
+    key_type = serializers.CharField(source="key.key_type", read_only=True)
+    certificate_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = CertificateAuthority
+        fields = (
+            "name",
+            "parent",
+            "state",
+            "subject",
+            "serial",
+            "not_before",
+            "not_after",
+            "key_type",
+            "path_length",
+            "name_constraints",
+            "certificate_id",
+            "created_at",
+        )
+        read_only_fields = fields
+
+
+class NameConstraintsSerializer(serializers.Serializer[dict[str, Any]]):
+    """Permitted and excluded subtrees, e.g. ``dns:example.test`` or ``ip:10.0.0.0/8``."""
+
+    permitted = serializers.ListField(
+        child=serializers.CharField(max_length=255), default=list, max_length=100
+    )
+    excluded = serializers.ListField(
+        child=serializers.CharField(max_length=255), default=list, max_length=100
+    )
+
+
+class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``create_intermediate_ca``."""
+
+    name = serializers.RegexField(r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)
+    parent = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    subject = serializers.CharField(max_length=1024)
+    key_type = serializers.ChoiceField(choices=KeyType.choices, default=KeyType.EC_P256)
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=1825)
+    path_length = serializers.IntegerField(min_value=0, max_value=16, required=False, allow_null=True)
+    name_constraints = NameConstraintsSerializer(required=False)
+
+    def validate_subject(self, value: str) -> str:
+        """The subject must be an RFC 4514 name."""
+        try:
+            parse_subject(value)
+        except PolicyViolation as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+
+class ProfileSerializer(serializers.ModelSerializer[Profile]):
+    """A profile; administrators may change the fields ``update_profile`` accepts."""
+
+    key_types = serializers.ListField(child=serializers.CharField(max_length=16), max_length=16)
+    key_usage = serializers.ListField(child=serializers.CharField(max_length=32), max_length=16)
+    extended_key_usage = serializers.ListField(child=serializers.CharField(max_length=64), max_length=16)
+    allowed_names = serializers.ListField(child=serializers.CharField(max_length=255), max_length=256)
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500)
+    default_validity_days = serializers.IntegerField(min_value=1, max_value=36500)
+    min_rsa_bits = serializers.IntegerField(min_value=2048, max_value=16384)
+
+    class Meta:
+        model = Profile
+        fields = (
+            "name",
+            "description",
+            "validity_days",
+            "default_validity_days",
+            "key_types",
+            "min_rsa_bits",
+            "key_usage",
+            "extended_key_usage",
+            "allowed_names",
+            "require_san",
+            "requires_approval",
+            "is_ca",
+            "path_length",
+            "ocsp_no_check",
+            "escrow",
+            "updated_at",
+        )
+        read_only_fields = tuple(f for f in fields if f not in EDITABLE_FIELDS)
+
+
+class CertificateSerializer(serializers.ModelSerializer[Certificate]):
+    """A certificate's facts (no DER: download it from ``pem``/``der``/``chain``/``pkcs7``)."""
+
+    ca = serializers.CharField(source="ca.name", read_only=True, allow_null=True)
+    profile = serializers.CharField(source="profile.name", read_only=True, allow_null=True)
+    sans = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    revocation_reason = serializers.CharField(read_only=True, help_text="CRLReason, empty when not revoked")
+
+    class Meta:
+        model = Certificate
+        fields = (
+            "id",
+            "url",
+            "serial",
+            "ca",
+            "profile",
+            "subject",
+            "sans",
+            "status",
+            "not_before",
+            "not_after",
+            "fingerprint_sha256",
+            "key_fingerprint",
+            "key_id",
+            "is_ca",
+            "request_id",
+            "renewed_from_id",
+            "revoked_at",
+            "revocation_reason",
+            "invalidity_date",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_sans(self, obj: Certificate) -> list[str]:
+        """SANs as ``kind:value`` strings."""
+        return obj.san_text.splitlines()
+
+    def get_status(self, obj: Certificate) -> str:
+        """valid, expired, revoked or not_yet_valid now."""
+        now = self.context.get("now") or utcnow()
+        return obj.status(now)
+
+    def get_url(self, obj: Certificate) -> str:
+        """This certificate's API URL."""
+        return _url("api:certificate-detail", obj.pk, self.context)
+
+
+class RevokeSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``revoke_certificate``."""
+
+    reason = serializers.ChoiceField(
+        choices=[r for r in RevocationReason.values if r != RevocationReason.REMOVE_FROM_CRL],
+        default=RevocationReason.UNSPECIFIED,
+    )
+    invalidity_date = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class RenewSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``renew_certificate``: optionally a CSR for a new key."""
+
+    csr = serializers.CharField(required=False, max_length=MAX_CSR_CHARS, trim_whitespace=False)
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+
+
+class CertificateRequestSerializer(serializers.ModelSerializer[CertificateRequest]):
+    """A certificate request and its review."""
+
+    ca = serializers.CharField(source="ca.name", read_only=True)
+    profile = serializers.CharField(source="profile.name", read_only=True)
+    sans = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    certificate = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CertificateRequest
+        fields = (
+            "id",
+            "url",
+            "ca",
+            "profile",
+            "subject",
+            "sans",
+            "key_fingerprint",
+            "validity_days",
+            "state",
+            "requested_by",
+            "reviewed_by",
+            "reason",
+            "created_at",
+            "reviewed_at",
+            "certificate",
+        )
+        read_only_fields = fields
+
+    def get_sans(self, obj: CertificateRequest) -> list[str]:
+        """SANs as ``kind:value`` strings."""
+        return obj.san_text.splitlines()
+
+    def get_url(self, obj: CertificateRequest) -> str:
+        """This request's API URL."""
+        return _url("api:request-detail", obj.pk, self.context)
+
+    def get_certificate(self, obj: CertificateRequest) -> str | None:
+        """The issued certificate's API URL, once issued."""
+        cert_id = getattr(obj, "certificate_id_value", None)  # annotated by the viewset's queryset
+        return _url("api:certificate-detail", cert_id, self.context) if cert_id is not None else None
+
+
+class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
+    """A CSR for a CA under a profile (the input of enroll and of request submission)."""
+
+    csr = serializers.CharField(
+        max_length=MAX_CSR_CHARS, trim_whitespace=False, help_text="PEM (or base64 DER)"
+    )
+    # The signing path needs the CA's certificate and key: load them with the CA (one query).
+    ca = NameField(
+        slug_field="name", queryset=CertificateAuthority.objects.select_related("certificate", "key")
+    )
+    profile = NameField(slug_field="name", queryset=Profile.objects.all())
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+
+
+class RejectSerializer(serializers.Serializer[dict[str, Any]]):
+    """Why a request is rejected."""
+
+    reason = serializers.CharField(max_length=2000)
+
+
+class KeySerializer(serializers.ModelSerializer[Key]):
+    """Key metadata; the handle and private material never leave KMI."""
+
+    class Meta:
+        model = Key
+        fields = (
+            "id",
+            "key_type",
+            "purpose",
+            "backend",
+            "spki_sha256",
+            "state",
+            "escrow",
+            "created_at",
+            "activated_at",
+            "suspended_at",
+            "deactivated_at",
+            "compromised_at",
+            "destroyed_at",
+            "destroyed_by",
+        )
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
+    """One audit event with its hash link."""
+
+    class Meta:
+        model = AuditEvent
+        fields = (
+            "id",
+            "stream",
+            "seq",
+            "timestamp",
+            "actor",
+            "action",
+            "object_type",
+            "object_id",
+            "details",
+            "prev_hash",
+            "hash",
+        )
+        read_only_fields = fields
+
+
+class AuditBreakSerializer(serializers.Serializer[Any]):
+    """A broken link."""
+
+    stream = serializers.CharField()
+    seq = serializers.IntegerField()
+    event_id = serializers.IntegerField(allow_null=True)
+    problem = serializers.CharField()
+
+
+class AuditReportSerializer(serializers.Serializer[Any]):
+    """The result of verifying every chain."""
+
+    ok = serializers.BooleanField()
+    streams = serializers.IntegerField()
+    events = serializers.IntegerField()
+    breaks = AuditBreakSerializer(many=True)
+
+
+class ServerKeyRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """Ask KMI to generate a key and certificate for a client that cannot make a CSR."""
+
+    ca = NameField(
+        slug_field="name", queryset=CertificateAuthority.objects.select_related("certificate", "key")
+    )
+    profile = NameField(slug_field="name", queryset=Profile.objects.all())
+    subject = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    sans = serializers.ListField(
+        child=serializers.CharField(max_length=512), required=False, default=list, max_length=100
+    )
+    key_type = serializers.ChoiceField(choices=SERVER_KEY_TYPE_CHOICES, default=KeyType.EC_P256)
+    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+
+    def validate_subject(self, value: str) -> str:
+        """An RFC 4514 name, or empty (then the SANs name the certificate)."""
+        if value:
+            try:
+                parse_subject(value)
+            except PolicyViolation as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def validate_sans(self, value: list[str]) -> list[SAN]:
+        """``dns:…``, ``ip:…``, ``email:…`` or ``uri:…``."""
+        out = []
+        for text in value:
+            try:
+                out.append(parse_san(text))
+            except PolicyViolation as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return out
+
+
+class KeyDeliverySerializer(serializers.ModelSerializer[KeyDelivery]):
+    """A server-generated key waiting for (or past) its single download."""
+
+    url = serializers.SerializerMethodField()
+    request = serializers.SerializerMethodField()
+    pkcs12_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyDelivery
+        fields = ("id", "url", "key_id", "request", "pkcs12_url", "created_at", "delivered_at")
+        read_only_fields = fields
+
+    def get_url(self, obj: KeyDelivery) -> str:
+        """This delivery's API URL."""
+        return _url("api:server-key-detail", obj.pk, self.context)
+
+    def get_request(self, obj: KeyDelivery) -> str:
+        """The certificate request's API URL."""
+        return _url("api:request-detail", obj.request_id, self.context)
+
+    def get_pkcs12_url(self, obj: KeyDelivery) -> str:
+        """Where the PKCS#12 is downloaded (POST the password), once."""
+        return _url("api:server-key-pkcs12", obj.pk, self.context)
+
+
+class Pkcs12PasswordSerializer(serializers.Serializer[dict[str, Any]]):
+    """The password that protects the PKCS#12."""
+
+    password = serializers.CharField(min_length=MIN_PASSWORD_LENGTH, max_length=1024, trim_whitespace=False)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
+    """A token's metadata (the secret is shown only in the creation response)."""
+
+    user = serializers.CharField(source="user.username", read_only=True)
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=3650, required=False, allow_null=True, write_only=True
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ("id", "user", "name", "prefix", "created_at", "expires_at", "revoked_at", "expires_in_days")
+        read_only_fields = ("id", "user", "prefix", "created_at", "expires_at", "revoked_at")
+
+    def expiry(self) -> dt.datetime | None:
+        """The requested expiry as a time."""
+        days = self.validated_data.get("expires_in_days")
+        return utcnow() + dt.timedelta(days=days) if days else None
+
+
+class NewApiTokenSerializer(ApiTokenSerializer):
+    """The creation response: the token text, shown once."""
+
+    token = serializers.CharField(read_only=True, help_text="shown once; store it now")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = (*ApiTokenSerializer.Meta.fields, "token")

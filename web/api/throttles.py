@@ -1,0 +1,85 @@
+"""Throttles for enrollment and token endpoints: per-user fixed windows counted in the cache.
+
+DRF's SimpleRateThrottle keeps every request's timestamp in one cached list, so at thousands of
+requests a minute each request unpickles and re-pickles thousands of floats. A counter per
+window costs the same at any rate (Redis INCR when REDIS_URL is set).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"600/minute"`` -> (600, 60)."""
+    try:
+        count, period = rate.split("/")
+        return int(count), PERIODS[period.strip()[0].lower()]
+    except (ValueError, KeyError, IndexError):
+        raise ImproperlyConfigured(f"throttle rate {rate!r} must look like 600/minute") from None
+
+
+class WindowThrottle(BaseThrottle):
+    """At most N requests per user per window; the scope names the rate in DEFAULT_THROTTLE_RATES."""
+
+    scope = ""
+
+    def __init__(self) -> None:
+        self.wait_seconds: float | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        """Count this request in the current window; refuse it past the limit."""
+        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+        rate = rates.get(self.scope)
+        if rate is None:
+            return True
+        limit, period = parse_rate(rate)
+        ident = request.user.pk if request.user and request.user.is_authenticated else self.get_ident(request)
+        now = time.time()
+        window = int(now // period)
+        key = f"throttle_{self.scope}_{ident}_{window}"
+        try:
+            count = cache.incr(key)
+        except ValueError:  # first request of the window
+            count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+        if count <= limit:
+            return True
+        self.wait_seconds = (window + 1) * period - now
+        return False
+
+    def wait(self) -> float | None:
+        """Seconds until the next window opens."""
+        return self.wait_seconds
+
+
+class EnrollThrottle(WindowThrottle):
+    """Enrollment, request submission and server-generated keys, per user."""
+
+    scope = "enroll"
+
+
+class TokenThrottle(WindowThrottle):
+    """Creating and revoking API tokens, per user."""
+
+    scope = "token"
+
+
+def forget(ident: object, scopes: tuple[str, ...] = ("enroll", "token")) -> None:
+    """Delete ``ident``'s counters of the current and previous windows (tests clean up with it)."""
+    rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+    keys = []
+    for scope in scopes:
+        if scope in rates:
+            period = parse_rate(str(rates[scope]))[1]
+            window = int(time.time() // period)
+            keys += [f"throttle_{scope}_{ident}_{w}" for w in (window - 1, window)]
+    cache.delete_many(keys)

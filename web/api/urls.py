@@ -1,0 +1,25 @@
+"""URLs of the REST API, under /api/v1/ (namespace ``api``)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from web.api import views
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("cas", views.CertificateAuthorityViewSet, basename="ca")
+router.register("profiles", views.ProfileViewSet, basename="profile")
+router.register("requests", views.CertificateRequestViewSet, basename="request")
+router.register("certificates", views.CertificateViewSet, basename="certificate")
+router.register("keys", views.KeyViewSet, basename="key")
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+router.register("server-keys", views.ServerKeyViewSet, basename="server-key")
+router.register("tokens", views.ApiTokenViewSet, basename="token")
+
+urlpatterns = [
+    path("enroll", views.EnrollView.as_view(), name="enroll"),
+    *router.urls,
+]
