@@ -24,6 +24,23 @@ def verify_audit_chain() -> dict[str, Any]:
     return {"streams": report.streams, "events": report.events, "ok": report.ok}
 
 
+@shared_task(name="pki.acme_validate_challenge")
+def acme_validate_challenge(challenge_id: int) -> str:
+    """Validate one ACME challenge that a client marked ready (idempotent)."""
+    from pki.acme.orders import validate_challenge
+
+    return str(validate_challenge(challenge_id=challenge_id, actor="acme:validator").status)
+
+
+@shared_task(name="pki.acme_purge_nonces")
+def acme_purge_nonces() -> int:
+    """Delete expired ACME nonces from the database store."""
+    from pki.acme.nonces import purge_expired_nonces
+
+    return purge_expired_nonces()
+
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    "acme-purge-nonces": {"task": "pki.acme_purge_nonces", "schedule": 3600.0},
 }

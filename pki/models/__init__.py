@@ -1,5 +1,14 @@
 """KMI's models, one module per aggregate."""
 
+from pki.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeEndpoint,
+    AcmeExternalAccountKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
@@ -8,6 +17,13 @@ from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
 __all__ = [
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeEndpoint",
+    "AcmeExternalAccountKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "AuditEvent",
     "AuditStream",
     "Certificate",
