@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +82,27 @@ def issuing_ca(root_ca: CertificateAuthority) -> CertificateAuthority:
 def profile(db: None) -> Callable[[str], Profile]:
     """Look up a seeded profile by name."""
     return lambda name: Profile.objects.get(name=name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_root_exists() -> None:
+    """WhiteNoise warns (an error here) when STATIC_ROOT is missing; web tests need it to exist."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def acme_nonces_cleaned_up() -> Iterator[None]:
+    """ACME nonces live in Redis under this process's prefix: delete them when the session ends."""
+    yield
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=settings.KMI_ACME["NONCE_PREFIX"] + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

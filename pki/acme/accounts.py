@@ -40,7 +40,7 @@ class Verified:
 
 
 def _account_for_kid(endpoint: AcmeEndpoint, kid: object) -> AcmeAccount:
-    prefix = account_url(endpoint.name, "")
+    prefix = resource_url(endpoint.name, "acct") + "/"
     if not isinstance(kid, str) or not kid.startswith(prefix):
         raise AccountDoesNotExist(f"kid {kid!r} is not an account URL of this endpoint")
     try:

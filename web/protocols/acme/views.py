@@ -94,7 +94,13 @@ def _problem_for(exc: PKIError) -> HttpResponse:
             extra["subproblems"] = exc.subproblems
         if exc.code == "badSignatureAlgorithm":
             extra["algorithms"] = list(jose.ALLOWED_ALGORITHMS)
-        status = 413 if isinstance(exc, PayloadTooLarge) else 404 if isinstance(exc, NotFoundAcme) else None
+        status = None
+        if isinstance(exc, PayloadTooLarge):
+            status = 413
+        elif isinstance(exc, NotFoundAcme):
+            status = 404
+        elif isinstance(exc, UnsupportedMediaType):
+            status = 415
         response = problem(exc.code, exc.detail, status=status, **extra)
         if isinstance(exc, Conflict):
             response["Location"] = exc.location
@@ -118,14 +124,7 @@ def acme_view(view: View) -> View:
             response = problem("malformed", f"no ACME endpoint named {name!r}", status=404)
         else:
             try:
-                if request.method == "POST":
-                    content_type = request.content_type or ""
-                    if content_type != JOSE_JSON:
-                        response = problem("malformed", f"Content-Type must be {JOSE_JSON}", status=415)
-                    else:
-                        response = view(request, endpoint, *args, **kwargs)
-                else:
-                    response = view(request, endpoint, *args, **kwargs)
+                response = view(request, endpoint, *args, **kwargs)
             except PKIError as exc:
                 response = _problem_for(exc)
             except Exception:
@@ -141,7 +140,13 @@ def acme_view(view: View) -> View:
     return wrapper
 
 
+class UnsupportedMediaType(Malformed):
+    """RFC 8555 §6.2: a POST body must be application/jose+json (answered with 415)."""
+
+
 def _body(request: HttpRequest) -> bytes:
+    if request.content_type != JOSE_JSON:
+        raise UnsupportedMediaType(f"Content-Type must be {JOSE_JSON}")
     limit = acme_settings().max_body_bytes
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > limit:
