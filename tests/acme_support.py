@@ -9,13 +9,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from dnslib import QTYPE, RR, A, DNSRecord, TXT
+from dnslib import QTYPE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
 from pki.acme.jws import jwk_of, jwk_thumbprint
@@ -37,7 +38,7 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
         qname = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
         if qtype == "TXT":
-            for value in self.zone.txt.get(qname, []):
+            for value in self.zone.txt_values(qname):
                 reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(value), ttl=0))
         elif qtype == "A" and qname.endswith(self.zone.suffix):
             reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(self.zone.address), ttl=0))
@@ -52,7 +53,14 @@ class LocalDNS:
     suffix: str = "example.test"
     address: str = "127.0.0.1"
     txt: dict[str, list[str]] = field(default_factory=dict)
+    zone_dir: Path | None = None  # hook scripts of other processes add TXT records as files here
     server: Any = None
+
+    def txt_values(self, name: str) -> list[str]:
+        values = list(self.txt.get(name, []))
+        if self.zone_dir is not None and (self.zone_dir / name).is_file():
+            values += (self.zone_dir / name).read_text().split()
+        return values
 
     def start(self) -> LocalDNS:
         self.server = DNSServer(_Resolver(self), port=self.port, address="127.0.0.1", logger=_QuietLogger())

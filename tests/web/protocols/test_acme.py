@@ -366,7 +366,9 @@ def test_identifier_outside_policy_is_rejected_with_subproblems(acme):
 
 
 def test_unsupported_identifier_type_is_refused(acme):
-    response = acme.post(acme.directory["newOrder"], {"identifiers": [{"type": "email", "value": "a@b.test"}]})
+    response = acme.post(
+        acme.directory["newOrder"], {"identifiers": [{"type": "email", "value": "a@b.test"}]}
+    )
     assert response.problem_type == "unsupportedIdentifier"
 
 
@@ -515,10 +517,15 @@ def test_revoke_signed_by_the_certificate_key_and_not_by_a_stranger(acme, issued
     refused = stranger.post(stranger.directory["revokeCert"], {"certificate": _b64(der)})
     assert refused.problem_type == "unauthorized"
     by_key = acme.post(
-        acme.directory["revokeCert"], {"certificate": _b64(der), "reason": 1}, key=load_key("ec-p256-b"), kid=None
+        acme.directory["revokeCert"],
+        {"certificate": _b64(der), "reason": 1},
+        key=load_key("ec-p256-b"),
+        kid=None,
     )
     assert by_key.status == 200, by_key.body
-    assert Certificate.objects.get(serial=format(issued.serial_number, "x")).revocation_reason == "keyCompromise"
+    assert (
+        Certificate.objects.get(serial=format(issued.serial_number, "x")).revocation_reason == "keyCompromise"
+    )
 
 
 def test_renewal_info_window_and_replaces(acme, issued, http01, django_capture_on_commit_callbacks):
@@ -529,7 +536,12 @@ def test_renewal_info_window_and_replaces(acme, issued, http01, django_capture_o
     assert info.status == 200
     window = info.json()["suggestedWindow"]
     start = dt.datetime.fromisoformat(window["start"])
-    assert issued.not_valid_before_utc < start < dt.datetime.fromisoformat(window["end"]) < issued.not_valid_after_utc
+    assert (
+        issued.not_valid_before_utc
+        < start
+        < dt.datetime.fromisoformat(window["end"])
+        < issued.not_valid_after_utc
+    )
     assert info.headers["Retry-After"] == "21600"
     assert acme.get(f"{acme.directory['renewalInfo']}/AAAA.AQ").status == 404
 
