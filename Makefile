@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue fixtures check-services clean
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-acme fixtures check-services clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,16 +40,24 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/, makemigratio
 	$(VENV)/bin/mypy pki
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
-pytest: $(STAMP)
+NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
+
+$(NODE_DEPS): tests/interop/node/package-lock.json
+	npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error
+
+pytest: $(STAMP) $(NODE_DEPS)
 	$(VENV)/bin/pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
 
-interop: $(STAMP) check-services ## only the tests that drive real third-party programs
+interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-acme ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
+
+bench-acme: $(STAMP) check-services ## certbot wall time for one http-01 issuance; ACME orders/s
+	$(PY) bench/acme.py
 
 fixtures: $(STAMP) ## regenerate the committed test keys, CSRs and chain
 	$(PY) tests/fixtures/generate.py
