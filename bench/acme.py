@@ -45,7 +45,7 @@ PREFIX = f"kmi-bench-acme-{os.getpid()}"
 
 
 def _env() -> dict[str, str]:
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": BENCH_DB,
         "REDIS_URL": BENCH_REDIS,
@@ -58,7 +58,6 @@ def _env() -> dict[str, str]:
         "KMI_LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "web.settings",
     }
-    return env
 
 
 def _recreate_database() -> None:
@@ -84,9 +83,15 @@ def _setup_kmi() -> None:
     from pki.models import Profile
     from pki.x509.names import parse_subject
 
-    root = create_root_ca(name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench")
+    root = create_root_ca(
+        name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench"
+    )
     issuing = create_intermediate_ca(
-        name="issuing", parent=root, subject=parse_subject("CN=Bench Issuing"), key_type="ec-p256", actor="bench"
+        name="issuing",
+        parent=root,
+        subject=parse_subject("CN=Bench Issuing"),
+        key_type="ec-p256",
+        actor="bench",
     )
     create_endpoint(
         name="bench",
@@ -108,7 +113,7 @@ def _start_server(workers: int) -> subprocess.Popen[bytes]:
     )
     for _ in range(200):
         try:
-            urllib.request.urlopen(DIRECTORY, timeout=1).read()  # noqa: S310 - fixed local URL
+            urllib.request.urlopen(DIRECTORY, timeout=1).read()
             return proc
         except OSError:
             time.sleep(0.05)
@@ -171,11 +176,14 @@ def bench_certbot(runs: int) -> None:
         if not os.environ.get("BENCH_KEEP_LOGS"):
             shutil.rmtree(tmp, ignore_errors=True)
     _report(first, times)
+    return None
 
 
 def _report(first: float, times: list[float]) -> None:
     median = statistics.median(times)
-    print(f"certbot first run (with account registration): {first:.2f} s; runs: {[round(t, 2) for t in times]}")
+    print(
+        f"certbot first run (with account registration): {first:.2f} s; runs: {[round(t, 2) for t in times]}"
+    )
     print(
         f"RESULT acme_certbot_wall={median:.2f} s target={TARGET_CERTBOT} "
         f"{'met' if median <= TARGET_CERTBOT else 'missed'}"

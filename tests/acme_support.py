@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,18 @@ from dnslib import QTYPE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
 from pki.acme.jws import jwk_of, jwk_thumbprint
+
+
+def port(offset: int) -> int:
+    """A port of this helper's range 18500-18599, distinct per pytest-xdist worker (10 each).
+
+    Offsets: 0-2 HTTP binding tests (DNS, http-01, tls-alpn-01), 3-4 certbot, 5-6 acme-client.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    if index > 9 or not 0 <= offset <= 9:
+        raise RuntimeError("ACME tests have ports for at most 10 xdist workers")
+    return 18500 + 10 * index + offset
 
 
 def b64u(data: bytes) -> str:

@@ -2,7 +2,7 @@
 
 http-01 through certbot's standalone server on a high port (EC and RSA keys); dns-01 through a
 manual auth hook that writes TXT records for a small DNS server KMI's resolver setting points
-at; ``renew --force-renewal``; ``revoke``. Ports 18511 (DNS) and 18512 (http-01).
+at; ``renew --force-renewal``; ``revoke``. Ports from tests.acme_support.port.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pki.acme.locations import directory_url
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import AcmeOrder, Certificate, Profile
 from pki.x509.names import parse_subject
-from tests.acme_support import LocalDNS
+from tests.acme_support import LocalDNS, port
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-DNS_PORT, HTTP01_PORT = 18511, 18512
+DNS_PORT, HTTP01_PORT = port(3), port(4)
 CERTBOT = str(Path(sys.executable).with_name("certbot"))
 
 

@@ -1,7 +1,7 @@
 """The npm ``acme-client``, unmodified, against KMI's ACME server on a live server.
 
 ``tests/interop/node/acme_flow.js`` registers with external account binding, orders, answers
-http-01 from its own server on port 18522, finalizes, downloads, rolls the account key (the old
+http-01 from its own server (tests.acme_support.port), finalizes, downloads, rolls the account key (the old
 key is refused afterwards) and revokes. ``.ci/run`` installs the client (``npm ci``).
 """
 
@@ -26,11 +26,11 @@ from pki.acme.locations import directory_url
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import AcmeAccount, AuditEvent, Certificate, Profile
 from pki.x509.names import parse_subject
-from tests.acme_support import LocalDNS
+from tests.acme_support import LocalDNS, port
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-DNS_PORT, HTTP01_PORT = 18521, 18522
+DNS_PORT, HTTP01_PORT = port(5), port(6)
 NODE_DIR = Path(__file__).parent / "node"
 
 
@@ -56,9 +56,15 @@ def kmi_url(live_server) -> Iterator[str]:
 
 def test_acme_client_eab_order_rollover_and_revoke(kmi_url):
     assert (NODE_DIR / "node_modules" / "acme-client").is_dir(), "run: npm ci --prefix tests/interop/node"
-    root = create_root_ca(name="root", subject=parse_subject("CN=Node Root"), key_type="ec-p256", actor="test")
+    root = create_root_ca(
+        name="root", subject=parse_subject("CN=Node Root"), key_type="ec-p256", actor="test"
+    )
     issuing = create_intermediate_ca(
-        name="issuing", parent=root, subject=parse_subject("CN=Node Issuing"), key_type="ec-p256", actor="test"
+        name="issuing",
+        parent=root,
+        subject=parse_subject("CN=Node Issuing"),
+        key_type="ec-p256",
+        actor="test",
     )
     endpoint = create_endpoint(
         name="node",

@@ -1,7 +1,7 @@
 """ACME HTTP binding, driven with hand-built JWS over Django's test client.
 
 Challenges are validated for real: an http-01 responder, a DNS server and a tls-alpn-01 TLS
-server run in threads on ports 18501-18503, and KMI's validator is pointed at them.
+server run in threads on ports of tests.acme_support.port, and KMI's validator is pointed at them.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from tests.acme_support import (
     dns01_txt,
     jws,
     key_authorization,
+    port,
 )
 from tests.conftest import load_key, make_csr
 
 pytestmark = pytest.mark.django_db
 
-DNS_PORT, HTTP_PORT, TLS_PORT = 18501, 18502, 18503
+DNS_PORT, HTTP_PORT, TLS_PORT = port(0), port(1), port(2)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_http01_order_for_dns_and_ip_issues_a_certificate_chain(
 def test_dns01_validates_a_wildcard_and_http01_is_not_offered_for_it(
     acme, dns_server, django_capture_on_commit_callbacks
 ):
-    order, order_url = _order(acme, "*.example.test")
+    order, _order_url = _order(acme, "*.example.test")
     authz = _authz(acme, order["authorizations"][0])
     assert authz["wildcard"] is True
     assert authz["identifier"] == {"type": "dns", "value": "example.test"}
@@ -492,7 +493,7 @@ def test_eab_required_endpoint_binds_an_account_once(client, issuing_ca, profile
 
 @pytest.fixture
 def issued(acme, http01, django_capture_on_commit_callbacks):
-    order, order_url = _order(acme, "www.example.test")
+    order, _order_url = _order(acme, "www.example.test")
     _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
     final = _finalize(acme, order, ["www.example.test"]).json()
     pem = acme.post(final["certificate"], None).body
