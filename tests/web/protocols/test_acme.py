@@ -395,7 +395,7 @@ def test_finalize_of_a_pending_order_is_order_not_ready(acme):
 
 
 def test_another_accounts_order_is_unauthorized(acme, client, endpoint):
-    order, order_url = _order(acme, "www.example.test")
+    _, order_url = _order(acme, "www.example.test")
     other = AcmeTestClient(client, directory_url(endpoint.name), load_key("ec-p384"))
     assert other.register().status == 201
     assert other.post(order_url, None).problem_type == "unauthorized"
