@@ -28,7 +28,7 @@ EAB_KEY_BYTES = 32  # an HS256 key as long as its output
 
 def _pattern(text: str) -> str:
     """Accept ``*.example.test`` or ``10.0.0.0/8`` as shorthand for ``dns:…`` / ``ip:…``."""
-    if ":" in text and text.split(":", 1)[0] in {"dns", "ip"}:
+    if ":" in text and text.split(":", 1)[0] in {"dns", "ip", "email", "uri"}:
         return validate_name_pattern(text)
     try:
         ipaddress.ip_network(text, strict=False)

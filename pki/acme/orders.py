@@ -12,7 +12,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.conf import settings
 from django.db import transaction
 
 from pki import audit
@@ -310,8 +309,11 @@ def respond_to_challenge(
 
 
 def schedule_validation(challenge_id: int) -> None:
-    """Validate on a Celery worker, or in this process when configured (no broker)."""
-    if acme_settings().validate_inline or getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+    """Validate on a Celery worker, or in this process when configured (no broker or no worker).
+
+    With ``CELERY_TASK_ALWAYS_EAGER`` Celery itself runs the task here.
+    """
+    if acme_settings().validate_inline:
         validate_challenge(challenge_id=challenge_id, actor="acme:validator")
         return
     from pki.tasks import acme_validate_challenge

@@ -105,7 +105,11 @@ def check_http01(*, host: str, token: str, key_authorization: str, conf: AcmeSet
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             conn = http.client.HTTPSConnection(host, port, timeout=conf.validation_timeout, context=ctx)
-            conn.sock = ctx.wrap_socket(sock, server_hostname=host if ":" not in host else None)
+            try:
+                conn.sock = ctx.wrap_socket(sock, server_hostname=host if ":" not in host else None)
+            except OSError as exc:
+                sock.close()
+                raise ValidationFailed("tls", f"http-01: TLS with {host} failed: {exc}") from None
         else:
             conn = http.client.HTTPConnection(host, port, timeout=conf.validation_timeout)
             conn.sock = sock
@@ -121,15 +125,18 @@ def check_http01(*, host: str, token: str, key_authorization: str, conf: AcmeSet
                 },
             )
             response = conn.getresponse()
-            if response.status in (301, 302, 303, 307, 308):
-                location = response.getheader("Location", "")
-                scheme, host, port, path = _follow(location, scheme, host, port, conf)
-                continue
-            if response.status != 200:
-                raise ValidationFailed(
-                    "unauthorized", f"http-01: {host} answered HTTP {response.status} for {path}"
-                )
-            body = response.read(conf.max_http01_bytes + 1)
+            try:
+                if response.status in (301, 302, 303, 307, 308):
+                    location = response.getheader("Location", "")
+                    scheme, host, port, path = _follow(location, scheme, host, port, conf)
+                    continue
+                if response.status != 200:
+                    raise ValidationFailed(
+                        "unauthorized", f"http-01: {host} answered HTTP {response.status} for {path}"
+                    )
+                body = response.read(conf.max_http01_bytes + 1)
+            finally:
+                response.close()
         except (OSError, http.client.HTTPException) as exc:
             raise ValidationFailed("connection", f"http-01: fetching from {host} failed: {exc}") from None
         finally:
@@ -206,6 +213,7 @@ def check_tls_alpn01(*, kind: str, value: str, key_authorization: str, conf: Acm
                 raise ValidationFailed("tls", "tls-alpn-01: the server did not negotiate acme-tls/1")
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
+        sock.close()
         raise ValidationFailed("tls", f"tls-alpn-01: handshake with {value} failed: {exc}") from None
     if not der:
         raise ValidationFailed("tls", "tls-alpn-01: no certificate")
