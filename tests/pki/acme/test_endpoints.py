@@ -79,7 +79,8 @@ def test_eab_keys_are_random_and_audited(issuing_ca, profile):
     endpoint = create_endpoint(name="e", ca=issuing_ca, profile=profile("tls-server"), actor="t")
     first, secret = create_eab_key(endpoint=endpoint, actor="t")
     second, other = create_eab_key(endpoint=endpoint, actor="t")
-    assert first.key_id != second.key_id and secret != other
+    assert first.key_id != second.key_id
+    assert secret != other
     assert len(secret) == 43
     assert AuditEvent.objects.filter(action="acme.eab_key.created").count() == 2
 
@@ -109,7 +110,8 @@ def test_cli_creates_an_endpoint_and_prints_an_eab_key_once(issuing_ca, django_u
     call_command("create_eab_key", "--endpoint", "corp", "--user", "alice", stdout=out)
     key = AcmeExternalAccountKey.objects.get()
     assert f"key id:   {key.key_id}" in out.getvalue()
-    assert key.user is not None and key.user.username == "alice"
+    assert key.user is not None
+    assert key.user.username == "alice"
     with pytest.raises(CommandError, match="no ACME endpoint"):
         call_command("create_eab_key", "--endpoint", "nope")
     with pytest.raises(CommandError, match="no user"):
