@@ -560,3 +560,137 @@ def test_renewal_info_window_and_replaces(acme, issued, http01, django_capture_o
         {"identifiers": [{"type": "dns", "value": "www.example.test"}], "replaces": cid},
     )
     assert (twice.status, twice.problem_type) == (409, "alreadyReplaced")
+
+
+# --- lifecycle edges ----------------------------------------------------------------------------
+
+
+def test_deactivating_an_authorization_invalidates_its_order(acme):
+    order, order_url = _order(acme, "www.example.test")
+    authz_url = order["authorizations"][0]
+    assert acme.post(authz_url, {"status": "valid"}).problem_type == "malformed"
+    response = acme.post(authz_url, {"status": "deactivated"})
+    assert response.json()["status"] == "deactivated"
+    assert acme.post(order_url, None).json()["status"] == "invalid"
+    assert acme.post(authz_url, {"status": "deactivated"}).problem_type == "malformed"
+
+
+def test_an_expired_order_becomes_invalid(acme, time_machine):
+    order, order_url = _order(acme, "www.example.test")
+    time_machine.move_to(dt.datetime.now(dt.UTC) + dt.timedelta(days=8))
+    assert acme.post(order_url, None).json()["status"] == "invalid"
+    assert _finalize(acme, order, ["www.example.test"]).problem_type == "orderNotReady"
+
+
+def test_not_before_is_refused_and_not_after_must_be_within_the_cap(
+    acme, http01, django_capture_on_commit_callbacks
+):
+    ident = [{"type": "dns", "value": "www.example.test"}]
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    far = (dt.datetime.now(dt.UTC) + dt.timedelta(days=900)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new_order = acme.directory["newOrder"]
+    assert acme.post(new_order, {"identifiers": ident, "notBefore": soon}).problem_type == "malformed"
+    assert acme.post(new_order, {"identifiers": ident, "notAfter": "tomorrow"}).problem_type == "malformed"
+    assert acme.post(new_order, {"identifiers": ident, "notAfter": far}).problem_type == "rejectedIdentifier"
+    response = acme.post(new_order, {"identifiers": ident, "notAfter": soon})
+    assert response.status == 201
+    order = response.json()
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    final = _finalize(acme, order, ["www.example.test"]).json()
+    cert = x509.load_pem_x509_certificates(acme.post(final["certificate"], None).body)[0]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 10
+
+
+def test_validation_runs_through_celery_when_not_inline(
+    acme, http01, settings, django_capture_on_commit_callbacks
+):
+    from web.celery import app
+
+    settings.KMI_ACME = {**settings.KMI_ACME, "VALIDATE_INLINE": False}
+    order, _ = _order(acme, "www.example.test")
+    chall = _challenge(_authz(acme, order["authorizations"][0]), "http-01")
+    http01.tokens[chall["token"]] = key_authorization(chall["token"], acme.key)
+    app.conf.task_always_eager = True
+    try:
+        assert _respond(acme, chall, django_capture_on_commit_callbacks)["status"] == "valid"
+    finally:
+        app.conf.task_always_eager = False
+    again = acme.post(chall["url"], {})  # a repeated response changes nothing
+    assert again.json()["status"] == "valid"
+
+
+def test_renewal_window_of_a_revoked_certificate_is_in_the_past(acme, issued):
+    from pki.acme.orders import cert_id
+
+    der = issued.public_bytes(serialization.Encoding.DER)
+    acme.post(acme.directory["revokeCert"], {"certificate": _b64(der)})
+    window = acme.get(f"{acme.directory['renewalInfo']}/{cert_id(issued)}").json()["suggestedWindow"]
+    assert dt.datetime.fromisoformat(window["end"]) <= dt.datetime.now(dt.UTC)
+    for bad in ("nodot", "AAAA.gA", "!!.AQ"):
+        assert acme.get(f"{acme.directory['renewalInfo']}/{bad}").problem_type == "malformed"
+
+
+def test_replaces_must_name_a_certificate_of_this_account(acme, issued, client, endpoint):
+    from pki.acme.orders import cert_id
+
+    other = AcmeTestClient(client, directory_url(endpoint.name), load_key("ec-p384"))
+    other.register()
+    response = other.post(
+        other.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "www.example.test"}], "replaces": cert_id(issued)},
+    )
+    assert response.problem_type == "unauthorized"
+
+
+def test_key_change_refuses_bad_inner_requests(acme):
+    url = acme.directory["keyChange"]
+    new_key = load_key("ec-p384")
+    cases = [
+        (
+            jws(new_key, {"account": acme.kid, "oldKey": _jwk(acme.key)}, url=url, nonce=None, kid=acme.kid),
+            "malformed",
+        ),
+        (jws(new_key, {"account": acme.kid, "oldKey": _jwk(acme.key)}, url=url, nonce="n"), "malformed"),
+        (
+            jws(new_key, {"account": acme.kid, "oldKey": _jwk(acme.key)}, url=url + "x", nonce=None),
+            "malformed",
+        ),
+        (
+            jws(new_key, {"account": acme.kid + "x", "oldKey": _jwk(acme.key)}, url=url, nonce=None),
+            "unauthorized",
+        ),
+        (jws(new_key, {"account": acme.kid, "oldKey": _jwk(new_key)}, url=url, nonce=None), "unauthorized"),
+        (jws(new_key, {"account": acme.kid}, url=url, nonce=None), "malformed"),
+        (
+            jws(b"k" * 32, {"account": acme.kid}, url=url, nonce=None, alg="HS256", with_jwk=False),
+            "badSignatureAlgorithm",
+        ),
+    ]
+    for inner, problem_type in cases:
+        assert acme.post(url, json.dumps(inner).encode()).problem_type == problem_type
+    assert AcmeAccount.objects.get().jwk == _jwk(acme.key)
+
+
+def test_eab_binding_must_be_exact(client, issuing_ca, profile):
+    endpoint = create_endpoint(
+        name="eab", ca=issuing_ca, profile=profile("tls-server"), eab_required=True, actor="test"
+    )
+    eab_key, hmac_key = create_eab_key(endpoint=endpoint, actor="test")
+    c = AcmeTestClient(client, directory_url("eab"), load_key("ec-p256"))
+    wrong_url = c.eab(eab_key.key_id, hmac_key, url=c.directory["newOrder"])
+    assert c.register(externalAccountBinding=wrong_url).problem_type == "unauthorized"
+    assert c.register(externalAccountBinding=c.eab("kmi-unknown", hmac_key)).problem_type == "unauthorized"
+    other = AcmeTestClient(client, directory_url("eab"), load_key("ec-p384"))
+    other_key_binding = other.eab(eab_key.key_id, hmac_key)
+    assert c.register(externalAccountBinding=other_key_binding).problem_type == "unauthorized"
+    assert c.register(externalAccountBinding="x").problem_type == "malformed"
+    assert not AcmeAccount.objects.exists()
+
+
+def test_an_account_url_signed_by_another_account_is_unauthorized(acme, client, endpoint):
+    other = AcmeTestClient(client, directory_url(endpoint.name), load_key("ec-p384"))
+    other.register()
+    assert other.post(acme.kid, None).problem_type == "unauthorized"
+    assert other.post(acme.kid + "/orders", None).problem_type == "unauthorized"
+    existing = other.register(onlyReturnExisting=True)
+    assert (existing.status, existing.headers["Location"]) == (200, other.kid)
