@@ -18,30 +18,214 @@ from pki.models.audit import AuditEvent, AuditStream
 
 GENESIS = "0" * 64
 
+# One statement appends an event on PostgreSQL: lock the stream's head, advance it, insert the
+# event. The hash is computed by the server with the same definition as ``chain_hash`` below,
+# so writers pay one round trip and wait for each other only when they pick the same lane.
+_PG_HEAD = "head AS (SELECT name, seq, head FROM pki_auditstream WHERE name = %(stream)s FOR UPDATE),\n"
+_PG_APPEND = """
+advanced AS (
+    UPDATE pki_auditstream AS s
+    SET seq = head.seq + 1,
+        head = encode(sha256(convert_to(head.head || E'\\n' || %(body)s, 'UTF8')), 'hex')
+    FROM head WHERE s.name = head.name
+    RETURNING s.seq AS seq, s.head AS hash, head.head AS prev_hash
+)
+INSERT INTO pki_auditevent
+    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash)
+SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
+       %(object_id)s, %(details)s::jsonb, advanced.prev_hash, advanced.hash
+FROM advanced
+RETURNING id, seq, prev_hash, hash
+"""
 
-def _canonical(event: AuditEvent) -> bytes:
+_known_streams: set[str] = set()
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An audit event before it is chained: everything the hash covers except the chain."""
+
+    stream: str
+    timestamp: dt.datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    details: dict[str, Any]
+
+    def body(self) -> str:
+        """The canonical JSON the chain hash covers."""
+        return canonical_body(
+            stream=self.stream,
+            timestamp=self.timestamp,
+            actor=self.actor,
+            action=self.action,
+            object_type=self.object_type,
+            object_id=self.object_id,
+            details=self.details,
+        )
+
+    def sql_params(self) -> dict[str, Any]:
+        """Parameters of the PostgreSQL append statement."""
+        return {
+            "stream": self.stream,
+            "body": self.body(),
+            "timestamp": self.timestamp,
+            "actor": self.actor,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "details": json.dumps(self.details, sort_keys=True, separators=(",", ":")),
+        }
+
+
+def canonical_body(
+    *,
+    stream: str,
+    timestamp: dt.datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    details: Mapping[str, Any],
+) -> str:
+    """Return the canonical JSON of an event's content (sorted keys, no spaces, UTC microseconds)."""
     body = {
-        "stream": event.stream,
-        "seq": event.seq,
-        "timestamp": event.timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-        "actor": event.actor,
-        "action": event.action,
-        "object_type": event.object_type,
-        "object_id": event.object_id,
-        "details": event.details,
+        "stream": stream,
+        "timestamp": timestamp.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": details,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def chain_hash(prev_hash: str, body: str) -> str:
+    """SHA-256 (hex) over the previous hash, a newline and the canonical body."""
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
 def event_hash(event: AuditEvent) -> str:
-    """Return the SHA-256 over the previous hash and the event's canonical JSON."""
-    return hashlib.sha256(event.prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
+    """Recompute a stored event's hash from its columns."""
+    body = canonical_body(
+        stream=event.stream,
+        timestamp=event.timestamp,
+        actor=event.actor,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        details=event.details,
+    )
+    return chain_hash(event.prev_hash, body)
 
 
 def stream_for(scope: str) -> str:
     """Pick one lane of ``scope``'s chain at random, so concurrent writers rarely wait."""
     lanes = pki_settings().audit_lanes
     return f"{scope}/{secrets.randbelow(lanes)}"
+
+
+def ensure_stream(name: str) -> None:
+    """Create the head row of stream ``name`` if it does not exist yet (cached per process)."""
+    if name in _known_streams:
+        return
+    AuditStream.objects.bulk_create([AuditStream(name=name)], ignore_conflicts=True)
+    # Cache it only once the row is committed (at once outside a transaction).
+    transaction.on_commit(lambda: _known_streams.add(name))
+
+
+def forget_stream(name: str) -> None:
+    """Drop ``name`` from the per-process cache (its head row must be checked again)."""
+    _known_streams.discard(name)
+
+
+def pending_event(
+    *,
+    action: str,
+    actor: str,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    details: Mapping[str, Any] | None = None,
+    scope: str = "global",
+    now: dt.datetime | None = None,
+) -> PendingEvent:
+    """Describe an event to append (normalising details to plain JSON)."""
+    if obj is not None:
+        object_type = object_type or obj._meta.model_name or ""
+        object_id = object_id or str(obj.pk)
+    return PendingEvent(
+        stream=stream_for(scope),
+        timestamp=resolve(now),
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        details=json.loads(json.dumps(dict(details or {}), default=str)),
+    )
+
+
+def pg_append_sql(prefix_ctes: str = "") -> str:
+    """The PostgreSQL append statement; ``prefix_ctes`` (``name AS (...),`` each) may use ``head``."""
+    return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND
+
+
+def _append(event: PendingEvent) -> AuditEvent:
+    connection = transaction.get_connection()
+    ensure_stream(event.stream)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(pg_append_sql(), event.sql_params())
+            result = cursor.fetchone()
+            if result is None:  # the head row was created in a transaction that rolled back
+                forget_stream(event.stream)
+                ensure_stream(event.stream)
+                cursor.execute(pg_append_sql(), event.sql_params())
+                result = cursor.fetchone()
+        pk, seq, prev_hash, hash_ = result
+        return chained_row(event, pk=pk, seq=seq, prev_hash=prev_hash, hash_=hash_)
+    head = AuditStream.objects.select_for_update().filter(name=event.stream).first()
+    if head is None:
+        forget_stream(event.stream)
+        ensure_stream(event.stream)
+        head = AuditStream.objects.select_for_update().get(name=event.stream)
+    row = AuditEvent(
+        stream=event.stream,
+        seq=head.seq + 1,
+        timestamp=event.timestamp,
+        actor=event.actor,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        details=event.details,
+        prev_hash=head.head,
+    )
+    row.hash = chain_hash(head.head, event.body())
+    row.save(force_insert=True)
+    AuditStream.objects.filter(name=event.stream).update(seq=row.seq, head=row.hash)
+    return row
+
+
+def chained_row(event: PendingEvent, *, pk: int, seq: int, prev_hash: str, hash_: str) -> AuditEvent:
+    """The model instance of an event the database just appended."""
+    row = AuditEvent(
+        id=pk,
+        stream=event.stream,
+        seq=seq,
+        timestamp=event.timestamp,
+        actor=event.actor,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        details=event.details,
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+    row._state.adding = False
+    row._state.db = "default"
+    return row
 
 
 def record(
@@ -58,29 +242,18 @@ def record(
     """Append an audit event in the caller's transaction (it must be inside one)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record must run inside the transaction of the change it records")
-    if obj is not None:
-        object_type = object_type or obj._meta.model_name or ""
-        object_id = object_id or str(obj.pk)
-    stream = stream_for(scope)
-    head = AuditStream.objects.select_for_update().filter(name=stream).first()
-    if head is None:
-        AuditStream.objects.bulk_create([AuditStream(name=stream)], ignore_conflicts=True)
-        head = AuditStream.objects.select_for_update().get(name=stream)
-    event = AuditEvent(
-        stream=stream,
-        seq=head.seq + 1,
-        timestamp=resolve(now),
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        details=json.loads(json.dumps(dict(details or {}), default=str)),
-        prev_hash=head.head,
+    return _append(
+        pending_event(
+            action=action,
+            actor=actor,
+            obj=obj,
+            object_type=object_type,
+            object_id=object_id,
+            details=details,
+            scope=scope,
+            now=now,
+        )
     )
-    event.hash = event_hash(event)
-    event.save(force_insert=True)
-    AuditStream.objects.filter(name=stream).update(seq=event.seq, head=event.hash)
-    return event
 
 
 @dataclass(frozen=True)
@@ -135,7 +308,13 @@ def verify_chain() -> AuditReport:
     total = 0
     heads = list(AuditStream.objects.order_by("name"))
     known = {h.name for h in heads}
-    orphans = AuditEvent.objects.exclude(stream__in=known).values_list("stream", flat=True).distinct()
+    # order_by("stream") replaces Meta.ordering (id), which DISTINCT would otherwise include.
+    orphans = (
+        AuditEvent.objects.exclude(stream__in=known)
+        .order_by("stream")
+        .values_list("stream", flat=True)
+        .distinct()
+    )
     for name in orphans:
         breaks.append(AuditBreak(name, 0, None, "events without a chain head"))
     for head in heads:

@@ -24,11 +24,11 @@ from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
-from pki.recording import record_certificate
+from pki.recording import record_issuance
 from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
-from pki.x509.csr import CheckedCSR, check_csr, load_csr
+from pki.x509.csr import CheckedCSR, check_csr, load_csr, spki_fingerprint
 from pki.x509.names import SAN, san_from_general_name
 from pki.x509.serials import random_serial
 
@@ -82,6 +82,8 @@ def submit_request(
 ) -> CertificateRequest:
     """Check a CSR against the profile and CA; store it approved (auto) or pending."""
     now = resolve(now)
+    # A CA that cannot sign (disabled, expired, key inactive) takes no requests: none left behind.
+    ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
@@ -221,20 +223,8 @@ def _sign_and_record(
     cert = get_backend(signer.backend).sign_certificate(
         signer.handle, builder, signature_hash(signer.key_type)
     )
-    with transaction.atomic():
-        row = record_certificate(
-            cert,
-            ca=ca,
-            now=now,
-            key=key,
-            profile=profile,
-            request=request,
-            renewed_from=renewed_from,
-            auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
-        )
-        if request is not None:
-            CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
-            request.state = RequestState.ISSUED
+
+    def event(row: Certificate) -> audit.PendingEvent:
         details: dict[str, object] = {
             "serial": row.serial,
             "subject": row.subject,
@@ -244,11 +234,31 @@ def _sign_and_record(
         }
         if renewed_from is not None:
             details["renewed_from"] = renewed_from.serial
-        audit.record(action=action, actor=actor, obj=row, details=details, scope=f"ca:{ca.pk}", now=now)
-        cert_id, ca_id = row.pk, ca.pk
-        transaction.on_commit(
-            lambda: certificate_issued.send(sender=Certificate, certificate_id=cert_id, ca_id=ca_id)
+        return audit.pending_event(
+            action=action, actor=actor, obj=row, details=details, scope=f"ca:{ca.pk}", now=now
         )
+
+    # The row, its request's state and its audit event are written atomically (one statement on
+    # PostgreSQL) and committed before this returns (unless the caller holds a transaction).
+    row = record_issuance(
+        cert,
+        ca=ca,
+        now=now,
+        event=event,
+        key=key,
+        profile=profile,
+        request=request,
+        renewed_from=renewed_from,
+        auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
+        san_text="\n".join(str(s) for s in subject.sans),
+        key_fingerprint=spki_fingerprint(subject.public_key),
+    )
+    cert_id, ca_id = row.pk, ca.pk
+    transaction.on_commit(
+        lambda: certificate_issued.send(sender=Certificate, certificate_id=cert_id, ca_id=ca_id)
+    )
+    if request is not None:
+        request.state = RequestState.ISSUED
     return row
 
 

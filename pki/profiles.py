@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from pki.exceptions import NameNotAllowed, PolicyViolation, WeakKey
-from pki.keys.base import key_type_of
+from pki.keys.base import PURE_SIGNATURE_TYPES, key_type_of
 from pki.models.key import KeyType
 from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN, looks_like_dns_name
@@ -169,7 +169,7 @@ class ProfilePolicy:
         usages = set(self.key_usage)
         if key_type.startswith("ec-"):
             usages -= _NOT_FOR_EC
-        elif key_type in (KeyType.ED25519, KeyType.ED448):
+        elif key_type in PURE_SIGNATURE_TYPES:
             usages -= _NOT_FOR_EDDSA
         if not usages:
             return None

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
 
+import psycopg
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django.db import connection, transaction
 
+from pki import audit
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest
+from pki.models.request import CertificateRequest, RequestState
 from pki.x509.csr import spki_fingerprint
 from pki.x509.names import san_from_general_name
 from pki.x509.serials import serial_hex
@@ -67,3 +73,159 @@ def record_certificate(
         auto_renew=auto_renew,
         created_at=now,
     )
+
+
+_CERT_COLUMNS = (
+    "id",
+    "ca_id",
+    "serial",
+    "der",
+    "subject",
+    "san_text",
+    "not_before",
+    "not_after",
+    "fingerprint_sha256",
+    "key_fingerprint",
+    "key_id",
+    "is_ca",
+    "profile_id",
+    "request_id",
+    "renewed_from_id",
+    "auto_renew",
+    "revocation_reason",
+    "created_at",
+)
+
+# Built once from the constant column list above; values are always bound parameters. The
+# insert is guarded by the audit head CTE (``head``, defined first): no head row, no insert.
+_CERT_INSERT_CTE = (
+    f"cert AS (INSERT INTO pki_certificate ({', '.join(_CERT_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(f'%(c_{col})s' for col in _CERT_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM head) RETURNING id),\n"
+)
+
+
+class _IdBlock:
+    """Certificate ids taken from the table's sequence in blocks, so the row id is known before
+    the insert (the audit event that covers it is hashed in the same statement)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        with self._lock:
+            if not self._ids:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT nextval(pg_get_serial_sequence('pki_certificate', 'id')) "
+                        "FROM generate_series(1, %s)",
+                        [self.size],
+                    )
+                    self._ids = [r[0] for r in cursor.fetchall()][::-1]
+            return self._ids.pop()
+
+
+_ids = _IdBlock()
+
+
+def record_issuance(
+    cert: x509.Certificate,
+    *,
+    ca: CertificateAuthority,
+    now: dt.datetime,
+    event: Callable[[Certificate], audit.PendingEvent],
+    key: Key | None = None,
+    profile: Profile | None = None,
+    request: CertificateRequest | None = None,
+    renewed_from: Certificate | None = None,
+    auto_renew: bool = False,
+    san_text: str | None = None,
+    key_fingerprint: str | None = None,
+) -> Certificate:
+    """Insert a certificate, mark its request issued and append its audit event, atomically.
+
+    ``san_text`` and ``key_fingerprint`` may be passed when the caller already knows them.
+    On PostgreSQL this is one statement (one round trip); elsewhere the ORM does it in the
+    caller's transaction. ``event`` builds the audit event from the (unsaved) row.
+    """
+    der = cert.public_bytes(serialization.Encoding.DER)
+    row = Certificate(
+        ca=ca,
+        serial=serial_hex(cert.serial_number),
+        der=der,
+        subject=cert.subject.rfc4514_string(),
+        san_text=san_lines(cert) if san_text is None else san_text,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        key_fingerprint=key_fingerprint or spki_fingerprint(cert.public_key()),
+        key=key,
+        is_ca=is_ca_certificate(cert),
+        profile=profile,
+        request=request,
+        renewed_from=renewed_from,
+        auto_renew=auto_renew,
+        created_at=now,
+    )
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            row.save(force_insert=True)
+            if request is not None:
+                CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
+            audit.record(**_event_kwargs(event(row)))
+        return row
+    row.pk = _ids.take()
+    pending = event(row)
+    audit.ensure_stream(pending.stream)
+    params: dict[str, Any] = pending.sql_params()
+    params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
+    ctes = _CERT_INSERT_CTE
+    if request is not None:
+        params["request_pk"] = request.pk
+        params["issued"] = RequestState.ISSUED.value
+        ctes += (
+            "req AS (UPDATE pki_certificaterequest SET state = %(issued)s "
+            "WHERE id = %(request_pk)s AND EXISTS (SELECT 1 FROM head) RETURNING id),\n"
+        )
+    sql = audit.pg_append_sql(ctes)
+    # One statement, atomic by itself: in autocommit mode it is the whole transaction (one
+    # round trip); inside a caller's transaction it joins it. When the stream head is missing
+    # (made in a transaction that rolled back) the guarded inserts write nothing: create the
+    # head and run it again.
+    for attempt in range(2):
+        if _execute_prepared(sql, params) is not None:
+            break
+        if attempt:
+            raise RuntimeError(f"audit stream {pending.stream} has no head row")
+        audit.forget_stream(pending.stream)
+        audit.ensure_stream(pending.stream)
+    row._state.adding = False
+    row._state.db = connection.alias
+    return row
+
+
+def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run a hot statement as a server-side prepared statement and return its first row.
+
+    Django's psycopg cursors bind parameters on the client, which re-plans this large statement
+    on every call; a server-binding cursor with ``prepare=True`` plans it once per connection.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
+def _event_kwargs(pending: audit.PendingEvent) -> dict[str, Any]:
+    return {
+        "action": pending.action,
+        "actor": pending.actor,
+        "object_type": pending.object_type,
+        "object_id": pending.object_id,
+        "details": pending.details,
+        "scope": pending.stream.rsplit("/", 1)[0],
+        "now": pending.timestamp,
+    }

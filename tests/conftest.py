@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -82,6 +83,31 @@ def issuing_ca(root_ca: CertificateAuthority) -> CertificateAuthority:
 def profile(db: None) -> Callable[[str], Profile]:
     """Look up a seeded profile by name."""
     return lambda name: Profile.objects.get(name=name)
+
+
+def kek_line(kek_id: str, seed: bytes) -> str:
+    """A test KEK entry ``id:base64url`` whose 32 bytes derive from ``seed`` (never a real key)."""
+    import base64
+    import hashlib
+
+    return f"{kek_id}:{base64.urlsafe_b64encode(hashlib.sha256(seed).digest()).decode()}"
+
+
+@pytest.fixture
+def use_keks(settings: Any) -> Iterator[Callable[..., None]]:
+    """Reconfigure the KEKs (``use_keks(line, line2)``; the last is current) for one test."""
+    from pki import conf
+    from pki.keys import registry
+
+    def apply(*lines: str) -> None:
+        settings.KMI = {**settings.KMI, "KEK": ",".join(lines), "KEK_FILE": ""}
+        conf.reset()
+        registry.reset()
+
+    yield apply
+    # pytest-django restores settings after this; the caches then reload from the restored ones.
+    conf.reset()
+    registry.reset()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -24,6 +24,17 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     KeyType.EC_P521: ec.SECP521R1,
 }
 _RSA_BITS = {KeyType.RSA_2048: 2048, KeyType.RSA_3072: 3072, KeyType.RSA_4096: 4096}
+_ML_DSA: dict[
+    str, tuple[type[mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey], type]
+] = {
+    KeyType.ML_DSA_44: (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
+    KeyType.ML_DSA_65: (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
+    KeyType.ML_DSA_87: (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
+}
+# Key types that sign without a separate digest (the algorithm fixes it): EdDSA and ML-DSA.
+PURE_SIGNATURE_TYPES = frozenset(
+    {KeyType.ED25519, KeyType.ED448, KeyType.ML_DSA_44, KeyType.ML_DSA_65, KeyType.ML_DSA_87}
+)
 
 
 def generate_private_key(key_type: KeyType | str) -> CertificateIssuerPrivateKeyTypes:
@@ -35,6 +46,8 @@ def generate_private_key(key_type: KeyType | str) -> CertificateIssuerPrivateKey
         return ec.generate_private_key(_CURVES[kt]())
     if kt == KeyType.ED25519:
         return ed25519.Ed25519PrivateKey.generate()
+    if kt in _ML_DSA:
+        return _ML_DSA[kt][0].generate()
     return ed448.Ed448PrivateKey.generate()
 
 
@@ -55,17 +68,20 @@ def key_type_of(public_key: PublicKeyTypes) -> KeyType:
         return KeyType.ED25519
     if isinstance(public_key, ed448.Ed448PublicKey):
         return KeyType.ED448
+    for ml_type, (_, public_cls) in _ML_DSA.items():
+        if isinstance(public_key, public_cls):
+            return KeyType(ml_type)
     raise WeakKey(f"public key type {type(public_key).__name__} is not supported")
 
 
 def signature_hash(key_type: KeyType | str) -> hashes.HashAlgorithm | None:
-    """Return the digest a CA key of ``key_type`` signs with (None for EdDSA)."""
+    """Return the digest a CA key of ``key_type`` signs with (None for EdDSA and ML-DSA)."""
     kt = KeyType(key_type)
     if kt == KeyType.EC_P384:
         return hashes.SHA384()
     if kt == KeyType.EC_P521:
         return hashes.SHA512()
-    if kt in (KeyType.ED25519, KeyType.ED448):
+    if kt in PURE_SIGNATURE_TYPES:
         return None
     return hashes.SHA256()
 
@@ -74,7 +90,13 @@ def issuer_public_key(public_key: PublicKeyTypes) -> CertificateIssuerPublicKeyT
     """Narrow a public key to one that can sign certificates."""
     if isinstance(
         public_key,
-        rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey,
+        rsa.RSAPublicKey
+        | ec.EllipticCurvePublicKey
+        | ed25519.Ed25519PublicKey
+        | ed448.Ed448PublicKey
+        | mldsa.MLDSA44PublicKey
+        | mldsa.MLDSA65PublicKey
+        | mldsa.MLDSA87PublicKey,
     ):
         return public_key
     raise WeakKey(f"{type(public_key).__name__} cannot sign certificates")

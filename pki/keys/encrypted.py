@@ -11,7 +11,7 @@ from typing import cast
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     PublicKeyTypes,
@@ -152,7 +152,14 @@ class EncryptedKeyBackend:
         if isinstance(key, ec.EllipticCurvePrivateKey):
             assert algorithm is not None
             return key.sign(data, ec.ECDSA(algorithm))
-        if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        if isinstance(
+            key,
+            ed25519.Ed25519PrivateKey
+            | ed448.Ed448PrivateKey
+            | mldsa.MLDSA44PrivateKey
+            | mldsa.MLDSA65PrivateKey
+            | mldsa.MLDSA87PrivateKey,
+        ):
             return key.sign(data)
         raise KeyBackendError(f"cannot sign raw data with {type(key).__name__}")
 

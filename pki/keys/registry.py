@@ -12,11 +12,16 @@ from pki.exceptions import ConfigurationError
 from pki.keys.base import KeyBackend
 
 
-@functools.cache
 def get_backend(alias: str | None = None) -> KeyBackend:
     """Return the (per-process) backend configured under ``alias`` (default backend if None)."""
+    return _backend(alias or pki_settings().default_key_backend)
+
+
+# Keyed by the resolved alias, so get_backend() and get_backend("encrypted") share one instance
+# (and one key cache, which destroy() must be able to empty).
+@functools.cache
+def _backend(name: str) -> KeyBackend:
     conf = pki_settings()
-    name = alias or conf.default_key_backend
     try:
         spec = conf.key_backends[name]
     except KeyError:
@@ -27,4 +32,4 @@ def get_backend(alias: str | None = None) -> KeyBackend:
 
 def reset() -> None:
     """Forget the loaded backends (after settings change in tests)."""
-    get_backend.cache_clear()
+    _backend.cache_clear()

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import getpass
-from typing import Any
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.core.management.base import BaseCommand, CommandError
 
 from pki.exceptions import NotFound, PKIError
-from pki.models import CertificateAuthority, Profile
+from pki.models import Certificate, CertificateAuthority, CertificateRequest, Profile
+from pki.x509.serials import normalize_serial
 
 
 class PKICommand(BaseCommand):
     """A command whose domain errors become ``CommandError`` (exit 1, one line on stderr)."""
+
+    # ``call_command(..., stdin=io.BytesIO(...))`` feeds ``--csr -`` in tests.
+    stealth_options = ("stdin",)
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         try:
@@ -37,6 +46,26 @@ class PKICommand(BaseCommand):
         except (KeyError, OSError):
             return "cli:unknown"
 
+    def read_input(self, path: str, options: dict[str, Any], *, what: str = "file") -> bytes:
+        """Return the bytes of ``path``, or of standard input when ``path`` is ``-``."""
+        if path == "-":
+            stream: IO[bytes] = options.get("stdin") or sys.stdin.buffer
+            return stream.read()
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+    def write_output(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` (``-`` writes text to standard output)."""
+        if path == "-":
+            self.stdout.write(data.decode(), ending="")
+            return
+        try:
+            Path(path).write_bytes(data)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+
 
 def get_ca(name: str) -> CertificateAuthority:
     """Return the CA called ``name`` or raise NotFound."""
@@ -54,3 +83,46 @@ def get_profile(name: str) -> Profile:
     except Profile.DoesNotExist:
         known = ", ".join(Profile.objects.values_list("name", flat=True))
         raise NotFound(f"no profile named {name!r} (known: {known})") from None
+
+
+def get_certificate(serial: str, ca: str | None = None) -> Certificate:
+    """Return the certificate with ``serial`` (``0A:1B``, ``0x0a1b`` or hex), within ``ca`` if named.
+
+    Serials are unique per CA only: a serial two CAs issued needs ``ca`` to choose.
+    """
+    wanted = normalize_serial(serial)
+    rows = Certificate.objects.select_related("ca", "profile", "key").filter(serial=wanted)
+    if ca is not None:
+        rows = rows.filter(ca=get_ca(ca))
+    found = list(rows[:10])
+    if not found:
+        where = f" issued by CA {ca}" if ca is not None else ""
+        raise NotFound(f"no certificate with serial {wanted}{where}")
+    if len(found) > 1:
+        names = ", ".join(sorted(c.ca.name for c in found if c.ca is not None))
+        raise CommandError(f"serial {wanted} was issued by several CAs ({names}): choose one with --ca")
+    return found[0]
+
+
+def get_request(request_id: int | str) -> CertificateRequest:
+    """Return the certificate request with id ``request_id`` or raise NotFound."""
+    try:
+        pk = int(request_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"request id {request_id!r} is not a number") from None
+    try:
+        return CertificateRequest.objects.select_related("ca", "profile").get(pk=pk)
+    except CertificateRequest.DoesNotExist:
+        raise NotFound(f"no certificate request with id {pk}") from None
+
+
+def pem_bundle(certs: Sequence[x509.Certificate]) -> bytes:
+    """Concatenate certificates as PEM."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def describe(cert: Certificate) -> str:
+    """One line naming a certificate: serial, subject or first SAN, CA and notAfter."""
+    name = cert.subject or (cert.san_text.splitlines() or ["(no name)"])[0]
+    ca = cert.ca.name if cert.ca is not None else "?"
+    return f"serial {cert.serial} ({name}) from CA {ca}, valid until {cert.not_after:%Y-%m-%d %H:%M:%S}Z"

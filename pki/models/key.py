@@ -20,6 +20,10 @@ class KeyType(models.TextChoices):
     EC_P521 = "ec-p521", "ECDSA P-521"
     ED25519 = "ed25519", "Ed25519"
     ED448 = "ed448", "Ed448"
+    # FIPS 204 / RFC 9881 ML-DSA (post-quantum), signed by cryptography 50's bundled OpenSSL.
+    ML_DSA_44 = "ml-dsa-44", "ML-DSA-44"
+    ML_DSA_65 = "ml-dsa-65", "ML-DSA-65"
+    ML_DSA_87 = "ml-dsa-87", "ML-DSA-87"
 
 
 class KeyState(models.TextChoices):

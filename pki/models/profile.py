@@ -44,4 +44,9 @@ class Profile(models.Model):
         """Return the frozen policy this row describes."""
         from pki.profiles import ProfilePolicy
 
-        return ProfilePolicy.from_profile(self)
+        # Cached on the instance: a saved change comes with a new updated_at.
+        cached: tuple[object, ProfilePolicy] | None = getattr(self, "_policy_cache", None)
+        if cached is None or cached[0] != self.updated_at:
+            cached = (self.updated_at, ProfilePolicy.from_profile(self))
+            self._policy_cache = cached
+        return cached[1]

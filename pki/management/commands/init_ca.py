@@ -48,8 +48,8 @@ class Command(PKICommand):
         else:
             ca = create_root_ca(**common)
         cert = ca.own_certificate()
-        kind = f"intermediate CA under {ca.parent.name}" if ca.parent else "root CA"
+        kind = f"intermediate CA {ca.name} under {ca.parent.name}" if ca.parent else f"root CA {ca.name}"
         self.stdout.write(
-            f"created {kind} {ca.name}: {cert.subject}, serial {cert.serial}, "
+            f"created {kind}: {cert.subject}, serial {cert.serial}, "
             f"{ca.key.key_type}, valid until {cert.not_after:%Y-%m-%d %H:%M:%S}Z"
         )

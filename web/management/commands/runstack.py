@@ -134,9 +134,10 @@ class Command(BaseCommand):
 
     def _wait(self, procs: list[subprocess.Popen[bytes]]) -> None:
         def stop(*_: object) -> None:
+            # Each leader (gunicorn master, celery worker, beat) shuts its own children down.
             for p in procs:
                 if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGTERM)
+                    p.terminate()
 
         signal.signal(signal.SIGTERM, stop)
         try:

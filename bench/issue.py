@@ -1,0 +1,149 @@
+"""Issuance throughput: ``issue_certificate`` from pre-made EC P-256 CSRs against PostgreSQL.
+
+Each certificate is committed durably (fsync on) with its audit event before the call returns.
+Runs one process, then two processes at once, and prints certificates/s and p50/p99 latency
+beside the targets of issue 2. Usage: ``make bench-issue`` (or ``python bench/issue.py -n 4000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench")
+TARGET_ONE, TARGET_TWO = 800, 1500
+
+
+def _setup_env() -> None:
+    os.environ["DATABASE_URL"] = BENCH_DB
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("KMI_KEK", "bench:" + base64.urlsafe_b64encode(b"b" * 32).decode())
+    os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
+    os.environ["KMI_LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+def _recreate_database() -> None:
+    import psycopg
+
+    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _make_csrs(n: int) -> list[bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    out = []
+    for i in range(n):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"host{i}.bench.example.test"
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        out.append(csr.public_bytes(serialization.Encoding.DER))
+    return out
+
+
+def _worker(
+    csrs: list[bytes], start: mp.synchronize.Event, out: mp.Queue[tuple[list[float], float, float]]
+) -> None:
+    _setup_env()
+    from pki.issuance import issue_certificate
+    from pki.models import CertificateAuthority, Profile
+
+    ca = CertificateAuthority.objects.select_related("key", "certificate").get(name="issuing")
+    profile = Profile.objects.get(name="tls-server")
+    issue_certificate(ca=ca, profile=profile, csr=csrs[0], actor="bench")  # warm caches
+    latencies = []
+    start.wait()
+    t0 = time.perf_counter()
+    for der in csrs[1:]:
+        s = time.perf_counter()
+        issue_certificate(ca=ca, profile=profile, csr=der, actor="bench")
+        latencies.append(time.perf_counter() - s)
+    out.put((latencies, t0, time.perf_counter()))
+
+
+def _run(procs: int, per_proc: int, csrs: list[bytes]) -> tuple[float, list[float]]:
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    out: mp.Queue[tuple[list[float], float, float]] = ctx.Queue()
+    chunks = [csrs[i * (per_proc + 1) : (i + 1) * (per_proc + 1)] for i in range(procs)]
+    workers = [ctx.Process(target=_worker, args=(chunk, start, out)) for chunk in chunks]
+    for w in workers:
+        w.start()
+    time.sleep(3)  # let every process import Django, connect and warm up before the gun
+    start.set()
+    results = [out.get() for _ in workers]
+    for w in workers:
+        w.join()
+    latencies = [lat for r in results for lat in r[0]]
+    wall = max(r[2] for r in results) - min(r[1] for r in results)
+    return len(latencies) / wall, latencies
+
+
+def _report(name: str, rate: float, latencies: list[float], target: int) -> None:
+    qs = statistics.quantiles(latencies, n=100)
+    print(f"{name}: {rate:,.0f} certs/s, p50 {qs[49] * 1000:.2f} ms, p99 {qs[98] * 1000:.2f} ms")
+    verdict = "met" if rate >= target else "missed"
+    print(f"RESULT {name}={rate:.0f} certs/s target={target} {verdict}")
+
+
+def main() -> None:
+    """Set up a fresh bench database and CAs, then measure one and two processes."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=4000, help="certificates per process")
+    args = parser.parse_args()
+    _recreate_database()
+    _setup_env()
+    from django.core.management import call_command
+
+    from pki.authorities import create_intermediate_ca, create_root_ca
+    from pki.x509.names import parse_subject
+
+    call_command("migrate", verbosity=0)
+    root = create_root_ca(
+        name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench"
+    )
+    create_intermediate_ca(
+        name="issuing",
+        parent=root,
+        subject=parse_subject("CN=Bench Issuing"),
+        key_type="ec-p256",
+        path_length=0,
+        actor="bench",
+    )
+    print(f"making {3 * (args.n + 1)} EC P-256 CSRs…", flush=True)
+    csrs = _make_csrs(3 * (args.n + 1))
+    from django.db import connections
+
+    connections.close_all()
+    rate1, lat1 = _run(1, args.n, csrs[: args.n + 1])
+    _report("issue_rate_1proc", rate1, lat1, TARGET_ONE)
+    rate2, lat2 = _run(2, args.n, csrs[args.n + 1 :])
+    _report("issue_rate_2proc", rate2, lat2, TARGET_TWO)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""``approve_request ID [--out cert.pem]``: approve a pending request and issue its certificate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from pki.issuance import approve_request, issue_certificate
+from pki.management.base import PKICommand, describe, get_request, pem_bundle
+from pki.models import RequestState
+
+
+class Command(PKICommand):
+    help = __doc__
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("request_id", help="id printed by submit_csr")
+        parser.add_argument("--out", help="where to write the issued certificate (PEM)")
+        parser.add_argument("--no-issue", action="store_true", help="approve only; issue later")
+
+    def run(self, **opts: Any) -> None:
+        actor = self.actor()
+        request = get_request(opts["request_id"])
+        if request.state != RequestState.APPROVED:  # an approved, unissued request is only issued
+            request = approve_request(request=request, actor=actor)
+            self.stdout.write(f"request {request.pk}: approved")
+        if opts["no_issue"]:
+            return
+        cert = issue_certificate(request=request, actor=actor)
+        if opts["out"]:
+            self.write_output(opts["out"], pem_bundle([cert.x509()]))
+        self.stdout.write(f"request {request.pk}: issued {describe(cert)}")
