@@ -206,12 +206,17 @@ def bench_orders(clients: int, seconds: float) -> None:
     barrier = threading.Barrier(clients + 1)
 
     def run(index: int) -> None:
-        key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-        net = client.ClientNetwork(key, alg=ES256, user_agent="kmi-bench")
-        acme = client.ClientV2(messages.Directory.from_json(net.get(DIRECTORY).json()), net)
-        reg = acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
-        net.account = reg
-        cert_key = ec.generate_private_key(ec.SECP256R1())
+        try:
+            key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+            net = client.ClientNetwork(key, alg=ES256, user_agent="kmi-bench")
+            acme = client.ClientV2(messages.Directory.from_json(net.get(DIRECTORY).json()), net)
+            reg = acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+            net.account = reg
+            cert_key = ec.generate_private_key(ec.SECP256R1())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+            barrier.abort()
+            return
         barrier.wait()
         n = 0
         while time.perf_counter() < stop:
@@ -246,7 +251,11 @@ def bench_orders(clients: int, seconds: float) -> None:
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
-    barrier.wait()
+    try:
+        barrier.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        responder.stop()
+        raise SystemExit(f"client setup failed: {errors[:1]}") from None
     t0 = time.perf_counter()
     for t in threads:
         t.join()

@@ -38,6 +38,7 @@ from . import jws as jose
 from .conf import acme_settings
 from .endpoints import check_identifier_allowed, parse_identifier
 from .exceptions import (
+    AcmeError,
     AlreadyReplaced,
     AlreadyRevoked,
     BadCSR,
@@ -421,6 +422,7 @@ def finalize_order(
             raise BadCSR(f"CSR is not acceptable: {exc}") from None
         except PolicyViolation as exc:
             raise BadCSR(str(exc)) from None
+        _check_not_account_key(checked.public_key, order.account)
         names, wanted = _csr_names(checked.csr, checked.sans), order_sans(order)
         if names != wanted:
             extra = sorted(str(n) for n in names - wanted)
@@ -458,6 +460,16 @@ def finalize_order(
             now=now,
         )
     return order
+
+
+def _check_not_account_key(public_key: object, account: AcmeAccount) -> None:
+    """A certificate must not carry the account's own key (as Let's Encrypt also refuses)."""
+    try:
+        thumbprint = jose.jwk_thumbprint(jose.jwk_of(public_key))
+    except AcmeError:
+        return  # a key type accounts cannot have cannot be the account key
+    if thumbprint == account.jwk_thumbprint:
+        raise BadCSR("the CSR's public key is the account key; use a separate key for the certificate")
 
 
 def _key_policy(endpoint: AcmeEndpoint) -> Any:

@@ -162,12 +162,13 @@ def test_directory_lists_resources_and_meta_with_nonce_and_index_link(client, en
     assert response.headers["Link"] == '<http://pki.example.test/acme/test/directory>;rel="index"'
 
 
-def test_unknown_endpoint_is_a_problem_document_with_a_nonce(client, db):
-    response = client.get("/acme/nope/directory")
-    assert response.status_code == 404
-    assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.json()["type"] == "urn:ietf:params:acme:error:malformed"
-    assert response.headers["Replay-Nonce"]
+def test_unknown_endpoint_is_a_problem_document_with_a_nonce(client, endpoint):
+    for path in ("/acme/nope/directory", "/acme/test/no-such-thing", "/acme/test/order/x/y"):
+        response = client.post(path)
+        assert response.status_code == 404
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:ietf:params:acme:error:malformed"
+        assert response.headers["Replay-Nonce"]
 
 
 def test_new_nonce_answers_head_and_get_with_fresh_nonces(client, endpoint):
@@ -386,6 +387,10 @@ def test_csr_with_an_extra_name_is_bad_csr_and_nothing_is_issued(
     assert acme.post(order_url, None).json()["status"] == "ready"
     garbage = acme.post(order["finalize"], {"csr": "AAAA"})
     assert garbage.problem_type == "badCSR"
+    with_account_key = _finalize(acme, order, ["www.example.test"], key_name="ec-p256")
+    assert with_account_key.problem_type == "badCSR"
+    assert "account key" in with_account_key.json()["detail"]
+    assert Certificate.objects.count() == before
 
 
 def test_finalize_of_a_pending_order_is_order_not_ready(acme):

@@ -480,3 +480,9 @@ def renewal_info(request: HttpRequest, endpoint: AcmeEndpoint, cert_id_text: str
     response = _json({"suggestedWindow": {"start": _rfc3339(window.start), "end": _rfc3339(window.end)}})
     response["Retry-After"] = str(6 * 3600)
     return response
+
+
+@acme_view
+def unknown_resource(request: HttpRequest, endpoint: AcmeEndpoint, rest: str) -> HttpResponse:
+    """Any other path under an endpoint: ``malformed`` with 404."""
+    raise NotFoundAcme(f"{endpoint.name} has no resource {rest!r}")
