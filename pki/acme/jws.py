@@ -189,13 +189,23 @@ class JWS:
         return value
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 7515 §5.2: a JOSE header with duplicate member names is refused (strictly, not last-wins)."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise Malformed(f"duplicate member {name!r}")
+        out[name] = value
+    return out
+
+
 def parse(body: bytes | str | dict[str, Any], *, what: str = "request") -> JWS:
     """Parse a flattened JWS JSON object; refuse the general serialization and unprotected headers."""
     if isinstance(body, dict):
         obj: object = body
     else:
         try:
-            obj = json.loads(body)
+            obj = json.loads(body, object_pairs_hook=_no_duplicates)
         except (ValueError, UnicodeDecodeError):
             raise Malformed(f"{what} body is not JSON") from None
     if not isinstance(obj, dict):
@@ -205,7 +215,7 @@ def parse(body: bytes | str | dict[str, Any], *, what: str = "request") -> JWS:
     protected_b64, payload_b64 = obj["protected"], obj["payload"]
     raw_header = b64u_decode(protected_b64, what="protected header")
     try:
-        header = json.loads(raw_header)
+        header = json.loads(raw_header, object_pairs_hook=_no_duplicates)
     except (ValueError, UnicodeDecodeError):
         raise Malformed("protected header is not JSON") from None
     if not isinstance(header, dict):

@@ -67,6 +67,10 @@ def test_an_ecdsa_signature_of_the_wrong_length_is_malformed():
         json.dumps({"protected": b64u(b"{"), "payload": "", "signature": ""}).encode(),
         json.dumps({"protected": b64u(b'{"crit":["b64"]}'), "payload": "", "signature": ""}).encode(),
         json.dumps({"protected": "e30", "payload": "a+b/", "signature": ""}).encode(),
+        json.dumps(
+            {"protected": b64u(b'{"alg":"ES256","alg":"none"}'), "payload": "", "signature": ""}
+        ).encode(),
+        b'{"protected": "e30", "protected": "e30", "payload": "", "signature": ""}',
     ],
 )
 def test_anything_but_a_flattened_jws_is_malformed(body):
