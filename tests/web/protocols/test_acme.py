@@ -699,3 +699,26 @@ def test_an_account_url_signed_by_another_account_is_unauthorized(acme, client, 
     assert other.post(acme.kid + "/orders", None).problem_type == "unauthorized"
     existing = other.register(onlyReturnExisting=True)
     assert (existing.status, existing.headers["Location"]) == (200, other.kid)
+
+
+def test_endpoint_key_types_and_validity_apply_at_finalize(
+    client, issuing_ca, profile, http01, django_capture_on_commit_callbacks
+):
+    create_endpoint(
+        name="rsa-only",
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        allowed_identifiers=["**.example.test"],
+        key_types=["rsa"],
+        validity_days=30,
+        actor="test",
+    )
+    c = AcmeTestClient(client, directory_url("rsa-only"), load_key("ec-p256"))
+    c.register()
+    order, _ = _order(c, "www.example.test")
+    _solve_http01(c, order, http01, django_capture_on_commit_callbacks)
+    refused = _finalize(c, order, ["www.example.test"], key_name="ec-p256-b")
+    assert refused.problem_type == "badCSR"
+    final = _finalize(c, order, ["www.example.test"], key_name="rsa-2048").json()
+    cert = x509.load_pem_x509_certificates(c.post(final["certificate"], None).body)[0]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc) <= dt.timedelta(days=30)
