@@ -136,6 +136,9 @@ def new_account(
     thumbprint = jose.jwk_thumbprint(verified.jwk)
     existing = AcmeAccount.objects.filter(endpoint=endpoint, jwk_thumbprint=thumbprint).first()
     if existing is not None:
+        if existing.status != AccountStatus.VALID:
+            # RFC 8555 §7.3.6: nothing is accepted under a deactivated account's key any more.
+            raise Unauthorized(f"the account of this key is {existing.status}")
         return existing, False
     if payload.get("onlyReturnExisting") is True:
         raise AccountDoesNotExist("no account exists with this key")

@@ -432,6 +432,7 @@ def test_account_update_and_deactivation(acme):
     gone = acme.post(acme.kid, {"status": "deactivated"})
     assert gone.json()["status"] == "deactivated"
     assert acme.post(acme.kid, None).problem_type == "unauthorized"
+    assert acme.register().problem_type == "unauthorized"
     assert AuditEvent.objects.filter(action="acme.account.deactivated").count() == 1
 
 
