@@ -176,4 +176,6 @@ KMI_ACME = {
     "ORDER_LIFETIME": env_int("KMI_ACME_ORDER_LIFETIME", 7 * 86400, minimum=60),
     "MAX_BODY_BYTES": env_int("KMI_ACME_MAX_BODY_BYTES", 65536, minimum=4096),
     "RETRY_AFTER": env_int("KMI_ACME_RETRY_AFTER", 1, minimum=1),
+    # An account's valid authorization (until its order's expiry) counts again for a new order.
+    "REUSE_AUTHORIZATIONS": env_bool("KMI_ACME_REUSE_AUTHORIZATIONS", default=True),
 }

@@ -23,6 +23,7 @@ class AcmeSettings:
     max_body_bytes: int
     max_http01_bytes: int
     retry_after_seconds: int
+    reuse_authorizations: bool
 
 
 def _resolvers(text: str) -> tuple[tuple[str, int], ...]:
@@ -60,4 +61,5 @@ def acme_settings() -> AcmeSettings:
         max_body_bytes=int(conf.get("MAX_BODY_BYTES", 65536)),
         max_http01_bytes=int(conf.get("MAX_HTTP01_BYTES", 8192)),
         retry_after_seconds=int(conf.get("RETRY_AFTER", 1)),
+        reuse_authorizations=bool(conf.get("REUSE_AUTHORIZATIONS", True)),
     )

@@ -216,24 +216,15 @@ def new_order(
             replaces=replaces,
             created_at=now,
         )
+        reused = 0
         for san in sans:
-            wildcard = san.kind == "dns" and san.value.startswith("*.")
-            authz = AcmeAuthorization.objects.create(
-                order=order,
-                identifier_type=san.kind,
-                identifier_value=san.value[2:] if wildcard else san.value,
-                wildcard=wildcard,
-                expires=expires,
-            )
-            if wildcard:  # RFC 8555 §7.1.3: wildcards only by dns-01
-                kinds = [ChallengeType.DNS_01]
-            elif san.kind == "ip":  # RFC 8738 §7: no dns-01 for IP addresses
-                kinds = [ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01]
-            else:
-                kinds = [ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01]
-            AcmeChallenge.objects.bulk_create(
-                AcmeChallenge(authorization=authz, type=k, token=secrets.token_urlsafe(32)) for k in kinds
-            )
+            if conf.reuse_authorizations and _reuse_authorization(order, san, now):
+                reused += 1
+                continue
+            _new_authorization(order, san, expires)
+        if reused == len(sans):
+            order.status = OrderStatus.READY
+            order.save(update_fields=["status"])
         audit.record(
             action="acme.order.created",
             actor=actor,
@@ -242,11 +233,72 @@ def new_order(
                 "account": account.token,
                 "identifiers": [str(s) for s in sans],
                 "replaces": replaces.serial if replaces else None,
+                "reused_authorizations": reused,
             },
             scope=_scope(endpoint.pk),
             now=now,
         )
     return order
+
+
+def _new_authorization(order: AcmeOrder, san: SAN, expires: dt.datetime) -> None:
+    wildcard = san.kind == "dns" and san.value.startswith("*.")
+    authz = AcmeAuthorization.objects.create(
+        order=order,
+        identifier_type=san.kind,
+        identifier_value=san.value[2:] if wildcard else san.value,
+        wildcard=wildcard,
+        expires=expires,
+    )
+    if wildcard:  # RFC 8555 §7.1.3: wildcards only by dns-01
+        kinds = [ChallengeType.DNS_01]
+    elif san.kind == "ip":  # RFC 8738 §7: no dns-01 for IP addresses
+        kinds = [ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01]
+    else:
+        kinds = [ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01]
+    AcmeChallenge.objects.bulk_create(
+        AcmeChallenge(authorization=authz, type=k, token=secrets.token_urlsafe(32)) for k in kinds
+    )
+
+
+def _reuse_authorization(order: AcmeOrder, san: SAN, now: dt.datetime) -> bool:
+    """RFC 8555 §7.1.4: an account's still-valid authorization for the same identifier counts again.
+
+    The new order gets its own copy (valid, with the challenge that proved it and the same expiry).
+    """
+    wildcard = san.kind == "dns" and san.value.startswith("*.")
+    previous = (
+        AcmeAuthorization.objects.filter(
+            order__account_id=order.account_id,
+            identifier_type=san.kind,
+            identifier_value=san.value[2:] if wildcard else san.value,
+            wildcard=wildcard,
+            status=AuthorizationStatus.VALID,
+            expires__gt=now,
+        )
+        .order_by("-expires")
+        .first()
+    )
+    if previous is None:
+        return False
+    proof = previous.challenges.filter(status=ChallengeStatus.VALID).first()
+    authz = AcmeAuthorization.objects.create(
+        order=order,
+        identifier_type=previous.identifier_type,
+        identifier_value=previous.identifier_value,
+        wildcard=previous.wildcard,
+        status=AuthorizationStatus.VALID,
+        expires=previous.expires,
+    )
+    if proof is not None:
+        AcmeChallenge.objects.create(
+            authorization=authz,
+            type=proof.type,
+            token=proof.token,
+            status=ChallengeStatus.VALID,
+            validated_at=proof.validated_at,
+        )
+    return True
 
 
 def refresh_order(order: AcmeOrder, *, now: dt.datetime | None = None) -> AcmeOrder:

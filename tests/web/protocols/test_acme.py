@@ -723,3 +723,23 @@ def test_endpoint_key_types_and_validity_apply_at_finalize(
     final = _finalize(c, order, ["www.example.test"], key_name="rsa-2048").json()
     cert = x509.load_pem_x509_certificates(c.post(final["certificate"], None).body)[0]
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc) <= dt.timedelta(days=30)
+
+
+def test_a_valid_authorization_of_the_account_is_reused_by_its_next_order(
+    acme, http01, client, endpoint, settings, django_capture_on_commit_callbacks
+):
+    first, _ = _order(acme, "www.example.test")
+    _solve_http01(acme, first, http01, django_capture_on_commit_callbacks)
+    again, _ = _order(acme, "www.example.test")
+    assert again["status"] == "ready"
+    authz = _authz(acme, again["authorizations"][0])
+    assert authz["status"] == "valid"
+    assert [c["status"] for c in authz["challenges"]] == ["valid"]
+    assert _finalize(acme, again, ["www.example.test"]).json()["status"] == "valid"
+    # Not across accounts, not for other names, and not when switched off.
+    other = AcmeTestClient(client, directory_url(endpoint.name), load_key("ec-p384"))
+    other.register()
+    assert _order(other, "www.example.test")[0]["status"] == "pending"
+    assert _order(acme, "www.example.test", "mail.example.test")[0]["status"] == "pending"
+    settings.KMI_ACME = {**settings.KMI_ACME, "REUSE_AUTHORIZATIONS": False}
+    assert _order(acme, "www.example.test")[0]["status"] == "pending"
