@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-acme fixtures check-services clean
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-acme fixtures check-services clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -51,10 +51,13 @@ pytest: $(STAMP) $(NODE_DEPS)
 interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-acme ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-acme ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
+
+bench-crl: $(STAMP) check-services ## CRL publication with 10k, 100k and 1M revoked certificates in PostgreSQL
+	$(PY) bench/crl.py
 
 bench-acme: $(STAMP) check-services ## certbot wall time for one http-01 issuance; ACME orders/s
 	$(PY) bench/acme.py

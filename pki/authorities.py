@@ -35,6 +35,10 @@ def _check_name(name: str) -> None:
         )
     if CertificateAuthority.objects.filter(name=name).exists():
         raise InvalidState(f"a CA named {name!r} already exists")
+    stem, _, number = name.rpartition("-")
+    if number.isdigit() and CertificateAuthority.objects.filter(name=stem, crl_shards__gt=1).exists():
+        # /crl/<stem>-<n>.crl is partition n of CA <stem>'s CRL (pki.locations.crl_url).
+        raise InvalidState(f"CA name {name!r} would collide with a CRL partition URL of CA {stem!r}")
 
 
 def _sign_ca(

@@ -42,6 +42,13 @@ class PKISettings:
     backdate_seconds: int
     audit_lanes: int
     key_cache_seconds: int
+    # Revocation and CRLs (see README "Revocation and CRLs").
+    crl_next_update_seconds: int = 86400
+    crl_keep_expired_days: int = 0
+    crl_revocation_delay_seconds: int = 60
+    crl_history: int = 3
+    crl_dir: Path | None = None
+    crl_cache_seconds: int = 300
 
 
 def parse_kek_lines(text: str, *, source: str) -> dict[str, bytes]:
@@ -126,7 +133,30 @@ def build_settings(conf: Mapping[str, Any]) -> PKISettings:
         backdate_seconds=int(conf.get("BACKDATE_SECONDS", 60)),
         audit_lanes=int(conf.get("AUDIT_LANES", 8)),
         key_cache_seconds=int(conf.get("KEY_CACHE_SECONDS", 300)),
+        **_crl_settings(conf),
     )
+
+
+def _crl_settings(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the CRL settings (lifetime, retention, publication delay, output directory)."""
+    values: dict[str, Any] = {
+        "crl_next_update_seconds": int(conf.get("CRL_NEXT_UPDATE_SECONDS", 86400)),
+        "crl_keep_expired_days": int(conf.get("CRL_KEEP_EXPIRED_DAYS", 0)),
+        "crl_revocation_delay_seconds": int(conf.get("CRL_REVOCATION_DELAY", 60)),
+        "crl_history": int(conf.get("CRL_HISTORY", 3)),
+        "crl_cache_seconds": int(conf.get("CRL_CACHE_SECONDS", 300)),
+    }
+    if values["crl_next_update_seconds"] < 60:
+        raise ImproperlyConfigured("KMI_CRL_NEXT_UPDATE_SECONDS must be at least 60")
+    if values["crl_revocation_delay_seconds"] < 2:
+        raise ImproperlyConfigured("KMI_CRL_REVOCATION_DELAY must be at least 2 seconds")
+    if values["crl_keep_expired_days"] < 0 or values["crl_cache_seconds"] < 0:
+        raise ImproperlyConfigured("KMI_CRL_KEEP_EXPIRED_DAYS and KMI_CRL_CACHE_SECONDS cannot be negative")
+    if values["crl_history"] < 1:
+        raise ImproperlyConfigured("KMI_CRL_HISTORY must keep at least the latest CRL (1)")
+    crl_dir = str(conf.get("CRL_DIR", "") or "")
+    values["crl_dir"] = Path(crl_dir) if crl_dir else None
+    return values
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from pki import audit
 from pki.authorities import ensure_can_sign
 from pki.clock import resolve
 from pki.conf import pki_settings
+from pki.crl import shard_for
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.keys import get_backend, key_type_of, signature_hash
 from pki.keys.base import issuer_public_key
@@ -206,10 +207,13 @@ def _sign_and_record(
     # The issuer's notAfter caps the validity (a certificate never outlives its CA).
     # RFC 5280 §4.1.2.5 counts both ends: validity_days exactly, not a second more.
     not_after = min(not_before + dt.timedelta(days=validity_days, seconds=-1), ca_cert.not_after)
+    serial = random_serial()
+    # A partitioned CA names one CRL shard in the CDP; the row records it for publish_crl.
+    crl_shard = None if policy.ocsp_no_check else shard_for(serial, ca.crl_shards)
     builder = end_entity_builder(
         subject=subject.name,
         public_key=subject.public_key,
-        serial=random_serial(),
+        serial=serial,
         not_before=not_before,
         not_after=not_after,
         issuer=ca.x509_certificate(),
@@ -218,6 +222,7 @@ def _sign_and_record(
         extended_key_usage=policy.extended_key_usage_for(),
         sans=subject.sans,
         ocsp_no_check=policy.ocsp_no_check,
+        crl_shard=crl_shard,
     )
     signer = ca.key
     cert = get_backend(signer.backend).sign_certificate(
@@ -252,6 +257,7 @@ def _sign_and_record(
         auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
         san_text="\n".join(str(s) for s in subject.sans),
         key_fingerprint=spki_fingerprint(subject.public_key),
+        crl_shard=crl_shard,
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(

@@ -13,9 +13,19 @@ def crl_url(ca_name: str, shard: int | None = None) -> str:
     return f"{base}/crl/{ca_name}-{shard}.crl"
 
 
+def crl_pem_url(ca_name: str, shard: int | None = None) -> str:
+    """URL of the same CRL as PEM (for people and tools that want text)."""
+    return crl_url(ca_name, shard) + ".pem"
+
+
 def ca_certificate_url(ca_name: str) -> str:
     """URL of the CA's DER certificate (AIA caIssuers)."""
     return f"{pki_settings().base_url}/ca/{ca_name}.cer"
+
+
+def ca_certificate_pem_url(ca_name: str) -> str:
+    """URL of the CA's certificate as PEM."""
+    return f"{pki_settings().base_url}/ca/{ca_name}.pem"
 
 
 def ca_chain_url(ca_name: str) -> str:

@@ -52,6 +52,7 @@ def record_certificate(
     renewed_from: Certificate | None = None,
     auto_renew: bool = False,
     der: bytes | None = None,
+    crl_shard: int | None = None,
 ) -> Certificate:
     """Insert the row for a certificate ``ca`` signed (in the caller's transaction)."""
     der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
@@ -71,6 +72,7 @@ def record_certificate(
         request=request,
         renewed_from=renewed_from,
         auto_renew=auto_renew,
+        crl_shard=crl_shard,
         created_at=now,
     )
 
@@ -93,6 +95,7 @@ _CERT_COLUMNS = (
     "renewed_from_id",
     "auto_renew",
     "revocation_reason",
+    "crl_shard",
     "created_at",
 )
 
@@ -143,6 +146,7 @@ def record_issuance(
     auto_renew: bool = False,
     san_text: str | None = None,
     key_fingerprint: str | None = None,
+    crl_shard: int | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -167,6 +171,7 @@ def record_issuance(
         request=request,
         renewed_from=renewed_from,
         auto_renew=auto_renew,
+        crl_shard=crl_shard,
         created_at=now,
     )
     if connection.vendor != "postgresql":

@@ -9,8 +9,11 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.dispatch import receiver
 
 from pki.audit import verify_chain
+from pki.conf import pki_settings
+from pki.signals import certificate_status_changed
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,34 @@ def verify_audit_chain() -> dict[str, Any]:
     for brk in report.breaks:
         log.error("audit chain %s broken at seq %s: %s", brk.stream, brk.seq, brk.problem)
     return {"streams": report.streams, "events": report.events, "ok": report.ok}
+
+
+@shared_task(name="pki.publish_due_crls")
+def publish_due_crls() -> dict[str, Any]:
+    """Publish every CRL that is missing, past half-life or stale after a status change."""
+    from pki.crl import publish_due_crls as publish
+
+    crls = publish(actor="system:celery")
+    return {"published": [[crl.ca_id, crl.shard, crl.crl_number] for crl in crls]}
+
+
+@receiver(certificate_status_changed, dispatch_uid="pki.tasks.crl_stale_on_status_change")
+def crl_stale_on_status_change(*, certificate_ids: list[int], **_: Any) -> None:
+    """Mark the affected CRLs stale (an insert, no signing); ``publish_due_crls`` picks them up."""
+    from django.db import DatabaseError
+
+    from pki.crl import mark_stale
+
+    try:
+        mark_stale(certificate_ids=certificate_ids)
+    except DatabaseError:  # the change itself is committed; the half-life run still covers it
+        log.exception("could not mark CRLs stale for certificates %s", certificate_ids)
+
+
+def _crl_check_interval() -> float:
+    # Half the configured delay between a revocation and its CRL: the mark waits at most one
+    # interval, and the publication itself takes at most seconds.
+    return max(1.0, pki_settings().crl_revocation_delay_seconds / 2)
 
 
 @shared_task(name="pki.acme_validate_challenge")
@@ -42,5 +73,6 @@ def acme_purge_nonces() -> int:
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    "publish-due-crls": {"task": "pki.publish_due_crls", "schedule": _crl_check_interval()},
     "acme-purge-nonces": {"task": "pki.acme_purge_nonces", "schedule": 3600.0},
 }

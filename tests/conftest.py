@@ -85,6 +85,92 @@ def profile(db: None) -> Callable[[str], Profile]:
     return lambda name: Profile.objects.get(name=name)
 
 
+# --- revocation and CRLs -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kmi_settings(settings: Any) -> Iterator[Callable[..., None]]:
+    """Override ``settings.KMI`` entries (e.g. ``CRL_DIR``) and reload PKI settings; undone after."""
+    from pki import conf
+    from pki.keys import registry
+
+    original = settings.KMI
+
+    def override(**values: Any) -> None:
+        settings.KMI = {**settings.KMI, **values}
+        conf.reset()
+        registry.reset()
+
+    yield override
+    settings.KMI = original
+    conf.reset()
+    registry.reset()
+
+
+def ca_from_key(
+    name: str,
+    key_name: str,
+    *,
+    parent: CertificateAuthority | None = None,
+    validity_days: int = 365 * 30,
+    now: dt.datetime = NOW,
+) -> CertificateAuthority:
+    """A CA whose key is a committed fixture key (RSA without generating one), stored encrypted."""
+    import uuid
+
+    from pki.keys import get_backend, key_type_of, signature_hash
+    from pki.keys.base import issuer_public_key
+    from pki.models import Key, KeyState
+    from pki.models.key import KeyPurpose
+    from pki.recording import record_certificate
+    from pki.x509.builders import ca_certificate_builder
+    from pki.x509.csr import spki_der, spki_fingerprint
+    from pki.x509.serials import random_serial
+
+    backend = get_backend("encrypted")
+    private = load_key(key_name)
+    public = issuer_public_key(private.public_key())
+    key_id = uuid.uuid4()
+    handle = backend.store(key_id=key_id, private_key=private)  # type: ignore[attr-defined]
+    key = Key.objects.create(
+        id=key_id,
+        key_type=key_type_of(public),
+        purpose=KeyPurpose.CA,
+        backend=backend.alias,
+        handle=handle,
+        public_key_der=spki_der(public),
+        spki_sha256=spki_fingerprint(public),
+        state=KeyState.ACTIVE,
+        created_at=now,
+        activated_at=now,
+    )
+    ca = CertificateAuthority.objects.create(name=name, key=key, parent=parent, created_at=now)
+    signer = parent.key if parent is not None else key
+    builder = ca_certificate_builder(
+        subject=parse_subject(f"CN=KMI {name},O=KMI"),
+        public_key=public,
+        serial=random_serial(),
+        not_before=now - dt.timedelta(minutes=1),
+        not_after=now + dt.timedelta(days=validity_days),
+        path_length=None,
+        name_constraints=None,
+        issuer=parent.x509_certificate() if parent is not None else None,
+        issuer_ca_name=parent.name if parent is not None else None,
+    )
+    cert = get_backend(signer.backend).sign_certificate(
+        signer.handle, builder, signature_hash(signer.key_type)
+    )
+    ca.certificate = record_certificate(cert, ca=parent or ca, key=key, now=now)
+    ca.save(update_fields=["certificate"])
+    return ca
+
+
+@pytest.fixture
+def fixture_ca(db: None) -> Callable[..., CertificateAuthority]:
+    """Make a CA from a committed key: ``fixture_ca("rsa-root", "rsa-2048")``."""
+    return ca_from_key
+
+
 def kek_line(kek_id: str, seed: bytes) -> str:
     """A test KEK entry ``id:base64url`` whose 32 bytes derive from ``seed`` (never a real key)."""
     import base64

@@ -8,3 +8,7 @@ class WebConfig(AppConfig):
 
     name = "web"
     verbose_name = "KMI web"
+
+    def ready(self) -> None:
+        """Connect the Celery adapters' signal receivers in every process (web, worker, CLI)."""
+        import pki.tasks  # noqa: F401

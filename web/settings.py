@@ -110,6 +110,7 @@ else:
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
@@ -159,6 +160,18 @@ KMI = {
     "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
     "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
 }
+
+# --- revocation and CRLs (README "Revocation and CRLs") -----------------------------------
+KMI.update(
+    {
+        "CRL_NEXT_UPDATE_SECONDS": env_int("KMI_CRL_NEXT_UPDATE_SECONDS", 86400, minimum=60),
+        "CRL_KEEP_EXPIRED_DAYS": env_int("KMI_CRL_KEEP_EXPIRED_DAYS", 0, minimum=0),
+        "CRL_REVOCATION_DELAY": env_int("KMI_CRL_REVOCATION_DELAY", 60, minimum=2),
+        "CRL_HISTORY": env_int("KMI_CRL_HISTORY", 3, minimum=1),
+        "CRL_CACHE_SECONDS": env_int("KMI_CRL_CACHE_SECONDS", 300, minimum=0),
+        "CRL_DIR": env_str("KMI_CRL_DIR", ""),
+    }
+)
 
 # --- ACME (RFC 8555) -----------------------------------------------------------------------
 # Read by pki.acme.conf. Validation of challenges runs on Celery unless VALIDATE_INLINE (or

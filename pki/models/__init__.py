@@ -12,6 +12,7 @@ from pki.models.acme import (
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
+from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.key import Key, KeyState, KeyType, SealedKey
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
@@ -26,9 +27,12 @@ __all__ = [
     "AcmeOrder",
     "AuditEvent",
     "AuditStream",
+    "CRLScope",
+    "CRLStaleMark",
     "Certificate",
     "CertificateAuthority",
     "CertificateRequest",
+    "CertificateRevocationList",
     "Key",
     "KeyState",
     "KeyType",

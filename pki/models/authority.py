@@ -40,6 +40,9 @@ class CertificateAuthority(models.Model):
     name_constraints = models.JSONField(
         default=dict, blank=True, help_text='{"permitted": ["dns:example.test"], "excluded": []}'
     )
+    crl_shards = models.PositiveIntegerField(
+        default=1, help_text="number of CRL partitions new certificates are spread over (1: one full CRL)"
+    )
     created_at = models.DateTimeField()
 
     class Meta:

@@ -102,6 +102,9 @@ class Certificate(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revocation_reason = models.CharField(max_length=24, choices=RevocationReason.choices, blank=True)
     invalidity_date = models.DateTimeField(null=True, blank=True)
+    crl_shard = models.PositiveIntegerField(
+        null=True, blank=True, help_text="CRL partition its CDP names (None: the CA's full CRL)"
+    )
     created_at = models.DateTimeField()
 
     objects = CertificateQuerySet.as_manager()

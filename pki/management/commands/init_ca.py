@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from pki.authorities import create_intermediate_ca, create_root_ca
+from pki.crl import set_crl_shards
 from pki.management.base import PKICommand, get_ca
 from pki.models import KeyType
 from pki.x509.names import parse_subject
@@ -30,6 +31,7 @@ class Command(PKICommand):
         )
         parser.add_argument("--exclude", action="append", default=[], help="excluded subtree (repeatable)")
         parser.add_argument("--backend", help="key backend alias (default from settings)")
+        parser.add_argument("--crl-shards", type=int, default=1, help="CRL partitions (default 1: one CRL)")
 
     def run(self, **opts: Any) -> None:
         common: dict[str, Any] = {
@@ -47,6 +49,8 @@ class Command(PKICommand):
             ca = create_intermediate_ca(parent=get_ca(opts["parent"]), **common)
         else:
             ca = create_root_ca(**common)
+        if opts["crl_shards"] != 1:
+            set_crl_shards(ca=ca, shards=opts["crl_shards"], actor=self.actor())
         cert = ca.own_certificate()
         kind = f"intermediate CA {ca.name} under {ca.parent.name}" if ca.parent else f"root CA {ca.name}"
         self.stdout.write(

@@ -127,7 +127,7 @@ class Command(BaseCommand):
                 str(data_dir / "celerybeat-schedule"),
             ],
         ]
-        for folder in ("queue", "processed"):
+        for folder in ("queue", "processed", "control"):
             (data_dir / "broker" / folder).mkdir(parents=True, exist_ok=True)
         (data_dir / "results").mkdir(parents=True, exist_ok=True)
         return [subprocess.Popen(cmd, env=env, start_new_session=True) for cmd in commands]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pki', '0003_ml_dsa_key_types'),
+        ('pki', '0004_crl'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

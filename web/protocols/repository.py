@@ -1,0 +1,213 @@
+"""The HTTP repository (RFC 5280 §4.2.1.13, §4.2.2.1; RFC 2585 content types).
+
+Serves what the URLs in every certificate point at: each CA's latest stored CRL (full or one
+partition) and its certificate and chain. Nothing is signed here: a CRL that has not been
+published yet is a 503 until the scheduler publishes it. Responses carry validators and
+caching headers tied to the CRL's dates, answer HEAD and conditional GET, and name a file, so a
+person who opens the URL from a browser's certificate viewer gets a sensible download.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from django.db.models.functions import Length
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
+from django.views.decorators.http import require_safe
+
+from pki.clock import utcnow
+from pki.conf import pki_settings
+from pki.crl import pem
+from pki.models import CertificateAuthority, CertificateRevocationList
+
+CRL_DER = "application/pkix-crl"  # RFC 2585 §4
+CERT_DER = "application/pkix-cert"  # RFC 2585 §4
+CHAIN_PEM = "application/pem-certificate-chain"  # RFC 8555 §9.1
+PEM = "application/x-pem-file"
+CA_CACHE_SECONDS = 86400
+
+_SHARD_STEM = re.compile(r"^(?P<name>.+)-(?P<shard>[1-9][0-9]{0,3})$")
+
+
+def _text(status: int, message: str, **headers: str) -> HttpResponse:
+    response = HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def _ca_row(name: str) -> dict[str, Any] | None:
+    return CertificateAuthority.objects.filter(name=name).values("id", "name", "crl_shards").first()
+
+
+def _resolve_crl_stem(stem: str) -> tuple[dict[str, Any], int] | None:
+    """``issuing`` is CA issuing's full CRL; ``issuing-3`` its partition 3 (an exact CA name wins)."""
+    ca = _ca_row(stem)
+    if ca is not None:
+        return ca, 0
+    match = _SHARD_STEM.match(stem)
+    if match is None:
+        return None
+    ca = _ca_row(match["name"])
+    if ca is None:
+        return None
+    return ca, int(match["shard"])
+
+
+def _serve(
+    request: HttpRequest,
+    *,
+    body: bytes | None,
+    load: Any,
+    size: int | None,
+    content_type: str,
+    filename: str,
+    etag: str,
+    last_modified: dt.datetime,
+    max_age: int,
+    expires: dt.datetime | None,
+) -> HttpResponseBase:
+    """Answer with validators and caching headers; 304 when the client's copy is current."""
+    response = HttpResponse(content_type=content_type)
+    response.headers["ETag"] = f'"{etag}"'
+    response.headers["Last-Modified"] = http_date(last_modified.timestamp())
+    response.headers["Cache-Control"] = f"public, max-age={max(0, max_age)}, no-transform"
+    if expires is not None:
+        response.headers["Expires"] = http_date(expires.timestamp())
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    conditional = get_conditional_response(
+        request,
+        etag=response.headers["ETag"],
+        last_modified=int(last_modified.timestamp()),
+        response=response,
+    )
+    if conditional is not response:
+        return conditional  # 304 Not Modified (or 412), with the validators copied over
+    if request.method == "HEAD" and size is not None:
+        response.headers["Content-Length"] = str(size)
+        return response
+    data = body if body is not None else load()
+    if request.method == "HEAD":
+        response.headers["Content-Length"] = str(len(data))
+    else:
+        response.content = data
+    return response
+
+
+@require_safe
+def crl(request: HttpRequest, stem: str, as_pem: str | None = None) -> HttpResponseBase:
+    """``/crl/<ca>.crl`` and ``/crl/<ca>-<n>.crl`` (DER), with ``.pem`` appended for PEM."""
+    resolved = _resolve_crl_stem(stem)
+    if resolved is None:
+        return _text(404, f"no CA and no CRL partition named {stem!r}")
+    ca, shard = resolved
+    latest = (
+        CertificateRevocationList.objects.filter(ca_id=ca["id"], shard=shard)
+        .order_by("-crl_number")
+        .values("id", "sha256", "this_update", "next_update", size=Length("der"))
+        .first()
+    )
+    if latest is None:
+        if shard and shard > ca["crl_shards"]:
+            return _text(404, f"CA {ca['name']} has no CRL partition {shard}")
+        return _text(
+            503,
+            f"no CRL of CA {ca['name']} has been published yet; the scheduler publishes it shortly",
+            Retry_After="30",
+        )
+    now = utcnow()
+    until_next = int((latest["next_update"] - now).total_seconds())
+    max_age = min(until_next, pki_settings().crl_cache_seconds)
+
+    def load_der() -> bytes:
+        value = CertificateRevocationList.objects.filter(pk=latest["id"]).values_list("der", flat=True).get()
+        return bytes(value)
+
+    if as_pem:
+        return _serve(
+            request,
+            body=None,
+            load=lambda: pem(load_der()),
+            size=None,
+            content_type=PEM,
+            filename=f"{stem}.crl.pem",
+            etag=f"{latest['sha256']}.pem",
+            last_modified=latest["this_update"],
+            max_age=max_age,
+            expires=latest["next_update"],
+        )
+    return _serve(
+        request,
+        body=None,
+        load=load_der,
+        size=latest["size"],
+        content_type=CRL_DER,
+        filename=f"{stem}.crl",
+        etag=latest["sha256"],
+        last_modified=latest["this_update"],
+        max_age=max_age,
+        expires=latest["next_update"],
+    )
+
+
+def _ca_with_certificate(name: str) -> CertificateAuthority | None:
+    return (
+        CertificateAuthority.objects.select_related("certificate")
+        .filter(name=name, certificate__isnull=False)
+        .first()
+    )
+
+
+@require_safe
+def ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
+    """``/ca/<ca>.cer``: the CA's certificate, DER (the AIA caIssuers URL)."""
+    ca = _ca_with_certificate(name)
+    if ca is None:
+        return _text(404, f"no CA named {name!r}")
+    cert = ca.own_certificate()
+    data = bytes(cert.der)
+    return _serve(
+        request,
+        body=data,
+        load=None,
+        size=len(data),
+        content_type=CERT_DER,
+        filename=f"{ca.name}.cer",
+        etag=cert.fingerprint_sha256,
+        last_modified=cert.not_before,
+        max_age=CA_CACHE_SECONDS,
+        expires=None,
+    )
+
+
+@require_safe
+def ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
+    """``/ca/<ca>.pem`` (the certificate) and ``/ca/<ca>-chain.pem`` (it and its issuers to the root)."""
+    ca = _ca_with_certificate(stem)
+    chain = False
+    if ca is None and stem.endswith("-chain"):
+        ca = _ca_with_certificate(stem.removesuffix("-chain"))
+        chain = True
+    if ca is None:
+        return _text(404, f"no CA named {stem.removesuffix('-chain')!r}")
+    certs = ca.chain() if chain else [ca.x509_certificate()]
+    data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    return _serve(
+        request,
+        body=data,
+        load=None,
+        size=len(data),
+        content_type=CHAIN_PEM if chain else PEM,
+        filename=f"{stem}.pem",
+        etag=hashlib.sha256(data).hexdigest(),
+        last_modified=ca.own_certificate().not_before,
+        max_age=CA_CACHE_SECONDS,
+        expires=None,
+    )
