@@ -2,7 +2,8 @@
 
 http-01 through certbot's standalone server on a high port (EC and RSA keys); dns-01 through a
 manual auth hook that writes TXT records for a small DNS server KMI's resolver setting points
-at; ``renew --force-renewal``; ``revoke``. Ports from tests.acme_support.port.
+at; ``renew --force-renewal``; ``revoke``, then the CRL served by KMI lists the certificate.
+Ports from tests.acme_support.port.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pki.keys.registry
 from pki.acme.endpoints import create_endpoint
 from pki.acme.locations import directory_url
 from pki.authorities import create_intermediate_ca, create_root_ca
+from pki.crl import publish_crl
 from pki.models import AcmeOrder, Certificate, Profile
 from pki.x509.names import parse_subject
 from tests.acme_support import LocalDNS, port
@@ -155,7 +158,7 @@ def test_certbot_http01_issues_ec_and_rsa_certificates(tmp_path, directory):
     ]
 
 
-def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, directory, dns_server):
+def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, kmi_url, directory, dns_server):
     assert dns_server.zone_dir is not None
     hook = tmp_path / "auth-hook.sh"
     hook.write_text(
@@ -211,7 +214,22 @@ def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, directory, dns_s
         "--no-delete-after-revoke",
     )
     row = Certificate.objects.get(serial=format(renewed.serial_number, "x"))
-    # OCSP and CRL publication are built on another branch; the revocation they publish is this row.
-    assert row.status(row.not_before) == "revoked"
+    assert row.revoked_at is not None
     assert row.revocation_reason == "superseded"
     assert Certificate.objects.get(serial=format(first.serial_number, "x")).revoked_at is None
+
+    # The CRL the certificate points at, fetched from KMI over HTTP, lists it as superseded.
+    # (OCSP is built on another branch; its check joins this test when that branch is merged.)
+    assert row.ca is not None
+    publish_crl(ca=row.ca, actor="test")
+    [cdp] = renewed.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    crl_url = cdp.full_name[0].value
+    assert crl_url.startswith(kmi_url)
+    with urllib.request.urlopen(crl_url, timeout=10) as response:
+        crl = x509.load_der_x509_crl(response.read())
+    entry = crl.get_revoked_certificate_by_serial_number(renewed.serial_number)
+    assert entry is not None
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.superseded
+    )
+    assert crl.get_revoked_certificate_by_serial_number(first.serial_number) is None
