@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api fixtures check-services clean docker-check bench-signing
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-acme fixtures check-services clean docker-check bench-signing
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,13 +40,18 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/, makemigratio
 	$(VENV)/bin/mypy pki
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
-pytest: $(STAMP)
+NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
+
+$(NODE_DEPS): tests/interop/node/package-lock.json
+	npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error
+
+pytest: $(STAMP) $(NODE_DEPS)
 	$(VENV)/bin/pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
 
-interop: $(STAMP) check-services ## only the tests that drive real third-party programs
+interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-crl bench-ocsp bench-api bench-signing ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-ocsp bench-api bench-acme bench-signing ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
@@ -65,6 +70,9 @@ bench-ocsp: $(STAMP) check-services ## OCSP responder req/s and p99: gunicorn (2
 
 bench-api: $(STAMP) check-services ## REST enrollment throughput: gunicorn (2 workers), PostgreSQL, Redis, wrk
 	$(PY) bench/api_enroll.py
+
+bench-acme: $(STAMP) check-services ## certbot wall time for one http-01 issuance; ACME orders/s
+	$(PY) bench/acme.py
 
 fixtures: $(STAMP) ## regenerate the committed test keys, CSRs and chain
 	$(PY) tests/fixtures/generate.py

@@ -192,6 +192,25 @@ def _enqueue_presign(certificate_ids: list[int]) -> None:
         log.exception("OCSP: cannot enqueue re-signing of certificates %s", certificate_ids)
 
 
+# --- ACME --------------------------------------------------------------------------------------
+
+
+@shared_task(name="pki.acme_validate_challenge")
+def acme_validate_challenge(challenge_id: int) -> str:
+    """Validate one ACME challenge that a client marked ready (idempotent)."""
+    from pki.acme.orders import validate_challenge
+
+    return str(validate_challenge(challenge_id=challenge_id, actor="acme:validator").status)
+
+
+@shared_task(name="pki.acme_purge_nonces")
+def acme_purge_nonces() -> int:
+    """Delete expired ACME nonces from the database store."""
+    from pki.acme.nonces import purge_expired_nonces
+
+    return purge_expired_nonces()
+
+
 def _every(seconds: float) -> dict[str, Any]:
     # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
     return {"schedule": seconds, "options": {"expires": seconds}}
@@ -205,6 +224,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "publish-due-crls": {"task": "pki.publish_due_crls", **_every(_crl_check_interval())},
     # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
     "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},
+    "acme-purge-nonces": {"task": "pki.acme_purge_nonces", **_every(3600.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
     "lifecycle-deactivate-expired-keys": {

@@ -289,3 +289,27 @@ def _celery_memory_broker() -> Iterator[None]:
         yield
     finally:
         app.conf.broker_url = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_root_exists() -> None:
+    """WhiteNoise warns (an error here) when STATIC_ROOT is missing; web tests need it to exist."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def acme_nonces_cleaned_up() -> Iterator[None]:
+    """ACME nonces live in Redis under this process's prefix: delete them when the session ends."""
+    yield
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=settings.KMI_ACME["NONCE_PREFIX"] + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -15,6 +15,12 @@ from pki.access import grant_role, revoke_grant
 from pki.clock import utcnow
 from pki.exceptions import PKIError
 from pki.models import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeEndpoint,
+    AcmeExternalAccountKey,
+    AcmeOrder,
     ApiToken,
     AuditEvent,
     Certificate,
@@ -205,3 +211,63 @@ class KeyDeliveryAdmin(admin.ModelAdmin[KeyDelivery]):
 
 def _actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
+
+
+# --- ACME -------------------------------------------------------------------------------------
+
+
+@admin.register(AcmeEndpoint)
+class AcmeEndpointAdmin(admin.ModelAdmin[AcmeEndpoint]):
+    """ACME endpoints: their CA, profile and policy (created with ``create_acme_endpoint``)."""
+
+    list_display = ("name", "ca", "profile", "eab_required", "enabled", "created_at")
+    list_filter = ("eab_required", "enabled")
+
+
+@admin.register(AcmeExternalAccountKey)
+class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
+    """EAB keys; the HMAC key itself is never shown (``create_eab_key`` prints it once)."""
+
+    list_display = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
+    exclude = ("hmac_key",)
+    readonly_fields = ("key_id", "endpoint", "created_by", "created_at", "bound_at")
+
+    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
+        return False
+
+
+@admin.register(AcmeAccount)
+class AcmeAccountAdmin(admin.ModelAdmin[AcmeAccount]):
+    """ACME accounts (read-only; clients manage them)."""
+
+    list_display = ("token", "endpoint", "status", "created_at")
+    list_filter = ("endpoint", "status")
+    search_fields = ("token", "jwk_thumbprint")
+    readonly_fields = tuple(f.name for f in AcmeAccount._meta.fields)
+
+
+@admin.register(AcmeOrder)
+class AcmeOrderAdmin(admin.ModelAdmin[AcmeOrder]):
+    """ACME orders (read-only)."""
+
+    list_display = ("token", "account", "status", "created_at", "expires")
+    list_filter = ("status",)
+    readonly_fields = tuple(f.name for f in AcmeOrder._meta.fields)
+
+
+@admin.register(AcmeAuthorization)
+class AcmeAuthorizationAdmin(admin.ModelAdmin[AcmeAuthorization]):
+    """ACME authorizations (read-only)."""
+
+    list_display = ("token", "identifier_type", "identifier_value", "wildcard", "status", "expires")
+    list_filter = ("status", "identifier_type")
+    readonly_fields = tuple(f.name for f in AcmeAuthorization._meta.fields)
+
+
+@admin.register(AcmeChallenge)
+class AcmeChallengeAdmin(admin.ModelAdmin[AcmeChallenge]):
+    """ACME challenges (read-only)."""
+
+    list_display = ("url_token", "type", "status", "validated_at")
+    list_filter = ("type", "status")
+    readonly_fields = tuple(f.name for f in AcmeChallenge._meta.fields)

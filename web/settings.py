@@ -305,3 +305,23 @@ SPECTACULAR_SETTINGS = {
         "web.api.schema.add_problem_responses",
     ],
 }
+
+# --- ACME (RFC 8555) -----------------------------------------------------------------------
+# Read by pki.acme.conf. Validation of challenges runs on Celery unless VALIDATE_INLINE (or
+# CELERY_TASK_ALWAYS_EAGER) asks for it in the web process (useful with no worker running).
+KMI_ACME = {
+    "HTTP01_PORT": env_int("KMI_ACME_HTTP01_PORT", 80, minimum=1),
+    "TLS_ALPN01_PORT": env_int("KMI_ACME_TLS_ALPN01_PORT", 443, minimum=1),
+    # Comma-separated ip or ip:port of the resolvers for dns-01 and for A/AAAA lookups of
+    # http-01 and tls-alpn-01; empty: the system's resolver.
+    "DNS_RESOLVERS": env_str("KMI_ACME_DNS_RESOLVERS", ""),
+    "VALIDATION_TIMEOUT": env_int("KMI_ACME_VALIDATION_TIMEOUT", 10, minimum=1),
+    "VALIDATE_INLINE": env_bool("KMI_ACME_VALIDATE_INLINE", default=False),
+    "NONCE_TTL": env_int("KMI_ACME_NONCE_TTL", 3600, minimum=30),
+    "NONCE_PREFIX": f"{env_str('KMI_CACHE_PREFIX', 'kmi')}:acme:nonce:",
+    "ORDER_LIFETIME": env_int("KMI_ACME_ORDER_LIFETIME", 7 * 86400, minimum=60),
+    "MAX_BODY_BYTES": env_int("KMI_ACME_MAX_BODY_BYTES", 65536, minimum=4096),
+    "RETRY_AFTER": env_int("KMI_ACME_RETRY_AFTER", 1, minimum=1),
+    # An account's valid authorization (until its order's expiry) counts again for a new order.
+    "REUSE_AUTHORIZATIONS": env_bool("KMI_ACME_REUSE_AUTHORIZATIONS", default=True),
+}

@@ -23,6 +23,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.
     path("ocsp/<path:path>", ocsp_view, name="ocsp"),
+    path("acme/", include("web.protocols.acme.urls")),
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.

@@ -1,6 +1,15 @@
 """KMI's models, one module per aggregate."""
 
 from pki.models.access import ApiToken, Role, RoleGrant
+from pki.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeEndpoint,
+    AcmeExternalAccountKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
@@ -18,6 +27,13 @@ from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 
 __all__ = [
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeEndpoint",
+    "AcmeExternalAccountKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "ApiToken",
     "AuditEvent",
     "AuditStream",

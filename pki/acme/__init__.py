@@ -1,0 +1,1 @@
+"""ACME (RFC 8555) server domain: JWS verification, nonces, accounts, orders, challenges."""
