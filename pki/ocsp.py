@@ -10,6 +10,11 @@ SHA-256), keeps it in Redis (when ``REDIS_URL`` is set) and in the ``OCSPRespons
 re-signs at half-life and right after a revocation. ``answer`` serves a plain request from
 Redis with no database query, falls back to the table, and signs live (with the responder
 key) for a nonce, several requests in one, or a miss.
+
+A process that cannot sign (``KMI_SIGNING=worker``, or no KEK to unseal the responder key)
+never tries to: it answers a nonce request with the pre-signed response (RFC 8954 §2.1 lets a
+responder leave the nonce out), a miss with ``tryLater`` while it asks the signing queue to
+pre-sign that certificate, and what only a live signature could answer with ``tryLater``.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from pki.exceptions import PKIError
 from pki.issuance import issue_for_key
 from pki.keys import get_backend, signature_hash
 from pki.keystore import generate_key
+from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import KeyPurpose, KeyState, KeyType
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
+from pki.signals import ocsp_response_missing
 from pki.x509 import ocsp_der
 from pki.x509.ocsp_der import (
     INTEGER,
@@ -92,6 +99,7 @@ _SIGNATURE_OIDS = {
 INDEX_RELOAD_SECONDS = 5.0  # an unknown issuer reloads the CA index at most this often
 RESPONDER_RELOAD_SECONDS = 60.0  # live signing picks up a renewed responder within this
 REDIS_RETRY_SECONDS = 5.0  # after a Redis error, the database answers alone this long
+MISS_PRESIGN_INTERVAL_SECONDS = 10.0  # a process asks for a missing response at most this often
 PRESIGN_BATCH = 500
 _STORE_HEADER = struct.Struct(">qq")  # thisUpdate, nextUpdate (Unix seconds) before the DER
 
@@ -565,10 +573,40 @@ class LocalCache:
         self._entries.clear()
 
 
+class MissedResponses:
+    """Certificates this process asked the signing queue to pre-sign, and until when it waits
+    before asking again: a burst of requests for one missing response sends one message."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def ask(self, *, ca_id: int, certificate_id: int) -> bool:
+        """Ask for the certificate's responses to be pre-signed, unless asked for recently."""
+        now = time.monotonic()
+        with self._lock:
+            if self._until.get(certificate_id, 0.0) > now:
+                return False
+            if len(self._until) >= self.MAX_ENTRIES:
+                self._until = {k: v for k, v in self._until.items() if v > now}
+            self._until[certificate_id] = now + MISS_PRESIGN_INTERVAL_SECONDS
+        # The receiver (pki.tasks) enqueues pki.ocsp_presign on the signing queue.
+        ocsp_response_missing.send(sender=MissedResponses, certificate_ids=[certificate_id], ca_ids=[ca_id])
+        return True
+
+    def clear(self) -> None:
+        """Forget every request."""
+        with self._lock:
+            self._until.clear()
+
+
 ISSUERS = IssuerIndex()
 SIGNERS = SignerCache()
 STORE = ResponseStore()
 LOCAL = LocalCache()
+MISSES = MissedResponses()
 
 
 def reset_caches() -> None:
@@ -576,6 +614,7 @@ def reset_caches() -> None:
     ISSUERS.clear()
     SIGNERS.clear()
     LOCAL.clear()
+    MISSES.clear()
     STORE._client = None
     STORE._down_until = 0.0
 
@@ -685,6 +724,18 @@ TRY_LATER = Answer(error_response(ResponseStatus.TRY_LATER))
 INTERNAL_ERROR = Answer(error_response(ResponseStatus.INTERNAL_ERROR))
 
 
+def signs_live() -> bool:
+    """True when this process may sign OCSP responses itself (no key is loaded to find out).
+
+    Not with ``KMI_SIGNING=worker``, where web processes hold no key material, nor when the
+    backend of responder keys cannot sign here (the ``encrypted`` backend without a KEK).
+    """
+    if lifecycle_settings().signs_on_worker:
+        return False
+    can_sign = getattr(get_backend(), "can_sign", None)
+    return bool(can_sign()) if callable(can_sign) else True
+
+
 def answer(request_der: bytes, *, ca_name: str, now: dt.datetime | None = None) -> Answer:
     """Answer a DER OCSPRequest sent to the URL of CA ``ca_name`` (RFC 6960 §4.2.1 statuses)."""
     try:
@@ -698,13 +749,49 @@ def answer(request_der: bytes, *, ca_name: str, now: dt.datetime | None = None) 
     # One response is signed by one CA's responder: every CertID must name that same KMI CA.
     if first is None or any(i is not first for i in issuers):
         return UNAUTHORIZED
+    return _answer(first, parsed, resolve(now))
+
+
+def _answer(issuer: Issuer, parsed: ParsedRequest, now: dt.datetime) -> Answer:
     cert_id = parsed.cert_ids[0]
-    if parsed.nonce is None and len(parsed.cert_ids) == 1 and cert_id.hash_algorithm in PRESIGNED_HASHES:
-        now = resolve(now)
-        hit = _presigned(first.ca_id, cert_id, now)
+    presignable = len(parsed.cert_ids) == 1 and cert_id.hash_algorithm in PRESIGNED_HASHES
+    # A nonce needs a live signature where one can be made; elsewhere RFC 8954 §2.1 (RFC 6960
+    # §4.4.1) lets the responder leave it out: the client then judges freshness by thisUpdate
+    # (openssl warns "no nonce in response" and verifies).
+    if presignable and (parsed.nonce is None or not signs_live()):
+        hit = _presigned(issuer.ca_id, cert_id, now)
         if hit is not None:
             return Answer(hit.der, hit.this_update, hit.next_update)
-    return _sign_live(first, parsed, resolve(now))
+    if signs_live():
+        return _sign_live(issuer, parsed, now)
+    if not presignable:
+        # One signature covers every SingleResponse of a response, and only SHA-1 and SHA-256
+        # CertIDs are pre-signed: without a key this cannot be answered now (RFC 6960 §2.3).
+        return TRY_LATER
+    return _ask_for_presigning(issuer, cert_id, now)
+
+
+def _ask_for_presigning(issuer: Issuer, cert_id: ocsp_der.CertID, now: dt.datetime) -> Answer:
+    """A miss in a process that cannot sign: ``tryLater`` while the signing queue pre-signs it.
+
+    A serial the CA never issued, or an expired certificate, is never pre-signed (there is no
+    end to the serials anyone can ask about): that is ``unauthorized``, the status for a
+    responder that cannot answer authoritatively (RFC 6960 §2.3, RFC 5019 §2.2.3).
+    """
+    found = (
+        Certificate.objects.filter(
+            ca_id=issuer.ca_id, serial=serial_hex(cert_id.serial_number), not_after__gt=now
+        )
+        .values_list("pk", flat=True)
+        .first()
+        if cert_id.serial_number > 0
+        else None
+    )
+    if found is None:
+        return UNAUTHORIZED
+    if MISSES.ask(ca_id=issuer.ca_id, certificate_id=found):
+        log.info("OCSP: no pre-signed response for certificate %s of CA %s yet", found, issuer.name)
+    return TRY_LATER
 
 
 def _presigned(ca_id: int, cert_id: ocsp_der.CertID, now: dt.datetime) -> SignedResponse | None:

@@ -1,4 +1,5 @@
-"""Domain signals, sent after the change they announce has committed.
+"""Domain signals, sent after the change they announce has committed (or, for a request to the
+workers, outside any transaction).
 
 Receivers (Celery adapters that refresh OCSP responses or schedule a CRL) connect in
 ``pki.tasks``; the use cases never know who listens.
@@ -22,3 +23,8 @@ notification_sent = Signal()
 # Sent by the signing seam (pki.signing.run_signing) with ``use_case: str``, ``seconds: float``,
 # ``outcome: str`` ("ok" or a domain error code) and ``placement: str`` ("inprocess"/"worker").
 signing_finished = Signal()
+
+# Sent outside any transaction with ``certificate_ids: list[int]`` and ``ca_ids: list[int]`` by an
+# OCSP responder that cannot sign (KMI_SIGNING=worker, no KEK) when it was asked about an unexpired
+# certificate that has no pre-signed response: the receiver enqueues its pre-signing.
+ocsp_response_missing = Signal()

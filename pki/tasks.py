@@ -23,7 +23,7 @@ from pki import lifecycle
 from pki.audit import verify_chain
 from pki.conf import pki_settings
 from pki.lifecycle_conf import lifecycle_settings
-from pki.signals import certificate_issued, certificate_status_changed
+from pki.signals import certificate_issued, certificate_status_changed, ocsp_response_missing
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,12 @@ def ocsp_refresh() -> dict[str, int]:
 @receiver(certificate_status_changed, dispatch_uid="pki.tasks.ocsp_on_status_changed")
 def _ocsp_on_status_changed(certificate_ids: list[int], **_: object) -> None:
     # Sent after commit: "a revocation shows in OCSP within seconds".
+    _enqueue_presign(list(certificate_ids))
+
+
+@receiver(ocsp_response_missing, dispatch_uid="pki.tasks.ocsp_on_response_missing")
+def _ocsp_on_response_missing(certificate_ids: list[int], **_: object) -> None:
+    # A web process that cannot sign answered tryLater; the signing queue pre-signs it now.
     _enqueue_presign(list(certificate_ids))
 
 

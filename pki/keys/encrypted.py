@@ -70,6 +70,14 @@ class EncryptedKeyBackend:
             raise ConfigurationError(conf.kek_problem or "no key-encryption key configured")
         return conf.current_kek_id, conf.keks[conf.current_kek_id]
 
+    def can_sign(self) -> bool:
+        """True when this process has a KEK, so sealed keys can be used here (nothing is unsealed).
+
+        Web processes of a ``KMI_SIGNING=worker`` deployment run without one; callers that have a
+        fallback (the OCSP responder serves pre-signed responses) ask this instead of failing.
+        """
+        return pki_settings().current_kek_id is not None
+
     # --- protocol -----------------------------------------------------------------------------
     def generate(self, *, key_id: uuid.UUID, key_type: KeyType) -> tuple[str, PublicKeyTypes]:
         """Generate a key, seal it under a fresh DEK and the current KEK, and store it."""

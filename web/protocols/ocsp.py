@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable
 from email.utils import format_datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
 from django.views.decorators.csrf import csrf_exempt
 
 from pki.conf import ocsp_settings
@@ -27,6 +29,7 @@ from pki.ocsp import INTERNAL_ERROR, MALFORMED, Answer, answer
 from web.metrics import RESPONSES
 
 log = logging.getLogger(__name__)
+host_log = logging.getLogger("django.security.DisallowedHost")
 
 PREFIX = "/ocsp/"
 CONTENT_TYPE = "application/ocsp-response"
@@ -142,8 +145,35 @@ def _close_old_connection() -> None:
         conn.close_if_unusable_or_obsolete()
 
 
+def _raw_host(environ: dict[str, Any]) -> str:
+    """The Host as Django's ``HttpRequest._get_raw_host`` reads it (PEP 3333 fallback)."""
+    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
+        return str(environ["HTTP_X_FORWARDED_HOST"])
+    if "HTTP_HOST" in environ:
+        return str(environ["HTTP_HOST"])
+    host, port = str(environ.get("SERVER_NAME", "")), str(environ.get("SERVER_PORT", ""))
+    default_port = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
+    return host if port == default_port else f"{host}:{port}"
+
+
+def host_allowed(environ: dict[str, Any]) -> bool:
+    """Django's ``ALLOWED_HOSTS`` check (``HttpRequest.get_host``), which this path would skip."""
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(_raw_host(environ))
+    return bool(domain) and validate_host(domain, allowed)
+
+
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The raw WSGI responder for ``/ocsp/…`` (dispatched by ``web.wsgi`` before Django)."""
+    if not host_allowed(environ):
+        # What Django answers for a DisallowedHost: 400, logged on the same logger.
+        host_log.warning("Invalid HTTP_HOST header: %r (OCSP)", _raw_host(environ)[:255])
+        status, headers, body = _plain("400 Bad Request", "invalid Host header")
+        RESPONSES.labels("ocsp", "400").inc()
+        start_response(status, headers)
+        return [body]
     _close_old_connection()
     try:
         stream = environ["wsgi.input"]
