@@ -313,3 +313,64 @@ def acme_nonces_cleaned_up() -> Iterator[None]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+# --- web processes without key material (KMI_SIGNING=worker) ------------------------------------
+
+
+@pytest.fixture
+def without_kek(settings: Any, ocsp_env: str) -> Iterator[Callable[[], None]]:
+    """Call it to make this process a web process with no KEK (``KMI_KEK`` and ``KMI_KEK_FILE``
+    empty, key backends and OCSP caches reloaded); Celery stops being eager, so what it enqueues
+    goes to the (in-memory) broker as from a web process. Undone after the test."""
+    from pki import conf, ocsp
+    from pki.keys import registry
+    from web.celery import app
+
+    original, eager = settings.KMI, app.conf.task_always_eager
+
+    def apply() -> None:
+        settings.KMI = {**settings.KMI, "KEK": "", "KEK_FILE": ""}
+        conf.reset()
+        registry.reset()  # a backend that unsealed keys before would still hold them in its cache
+        ocsp.reset_caches()
+        app.conf.task_always_eager = False
+
+    yield apply
+    settings.KMI = original
+    app.conf.task_always_eager = eager
+    conf.reset()
+    registry.reset()
+    ocsp.reset_caches()
+
+
+@pytest.fixture
+def private_key_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Handles of every private key the ``encrypted`` backend unseals (or tries to) from now on;
+    the real method still runs."""
+    from pki.keys.encrypted import EncryptedKeyBackend
+
+    loads: list[str] = []
+    unseal = EncryptedKeyBackend._private_key
+
+    def recording(self: EncryptedKeyBackend, handle: str) -> CertificateIssuerPrivateKeyTypes:
+        loads.append(handle)
+        return unseal(self, handle)
+
+    monkeypatch.setattr(EncryptedKeyBackend, "_private_key", recording)
+    return loads
+
+
+@pytest.fixture
+def published_tasks() -> Iterator[list[tuple[str, str, Any]]]:
+    """(task name, routing key, body) of every Celery task published to the broker meanwhile."""
+    from celery.signals import after_task_publish
+
+    published: list[tuple[str, str, Any]] = []
+
+    def record(sender: str | None = None, routing_key: str = "", body: Any = None, **_: Any) -> None:
+        published.append((str(sender), routing_key, body))
+
+    after_task_publish.connect(record, weak=False)
+    yield published
+    after_task_publish.disconnect(record)
