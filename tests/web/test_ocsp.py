@@ -262,3 +262,52 @@ def test_signing_failure_is_an_ocsp_internal_error_not_an_http_500(client, issui
         response = client.post("/ocsp/issuing", request, content_type="application/ocsp-request")
     assert response.status_code == 200
     assert _status(response.content) == ocsp.OCSPResponseStatus.INTERNAL_ERROR
+
+
+# --- Host header (the raw path runs before Django's ALLOWED_HOSTS check) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "expected"),
+    [
+        (["*"], "anything.example", 200),
+        (["pki.example.test"], "pki.example.test", 200),
+        (["pki.example.test"], "PKI.example.test:8080", 200),
+        ([".example.test"], "ocsp.example.test", 200),
+        (["pki.example.test"], "evil.example", 400),
+        (["pki.example.test"], "pki.example.test.evil.example", 400),
+        (["*"], "bad host!", 400),  # Django refuses a malformed Host even under "*"
+    ],
+)
+def test_raw_path_checks_the_host_like_django(presigned, settings, allowed, host, expected):
+    _, request = presigned
+    settings.ALLOWED_HOSTS = allowed
+    status, headers, body = _raw("POST", "/ocsp/issuing", request, {"HTTP_HOST": host})
+    assert status == expected
+    django_status, _, _ = _raw("GET", "/admin/login/", headers={"HTTP_HOST": host})
+    assert django_status == expected  # the same decision as Django's for the rest of the site
+    if expected == 400:
+        assert headers["Content-Type"].startswith("text/plain")
+        assert b"Host" in body
+
+
+def test_raw_path_reads_the_forwarded_host_only_when_told(presigned, settings):
+    _, request = presigned
+    settings.ALLOWED_HOSTS = ["pki.example.test"]
+    forwarded = {"HTTP_HOST": "10.0.0.5:8000", "HTTP_X_FORWARDED_HOST": "pki.example.test"}
+    assert _raw("POST", "/ocsp/issuing", request, forwarded)[0] == 400
+    settings.USE_X_FORWARDED_HOST = True
+    assert _raw("POST", "/ocsp/issuing", request, forwarded)[0] == 200
+
+
+def test_raw_path_without_a_host_header_uses_the_server_name(settings):
+    from web.protocols.ocsp import host_allowed
+
+    settings.ALLOWED_HOSTS = ["pki.example.test"]
+    plain = {"SERVER_NAME": "pki.example.test", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+    assert host_allowed(plain)
+    assert host_allowed({**plain, "SERVER_PORT": "8443", "wsgi.url_scheme": "https"})
+    assert not host_allowed({**plain, "SERVER_NAME": "evil.example"})
+    settings.ALLOWED_HOSTS, settings.DEBUG = [], True  # Django's DEBUG default: localhost only
+    assert host_allowed({**plain, "SERVER_NAME": "127.0.0.1"})
+    assert not host_allowed(plain)
