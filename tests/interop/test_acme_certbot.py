@@ -2,7 +2,8 @@
 
 http-01 through certbot's standalone server on a high port (EC and RSA keys); dns-01 through a
 manual auth hook that writes TXT records for a small DNS server KMI's resolver setting points
-at; ``renew --force-renewal``; ``revoke``, then the CRL served by KMI lists the certificate.
+at; ``renew --force-renewal``; ``revoke``, then the CRL served by KMI lists the certificate and
+``openssl ocsp`` at the certificate's AIA OCSP URL answers ``revoked``.
 Ports from tests.acme_support.port.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID
 from django.conf import settings
 from django.test import override_settings
 
@@ -158,7 +161,9 @@ def test_certbot_http01_issues_ec_and_rsa_certificates(tmp_path, directory):
     ]
 
 
-def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, kmi_url, directory, dns_server):
+def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, kmi_url, directory, dns_server, ocsp_env):
+    # ocsp_env: the signals' Celery tasks run inline, as workers would: every certificate is
+    # pre-signed when issued and re-signed when revoked (the responder's own Redis prefix).
     assert dns_server.zone_dir is not None
     hook = tmp_path / "auth-hook.sh"
     hook.write_text(
@@ -219,7 +224,6 @@ def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, kmi_url, directo
     assert Certificate.objects.get(serial=format(first.serial_number, "x")).revoked_at is None
 
     # The CRL the certificate points at, fetched from KMI over HTTP, lists it as superseded.
-    # (OCSP is built on another branch; its check joins this test when that branch is merged.)
     assert row.ca is not None
     publish_crl(ca=row.ca, actor="test")
     [cdp] = renewed.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
@@ -233,3 +237,26 @@ def test_certbot_dns01_wildcard_then_renew_and_revoke(tmp_path, kmi_url, directo
         entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.superseded
     )
     assert crl.get_revoked_certificate_by_serial_number(first.serial_number) is None
+
+    # The OCSP responder the certificate's AIA names, asked by openssl, says revoked (superseded).
+    aia = renewed.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    [ocsp_url] = [
+        d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP
+    ]
+    assert ocsp_url == f"{kmi_url}/ocsp/issuing"
+    issuing, root = x509.load_pem_x509_certificates(
+        (tmp_path / "config" / "live" / "wild" / "chain.pem").read_bytes()
+    )
+    (tmp_path / "issuing.pem").write_bytes(issuing.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    result = subprocess.run(
+        [
+            "openssl", "ocsp", "-issuer", "issuing.pem", "-cert", "config/live/wild/cert.pem",
+            "-url", ocsp_url, "-CAfile", "root.pem", "-verify_other", "issuing.pem", "-resp_text",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert "Response verify OK" in out
+    assert "config/live/wild/cert.pem: revoked" in out
+    assert "Reason: superseded" in out
