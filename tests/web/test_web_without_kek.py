@@ -219,3 +219,28 @@ def test_repository_without_a_published_crl_is_503_and_signs_nothing(
     response = client.get("/crl/root.crl")
     assert response.status_code == 503
     assert private_key_loads == []
+
+
+def test_beat_refresh_keeps_every_status_presigned_for_web_processes(leaves, without_kek, private_key_loads):
+    from pki.ocsp import refresh_responses
+
+    half_life = NOW + dt.timedelta(minutes=31)
+    with time_machine.travel(half_life, tick=False):
+        # On a worker: every response past half its validity, and the one never signed.
+        assert refresh_responses(actor="t")["issuing"] == 5  # 3 leaves, the responder, the new one
+    without_kek()
+    private_key_loads.clear()
+    statuses = {}
+    for name in ("good", "revoked", "held", "unsigned"):
+        with time_machine.travel(half_life + dt.timedelta(seconds=5), tick=False):
+            _, body = _post(request_der(getattr(leaves, name).x509(), leaves.ca.x509_certificate()))
+        answer = ocsp.load_der_ocsp_response(body)
+        assert answer.this_update_utc == half_life
+        statuses[name] = answer.certificate_status
+    assert statuses == {
+        "good": ocsp.OCSPCertStatus.GOOD,
+        "revoked": ocsp.OCSPCertStatus.REVOKED,
+        "held": ocsp.OCSPCertStatus.REVOKED,
+        "unsigned": ocsp.OCSPCertStatus.GOOD,
+    }
+    assert private_key_loads == []
