@@ -79,7 +79,12 @@ def test_raw_ocsp_responder_counts_its_responses(client):
         return _value(text, "kmi_http_responses_total", endpoint="ocsp", status="200") or 0
 
     start = served()
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/ocsp/no-such-ca/MAA=", "wsgi.input": io.BytesIO()}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/ocsp/no-such-ca/MAA=",
+        "HTTP_HOST": "pki.example.test",  # the raw path checks it against ALLOWED_HOSTS
+        "wsgi.input": io.BytesIO(),
+    }
     body = b"".join(application(environ, lambda status, headers: None))
     assert body  # a DER OCSPResponse
     assert served() - start == 1
