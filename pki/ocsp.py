@@ -728,7 +728,8 @@ def signs_live() -> bool:
     """True when this process may sign OCSP responses itself (no key is loaded to find out).
 
     Not with ``KMI_SIGNING=worker``, where web processes hold no key material, nor when the
-    backend of responder keys cannot sign here (the ``encrypted`` backend without a KEK).
+    default backend (where responder keys are generated) says it cannot sign here: the
+    ``encrypted`` backend without a KEK.
     """
     if lifecycle_settings().signs_on_worker:
         return False

@@ -3,7 +3,8 @@
 The hot path is lean on purpose: ``web.wsgi`` hands ``/ocsp/`` straight to ``wsgi_app`` below,
 before Django's middleware, and a pre-signed response costs one Redis GET and no database
 query. ``ocsp_view`` is the same responder behind Django's URL map (``runserver``, tests'
-live server, deployments that do not use ``web.wsgi``).
+live server, deployments that do not use ``web.wsgi``). Skipping the middleware also skips
+Django's ``ALLOWED_HOSTS`` check, so ``wsgi_app`` makes the same check itself (``host_allowed``).
 """
 
 from __future__ import annotations
