@@ -51,6 +51,8 @@ class AcmeEndpointSerializer(serializers.ModelSerializer[AcmeEndpoint]):
     allowed_identifiers = serializers.ListField(child=serializers.CharField(), read_only=True)
     key_types = serializers.ListField(child=serializers.CharField(), read_only=True)
     caa_identities = serializers.ListField(child=serializers.CharField(), read_only=True)
+    terms_of_service = serializers.CharField(read_only=True, help_text="a URL, or empty")
+    website = serializers.CharField(read_only=True, help_text="a URL, or empty")
 
     class Meta:
         model = AcmeEndpoint
