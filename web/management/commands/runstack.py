@@ -188,6 +188,9 @@ class Command(BaseCommand):
                     p.terminate()
 
         signal.signal(signal.SIGTERM, stop)
+        # Ctrl-C (SIGINT) stops everything even when a non-interactive parent started us with
+        # SIGINT ignored (as shells do for background jobs).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
