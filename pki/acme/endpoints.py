@@ -65,7 +65,8 @@ def identifier_patterns(allowed: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(patterns))
 
 
-def _check_policy(profile: Profile, validity_days: int | None, key_types: Sequence[str]) -> None:
+def check_policy(profile: Profile, validity_days: int | None, key_types: Sequence[str]) -> None:
+    """Refuse a profile ACME cannot issue under, a validity past its cap or an unknown key type."""
     policy = profile.policy()
     if policy.is_ca or policy.requires_approval:
         raise PolicyViolation(f"profile {profile.name} needs an operator; ACME issues without one")
@@ -93,7 +94,7 @@ def create_endpoint(
 ) -> AcmeEndpoint:
     """Create an ACME endpoint binding ``name`` to a CA and a profile, with its policy."""
     now = resolve(now)
-    _check_policy(profile, validity_days, key_types)
+    check_policy(profile, validity_days, key_types)
     patterns = identifier_patterns(allowed_identifiers)
     if not ENDPOINT_NAME.match(name):
         raise PolicyViolation(
@@ -194,7 +195,7 @@ def update_endpoint(
             values["allowed_identifiers"] = identifier_patterns(changes["allowed_identifiers"])
         values["key_types"] = list(values["key_types"])
         values["caa_identities"] = list(values["caa_identities"])
-        _check_policy(row.profile, values["validity_days"], values["key_types"])
+        check_policy(row.profile, values["validity_days"], values["key_types"])
         before = {f: getattr(row, f) for f in POLICY_FIELDS if getattr(row, f) != values[f]}
         after = {f: values[f] for f in before}
         for field, value in after.items():
