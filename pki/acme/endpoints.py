@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from pki import audit
 from pki.clock import resolve
@@ -100,22 +100,27 @@ def create_endpoint(
         raise PolicyViolation(
             f"endpoint name {name!r}: 1-64 of a-z, 0-9 and -, starting with a letter or digit"
         )
+    taken = AlreadyExists(f"an ACME endpoint named {name!r} exists")
     with transaction.atomic():
         if AcmeEndpoint.objects.filter(name=name).exists():
-            raise AlreadyExists(f"an ACME endpoint named {name!r} exists")
-        endpoint = AcmeEndpoint.objects.create(
-            name=name,
-            ca=ca,
-            profile=profile,
-            allowed_identifiers=patterns,
-            eab_required=eab_required,
-            validity_days=validity_days,
-            key_types=list(key_types),
-            terms_of_service=terms_of_service,
-            website=website,
-            caa_identities=list(caa_identities),
-            created_at=now,
-        )
+            raise taken
+        try:
+            with transaction.atomic():  # a concurrent create of the same name loses cleanly
+                endpoint = AcmeEndpoint.objects.create(
+                    name=name,
+                    ca=ca,
+                    profile=profile,
+                    allowed_identifiers=patterns,
+                    eab_required=eab_required,
+                    validity_days=validity_days,
+                    key_types=list(key_types),
+                    terms_of_service=terms_of_service,
+                    website=website,
+                    caa_identities=list(caa_identities),
+                    created_at=now,
+                )
+        except IntegrityError:
+            raise taken from None
         audit.record(
             action="acme.endpoint.created",
             actor=actor,
