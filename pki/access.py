@@ -19,6 +19,7 @@ from pki import audit
 from pki.clock import resolve
 from pki.exceptions import PolicyViolation
 from pki.models.access import ApiToken, Role, RoleGrant
+from pki.models.acme import AcmeEndpoint, AcmeExternalAccountKey
 from pki.models.audit import AuditEvent
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
@@ -48,6 +49,10 @@ class Action(enum.StrEnum):
     VIEW_AUDIT = "view_audit"
     MANAGE_ACCESS = "manage_access"  # grants and other users' tokens
     MANAGE_OWN_TOKENS = "manage_own_tokens"  # any active user, for their own API tokens
+    VIEW_ACME_ENDPOINT = "view_acme_endpoint"
+    MANAGE_ACME_ENDPOINT = "manage_acme_endpoint"  # create, change the policy, disable
+    VIEW_EAB_KEY = "view_eab_key"  # key ids and who used them, never the HMAC key
+    MANAGE_EAB_KEY = "manage_eab_key"  # mint (the HMAC key shown once) and revoke unbound keys
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,17 @@ def _view_key(g: Grants, obj: object) -> bool:
     return True  # lists are narrowed by visible_keys
 
 
+def _acme_endpoint_ca(g: Grants, obj: object) -> bool:
+    # ACME endpoints and their EAB keys: the operators of the endpoint's CA. Minting an EAB key
+    # lets a machine obtain certificates from that CA under the endpoint's policy, which its
+    # operators may already do themselves; the policy itself is the administrators' (like profiles).
+    if isinstance(obj, AcmeEndpoint):
+        return obj.ca_id in g.operator_cas
+    if isinstance(obj, AcmeExternalAccountKey):
+        return obj.endpoint.ca_id in g.operator_cas
+    return bool(g.operator_cas)  # lists are narrowed by visible_acme_endpoints
+
+
 def _anyone_with_a_role(_g: Grants, _obj: object) -> bool:
     return True  # CA certificates and profiles are not secret to anyone with a role
 
@@ -183,6 +199,10 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.VIEW_KEY: _view_key,
     Action.VIEW_AUDIT: _nobody,
     Action.MANAGE_ACCESS: _nobody,
+    Action.VIEW_ACME_ENDPOINT: _acme_endpoint_ca,
+    Action.MANAGE_ACME_ENDPOINT: _nobody,
+    Action.VIEW_EAB_KEY: _acme_endpoint_ca,
+    Action.MANAGE_EAB_KEY: _acme_endpoint_ca,
 }
 
 _READS = frozenset(
@@ -193,6 +213,8 @@ _READS = frozenset(
         Action.VIEW_CERTIFICATE,
         Action.VIEW_KEY,
         Action.VIEW_AUDIT,
+        Action.VIEW_ACME_ENDPOINT,
+        Action.VIEW_EAB_KEY,
     }
 )
 
@@ -266,6 +288,17 @@ def visible_audit_events(
     """The audit trail is for administrators and auditors."""
     qs = AuditEvent.objects.all() if qs is None else qs
     return qs if grants_for(user).reads_everything else qs.none()
+
+
+def visible_acme_endpoints(
+    user: AnyUser | None, qs: models.QuerySet[AcmeEndpoint] | None = None
+) -> models.QuerySet[AcmeEndpoint]:
+    """ACME endpoints ``user`` may see: all for administrators and auditors; their CAs' for operators."""
+    qs = AcmeEndpoint.objects.all() if qs is None else qs
+    g = grants_for(user)
+    if g.reads_everything:
+        return qs
+    return qs.filter(ca_id__in=g.operator_cas) if g.operator_cas else qs.none()
 
 
 def grant_role(

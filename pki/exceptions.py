@@ -95,3 +95,9 @@ class AlreadyDelivered(InvalidState):
     """A one-time delivery (a server-generated key's PKCS#12) was already taken."""
 
     code = "already_delivered"
+
+
+class AlreadyExists(InvalidState):
+    """An object with that name exists already (a duplicate ACME endpoint name, …)."""
+
+    code = "already_exists"

@@ -12,8 +12,19 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from pki.access import grant_role, revoke_grant
+from pki.acme.endpoints import (
+    ENDPOINT_NAME,
+    POLICY_FIELDS,
+    check_policy,
+    create_eab_key,
+    create_endpoint,
+    identifier_patterns,
+    revoke_eab_key,
+    set_endpoint_enabled,
+    update_endpoint,
+)
 from pki.clock import utcnow
-from pki.exceptions import PKIError
+from pki.exceptions import PKIError, PolicyViolation
 from pki.models import (
     AcmeAccount,
     AcmeAuthorization,
@@ -216,17 +227,113 @@ def _actor(request: HttpRequest) -> str:
 # --- ACME -------------------------------------------------------------------------------------
 
 
+class AcmeEndpointForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Checks the policy as the use cases will (patterns, profile, validity, key types)."""
+
+    terms_of_service = forms.URLField(required=False, max_length=200, assume_scheme="https")
+    website = forms.URLField(required=False, max_length=200, assume_scheme="https")
+
+    class Meta:
+        model = AcmeEndpoint
+        fields = (
+            "name",
+            "ca",
+            "profile",
+            "allowed_identifiers",
+            "eab_required",
+            "validity_days",
+            "key_types",
+            "terms_of_service",
+            "website",
+            "caa_identities",
+            "enabled",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        profile = data.get("profile") or getattr(self.instance, "profile", None)
+        try:
+            if self.instance.pk is None and not ENDPOINT_NAME.match(data.get("name") or ""):
+                raise PolicyViolation("name: 1-64 of a-z, 0-9 and -, starting with a letter or digit")
+            for field in ("allowed_identifiers", "key_types", "caa_identities"):
+                if data.get(field) is None:
+                    data[field] = []
+                if not isinstance(data[field], list):
+                    raise PolicyViolation(f"{field} must be a JSON list")
+            data["allowed_identifiers"] = identifier_patterns(data.get("allowed_identifiers", []))
+            if profile is not None:
+                check_policy(profile, data.get("validity_days"), data.get("key_types", []))
+        except PolicyViolation as exc:
+            raise ValidationError(str(exc)) from exc
+        return data
+
+
 @admin.register(AcmeEndpoint)
 class AcmeEndpointAdmin(admin.ModelAdmin[AcmeEndpoint]):
-    """ACME endpoints: their CA, profile and policy (created with ``create_acme_endpoint``)."""
+    """ACME endpoints: created, changed, disabled and given EAB keys through the audited use cases."""
 
     list_display = ("name", "ca", "profile", "eab_required", "enabled", "created_at")
     list_filter = ("eab_required", "enabled")
+    form = AcmeEndpointForm
+    actions = ("disable_endpoints", "enable_endpoints", "mint_eab_keys")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AcmeEndpoint | None = None) -> tuple[str, ...]:
+        return ("created_at",) if obj is None else ("name", "ca", "profile", "created_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+        return False  # disable instead: accounts and orders refer to it
+
+    def save_model(self, request: HttpRequest, obj: AcmeEndpoint, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        if not change:
+            made = create_endpoint(
+                name=obj.name,
+                ca=obj.ca,
+                profile=obj.profile,
+                allowed_identifiers=data["allowed_identifiers"],
+                eab_required=data["eab_required"],
+                validity_days=data["validity_days"],
+                key_types=data["key_types"],
+                terms_of_service=data["terms_of_service"],
+                website=data["website"],
+                caa_identities=data["caa_identities"],
+                actor=_actor(request),
+            )
+            if not obj.enabled:
+                made = set_endpoint_enabled(endpoint=made, enabled=False, actor=_actor(request))
+            obj.pk, obj.created_at = made.pk, made.created_at
+            return
+        changes = {f: data[f] for f in form.changed_data if f in POLICY_FIELDS}
+        saved = AcmeEndpoint.objects.get(pk=obj.pk)
+        if changes:
+            saved = update_endpoint(endpoint=saved, changes=changes, actor=_actor(request))
+        if "enabled" in form.changed_data:
+            set_endpoint_enabled(endpoint=saved, enabled=obj.enabled, actor=_actor(request))
+
+    @admin.action(description="Disable the selected endpoints")
+    def disable_endpoints(self, request: HttpRequest, queryset: QuerySet[AcmeEndpoint]) -> None:
+        for endpoint in queryset:
+            set_endpoint_enabled(endpoint=endpoint, enabled=False, actor=_actor(request))
+
+    @admin.action(description="Enable the selected endpoints")
+    def enable_endpoints(self, request: HttpRequest, queryset: QuerySet[AcmeEndpoint]) -> None:
+        for endpoint in queryset:
+            set_endpoint_enabled(endpoint=endpoint, enabled=True, actor=_actor(request))
+
+    @admin.action(description="Mint an EAB key for each selected endpoint (shown once)")
+    def mint_eab_keys(self, request: HttpRequest, queryset: QuerySet[AcmeEndpoint]) -> None:
+        for endpoint in queryset:
+            row, hmac_key = create_eab_key(endpoint=endpoint, actor=_actor(request))
+            messages.warning(
+                request,
+                f"EAB key for {endpoint.name} (shown once, copy it now): "
+                f"--eab-kid {row.key_id} --eab-hmac-key {hmac_key}",
+            )
 
 
 @admin.register(AcmeExternalAccountKey)
 class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
-    """EAB keys; the HMAC key itself is never shown (``create_eab_key`` prints it once)."""
+    """EAB keys; the HMAC key is never shown (minted by an endpoint action); deleting revokes."""
 
     list_display = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
     exclude = ("hmac_key",)
@@ -234,6 +341,20 @@ class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
 
     def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+        bound = isinstance(obj, AcmeExternalAccountKey) and obj.bound_at is not None
+        return not bound and super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: AcmeExternalAccountKey) -> None:
+        revoke_eab_key(key=obj, actor=_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AcmeExternalAccountKey]) -> None:
+        for key in queryset:
+            try:
+                revoke_eab_key(key=key, actor=_actor(request))
+            except PKIError as exc:
+                messages.error(request, str(exc))
 
 
 @admin.register(AcmeAccount)

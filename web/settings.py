@@ -315,6 +315,10 @@ KMI_ACME = {
     # Comma-separated ip or ip:port of the resolvers for dns-01 and for A/AAAA lookups of
     # http-01 and tls-alpn-01; empty: the system's resolver.
     "DNS_RESOLVERS": env_str("KMI_ACME_DNS_RESOLVERS", ""),
+    # Comma-separated name=ip overrides for those A/AAAA lookups, globs allowed
+    # ("**.example.test=127.0.0.1"): what `make run` uses so the demo's .test names reach a
+    # client on this machine. Empty (the default): DNS decides.
+    "HOSTS": env_str("KMI_ACME_HOSTS", ""),
     "VALIDATION_TIMEOUT": env_int("KMI_ACME_VALIDATION_TIMEOUT", 10, minimum=1),
     "VALIDATE_INLINE": env_bool("KMI_ACME_VALIDATE_INLINE", default=False),
     "NONCE_TTL": env_int("KMI_ACME_NONCE_TTL", 3600, minimum=30),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,6 +16,7 @@ class AcmeSettings:
     http01_port: int
     tls_alpn01_port: int
     dns_resolvers: tuple[tuple[str, int], ...]
+    hosts: tuple[tuple[str, str], ...]
     validation_timeout: float
     validate_inline: bool
     nonce_ttl: int
@@ -46,6 +48,25 @@ def _resolvers(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _hosts(text: str) -> tuple[tuple[str, str], ...]:
+    """``pattern=address`` pairs: ``**.example.test=127.0.0.1,localhost=::1``."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        pattern, sep, address = item.partition("=")
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            ip = None
+        if not sep or not pattern.strip() or ip is None:
+            raise ImproperlyConfigured(
+                f"KMI_ACME_HOSTS: bad entry {item!r} (use name-or-glob=ip, e.g. **.example.test=127.0.0.1)"
+            )
+        out.append((pattern.strip().lower(), str(ip)))
+    return tuple(out)
+
+
 def acme_settings() -> AcmeSettings:
     """Return the ACME settings (``settings.KMI_ACME``), validated."""
     conf = getattr(settings, "KMI_ACME", {})
@@ -53,6 +74,7 @@ def acme_settings() -> AcmeSettings:
         http01_port=int(conf.get("HTTP01_PORT", 80)),
         tls_alpn01_port=int(conf.get("TLS_ALPN01_PORT", 443)),
         dns_resolvers=_resolvers(str(conf.get("DNS_RESOLVERS", ""))),
+        hosts=_hosts(str(conf.get("HOSTS", ""))),
         validation_timeout=float(conf.get("VALIDATION_TIMEOUT", 10)),
         validate_inline=bool(conf.get("VALIDATE_INLINE", False)),
         nonce_ttl=int(conf.get("NONCE_TTL", 3600)),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from pki import audit
 from pki.clock import resolve
-from pki.exceptions import NameNotAllowed, PolicyViolation
+from pki.exceptions import AlreadyExists, InvalidState, NameNotAllowed, PolicyViolation
 from pki.models.acme import AcmeEndpoint, AcmeExternalAccountKey
 from pki.models.authority import CertificateAuthority
 from pki.models.profile import Profile
@@ -24,17 +26,55 @@ from .exceptions import Malformed, RejectedIdentifier, UnsupportedIdentifier
 from .jws import b64u_encode
 
 EAB_KEY_BYTES = 32  # an HS256 key as long as its output
+# The name is a path segment of every ACME URL (web/protocols/acme routes it as a slug).
+ENDPOINT_NAME = re.compile(r"\A[a-z0-9][a-z0-9-]{0,63}\Z")
+
+
+# A DNS glob label: ``*`` (one label), ``**`` (one or more), or letters, digits, hyphens and ``*``.
+_GLOB_LABEL = re.compile(r"\A(?:\*\*|[a-z0-9*](?:[a-z0-9*-]{0,61}[a-z0-9*])?)\Z")
+MAX_PATTERNS = 256
 
 
 def _pattern(text: str) -> str:
     """Accept ``*.example.test`` or ``10.0.0.0/8`` as shorthand for ``dns:…`` / ``ip:…``."""
     if ":" in text and text.split(":", 1)[0] in {"dns", "ip", "email", "uri"}:
-        return validate_name_pattern(text)
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return validate_name_pattern(f"dns:{text.lower()}")
-    return validate_name_pattern(f"ip:{text}")
+        pattern = validate_name_pattern(text)
+    else:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            pattern = validate_name_pattern(f"dns:{text.lower()}")
+        else:
+            pattern = validate_name_pattern(f"ip:{text}")
+    kind, _, value = pattern.partition(":")
+    if kind == "dns" and (
+        len(value) > 253 or value != value.lower() or not all(_GLOB_LABEL.match(x) for x in value.split("."))
+    ):
+        raise PolicyViolation(f"{text!r} is not a DNS name pattern (labels of a-z, 0-9, -, * or **)")
+    return pattern
+
+
+def identifier_patterns(allowed: Sequence[str]) -> list[str]:
+    """Normalise an endpoint's allowed identifiers to ``dns:…`` / ``ip:…`` patterns, or refuse them."""
+    if len(allowed) > MAX_PATTERNS:
+        raise PolicyViolation(f"at most {MAX_PATTERNS} identifier patterns")
+    patterns = [_pattern(p) for p in allowed]
+    for p in patterns:
+        if not p.startswith(("dns:", "ip:")):
+            raise PolicyViolation(f"ACME identifiers are dns or ip names, not {p!r}")
+    return list(dict.fromkeys(patterns))
+
+
+def check_policy(profile: Profile, validity_days: int | None, key_types: Sequence[str]) -> None:
+    """Refuse a profile ACME cannot issue under, a validity past its cap or an unknown key type."""
+    policy = profile.policy()
+    if policy.is_ca or policy.requires_approval:
+        raise PolicyViolation(f"profile {profile.name} needs an operator; ACME issues without one")
+    if validity_days is not None:
+        policy.validity_for(validity_days)
+    for kt in key_types:
+        if kt not in KEY_FAMILIES:
+            raise PolicyViolation(f"unknown key type {kt!r}")
 
 
 def create_endpoint(
@@ -54,32 +94,33 @@ def create_endpoint(
 ) -> AcmeEndpoint:
     """Create an ACME endpoint binding ``name`` to a CA and a profile, with its policy."""
     now = resolve(now)
-    policy = profile.policy()
-    if policy.is_ca or policy.requires_approval:
-        raise PolicyViolation(f"profile {profile.name} needs an operator; ACME issues without one")
-    if validity_days is not None:
-        policy.validity_for(validity_days)
-    for kt in key_types:
-        if kt not in KEY_FAMILIES:
-            raise PolicyViolation(f"unknown key type {kt!r}")
-    patterns = [_pattern(p) for p in allowed_identifiers]
-    for p in patterns:
-        if not p.startswith(("dns:", "ip:")):
-            raise PolicyViolation(f"ACME identifiers are dns or ip names, not {p!r}")
-    with transaction.atomic():
-        endpoint = AcmeEndpoint.objects.create(
-            name=name,
-            ca=ca,
-            profile=profile,
-            allowed_identifiers=patterns,
-            eab_required=eab_required,
-            validity_days=validity_days,
-            key_types=list(key_types),
-            terms_of_service=terms_of_service,
-            website=website,
-            caa_identities=list(caa_identities),
-            created_at=now,
+    check_policy(profile, validity_days, key_types)
+    patterns = identifier_patterns(allowed_identifiers)
+    if not ENDPOINT_NAME.match(name):
+        raise PolicyViolation(
+            f"endpoint name {name!r}: 1-64 of a-z, 0-9 and -, starting with a letter or digit"
         )
+    taken = AlreadyExists(f"an ACME endpoint named {name!r} exists")
+    with transaction.atomic():
+        if AcmeEndpoint.objects.filter(name=name).exists():
+            raise taken
+        try:
+            with transaction.atomic():  # a concurrent create of the same name loses cleanly
+                endpoint = AcmeEndpoint.objects.create(
+                    name=name,
+                    ca=ca,
+                    profile=profile,
+                    allowed_identifiers=patterns,
+                    eab_required=eab_required,
+                    validity_days=validity_days,
+                    key_types=list(key_types),
+                    terms_of_service=terms_of_service,
+                    website=website,
+                    caa_identities=list(caa_identities),
+                    created_at=now,
+                )
+        except IntegrityError:
+            raise taken from None
         audit.record(
             action="acme.endpoint.created",
             actor=actor,
@@ -125,6 +166,102 @@ def create_eab_key(
             now=now,
         )
     return row, b64u_encode(secret)
+
+
+# What ``update_endpoint`` may change: the endpoint's policy (its name, CA and profile stay).
+POLICY_FIELDS = frozenset(
+    {
+        "allowed_identifiers",
+        "eab_required",
+        "validity_days",
+        "key_types",
+        "terms_of_service",
+        "website",
+        "caa_identities",
+    }
+)
+
+
+def update_endpoint(
+    *, endpoint: AcmeEndpoint, changes: Mapping[str, Any], actor: str, now: dt.datetime | None = None
+) -> AcmeEndpoint:
+    """Change an endpoint's policy (the fields in ``POLICY_FIELDS``); audited with before and after."""
+    now = resolve(now)
+    unknown = set(changes) - POLICY_FIELDS
+    if unknown:
+        raise PolicyViolation(f"not an endpoint policy field: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        row = (
+            AcmeEndpoint.objects.select_for_update(of=("self",)).select_related("profile").get(pk=endpoint.pk)
+        )
+        values = {f: getattr(row, f) for f in POLICY_FIELDS}
+        values.update(changes)
+        if "allowed_identifiers" in changes:
+            values["allowed_identifiers"] = identifier_patterns(changes["allowed_identifiers"])
+        values["key_types"] = list(values["key_types"])
+        values["caa_identities"] = list(values["caa_identities"])
+        check_policy(row.profile, values["validity_days"], values["key_types"])
+        before = {f: getattr(row, f) for f in POLICY_FIELDS if getattr(row, f) != values[f]}
+        after = {f: values[f] for f in before}
+        for field, value in after.items():
+            setattr(row, field, value)
+        if after:
+            row.save(update_fields=sorted(after))
+            audit.record(
+                action="acme.endpoint.updated",
+                actor=actor,
+                obj=row,
+                details={"name": row.name, "before": before, "after": after},
+                scope=f"acme:{row.pk}",
+                now=now,
+            )
+    return row
+
+
+def set_endpoint_enabled(
+    *, endpoint: AcmeEndpoint, enabled: bool, actor: str, now: dt.datetime | None = None
+) -> AcmeEndpoint:
+    """Disable an endpoint (its directory and every resource under it answer 404) or enable it again."""
+    now = resolve(now)
+    with transaction.atomic():
+        row = AcmeEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if row.enabled != enabled:
+            row.enabled = enabled
+            row.save(update_fields=["enabled"])
+            audit.record(
+                action="acme.endpoint.enabled" if enabled else "acme.endpoint.disabled",
+                actor=actor,
+                obj=row,
+                details={"name": row.name},
+                scope=f"acme:{row.pk}",
+                now=now,
+            )
+    return row
+
+
+def revoke_eab_key(*, key: AcmeExternalAccountKey, actor: str, now: dt.datetime | None = None) -> None:
+    """Delete an EAB key no account has used yet (a bound key belongs to its account); audited."""
+    now = resolve(now)
+    with transaction.atomic():
+        # The same row lock newAccount takes before binding it: a key is bound or revoked, never both.
+        row = (
+            AcmeExternalAccountKey.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .get(pk=key.pk)
+        )
+        if row.bound_at is not None:
+            raise InvalidState(
+                f"external account key {row.key_id} is bound to an account; deactivate the account instead"
+            )
+        audit.record(
+            action="acme.eab_key.revoked",
+            actor=actor,
+            obj=row,
+            details={"endpoint": row.endpoint.name, "key_id": row.key_id},
+            scope=f"acme:{row.endpoint_id}",
+            now=now,
+        )
+        row.delete()
 
 
 def parse_identifier(raw: object) -> SAN:

@@ -19,6 +19,9 @@ import dns.nameserver
 import dns.resolver
 from cryptography import x509
 
+from pki.profiles import name_matches
+from pki.x509.names import SAN
+
 from .conf import AcmeSettings
 from .jws import b64u_encode
 
@@ -57,6 +60,10 @@ def resolve_addresses(name: str, conf: AcmeSettings) -> list[str]:
         return [str(ipaddress.ip_address(name))]
     except ValueError:
         pass
+    # Static overrides first (KMI_ACME_HOSTS), like /etc/hosts for the validator alone.
+    pinned = [address for pattern, address in conf.hosts if name_matches(SAN("dns", name), f"dns:{pattern}")]
+    if pinned:
+        return pinned
     if not conf.dns_resolvers:
         try:
             infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)

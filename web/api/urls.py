@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from web.api import views
+from web.api import acme, views
 
 app_name = "api"
 
@@ -18,6 +18,10 @@ router.register("keys", views.KeyViewSet, basename="key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("server-keys", views.ServerKeyViewSet, basename="server-key")
 router.register("tokens", views.ApiTokenViewSet, basename="token")
+router.register("acme/endpoints", acme.AcmeEndpointViewSet, basename="acme-endpoint")
+router.register(
+    rf"acme/endpoints/(?P<endpoint>{acme.NAME_REGEX})/eab-keys", acme.EabKeyViewSet, basename="acme-eab-key"
+)
 
 urlpatterns = [
     path("enroll", views.EnrollView.as_view(), name="enroll"),

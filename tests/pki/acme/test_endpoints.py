@@ -121,3 +121,26 @@ def test_cli_creates_an_endpoint_and_prints_an_eab_key_once(issuing_ca, django_u
 def test_settings_parse_resolvers(settings):
     settings.KMI_ACME = {**settings.KMI_ACME, "DNS_RESOLVERS": "10.0.0.53, 127.0.0.1:5353,[::1]:53"}
     assert acme_settings().dns_resolvers == (("10.0.0.53", 53), ("127.0.0.1", 5353), ("::1", 53))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.exa mple.test", "a..example.test", ".example.test", "-a.example.test", "é.test", "dns:Up.test"],
+)
+def test_malformed_dns_patterns_are_refused(issuing_ca, profile, pattern):
+    with pytest.raises(PolicyViolation, match="DNS name pattern"):
+        create_endpoint(
+            name="e", ca=issuing_ca, profile=profile("tls-server"), allowed_identifiers=[pattern], actor="t"
+        )
+    assert not AcmeEndpoint.objects.exists()
+
+
+def test_duplicate_or_malformed_endpoint_names_are_refused(issuing_ca, profile):
+    from pki.exceptions import AlreadyExists
+
+    create_endpoint(name="e", ca=issuing_ca, profile=profile("tls-server"), actor="t")
+    with pytest.raises(AlreadyExists):
+        create_endpoint(name="e", ca=issuing_ca, profile=profile("tls-server"), actor="t")
+    with pytest.raises(PolicyViolation, match="endpoint name"):
+        create_endpoint(name="Bad_Name", ca=issuing_ca, profile=profile("tls-server"), actor="t")
+    assert AcmeEndpoint.objects.count() == 1

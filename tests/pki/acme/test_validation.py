@@ -122,3 +122,25 @@ def test_tls_alpn01_without_a_listener_is_a_connection_error(conf):
         _code(check_tls_alpn01, kind="ip", value="127.0.0.1", key_authorization="k", conf=conf)
         == "connection"
     )
+
+
+def test_pinned_hosts_answer_before_any_resolver(conf, web, settings):
+    # The resolver is down: only KMI_ACME_HOSTS can answer, and only for the names it covers.
+    settings.KMI_ACME = {**settings.KMI_ACME, "HOSTS": "**.example.test=127.0.0.1, localhost=::1"}
+    down = dataclasses.replace(
+        conf, hosts=acme_settings().hosts, dns_resolvers=(("127.0.0.1", CLOSED_PORT),), validation_timeout=0.3
+    )
+    assert resolve_addresses("a.b.example.test", down) == ["127.0.0.1"]
+    assert resolve_addresses("localhost", down) == ["::1"]
+    assert _code(resolve_addresses, name="example.test", conf=down) == "dns"
+    web.tokens["p"] = "p.thumb"
+    check_http01(host="www.example.test", token="p", key_authorization="p.thumb", conf=down)
+
+
+@pytest.mark.parametrize("value", ["www.example.test", "x=not-an-ip", "=127.0.0.1"])
+def test_bad_pinned_host_entries_fail_fast(settings, value):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.KMI_ACME = {**settings.KMI_ACME, "HOSTS": value}
+    with pytest.raises(ImproperlyConfigured, match="KMI_ACME_HOSTS"):
+        acme_settings()

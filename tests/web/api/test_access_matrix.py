@@ -17,6 +17,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from pki.access import grant_role
+from pki.acme.endpoints import create_eab_key, create_endpoint
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.enrollment import enroll
 from pki.models import Profile, Role
@@ -152,6 +153,69 @@ TABLE = [
     Endpoint("audit-export", "get", lambda w: "/api/v1/audit-events/export/", "auth deny ok ok deny deny"),
     Endpoint("audit-verify", "get", lambda w: "/api/v1/audit-events/verify/", "auth deny ok ok deny deny"),
     Endpoint("token-list", "get", lambda w: "/api/v1/tokens/", "auth ok ok ok ok ok"),
+    # ACME administration: administrators manage endpoints; operators of the endpoint's CA see
+    # it and mint, list and revoke its EAB keys; auditors read.
+    Endpoint("acme-endpoint-list", "get", lambda w: "/api/v1/acme/endpoints/", "auth deny ok ok ok deny"),
+    Endpoint("acme-endpoint-own", "get", lambda w: "/api/v1/acme/endpoints/own/", "auth deny ok ok ok deny"),
+    Endpoint(
+        "acme-endpoint-foreign",
+        "get",
+        lambda w: "/api/v1/acme/endpoints/foreign/",
+        "auth deny ok ok hide deny",
+    ),
+    Endpoint(
+        "acme-endpoint-create",
+        "post",
+        lambda w: "/api/v1/acme/endpoints/",
+        "auth deny ok deny deny deny",
+        lambda: {"name": "matrix", "ca": "issuing", "profile": "tls-server"},
+    ),
+    Endpoint(
+        "acme-endpoint-policy",
+        "patch",
+        lambda w: "/api/v1/acme/endpoints/own/",
+        "auth deny ok deny deny deny",
+        lambda: {"eab_required": True},
+    ),
+    Endpoint(
+        "acme-endpoint-disable",
+        "post",
+        lambda w: "/api/v1/acme/endpoints/own/disable/",
+        "auth deny ok deny deny deny",
+    ),
+    Endpoint(
+        "eab-key-list-own", "get", lambda w: "/api/v1/acme/endpoints/own/eab-keys/", "auth deny ok ok ok deny"
+    ),
+    Endpoint(
+        "eab-key-list-foreign",
+        "get",
+        lambda w: "/api/v1/acme/endpoints/foreign/eab-keys/",
+        "auth deny ok ok hide deny",
+    ),
+    Endpoint(
+        "eab-key-create-own",
+        "post",
+        lambda w: "/api/v1/acme/endpoints/own/eab-keys/",
+        "auth deny ok deny ok deny",
+    ),
+    Endpoint(
+        "eab-key-create-foreign",
+        "post",
+        lambda w: "/api/v1/acme/endpoints/foreign/eab-keys/",
+        "auth deny ok deny hide deny",
+    ),
+    Endpoint(
+        "eab-key-revoke-own",
+        "delete",
+        lambda w: f"/api/v1/acme/endpoints/own/eab-keys/{w['own_eab_key']}/",
+        "auth deny ok deny ok deny",
+    ),
+    Endpoint(
+        "eab-key-revoke-foreign",
+        "delete",
+        lambda w: f"/api/v1/acme/endpoints/foreign/eab-keys/{w['foreign_eab_key']}/",
+        "auth deny ok deny hide deny",
+    ),
 ]
 
 CASES = [
@@ -202,7 +266,11 @@ def _build_world() -> dict[str, Any]:
     foreign_pending = enroll(ca=root, profile=signing, csr=make_csr("ec-p384", subject="CN=X"), actor="x")
     assert own_cert.certificate is not None
     assert foreign_cert.certificate is not None
+    own_acme = create_endpoint(name="own", ca=issuing, profile=tls, actor="test")
+    foreign_acme = create_endpoint(name="foreign", ca=root, profile=tls, actor="test")
     return {
+        "own_eab_key": create_eab_key(endpoint=own_acme, actor="test")[0].key_id,
+        "foreign_eab_key": create_eab_key(endpoint=foreign_acme, actor="test")[0].key_id,
         "clients": clients,
         "own_cert": own_cert.certificate.pk,
         "own_request": own_pending.request.pk,

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pki.access import grant_role
+from pki.acme.endpoints import create_endpoint
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.enrollment import enroll
 from pki.models import Profile, Role
@@ -64,6 +65,10 @@ def admin_token(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
                 csr=make_csr(sans=[x509.DNSName("www.example.test")]),
                 actor="test",
                 requester=user,
+            )
+            # The ACME operations' path examples name this endpoint, so they reach a real one.
+            create_endpoint(
+                name="demo", ca=issuing, profile=tls, allowed_identifiers=["*.example.test"], actor="t"
             )
             yield create_token(user=user, actor="test").text
         finally:

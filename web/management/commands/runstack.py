@@ -15,7 +15,40 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from pki.acme.locations import directory_url
 from pki.conf import parse_kek_lines
+from pki.models import AcmeEndpoint
+from web.management.commands.bootstrap_demo import DEMO_ENDPOINT
+
+# `make run` serves on 127.0.0.1 without root: http-01 validation (on the Celery worker) goes to
+# a high port where `certbot --standalone --http-01-port 8080` can listen, and the demo
+# endpoint's reserved names (.test, .localhost) resolve to this machine. Set either variable to
+# override; production keeps the defaults (port 80, real DNS).
+ACME_DEMO_DEFAULTS = {
+    "KMI_ACME_HTTP01_PORT": "8080",
+    "KMI_ACME_HOSTS": ",".join(
+        f"{name}=127.0.0.1" for name in ("example.test", "**.example.test", "localhost", "**.localhost")
+    ),
+}
+
+
+def acme_demo_environment(env: dict[str, str]) -> list[str]:
+    """Fill the ACME demo defaults into ``env`` where unset; return the names it filled."""
+    filled = [name for name in ACME_DEMO_DEFAULTS if not env.get(name)]
+    for name in filled:
+        env[name] = ACME_DEMO_DEFAULTS[name]
+    return filled
+
+
+def certbot_command(directory: str, http01_port: str, state_dir: Path) -> str:
+    """A certbot line that gets a certificate for www.example.test from ``directory`` (no root)."""
+    certbot = Path(sys.executable).with_name("certbot")
+    program = str(certbot) if certbot.exists() else "certbot"
+    return (
+        f"{program} certonly --standalone --http-01-port {http01_port} --http-01-address 127.0.0.1 "
+        f"--server {directory} -d www.example.test --agree-tos --register-unsafely-without-email "
+        f"--non-interactive --config-dir {state_dir} --work-dir {state_dir} --logs-dir {state_dir}"
+    )
 
 
 class Command(BaseCommand):
@@ -44,7 +77,8 @@ class Command(BaseCommand):
             else:
                 parse_kek_lines(kek_file.read_text(encoding="utf-8"), source=str(kek_file))
             env["KMI_KEK_FILE"] = str(kek_file)
-        # Child processes (and this one, for bootstrap) see the same KEK.
+        filled = acme_demo_environment(env)
+        # Child processes (and this one, for bootstrap) see the same KEK and ACME settings.
         os.environ.update(env)
         from pki import conf
 
@@ -59,11 +93,25 @@ class Command(BaseCommand):
 
         base = settings.KMI["BASE_URL"]
         procs = self._start(env, opts["bind"], opts["workers"], data_dir)
+        if AcmeEndpoint.objects.filter(name=DEMO_ENDPOINT, enabled=True).exists():
+            directory = directory_url(DEMO_ENDPOINT)
+            acme = (
+                f"  ACME:       {directory}\n"
+                f"              (endpoint {DEMO_ENDPOINT}: CA issuing, profile tls-server, names "
+                "*.example.test and *.localhost, no EAB)\n"
+                "  certbot:    "
+                f"{certbot_command(directory, env['KMI_ACME_HTTP01_PORT'], data_dir / 'certbot')}\n"
+            )
+        else:
+            acme = f"  ACME:       {base}/acme/<endpoint>/directory (after create_acme_endpoint)\n"
+        for name in filled:
+            acme += f"  note:       {name} was not set: using {env[name]} for this run\n"
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nKMI is running on {base}\n"
                 f"  admin:      {base}/admin/  (user admin, password {password})\n"
-                f"  ACME:       {base}/acme/<endpoint>/directory (after create_acme_endpoint)\n"
+                f"  API:        {base}/api/docs/\n"
+                f"{acme}"
                 f"  CA cert:    {base}/ca/issuing.cer   CRL: {base}/crl/issuing.crl\n"
                 f"  data:       {data_dir}\n"
                 "Ctrl-C stops the web server, the Celery worker and beat.\n"
@@ -140,6 +188,9 @@ class Command(BaseCommand):
                     p.terminate()
 
         signal.signal(signal.SIGTERM, stop)
+        # Ctrl-C (SIGINT) stops everything even when a non-interactive parent started us with
+        # SIGINT ignored (as shells do for background jobs).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)

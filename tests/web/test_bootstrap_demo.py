@@ -1,0 +1,69 @@
+"""``bootstrap_demo`` and the ACME defaults ``runstack`` (``make run``) gives the demo."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from pki.acme.endpoints import check_identifier_allowed
+from pki.acme.exceptions import RejectedIdentifier
+from pki.models import AcmeEndpoint, AuditEvent, CertificateAuthority
+from pki.x509.names import SAN
+from web.management.commands.runstack import acme_demo_environment, certbot_command
+
+pytestmark = pytest.mark.django_db
+
+
+def _run() -> str:
+    out = io.StringIO()
+    call_command("bootstrap_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_bootstrap_creates_the_demo_cas_and_acme_endpoint_once():
+    first = _run()
+    assert "created ACME endpoint demo: http://pki.example.test/acme/demo/directory" in first
+    endpoint = AcmeEndpoint.objects.select_related("ca", "profile").get()
+    assert (endpoint.name, endpoint.ca.name, endpoint.profile.name) == ("demo", "issuing", "tls-server")
+    assert endpoint.eab_required is False
+    assert endpoint.enabled is True
+    for name in ("www.example.test", "a.b.example.test", "example.test", "localhost", "app.localhost"):
+        check_identifier_allowed(endpoint, SAN("dns", name))
+    check_identifier_allowed(endpoint, SAN("ip", "127.0.0.1"))
+    for san in (SAN("dns", "www.example.com"), SAN("dns", "test"), SAN("ip", "10.0.0.1")):
+        with pytest.raises(RejectedIdentifier):
+            check_identifier_allowed(endpoint, san)
+    events = AuditEvent.objects.count()
+
+    second = _run()
+    assert "ACME endpoint present: demo" in second
+    assert "CAs present" in second
+    assert AcmeEndpoint.objects.count() == 1
+    assert CertificateAuthority.objects.count() == 2
+    assert AuditEvent.objects.count() == events
+
+
+def test_bootstrap_makes_no_endpoint_without_an_issuing_ca(root_ca):
+    # CAs of the operator's own (no "issuing"): no endpoint, and no error.
+    assert "no CA named issuing" in _run()
+    assert not AcmeEndpoint.objects.exists()
+
+
+def test_make_run_fills_only_the_acme_settings_that_are_unset():
+    env = {"KMI_ACME_HTTP01_PORT": "5002"}
+    assert acme_demo_environment(env) == ["KMI_ACME_HOSTS"]
+    assert env["KMI_ACME_HTTP01_PORT"] == "5002"
+    assert "**.example.test=127.0.0.1" in env["KMI_ACME_HOSTS"].split(",")
+    empty: dict[str, str] = {}
+    assert acme_demo_environment(empty) == ["KMI_ACME_HTTP01_PORT", "KMI_ACME_HOSTS"]
+    assert empty["KMI_ACME_HTTP01_PORT"] == "8080"
+
+
+def test_printed_certbot_line_uses_the_validation_port_and_a_private_state_dir():
+    line = certbot_command("http://127.0.0.1:8000/acme/demo/directory", "8080", Path("/tmp/kmi/certbot"))
+    assert "certonly --standalone --http-01-port 8080 --http-01-address 127.0.0.1" in line
+    assert "--server http://127.0.0.1:8000/acme/demo/directory -d www.example.test" in line
+    assert "--config-dir /tmp/kmi/certbot --work-dir /tmp/kmi/certbot --logs-dir /tmp/kmi/certbot" in line
