@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import threading
@@ -114,10 +115,11 @@ _CERT_INSERT_CTE = (
 
 
 class _IdBlock:
-    """Certificate ids taken from the table's sequence in blocks, so the row id is known before
-    the insert (the audit event that covers it is hashed in the same statement)."""
+    """Row ids taken from a table's sequence in blocks, so the row id is known before the insert
+    (the audit event that covers it is hashed in the same statement)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, table: str = "pki_certificate", size: int = 64) -> None:
+        self.table = table
         self.size = size
         self._ids: list[int] = []
         self._lock = threading.Lock()
@@ -127,15 +129,47 @@ class _IdBlock:
             if not self._ids:
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        "SELECT nextval(pg_get_serial_sequence('pki_certificate', 'id')) "
-                        "FROM generate_series(1, %s)",
-                        [self.size],
+                        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                        [self.table, self.size],
                     )
                     self._ids = [r[0] for r in cursor.fetchall()][::-1]
             return self._ids.pop()
 
 
 _ids = _IdBlock()
+_request_ids = _IdBlock("pki_certificaterequest")
+
+_REQUEST_COLUMNS = (
+    "id",
+    "ca_id",
+    "profile_id",
+    "csr_der",
+    "subject",
+    "san_text",
+    "key_fingerprint",
+    "validity_days",
+    "state",
+    "requester_id",
+    "requested_by",
+    "reviewer_id",
+    "reviewed_by",
+    "reason",
+    "created_at",
+    "reviewed_at",
+)
+
+# A request submitted and issued at once is inserted in the issuance statement (guarded by the
+# audit head like the certificate): one round trip for both rows and both audit events.
+_REQUEST_INSERT_CTE = (
+    f"submitted AS (INSERT INTO pki_certificaterequest ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(f'%(r_{col})s' for col in _REQUEST_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM head) RETURNING id),\n"
+)
+
+
+def new_request_id() -> int | None:
+    """A request id reserved ahead of its insert (PostgreSQL), or None elsewhere."""
+    return _request_ids.take() if connection.vendor == "postgresql" else None
 
 
 def record_issuance(
@@ -155,8 +189,13 @@ def record_issuance(
     owner_email: str = "",
     owner_webhook_url: str = "",
     owner_id: int | None = None,
+    submitted: audit.PendingEvent | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
+
+    With ``submitted`` (the request's ``request.submitted`` event), ``request`` is a new,
+    unsaved row (its id from ``new_request_id``): it is inserted already issued, and both audit
+    events are chained in the same statement, the submission first.
 
     ``san_text`` and ``key_fingerprint`` may be passed when the caller already knows them.
     On PostgreSQL this is one statement (one round trip); elsewhere the ORM does it in the
@@ -185,10 +224,16 @@ def record_issuance(
         owner_id=owner_id,
         created_at=now,
     )
+    if submitted is not None and request is None:
+        raise ValueError("a submission event needs the request row it records")
     if connection.vendor != "postgresql":
         with transaction.atomic():
+            if submitted is not None and request is not None:
+                request.state = RequestState.ISSUED
+                request.save(force_insert=True)
+                audit.record(**_event_kwargs(submitted))
             row.save(force_insert=True)
-            if request is not None:
+            if request is not None and submitted is None:
                 CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
             audit.record(**_event_kwargs(event(row)))
         return row
@@ -198,14 +243,25 @@ def record_issuance(
     params: dict[str, Any] = pending.sql_params()
     params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
     ctes = _CERT_INSERT_CTE
-    if request is not None:
+    if submitted is not None and request is not None:
+        # Both events go to one lane: the submission is chained first, the issuance after it.
+        first = dataclasses.replace(submitted, stream=pending.stream)
+        params = {**first.sql_params(), **{f"{k}2": v for k, v in pending.sql_params().items()}}
+        params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
+        request.state = RequestState.ISSUED
+        params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_COLUMNS})
+        params["r_csr_der"] = bytes(request.csr_der)
+        sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes)
+    elif request is not None:
         params["request_pk"] = request.pk
         params["issued"] = RequestState.ISSUED.value
         ctes += (
             "req AS (UPDATE pki_certificaterequest SET state = %(issued)s "
             "WHERE id = %(request_pk)s AND EXISTS (SELECT 1 FROM head) RETURNING id),\n"
         )
-    sql = audit.pg_append_sql(ctes)
+        sql = audit.pg_append_sql(ctes)
+    else:
+        sql = audit.pg_append_sql(ctes)
     # One statement, atomic by itself: in autocommit mode it is the whole transaction (one
     # round trip); inside a caller's transaction it joins it. When the stream head is missing
     # (made in a transaction that rolled back) the guarded inserts write nothing: create the
@@ -219,6 +275,9 @@ def record_issuance(
         audit.ensure_stream(pending.stream)
     row._state.adding = False
     row._state.db = connection.alias
+    if submitted is not None and request is not None:
+        request._state.adding = False
+        request._state.db = connection.alias
     return row
 
 
