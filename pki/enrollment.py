@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 
 from pki.clock import resolve
 from pki.issuance import approve_request, issue_certificate, parse_csr, submit_and_issue, submit_request
@@ -144,3 +144,56 @@ def approve_and_issue(
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
         return issue_certificate(request=approved, actor=actor, now=now)
+
+
+# --- CA and profile of a submission, cached per process ---------------------------------------
+# Every enrollment names a CA and a profile. Loading them (CA + certificate + key, profile) and
+# rebuilding what hangs off them (parsed CA certificate, name constraints, profile policy) costs
+# more than the rest of an enrollment's database work, so each process keeps them and checks
+# with ONE small query that nothing changed: a digest of the CA row, its key row and its
+# certificate's revocation, and of the profile row. Any change (state, key state or handle,
+# revocation, constraints, profile edit) loads fresh objects.
+_TARGET_SQL = """
+SELECT
+  (SELECT ARRAY[ca.id::text, md5(ca::text || coalesce(k::text, '') || coalesce(c.revoked_at::text, ''))]
+     FROM pki_certificateauthority ca
+     LEFT JOIN pki_key k ON k.id = ca.key_id
+     LEFT JOIN pki_certificate c ON c.id = ca.certificate_id
+    WHERE ca.name = %s),
+  (SELECT ARRAY[p.id::text, md5(p::text)] FROM pki_profile p WHERE p.name = %s)
+"""
+_target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
+
+
+def _cached(kind: str, name: str, stamp: list[str] | None) -> CertificateAuthority | Profile | None:
+    if stamp is None:
+        return None
+    pk, digest = int(stamp[0]), stamp[1]
+    hit = _target_cache.get((kind, name))
+    if hit is not None and hit[0] == digest and hit[1].pk == pk:
+        return hit[1]
+    obj: CertificateAuthority | Profile | None
+    if kind == "ca":
+        obj = CertificateAuthority.objects.select_related("certificate", "key").filter(pk=pk).first()
+    else:
+        obj = Profile.objects.filter(pk=pk).first()
+    if obj is not None and not connection.in_atomic_block:
+        # Only what is committed is shared with other requests.
+        _target_cache[(kind, name)] = (digest, obj)
+    return obj
+
+
+def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthority | None, Profile | None]:
+    """The CA and profile of these names (None when missing), from the process cache when unchanged."""
+    if connection.vendor != "postgresql":
+        ca = CertificateAuthority.objects.select_related("certificate", "key").filter(name=ca_name).first()
+        return ca, Profile.objects.filter(name=profile_name).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_TARGET_SQL, [ca_name, profile_name])
+        row = cursor.fetchone()
+    ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
+    ca = _cached("ca", ca_name, ca_stamp)
+    profile = _cached("profile", profile_name, profile_stamp)
+    assert ca is None or isinstance(ca, CertificateAuthority)
+    assert profile is None or isinstance(profile, Profile)
+    return ca, profile

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from pki.clock import utcnow
+from pki.enrollment import load_targets
 from pki.exceptions import PolicyViolation
 from pki.models import (
     ApiToken,
@@ -260,12 +261,41 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     csr = serializers.CharField(
         max_length=MAX_CSR_CHARS, trim_whitespace=False, help_text="PEM (or base64 DER)"
     )
-    # The signing path needs the CA's certificate and key: load them with the CA (one query).
-    ca = NameField(
-        slug_field="name", queryset=CertificateAuthority.objects.select_related("certificate", "key")
-    )
-    profile = NameField(slug_field="name", queryset=Profile.objects.all())
+    # Names here; both objects come from pki.enrollment.load_targets (one query, cached objects).
+    ca = serializers.CharField(max_length=64, help_text="CA name")
+    profile = serializers.CharField(max_length=64, help_text="profile name")
     validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Validate the fields, then resolve the CA and profile names together."""
+        errors: dict[str, Any] = {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = dict(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            value = {}
+        names = {}
+        for field in ("ca", "profile"):
+            raw = data.get(field) if isinstance(data, Mapping) else None
+            if field in errors or raw is None:
+                continue
+            if not isinstance(raw, str) or not SLUG_RE.fullmatch(raw):
+                errors[field] = [serializers.ErrorDetail("Invalid value.", code="invalid")]
+            else:
+                names[field] = raw
+        if "ca" in names or "profile" in names:
+            ca, profile = load_targets(ca_name=names.get("ca", ""), profile_name=names.get("profile", ""))
+            for field, obj in (("ca", ca), ("profile", profile)):
+                if field not in names:
+                    continue
+                if obj is None:
+                    message = f"Object with name={names[field]} does not exist."
+                    errors[field] = [serializers.ErrorDetail(message, code="does_not_exist")]
+                else:
+                    value[field] = obj
+        if errors:
+            raise serializers.ValidationError(errors)
+        return dict(value)
 
 
 class RejectSerializer(serializers.Serializer[dict[str, Any]]):
