@@ -59,7 +59,7 @@ SELECT %(stream)s, ev1.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)
        %(object_id)s, %(details)s::jsonb, ev1.prev_hash, ev1.hash
 FROM ev1, advanced
 UNION ALL
-SELECT %(stream)s, advanced.seq, %(timestamp2)s, %(actor2)s, %(action2)s, %(object_type2)s,
+SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action2)s, %(object_type2)s,
        %(object_id2)s, %(details2)s::jsonb, advanced.prev_hash, advanced.hash
 FROM advanced
 RETURNING id, seq, prev_hash, hash
@@ -215,7 +215,7 @@ def pg_append_sql(prefix_ctes: str = "") -> str:
 
 
 def pg_append_two_sql(prefix_ctes: str = "") -> str:
-    """Like ``pg_append_sql`` for two events of one stream (parameters of the second end in ``2``)."""
+    """Like ``pg_append_sql`` for two events of one stream, time and actor (the second's other parameters end in ``2``)."""
     return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
 
 

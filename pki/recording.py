@@ -159,12 +159,24 @@ _REQUEST_COLUMNS = (
 )
 
 # A request submitted and issued at once is inserted in the issuance statement (guarded by the
-# audit head like the certificate): one round trip for both rows and both audit events.
+# audit head like the certificate): one round trip for both rows and both audit events. Values
+# it shares with the certificate row reuse its parameters, and constants are literals, so the
+# statement stays under psycopg's limit of 50 parameters for its parsed-query cache.
+_REQUEST_VALUES = {
+    "id": "%(c_request_id)s",
+    "ca_id": "%(c_ca_id)s",
+    "profile_id": "%(c_profile_id)s",
+    "reviewer_id": "NULL",
+    "reason": "''",
+}
+_REQUEST_PARAMS = tuple(col for col in _REQUEST_COLUMNS if col not in _REQUEST_VALUES)
 _REQUEST_INSERT_CTE = (
     f"submitted AS (INSERT INTO pki_certificaterequest ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
-    f"SELECT {', '.join(f'%(r_{col})s' for col in _REQUEST_COLUMNS)} "
+    f"SELECT {', '.join(_REQUEST_VALUES.get(col, f'%(r_{col})s') for col in _REQUEST_COLUMNS)} "
     "WHERE EXISTS (SELECT 1 FROM head) RETURNING id),\n"
 )
+# The second event shares the first one's stream, timestamp and actor.
+_SECOND_EVENT_PARAMS = ("body", "action", "object_type", "object_id", "details")
 
 
 def new_request_id() -> int | None:
@@ -245,11 +257,14 @@ def record_issuance(
     ctes = _CERT_INSERT_CTE
     if submitted is not None and request is not None:
         # Both events go to one lane: the submission is chained first, the issuance after it.
+        if (submitted.timestamp, submitted.actor) != (pending.timestamp, pending.actor):
+            raise ValueError("a submission recorded with its issuance has the same time and actor")
         first = dataclasses.replace(submitted, stream=pending.stream)
-        params = {**first.sql_params(), **{f"{k}2": v for k, v in pending.sql_params().items()}}
+        second = pending.sql_params()
+        params = {**first.sql_params(), **{f"{k}2": second[k] for k in _SECOND_EVENT_PARAMS}}
         params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
         request.state = RequestState.ISSUED
-        params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_COLUMNS})
+        params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_PARAMS})
         params["r_csr_der"] = bytes(request.csr_der)
         sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes)
     elif request is not None:
