@@ -215,7 +215,10 @@ def pg_append_sql(prefix_ctes: str = "") -> str:
 
 
 def pg_append_two_sql(prefix_ctes: str = "") -> str:
-    """Like ``pg_append_sql`` for two events of one stream, time and actor (the second's other parameters end in ``2``)."""
+    """Like ``pg_append_sql`` for two events of one stream, time and actor.
+
+    The second event's other parameters end in ``2`` (``body2``, ``action2``, …).
+    """
     return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
 
 

@@ -17,12 +17,13 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 
 from pki.clock import resolve
+from pki.exceptions import SigningUnavailable
 from pki.issuance import approve_request, issue_certificate, parse_csr, submit_and_issue, submit_request
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
+from pki.signing import run_signing, signs_here
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def enroll(
     """Submit ``csr``; issue it at once (in the same transaction, or on a signing worker) when
     the profile auto-approves."""
     now = resolve(now)
-    if lifecycle_settings().signs_on_worker:
+    if not signs_here():
         return _enroll_through_signer(
             ca=ca,
             profile=profile,
@@ -115,11 +116,14 @@ def _enroll_through_signer(
 def issue_through_signer(*, request: CertificateRequest, actor: str) -> Certificate:
     """Issue a committed, approved request with ``run_signing("issue_request")`` and load the result.
 
-    Raises ``SigningUnavailable`` when no signer answered (the request stays approved).
+    Raises ``SigningUnavailable`` (with ``request_id`` set) when no signer answered: the request
+    stays approved.
     """
-    from pki.signing import run_signing
-
-    result = run_signing("issue_request", request_id=request.pk, actor=actor)
+    try:
+        result = run_signing("issue_request", request_id=request.pk, actor=actor)
+    except SigningUnavailable as exc:
+        exc.request_id = request.pk
+        raise
     certificate = Certificate.objects.select_related("ca", "profile").get(pk=result["certificate_id"])
     request.state = RequestState.ISSUED
     return certificate
@@ -138,9 +142,12 @@ def approve_and_issue(
     it; when no worker answers, ``SigningUnavailable`` leaves the request approved.
     """
     now = resolve(now)
-    if lifecycle_settings().signs_on_worker:
-        approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
-        return issue_through_signer(request=approved, actor=actor)
+    if not signs_here():
+        # An approval whose issuance the signer did not finish is approved already: issue it.
+        fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
+        if fresh.state != RequestState.APPROVED:
+            fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
+        return issue_through_signer(request=fresh, actor=actor)
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
         return issue_certificate(request=approved, actor=actor, now=now)
@@ -192,8 +199,9 @@ def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthori
         cursor.execute(_TARGET_SQL, [ca_name, profile_name])
         row = cursor.fetchone()
     ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
-    ca = _cached("ca", ca_name, ca_stamp)
-    profile = _cached("profile", profile_name, profile_stamp)
-    assert ca is None or isinstance(ca, CertificateAuthority)
-    assert profile is None or isinstance(profile, Profile)
-    return ca, profile
+    found_ca = _cached("ca", ca_name, ca_stamp)
+    found_profile = _cached("profile", profile_name, profile_stamp)
+    return (
+        found_ca if isinstance(found_ca, CertificateAuthority) else None,
+        found_profile if isinstance(found_profile, Profile) else None,
+    )

@@ -77,9 +77,14 @@ def request_server_key(
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
+    delivery_id: uuid.UUID | str | None = None,
     now: dt.datetime | None = None,
 ) -> KeyDelivery:
-    """Generate a key for a client, request its certificate (issued at once unless approval is needed)."""
+    """Generate a key for a client, request its certificate (issued at once unless approval is needed).
+
+    It seals the key, so it runs where the KEK is: in process, or on a signing worker through
+    ``run_signing("request_server_key", delivery_id=…)`` (the caller picks ``delivery_id``).
+    """
     now = resolve(now)
     kt = KeyType(key_type)
     if kt not in SERVER_KEY_TYPES:
@@ -120,7 +125,11 @@ def request_server_key(
         if result.certificate is not None:
             Certificate.objects.filter(pk=result.certificate.pk).update(key=key)
         delivery = KeyDelivery.objects.create(
-            key=key, request=result.request, requester=requester, created_at=now
+            id=uuid.UUID(str(delivery_id)) if delivery_id is not None else uuid.uuid4(),
+            key=key,
+            request=result.request,
+            requester=requester,
+            created_at=now,
         )
         audit.record(
             action="key.generated",

@@ -135,7 +135,7 @@ def authenticate(text: str, *, now: dt.datetime | None = None) -> ApiToken | Non
 
 
 def _columns(model: type[models.Model]) -> tuple[list[str], str]:
-    fields = [f for f in model._meta.concrete_fields]
+    fields = list(model._meta.concrete_fields)
     return [f.attname for f in fields], ", ".join(f"{{alias}}.{f.column}" for f in fields)
 
 
