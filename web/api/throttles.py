@@ -7,6 +7,7 @@ window costs the same at any rate (Redis INCR when REDIS_URL is set).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
+
+log = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -50,6 +53,16 @@ def _redis_count(key: str, period: int) -> int | None:
     return int(pipe.execute()[1])
 
 
+def _count(key: str, period: int) -> int:
+    count = _redis_count(key, period)
+    if count is not None:
+        return count
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # first request of the window
+        return 1 if cache.add(key, 1, timeout=period + 1) else int(cache.incr(key))
+
+
 class WindowThrottle(BaseThrottle):
     """At most N requests per user per window; the scope names the rate in DEFAULT_THROTTLE_RATES."""
 
@@ -69,12 +82,13 @@ class WindowThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"throttle_{self.scope}_{ident}_{window}"
-        count = _redis_count(key, period)
-        if count is None:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # first request of the window
-                count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+        try:
+            count = _count(key, period)
+        except Exception as exc:  # noqa: BLE001 - redis-py raises many types when Redis is down
+            # A throttle that cannot count lets the call through: the call itself then says
+            # what is wrong (e.g. 503 when it needs a signing worker), rather than a 500 here.
+            log.warning("throttle %s cannot count (%s: %s); allowing", self.scope, type(exc).__name__, exc)
+            return True
         if count <= limit:
             return True
         self.wait_seconds = (window + 1) * period - now
