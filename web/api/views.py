@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 import uuid
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from django.db import models
 from django.db.models import F, Q
 from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import reverse as django_reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -89,6 +91,17 @@ def _ca_chain_pem(ca: CertificateAuthority) -> bytes:
     pem = _pem(ca.chain())
     _CHAIN_CACHE[key] = (now, pem)
     return pem
+
+
+@functools.lru_cache(maxsize=32)
+def _detail_path(name: str) -> str:
+    """The path of URL ``name`` with ``{pk}`` in place of its id (resolved once per process)."""
+    return django_reverse(name, kwargs={"pk": 0}).replace("/0/", "/{pk}/")
+
+
+def detail_url(request: Request, name: str, pk: object) -> str:
+    """What ``reverse(name, kwargs={"pk": pk}, request=request)`` returns, without re-resolving."""
+    return request.build_absolute_uri(_detail_path(name).format(pk=pk))
 
 
 def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
@@ -633,7 +646,7 @@ class EnrollView(APIView):
         cert = result.certificate
         chain_pem = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
         response = HttpResponse(chain_pem, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
-        response["Location"] = reverse("api:certificate-detail", kwargs={"pk": cert.pk}, request=request)
+        response["Location"] = detail_url(request, "api:certificate-detail", cert.pk)
         return response
 
 

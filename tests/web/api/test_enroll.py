@@ -62,6 +62,16 @@ def test_enroll_with_a_bad_csr_is_a_problem_document_and_writes_nothing(requeste
     assert AuditEvent.objects.count() == before
 
 
+def test_enroll_with_a_surrogate_character_in_the_csr_is_a_field_error(requester):
+    body = '{"csr": "-----BEGIN CERTIFICATE REQUEST-----\\ud800", "ca": "issuing", "profile": "tls-server"}'
+    response = requester.client.post("/api/v1/enroll", body, content_type="application/json")
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("csr", "surrogate_characters_not_allowed")
+    assert "U+D800" in error["message"]
+    assert CertificateRequest.objects.count() == 0
+
+
 def test_enroll_with_missing_fields_lists_field_errors(requester):
     response = requester.client.post("/api/v1/enroll", {"ca": "nope"}, format="json")
     assert response.status_code == 400
