@@ -23,6 +23,7 @@ from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
+from pki.recording import execute_prepared
 from pki.signing import run_signing, signs_here
 
 
@@ -195,9 +196,7 @@ def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthori
     if connection.vendor != "postgresql":
         ca = CertificateAuthority.objects.select_related("certificate", "key").filter(name=ca_name).first()
         return ca, Profile.objects.filter(name=profile_name).first()
-    with connection.cursor() as cursor:
-        cursor.execute(_TARGET_SQL, [ca_name, profile_name])
-        row = cursor.fetchone()
+    row = execute_prepared(_TARGET_SQL, [ca_name, profile_name])
     ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
     found_ca = _cached("ca", ca_name, ca_stamp)
     found_profile = _cached("profile", profile_name, profile_stamp)

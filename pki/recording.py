@@ -282,7 +282,7 @@ def record_issuance(
     # (made in a transaction that rolled back) the guarded inserts write nothing: create the
     # head and run it again.
     for attempt in range(2):
-        if _execute_prepared(sql, params) is not None:
+        if execute_prepared(sql, params) is not None:
             break
         if attempt:
             raise RuntimeError(f"audit stream {pending.stream} has no head row")
@@ -296,11 +296,12 @@ def record_issuance(
     return row
 
 
-def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+def execute_prepared(sql: str, params: dict[str, Any] | list[Any]) -> tuple[Any, ...] | None:
     """Run a hot statement as a server-side prepared statement and return its first row.
 
     Django's psycopg cursors bind parameters on the client, which re-plans this large statement
     on every call; a server-binding cursor with ``prepare=True`` plans it once per connection.
+    (PostgreSQL only; the other hot queries of an API call use it too.)
     """
     connection.ensure_connection()
     raw = connection.connection

@@ -22,6 +22,7 @@ from pki.access import remember_grants
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.access import ApiToken
+from pki.recording import execute_prepared
 
 TOKEN_PREFIX = "kmi_"  # noqa: S105 - the public marker of a KMI token, not a secret
 SECRET_BYTES = 32
@@ -154,9 +155,7 @@ def _load(prefix: str) -> ApiToken | None:
     """The token of ``prefix`` with its user loaded (and, on PostgreSQL, the user's grants)."""
     if connection.vendor != "postgresql":
         return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
-    with connection.cursor() as cursor:
-        cursor.execute(_LOAD_SQL, [prefix])
-        row = cursor.fetchone()
+    row = execute_prepared(_LOAD_SQL, [prefix])
     if row is None:
         return None
     n = len(_TOKEN_ATTRS)
