@@ -241,6 +241,14 @@ def _request_server_key(
     }
 
 
+@signing_use_case("hand_over_server_key")
+def _hand_over_server_key(*, delivery_id: str, actor: str, recipient: str) -> dict[str, Any]:
+    """Take a server-generated key's one delivery; return it sealed to the caller's X25519 key."""
+    from pki.serverkeys import hand_over_sealed
+
+    return hand_over_sealed(delivery_id=delivery_id, actor=actor, recipient=recipient)
+
+
 @signing_use_case("destroy_key")
 def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]:
     """Destroy a key where its material lives (idempotent)."""

@@ -40,6 +40,7 @@ def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
         "create_intermediate_ca",
         "create_root_ca",
         "destroy_key",
+        "hand_over_server_key",
         "issue_request",
         "renew_certificate",
         "request_server_key",

@@ -5,11 +5,12 @@ Prints one JSON line: the use case's result, or ``{"error": class, "code": …, 
 
 ``python -m tests.support.web_side api TOKEN METHOD PATH [BODY_FILE]`` makes one REST API call
 through Django's test client in that process and prints ``{"status", "headers", "body",
-"web_has_kek"}`` (the body as text).
+"body_b64", "web_has_kek"}`` (the body as text, and as base64).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 
@@ -54,6 +55,7 @@ def _api(token: str, method: str, path: str, body_file: str = "") -> int:
         "status": response.status_code,
         "headers": dict(response.items()),
         "body": response.content.decode(errors="replace"),
+        "body_b64": base64.b64encode(response.content).decode(),
         "web_has_kek": bool(pki_settings().keks),
     }
     print(json.dumps(out))

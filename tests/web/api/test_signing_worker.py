@@ -8,6 +8,7 @@ anyone else's. API calls are made by fresh web-side processes (``web.settings``,
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -15,8 +16,18 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
 
-from pki.models import AuditEvent, Certificate, CertificateRequest, Profile, RequestState, Role
+from pki.models import (
+    AuditEvent,
+    Certificate,
+    CertificateRequest,
+    KeyDelivery,
+    KeyState,
+    Profile,
+    RequestState,
+    Role,
+)
 from tests.conftest import make_csr
 from tests.support.processes import (
     Proc,
@@ -123,6 +134,28 @@ def test_web_process_without_a_kek_enrolls_approves_and_renews_through_the_signi
     renewed = web_side_api(env, rita.token, "POST", f"/api/v1/certificates/{cert.pk}/renew/", "{}")
     assert renewed["status"] == 201, renewed["body"]
     assert Certificate.objects.get(pk=json.loads(renewed["body"])["id"]).renewed_from_id == cert.pk
+
+
+def test_server_generated_key_is_made_on_the_worker_and_delivered_once_to_a_web_process_without_a_kek(
+    signing_set, rita
+):
+    env = signing_set.web_env()
+    body = json.dumps({"ca": "issuing", "profile": "tls-server", "sans": ["dns:www.example.test"]})
+    created = web_side_api(env, rita.token, "POST", "/api/v1/server-keys/", body)
+    assert created["status"] == 201, created["body"]
+    url = json.loads(created["body"])["pkcs12_url"]
+    password = json.dumps({"password": "correct horse battery"})
+    first = web_side_api(env, rita.token, "POST", url, password)
+    assert first["web_has_kek"] is False
+    assert first["status"] == 200, first["body"]
+    bundle = pkcs12.load_pkcs12(base64.b64decode(first["body_b64"]), b"correct horse battery")
+    assert bundle.key is not None
+    assert bundle.cert is not None
+    assert bundle.key.public_key() == bundle.cert.certificate.public_key()
+    delivery = KeyDelivery.objects.select_related("key").get()
+    assert delivery.key.state == KeyState.DESTROYED  # no escrow: KMI's copy is gone
+    second = web_side_api(env, rita.token, "POST", url, password)
+    assert second["status"] == 410
 
 
 def test_enroll_with_no_signing_worker_answering_is_503_and_keeps_the_request(signing_set, rita):
