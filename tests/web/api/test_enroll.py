@@ -188,5 +188,24 @@ def test_unmatched_api_urls_and_server_errors_are_problem_documents(client, rf):
     assert missing.json()["code"] == "not_found"
     failed = handler500(rf.get("/api/v1/cas/"))
     assert failed.status_code == 500
-    assert failed["Content-Type"] == "application/problem+json"
+    assert failed.content_type == "application/problem+json"
     assert handler500(rf.get("/elsewhere")).status_code == 500
+
+
+def test_signing_errors_are_503_with_retry_after_or_500_problem_documents(rf):
+    from pki.exceptions import SigningUnavailable
+    from pki.signing import SigningFailed
+    from web.api.errors import exception_handler
+
+    unavailable = SigningUnavailable("no signing worker answered within 30 s")
+    unavailable.request_id = 41
+    response = exception_handler(unavailable, {"request": rf.post("/api/v1/enroll")})
+    assert response is not None
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert response.data["code"] == "signing_unavailable"
+    assert response.data["request"] == "http://testserver/api/v1/requests/41/"
+    failed = exception_handler(SigningFailed("the signing worker failed: KeyError"), {})
+    assert failed is not None
+    assert failed.status_code == 500
+    assert failed.content_type == "application/problem+json"
+    assert failed.data["code"] == "signing_failed"
