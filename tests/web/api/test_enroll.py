@@ -188,7 +188,7 @@ def test_unmatched_api_urls_and_server_errors_are_problem_documents(client, rf):
     assert missing.json()["code"] == "not_found"
     failed = handler500(rf.get("/api/v1/cas/"))
     assert failed.status_code == 500
-    assert failed.content_type == "application/problem+json"
+    assert failed["Content-Type"] == "application/problem+json"
     assert handler500(rf.get("/elsewhere")).status_code == 500
 
 
