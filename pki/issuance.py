@@ -346,6 +346,7 @@ def _sign_and_record(
         # The requester owns the certificate; a renewal inherits its predecessor's owner.
         owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
         submitted=submitted,
+        is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(

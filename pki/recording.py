@@ -202,6 +202,7 @@ def record_issuance(
     owner_webhook_url: str = "",
     owner_id: int | None = None,
     submitted: audit.PendingEvent | None = None,
+    is_ca: bool | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -209,7 +210,8 @@ def record_issuance(
     unsaved row (its id from ``new_request_id``): it is inserted already issued, and both audit
     events are chained in the same statement, the submission first.
 
-    ``san_text`` and ``key_fingerprint`` may be passed when the caller already knows them.
+    ``san_text``, ``key_fingerprint`` and ``is_ca`` may be passed when the caller already knows
+    them (reading them back from the signed certificate parses its extensions again).
     On PostgreSQL this is one statement (one round trip); elsewhere the ORM does it in the
     caller's transaction. ``event`` builds the audit event from the (unsaved) row.
     """
@@ -225,7 +227,7 @@ def record_issuance(
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
         key_fingerprint=key_fingerprint or spki_fingerprint(cert.public_key()),
         key=key,
-        is_ca=is_ca_certificate(cert),
+        is_ca=is_ca_certificate(cert) if is_ca is None else is_ca,
         profile=profile,
         request=request,
         renewed_from=renewed_from,
