@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -91,13 +91,20 @@ def grants_for(user: AnyUser | None) -> Grants:
     cached: Grants | None = getattr(user, "_kmi_grants", None)
     if cached is not None:
         return cached
+    rows = RoleGrant.objects.filter(user_id=user.pk).values_list("role", "ca_id", "profile_id")
+    return remember_grants(user, rows)
+
+
+def remember_grants(user: AnyUser, rows: Iterable[tuple[str, int | None, int | None]]) -> Grants:
+    """Build ``user``'s grants from their (role, ca_id, profile_id) rows and cache them on the user.
+
+    For callers that loaded the rows with something else (the token lookup does, in one query).
+    """
     admin = bool(getattr(user, "is_superuser", False))
     auditor = False
     operator: set[int] = set()
     pairs: set[tuple[int, int]] = set()
-    for role, ca_id, profile_id in RoleGrant.objects.filter(user_id=user.pk).values_list(
-        "role", "ca_id", "profile_id"
-    ):
+    for role, ca_id, profile_id in rows:
         if role == Role.ADMINISTRATOR:
             admin = True
         elif role == Role.AUDITOR:

@@ -38,6 +38,33 @@ FROM advanced
 RETURNING id, seq, prev_hash, hash
 """
 
+# Two events chained in one statement (a request submitted and issued at once): the first
+# event's hash is computed from the head, the second's from the first's; the head moves by two.
+_PG_APPEND_TWO = """
+ev1 AS (
+    SELECT head.name, head.seq + 1 AS seq, head.head AS prev_hash,
+           encode(sha256(convert_to(head.head || E'\\n' || %(body)s, 'UTF8')), 'hex') AS hash
+    FROM head
+),
+advanced AS (
+    UPDATE pki_auditstream AS s
+    SET seq = ev1.seq + 1,
+        head = encode(sha256(convert_to(ev1.hash || E'\\n' || %(body2)s, 'UTF8')), 'hex')
+    FROM ev1 WHERE s.name = ev1.name
+    RETURNING s.seq AS seq, s.head AS hash, ev1.hash AS prev_hash
+)
+INSERT INTO pki_auditevent
+    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash)
+SELECT %(stream)s, ev1.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
+       %(object_id)s, %(details)s::jsonb, ev1.prev_hash, ev1.hash
+FROM ev1, advanced
+UNION ALL
+SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action2)s, %(object_type2)s,
+       %(object_id2)s, %(details2)s::jsonb, advanced.prev_hash, advanced.hash
+FROM advanced
+RETURNING id, seq, prev_hash, hash
+"""
+
 _known_streams: set[str] = set()
 
 
@@ -128,6 +155,9 @@ def stream_for(scope: str) -> str:
     locked two lanes of one scope in random order could deadlock with another doing the same.
     """
     conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        # One statement in autocommit is its own transaction: any lane will do, each time.
+        return f"{scope}/{secrets.randbelow(pki_settings().audit_lanes)}"
     outer = conn.atomic_blocks[0] if conn.atomic_blocks else None
     held: tuple[object, dict[str, str]] | None = getattr(conn, "_kmi_audit_lanes", None)
     if held is None or held[0] is not outer:
@@ -182,6 +212,14 @@ def pending_event(
 def pg_append_sql(prefix_ctes: str = "") -> str:
     """The PostgreSQL append statement; ``prefix_ctes`` (``name AS (...),`` each) may use ``head``."""
     return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND
+
+
+def pg_append_two_sql(prefix_ctes: str = "") -> str:
+    """Like ``pg_append_sql`` for two events of one stream, time and actor.
+
+    The second event's other parameters end in ``2`` (``body2``, ``action2``, …).
+    """
+    return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
 
 
 def _append(event: PendingEvent) -> AuditEvent:

@@ -1,7 +1,10 @@
 """Enrollment in one call: submit a CSR and, when the profile needs no approval, issue at once.
 
-Both steps commit together, so a failure while signing leaves no approved request behind
-without its certificate.
+Signing in process (the default), both steps commit together, so a failure while signing
+leaves no approved request behind without its certificate. With ``KMI_SIGNING=worker`` the
+request is committed first (acknowledged) and then issued through ``pki.signing.run_signing``
+on a signing worker; when no worker can be reached, ``SigningUnavailable`` leaves the request
+approved, and submitting the same CSR again issues that stored request (once).
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 
 from pki.clock import resolve
-from pki.issuance import approve_request, issue_certificate, submit_request
+from pki.exceptions import SigningUnavailable
+from pki.issuance import approve_request, issue_certificate, parse_csr, submit_and_issue, submit_request
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
+from pki.recording import execute_prepared
+from pki.signing import run_signing, signs_here
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,11 @@ def enroll(
     validity_days: int | None = None,
     now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Submit ``csr``; issue it in the same transaction when the profile auto-approves."""
+    """Submit ``csr``; issue it at once (in the same transaction, or on a signing worker) when
+    the profile auto-approves."""
     now = resolve(now)
-    with transaction.atomic():
-        request = submit_request(
+    if not signs_here():
+        return _enroll_through_signer(
             ca=ca,
             profile=profile,
             csr=csr,
@@ -51,10 +58,76 @@ def enroll(
             validity_days=validity_days,
             now=now,
         )
-        if request.state != RequestState.APPROVED:
-            return Enrollment(request=request, certificate=None)
-        certificate = issue_certificate(request=request, actor=actor, now=now)
+    request, certificate = submit_and_issue(
+        ca=ca,
+        profile=profile,
+        csr=csr,
+        actor=actor,
+        requester=requester,
+        validity_days=validity_days,
+        now=now,
+    )
     return Enrollment(request=request, certificate=certificate)
+
+
+def _enroll_through_signer(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr: bytes | str | x509.CertificateSigningRequest,
+    actor: str,
+    requester: User | None,
+    validity_days: int | None,
+    now: dt.datetime,
+) -> Enrollment:
+    """Commit the request, then have a signing worker issue it (``KMI_SIGNING=worker``)."""
+    checked = parse_csr(csr)
+    # A retry of an enrollment the signer did not finish: the same requester, CA, profile and
+    # CSR find the approved request stored the first time and issue that one.
+    request = (
+        CertificateRequest.objects.filter(
+            ca=ca,
+            profile=profile,
+            requester=requester,
+            key_fingerprint=checked.key_fingerprint,
+            state=RequestState.APPROVED,
+            csr_der=checked.der,
+        )
+        .select_related("ca", "profile")
+        .order_by("pk")
+        .first()
+        if requester is not None
+        else None
+    )
+    if request is None:
+        request = submit_request(
+            ca=ca,
+            profile=profile,
+            csr=checked.csr,
+            actor=actor,
+            requester=requester,
+            validity_days=validity_days,
+            now=now,
+        )
+    if request.state != RequestState.APPROVED:
+        return Enrollment(request=request, certificate=None)
+    return Enrollment(request=request, certificate=issue_through_signer(request=request, actor=actor))
+
+
+def issue_through_signer(*, request: CertificateRequest, actor: str) -> Certificate:
+    """Issue a committed, approved request with ``run_signing("issue_request")`` and load the result.
+
+    Raises ``SigningUnavailable`` (with ``request_id`` set) when no signer answered: the request
+    stays approved.
+    """
+    try:
+        result = run_signing("issue_request", request_id=request.pk, actor=actor)
+    except SigningUnavailable as exc:
+        exc.request_id = request.pk
+        raise
+    certificate = Certificate.objects.select_related("ca", "profile").get(pk=result["certificate_id"])
+    request.state = RequestState.ISSUED
+    return certificate
 
 
 def approve_and_issue(
@@ -64,8 +137,70 @@ def approve_and_issue(
     reviewer: User | None = None,
     now: dt.datetime | None = None,
 ) -> Certificate:
-    """Approve a pending request and issue its certificate, both or neither."""
+    """Approve a pending request and issue its certificate, both or neither.
+
+    With ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues
+    it; when no worker answers, ``SigningUnavailable`` leaves the request approved.
+    """
     now = resolve(now)
+    if not signs_here():
+        # An approval whose issuance the signer did not finish is approved already: issue it.
+        fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
+        if fresh.state != RequestState.APPROVED:
+            fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
+        return issue_through_signer(request=fresh, actor=actor)
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
         return issue_certificate(request=approved, actor=actor, now=now)
+
+
+# --- CA and profile of a submission, cached per process ---------------------------------------
+# Every enrollment names a CA and a profile. Loading them (CA + certificate + key, profile) and
+# rebuilding what hangs off them (parsed CA certificate, name constraints, profile policy) costs
+# more than the rest of an enrollment's database work, so each process keeps them and checks
+# with ONE small query that nothing changed: a digest of the CA row, its key row and its
+# certificate's revocation, and of the profile row. Any change (state, key state or handle,
+# revocation, constraints, profile edit) loads fresh objects.
+_TARGET_SQL = """
+SELECT
+  (SELECT ARRAY[ca.id::text, md5(ca::text || coalesce(k::text, '') || coalesce(c.revoked_at::text, ''))]
+     FROM pki_certificateauthority ca
+     LEFT JOIN pki_key k ON k.id = ca.key_id
+     LEFT JOIN pki_certificate c ON c.id = ca.certificate_id
+    WHERE ca.name = %s),
+  (SELECT ARRAY[p.id::text, md5(p::text)] FROM pki_profile p WHERE p.name = %s)
+"""
+_target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
+
+
+def _cached(kind: str, name: str, stamp: list[str] | None) -> CertificateAuthority | Profile | None:
+    if stamp is None:
+        return None
+    pk, digest = int(stamp[0]), stamp[1]
+    hit = _target_cache.get((kind, name))
+    if hit is not None and hit[0] == digest and hit[1].pk == pk:
+        return hit[1]
+    obj: CertificateAuthority | Profile | None
+    if kind == "ca":
+        obj = CertificateAuthority.objects.select_related("certificate", "key").filter(pk=pk).first()
+    else:
+        obj = Profile.objects.filter(pk=pk).first()
+    if obj is not None and not connection.in_atomic_block:
+        # Only what is committed is shared with other requests.
+        _target_cache[(kind, name)] = (digest, obj)
+    return obj
+
+
+def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthority | None, Profile | None]:
+    """The CA and profile of these names (None when missing), from the process cache when unchanged."""
+    if connection.vendor != "postgresql":
+        ca = CertificateAuthority.objects.select_related("certificate", "key").filter(name=ca_name).first()
+        return ca, Profile.objects.filter(name=profile_name).first()
+    row = execute_prepared(_TARGET_SQL, [ca_name, profile_name])
+    ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
+    found_ca = _cached("ca", ca_name, ca_stamp)
+    found_profile = _cached("profile", profile_name, profile_stamp)
+    return (
+        found_ca if isinstance(found_ca, CertificateAuthority) else None,
+        found_profile if isinstance(found_profile, Profile) else None,
+    )

@@ -79,10 +79,12 @@ class SigningUnavailable(PKIError):
     """No signing worker could take the job: the queue is unreachable or no worker answered in time.
 
     The work that was acknowledged before (a stored request) is kept; retrying later finishes it.
-    Adapters map this to "service unavailable" (HTTP 503).
+    Adapters map this to "service unavailable" (HTTP 503). ``request_id`` names the stored
+    request that waits for its certificate, when there is one.
     """
 
     code = "signing_unavailable"
+    request_id: int | None = None
 
 
 class NotificationFailed(PKIError):

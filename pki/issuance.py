@@ -25,7 +25,7 @@ from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
-from pki.recording import record_issuance
+from pki.recording import new_request_id, record_issuance
 from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
@@ -122,6 +122,87 @@ def submit_request(
     return request
 
 
+def submit_and_issue(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr: bytes | str | x509.CertificateSigningRequest,
+    actor: str,
+    requester: User | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[CertificateRequest, Certificate | None]:
+    """Submit a CSR and issue it at once when the profile auto-approves; the CSR is checked once.
+
+    On PostgreSQL an auto-approved request, its certificate and both audit events
+    (``request.submitted``, ``certificate.issued``) are written by one statement, after signing:
+    all of it or nothing. Elsewhere, or when the profile needs approval, it is ``submit_request``
+    followed by ``issue_certificate`` in one transaction.
+    """
+    now = resolve(now)
+    ensure_can_sign(ca, now=now)
+    checked = parse_csr(csr)
+    policy = profile.policy()
+    request_id = None if policy.requires_approval else new_request_id()
+    if request_id is None:
+        with transaction.atomic():
+            request = submit_request(
+                ca=ca,
+                profile=profile,
+                csr=checked.csr,
+                actor=actor,
+                requester=requester,
+                validity_days=validity_days,
+                now=now,
+            )
+            if request.state != RequestState.APPROVED:
+                return request, None
+            return request, issue_certificate(request=request, csr=checked, actor=actor, now=now)
+    sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
+    request = CertificateRequest(
+        id=request_id,
+        ca=ca,
+        profile=profile,
+        csr_der=checked.der,
+        subject=checked.subject.rfc4514_string(),
+        san_text="\n".join(str(s) for s in sans),
+        key_fingerprint=checked.key_fingerprint,
+        validity_days=validity_days,
+        state=RequestState.APPROVED,
+        requester=requester,
+        requested_by=actor,
+        reviewed_by="auto",
+        reviewed_at=now,
+        created_at=now,
+    )
+    submitted = audit.pending_event(
+        action="request.submitted",
+        actor=actor,
+        obj=request,
+        details={
+            "ca": ca.name,
+            "profile": profile.name,
+            "subject": request.subject,
+            "sans": [str(s) for s in sans],
+            "state": RequestState.APPROVED,
+        },
+        scope=f"ca:{ca.pk}",
+        now=now,
+    )
+    cert = _sign_and_record(
+        ca=ca,
+        profile=profile,
+        policy=policy,
+        subject=Subject(checked.subject, sans, checked.public_key),
+        validity_days=policy.validity_for(validity_days),
+        actor=actor,
+        now=now,
+        request=request,
+        submitted=submitted,
+    )
+    return request, cert
+
+
 def approve_request(
     *,
     request: CertificateRequest,
@@ -200,6 +281,7 @@ def _sign_and_record(
     renewed_from: Certificate | None = None,
     key: Key | None = None,
     action: str = "certificate.issued",
+    submitted: audit.PendingEvent | None = None,
 ) -> Certificate:
     ca_cert = ensure_can_sign(ca, now=now)
     key_type = key_type_of(subject.public_key)
@@ -263,6 +345,8 @@ def _sign_and_record(
         owner_webhook_url=renewed_from.owner_webhook_url if renewed_from is not None else "",
         # The requester owns the certificate; a renewal inherits its predecessor's owner.
         owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
+        submitted=submitted,
+        is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
@@ -292,7 +376,12 @@ def issue_certificate(
         if request.state != RequestState.APPROVED:
             raise InvalidState(f"request {request.pk} is {request.state}, not approved")
         ca, profile = request.ca, request.profile
-        checked = parse_csr(x509.load_der_x509_csr(bytes(request.csr_der)))
+        # The caller that just checked this request's CSR may pass it on instead of a re-parse.
+        checked = (
+            csr
+            if isinstance(csr, CheckedCSR) and csr.der == bytes(request.csr_der)
+            else parse_csr(x509.load_der_x509_csr(bytes(request.csr_der)))
+        )
         validity_days = request.validity_days
     elif ca is None or profile is None or csr is None:
         raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import threading
@@ -114,10 +115,11 @@ _CERT_INSERT_CTE = (
 
 
 class _IdBlock:
-    """Certificate ids taken from the table's sequence in blocks, so the row id is known before
-    the insert (the audit event that covers it is hashed in the same statement)."""
+    """Row ids taken from a table's sequence in blocks, so the row id is known before the insert
+    (the audit event that covers it is hashed in the same statement)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, table: str = "pki_certificate", size: int = 64) -> None:
+        self.table = table
         self.size = size
         self._ids: list[int] = []
         self._lock = threading.Lock()
@@ -127,15 +129,59 @@ class _IdBlock:
             if not self._ids:
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        "SELECT nextval(pg_get_serial_sequence('pki_certificate', 'id')) "
-                        "FROM generate_series(1, %s)",
-                        [self.size],
+                        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                        [self.table, self.size],
                     )
                     self._ids = [r[0] for r in cursor.fetchall()][::-1]
             return self._ids.pop()
 
 
 _ids = _IdBlock()
+_request_ids = _IdBlock("pki_certificaterequest")
+
+_REQUEST_COLUMNS = (
+    "id",
+    "ca_id",
+    "profile_id",
+    "csr_der",
+    "subject",
+    "san_text",
+    "key_fingerprint",
+    "validity_days",
+    "state",
+    "requester_id",
+    "requested_by",
+    "reviewer_id",
+    "reviewed_by",
+    "reason",
+    "created_at",
+    "reviewed_at",
+)
+
+# A request submitted and issued at once is inserted in the issuance statement (guarded by the
+# audit head like the certificate): one round trip for both rows and both audit events. Values
+# it shares with the certificate row reuse its parameters, and constants are literals, so the
+# statement stays under psycopg's limit of 50 parameters for its parsed-query cache.
+_REQUEST_VALUES = {
+    "id": "%(c_request_id)s",
+    "ca_id": "%(c_ca_id)s",
+    "profile_id": "%(c_profile_id)s",
+    "reviewer_id": "NULL",
+    "reason": "''",
+}
+_REQUEST_PARAMS = tuple(col for col in _REQUEST_COLUMNS if col not in _REQUEST_VALUES)
+_REQUEST_INSERT_CTE = (
+    f"submitted AS (INSERT INTO pki_certificaterequest ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(_REQUEST_VALUES.get(col, f'%(r_{col})s') for col in _REQUEST_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM head) RETURNING id),\n"
+)
+# The second event shares the first one's stream, timestamp and actor.
+_SECOND_EVENT_PARAMS = ("body", "action", "object_type", "object_id", "details")
+
+
+def new_request_id() -> int | None:
+    """A request id reserved ahead of its insert (PostgreSQL), or None elsewhere."""
+    return _request_ids.take() if connection.vendor == "postgresql" else None
 
 
 def record_issuance(
@@ -155,10 +201,17 @@ def record_issuance(
     owner_email: str = "",
     owner_webhook_url: str = "",
     owner_id: int | None = None,
+    submitted: audit.PendingEvent | None = None,
+    is_ca: bool | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
-    ``san_text`` and ``key_fingerprint`` may be passed when the caller already knows them.
+    With ``submitted`` (the request's ``request.submitted`` event), ``request`` is a new,
+    unsaved row (its id from ``new_request_id``): it is inserted already issued, and both audit
+    events are chained in the same statement, the submission first.
+
+    ``san_text``, ``key_fingerprint`` and ``is_ca`` may be passed when the caller already knows
+    them (reading them back from the signed certificate parses its extensions again).
     On PostgreSQL this is one statement (one round trip); elsewhere the ORM does it in the
     caller's transaction. ``event`` builds the audit event from the (unsaved) row.
     """
@@ -174,7 +227,7 @@ def record_issuance(
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
         key_fingerprint=key_fingerprint or spki_fingerprint(cert.public_key()),
         key=key,
-        is_ca=is_ca_certificate(cert),
+        is_ca=is_ca_certificate(cert) if is_ca is None else is_ca,
         profile=profile,
         request=request,
         renewed_from=renewed_from,
@@ -185,10 +238,16 @@ def record_issuance(
         owner_id=owner_id,
         created_at=now,
     )
+    if submitted is not None and request is None:
+        raise ValueError("a submission event needs the request row it records")
     if connection.vendor != "postgresql":
         with transaction.atomic():
+            if submitted is not None and request is not None:
+                request.state = RequestState.ISSUED
+                request.save(force_insert=True)
+                audit.record(**_event_kwargs(submitted))
             row.save(force_insert=True)
-            if request is not None:
+            if request is not None and submitted is None:
                 CertificateRequest.objects.filter(pk=request.pk).update(state=RequestState.ISSUED)
             audit.record(**_event_kwargs(event(row)))
         return row
@@ -198,20 +257,34 @@ def record_issuance(
     params: dict[str, Any] = pending.sql_params()
     params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
     ctes = _CERT_INSERT_CTE
-    if request is not None:
+    if submitted is not None and request is not None:
+        # Both events go to one lane: the submission is chained first, the issuance after it.
+        if (submitted.timestamp, submitted.actor) != (pending.timestamp, pending.actor):
+            raise ValueError("a submission recorded with its issuance has the same time and actor")
+        first = dataclasses.replace(submitted, stream=pending.stream)
+        second = pending.sql_params()
+        params = {**first.sql_params(), **{f"{k}2": second[k] for k in _SECOND_EVENT_PARAMS}}
+        params.update({f"c_{col}": getattr(row, col) for col in _CERT_COLUMNS})
+        request.state = RequestState.ISSUED
+        params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_PARAMS})
+        params["r_csr_der"] = bytes(request.csr_der)
+        sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes)
+    elif request is not None:
         params["request_pk"] = request.pk
         params["issued"] = RequestState.ISSUED.value
         ctes += (
             "req AS (UPDATE pki_certificaterequest SET state = %(issued)s "
             "WHERE id = %(request_pk)s AND EXISTS (SELECT 1 FROM head) RETURNING id),\n"
         )
-    sql = audit.pg_append_sql(ctes)
+        sql = audit.pg_append_sql(ctes)
+    else:
+        sql = audit.pg_append_sql(ctes)
     # One statement, atomic by itself: in autocommit mode it is the whole transaction (one
     # round trip); inside a caller's transaction it joins it. When the stream head is missing
     # (made in a transaction that rolled back) the guarded inserts write nothing: create the
     # head and run it again.
     for attempt in range(2):
-        if _execute_prepared(sql, params) is not None:
+        if execute_prepared(sql, params) is not None:
             break
         if attempt:
             raise RuntimeError(f"audit stream {pending.stream} has no head row")
@@ -219,14 +292,18 @@ def record_issuance(
         audit.ensure_stream(pending.stream)
     row._state.adding = False
     row._state.db = connection.alias
+    if submitted is not None and request is not None:
+        request._state.adding = False
+        request._state.db = connection.alias
     return row
 
 
-def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+def execute_prepared(sql: str, params: dict[str, Any] | list[Any]) -> tuple[Any, ...] | None:
     """Run a hot statement as a server-side prepared statement and return its first row.
 
     Django's psycopg cursors bind parameters on the client, which re-plans this large statement
     on every call; a server-binding cursor with ``prepare=True`` plans it once per connection.
+    (PostgreSQL only; the other hot queries of an API call use it too.)
     """
     connection.ensure_connection()
     raw = connection.connection

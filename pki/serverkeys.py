@@ -8,15 +8,26 @@ the profile asks for escrow.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import os
 import uuid
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+    pkcs12,
+)
 from django.contrib.auth.models import User
 from django.db import transaction
 
@@ -77,9 +88,14 @@ def request_server_key(
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
+    delivery_id: uuid.UUID | str | None = None,
     now: dt.datetime | None = None,
 ) -> KeyDelivery:
-    """Generate a key for a client, request its certificate (issued at once unless approval is needed)."""
+    """Generate a key for a client, request its certificate (issued at once unless approval is needed).
+
+    It seals the key, so it runs where the KEK is: in process, or on a signing worker through
+    ``run_signing("request_server_key", delivery_id=…)`` (the caller picks ``delivery_id``).
+    """
     now = resolve(now)
     kt = KeyType(key_type)
     if kt not in SERVER_KEY_TYPES:
@@ -120,7 +136,11 @@ def request_server_key(
         if result.certificate is not None:
             Certificate.objects.filter(pk=result.certificate.pk).update(key=key)
         delivery = KeyDelivery.objects.create(
-            key=key, request=result.request, requester=requester, created_at=now
+            id=uuid.UUID(str(delivery_id)) if delivery_id is not None else uuid.uuid4(),
+            key=key,
+            request=result.request,
+            requester=requester,
+            created_at=now,
         )
         audit.record(
             action="key.generated",
@@ -141,55 +161,144 @@ def request_server_key(
     return delivery
 
 
+def _pkcs12(
+    private_key: CertificateIssuerPrivateKeyTypes,
+    chain: Sequence[x509.Certificate],
+    serial: str,
+    password: str,
+) -> bytes:
+    encryption = (
+        PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(KDF_ROUNDS)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name=serial.encode(),
+        key=private_key,  # type: ignore[arg-type]
+        cert=chain[0],
+        cas=list(chain[1:]),
+        encryption_algorithm=encryption,
+    )
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PolicyViolation(f"the PKCS#12 password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _hand_over(
+    *, delivery_id: uuid.UUID | str, actor: str, now: dt.datetime
+) -> tuple[CertificateIssuerPrivateKeyTypes, list[x509.Certificate], str]:
+    """Take the one delivery of a key (caller's transaction): mark it delivered, destroy KMI's copy
+    unless escrowed, audit; return the private key, its chain and the certificate's serial."""
+    row = (
+        KeyDelivery.objects.select_for_update(of=("self",))
+        .select_related("key", "request")
+        .get(pk=delivery_id)
+    )
+    if row.delivered_at is not None:
+        raise AlreadyDelivered(f"the key of delivery {row.pk} was downloaded at {row.delivered_at:%c}")
+    if row.request.state != RequestState.ISSUED:
+        raise InvalidState(f"request {row.request_id} is {row.request.state}; no certificate yet")
+    key = row.key
+    if key.state == KeyState.DESTROYED or not key.handle:
+        raise InvalidState(f"key {key.pk} was destroyed")
+    certificate = Certificate.objects.select_related("ca").get(request_id=row.request_id)
+    chain = chain_for(certificate)
+    private_key = _storing_backend().export_private_key(key.handle)
+    row.delivered_at = now
+    row.delivered_to = actor
+    row.save(update_fields=["delivered_at", "delivered_to"])
+    # Destroy first: the global audit lane before the CA's, the order other use cases lock them in.
+    if not key.escrow:
+        destroy_key(key=key, actor=actor, reason="delivered once as PKCS#12; no escrow", now=now)
+    audit.record(
+        action="key.delivered",
+        actor=actor,
+        obj=key,
+        details={"delivery": str(row.pk), "serial": certificate.serial, "escrow": key.escrow},
+        scope=f"ca:{certificate.ca_id}",
+        now=now,
+    )
+    return private_key, list(chain), certificate.serial
+
+
 def deliver_pkcs12(
     *, delivery: KeyDelivery, password: str, actor: str, now: dt.datetime | None = None
 ) -> bytes:
-    """Return the key and its chain as an AES-256 PKCS#12, once; then destroy KMI's copy (unless escrow)."""
+    """Return the key and its chain as an AES-256 PKCS#12, once; then destroy KMI's copy (unless escrow).
+
+    Where the KEK is not (``KMI_SIGNING=worker``), a signing worker hands the key over sealed
+    to a one-time key of this process (``hand_over_sealed``) and the PKCS#12 is made here.
+    """
+    from pki.signing import run_signing, signs_here
+
     now = resolve(now)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise PolicyViolation(f"the PKCS#12 password needs at least {MIN_PASSWORD_LENGTH} characters")
-    with transaction.atomic():
-        row = (
-            KeyDelivery.objects.select_for_update(of=("self",))
-            .select_related("key", "request")
-            .get(pk=delivery.pk)
-        )
-        if row.delivered_at is not None:
-            raise AlreadyDelivered(f"the key of delivery {row.pk} was downloaded at {row.delivered_at:%c}")
-        if row.request.state != RequestState.ISSUED:
-            raise InvalidState(f"request {row.request_id} is {row.request.state}; no certificate yet")
-        key = row.key
-        if key.state == KeyState.DESTROYED or not key.handle:
-            raise InvalidState(f"key {key.pk} was destroyed")
-        certificate = Certificate.objects.select_related("ca").get(request_id=row.request_id)
-        chain = chain_for(certificate)
-        private_key = _storing_backend().export_private_key(key.handle)
-        encryption = (
-            PrivateFormat.PKCS12.encryption_builder()
-            .kdf_rounds(KDF_ROUNDS)
-            .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-            .hmac_hash(hashes.SHA256())
-            .build(password.encode())
-        )
-        blob = pkcs12.serialize_key_and_certificates(
-            name=certificate.serial.encode(),
-            key=private_key,  # type: ignore[arg-type]
-            cert=chain[0],
-            cas=list(chain[1:]),
-            encryption_algorithm=encryption,
-        )
-        row.delivered_at = now
-        row.delivered_to = actor
-        row.save(update_fields=["delivered_at", "delivered_to"])
-        # Destroy first: the global audit lane before the CA's, the order other use cases lock them in.
-        if not key.escrow:
-            destroy_key(key=key, actor=actor, reason="delivered once as PKCS#12; no escrow", now=now)
-        audit.record(
-            action="key.delivered",
+    _check_password(password)
+    if not signs_here():
+        recipient = x25519.X25519PrivateKey.generate()
+        sealed = run_signing(
+            "hand_over_server_key",
+            delivery_id=str(delivery.pk),
             actor=actor,
-            obj=key,
-            details={"delivery": str(row.pk), "serial": certificate.serial, "escrow": key.escrow},
-            scope=f"ca:{certificate.ca_id}",
-            now=now,
+            recipient=_b64(recipient.public_key().public_bytes_raw()),
         )
-    return blob
+        private_key = load_der_private_key(_open(recipient, sealed), password=None)
+        certificate = Certificate.objects.select_related("ca").get(request_id=delivery.request_id)
+        return _pkcs12(private_key, chain_for(certificate), certificate.serial, password)  # type: ignore[arg-type]
+    with transaction.atomic():
+        private_key, chain, serial = _hand_over(delivery_id=delivery.pk, actor=actor, now=now)
+        return _pkcs12(private_key, chain, serial, password)
+
+
+# --- a key handed from a signing worker to a web process -------------------------------------
+# X25519 to the web process's one-time key, HKDF-SHA256, AES-256-GCM: what travels through the
+# broker and the result store is ciphertext only that process can open.
+_SEAL_INFO = b"kmi server key hand-over v1"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _seal_key(recipient: x25519.X25519PublicKey, *, ephemeral: x25519.X25519PrivateKey) -> bytes:
+    shared = ephemeral.exchange(recipient)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(shared)
+
+
+def hand_over_sealed(
+    *, delivery_id: str, actor: str, recipient: str, now: dt.datetime | None = None
+) -> dict[str, str]:
+    """Take a key's one delivery (as ``deliver_pkcs12``) and return it sealed to ``recipient``.
+
+    ``recipient`` is a base64 X25519 public key; the private key travels as PKCS#8 under
+    AES-256-GCM with a key only its holder can derive.
+    """
+    now = resolve(now)
+    try:
+        peer = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(recipient, validate=True))
+    except ValueError:
+        raise PolicyViolation("the recipient must be a base64 X25519 public key") from None
+    with transaction.atomic():
+        private_key, _chain, _serial = _hand_over(delivery_id=delivery_id, actor=actor, now=now)
+        der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    ephemeral = x25519.X25519PrivateKey.generate()
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(_seal_key(peer, ephemeral=ephemeral)).encrypt(nonce, der, _SEAL_INFO)
+    return {
+        "ephemeral": _b64(ephemeral.public_key().public_bytes_raw()),
+        "nonce": _b64(nonce),
+        "ciphertext": _b64(ciphertext),
+    }
+
+
+def _open(recipient: x25519.X25519PrivateKey, sealed: dict[str, str]) -> bytes:
+    ephemeral = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(sealed["ephemeral"]))
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
+        recipient.exchange(ephemeral)
+    )
+    return AESGCM(key).decrypt(
+        base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ciphertext"]), _SEAL_INFO
+    )

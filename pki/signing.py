@@ -18,6 +18,7 @@ stays stored and a later call (or the worker, once it gets the message) finishes
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +38,14 @@ SIGNING_TASK = "pki.signing.run"
 
 UseCase = Callable[..., dict[str, Any]]
 _USE_CASES: dict[str, UseCase] = {}
+# True while a signing use case runs here (on a signing worker, or in process): code it calls
+# signs where it is instead of sending itself to the queue again.
+_executing: contextvars.ContextVar[bool] = contextvars.ContextVar("kmi_signing_executing", default=False)
+
+
+def signs_here() -> bool:
+    """True when CA keys are used in this process now: ``KMI_SIGNING=inprocess``, or inside a use case."""
+    return _executing.get() or not lifecycle_settings().signs_on_worker
 
 
 class SigningFailed(PKIError):
@@ -179,6 +188,67 @@ def _create_intermediate_ca(
     return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
 
 
+@signing_use_case("request_server_key")
+def _request_server_key(
+    *,
+    delivery_id: str,
+    ca_id: int,
+    profile_id: int,
+    subject: str,
+    sans: list[str],
+    key_type: str,
+    actor: str,
+    requester_id: int | None = None,
+    validity_days: int | None = None,
+) -> dict[str, Any]:
+    """Generate a client's key where the KEK is, request and (when auto-approved) issue its certificate.
+
+    ``delivery_id`` is chosen by the caller: a replay returns the delivery made the first time.
+    """
+    from cryptography import x509
+    from django.contrib.auth.models import User
+
+    from pki.models.authority import CertificateAuthority
+    from pki.models.delivery import KeyDelivery
+    from pki.models.profile import Profile
+    from pki.models.request import RequestState
+    from pki.serverkeys import request_server_key
+    from pki.x509.names import parse_san, parse_subject
+
+    existing = KeyDelivery.objects.filter(pk=delivery_id).select_related("request").first()
+    if existing is None:
+        try:
+            ca = CertificateAuthority.objects.select_related("certificate", "key").get(pk=ca_id)
+            profile = Profile.objects.get(pk=profile_id)
+        except (CertificateAuthority.DoesNotExist, Profile.DoesNotExist):
+            raise NotFound(f"no CA {ca_id} or profile {profile_id}") from None
+        requester = User.objects.filter(pk=requester_id).first() if requester_id is not None else None
+        existing = request_server_key(
+            ca=ca,
+            profile=profile,
+            subject=parse_subject(subject) if subject else x509.Name([]),
+            sans=[parse_san(text) for text in sans],
+            key_type=key_type,
+            actor=actor,
+            requester=requester,
+            validity_days=validity_days,
+            delivery_id=delivery_id,
+        )
+    return {
+        "delivery_id": str(existing.pk),
+        "request_id": existing.request_id,
+        "issued": existing.request.state == RequestState.ISSUED,
+    }
+
+
+@signing_use_case("hand_over_server_key")
+def _hand_over_server_key(*, delivery_id: str, actor: str, recipient: str) -> dict[str, Any]:
+    """Take a server-generated key's one delivery; return it sealed to the caller's X25519 key."""
+    from pki.serverkeys import hand_over_sealed
+
+    return hand_over_sealed(delivery_id=delivery_id, actor=actor, recipient=recipient)
+
+
 @signing_use_case("destroy_key")
 def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]:
     """Destroy a key where its material lives (idempotent)."""
@@ -201,7 +271,11 @@ def execute(use_case: str, /, **kwargs: Any) -> dict[str, Any]:
         fn = _USE_CASES[use_case]
     except KeyError:
         raise NotFound(f"no signing use case {use_case!r} (known: {', '.join(use_case_names())})") from None
-    return fn(**kwargs)
+    token = _executing.set(True)
+    try:
+        return fn(**kwargs)
+    finally:
+        _executing.reset(token)
 
 
 def execute_enveloped(use_case: str, /, **kwargs: Any) -> dict[str, Any]:

@@ -10,16 +10,19 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, models, transaction
 
 from pki import audit
+from pki.access import remember_grants
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.access import ApiToken
+from pki.recording import execute_prepared
 
 TOKEN_PREFIX = "kmi_"  # noqa: S105 - the public marker of a KMI token, not a secret
 SECRET_BYTES = 32
@@ -122,11 +125,42 @@ def authenticate(text: str, *, now: dt.datetime | None = None) -> ApiToken | Non
     if parsed is None:
         return None
     prefix, secret = parsed
-    token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    token = _load(prefix)
     if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
         return None
     now = resolve(now)
     expired = token.expires_at is not None and token.expires_at <= now
     if token.revoked_at is not None or expired or not token.user.is_active:
         return None
+    return token
+
+
+def _columns(model: type[models.Model]) -> tuple[list[str], str]:
+    fields = list(model._meta.concrete_fields)
+    return [f.attname for f in fields], ", ".join(f"{{alias}}.{f.column}" for f in fields)
+
+
+_TOKEN_ATTRS, _TOKEN_COLS = _columns(ApiToken)
+_USER_ATTRS, _USER_COLS = _columns(User)
+# Token, user and the user's role grants in one round trip (every API call pays for it).
+_LOAD_SQL = (
+    f"SELECT {_TOKEN_COLS.format(alias='t')}, {_USER_COLS.format(alias='u')}, "  # noqa: S608
+    "(SELECT coalesce(json_agg(json_build_array(g.role, g.ca_id, g.profile_id)), '[]'::json)::text "
+    "FROM pki_rolegrant g WHERE g.user_id = u.id) "
+    f"FROM {ApiToken._meta.db_table} t JOIN {User._meta.db_table} u ON u.id = t.user_id WHERE t.prefix = %s"
+)
+
+
+def _load(prefix: str) -> ApiToken | None:
+    """The token of ``prefix`` with its user loaded (and, on PostgreSQL, the user's grants)."""
+    if connection.vendor != "postgresql":
+        return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    row = execute_prepared(_LOAD_SQL, [prefix])
+    if row is None:
+        return None
+    n = len(_TOKEN_ATTRS)
+    token = ApiToken.from_db(connection.alias, _TOKEN_ATTRS, row[:n])
+    user = User.from_db(connection.alias, _USER_ATTRS, row[n : n + len(_USER_ATTRS)])
+    token.user = user
+    remember_grants(user, [tuple(g) for g in json.loads(row[-1])])
     return token

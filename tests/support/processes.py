@@ -182,6 +182,23 @@ def web_side_issue(
     return done.returncode, json.loads(lines[-1])
 
 
+def web_side_api(
+    env: Mapping[str, str], token: str, method: str, path: str, body: str | None = None, timeout: float = 120
+) -> dict[str, Any]:
+    """One REST API call from a fresh web-side process (``tests.support.web_side api``)."""
+    args = [sys.executable, "-m", "tests.support.web_side", "api", token, method, path]
+    if body is not None:
+        body_file = Path(env.get("KMI_DATA_DIR", "/tmp")) / f"body-{uuid.uuid4().hex}.json"
+        body_file.write_text(body)
+        args.append(str(body_file))
+    done = subprocess.run(args, env=dict(env), cwd=ROOT, capture_output=True, timeout=timeout, check=False)
+    lines = done.stdout.decode().strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"web side failed (rc {done.returncode}):\n{done.stderr.decode()}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 def client_app(redis_url: str, prefix: str) -> Celery:
     """A Celery client of its own (not the process-wide app) that sends to the test workers."""
     app = Celery("kmi-test-client", broker=redis_url, backend=redis_url, set_as_current=False)

@@ -2,10 +2,15 @@
 
 Run with ``DJANGO_SETTINGS_MODULE=web.settings`` and no KEK, as a web process in production.
 Prints one JSON line: the use case's result, or ``{"error": class, "code": …, "message": …}``.
+
+``python -m tests.support.web_side api TOKEN METHOD PATH [BODY_FILE]`` makes one REST API call
+through Django's test client in that process and prints ``{"status", "headers", "body",
+"body_b64", "web_has_kek"}`` (the body as text, and as base64).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 
@@ -19,6 +24,8 @@ def main(argv: list[str]) -> int:
     from pki.exceptions import PKIError
     from pki.signing import run_signing
 
+    if argv[0] == "api":
+        return _api(*argv[1:])
     if argv[0] != "issue":
         print(f"unknown command {argv[0]!r}", file=sys.stderr)
         return 2
@@ -29,6 +36,29 @@ def main(argv: list[str]) -> int:
         return 3
     result["web_has_kek"] = bool(pki_settings().keks)
     print(json.dumps(result))
+    return 0
+
+
+def _api(token: str, method: str, path: str, body_file: str = "") -> int:
+    """One API call with ``token``; the response as a JSON line."""
+    from pathlib import Path
+
+    from django.test import Client
+
+    from pki.conf import pki_settings
+
+    body = Path(body_file).read_text() if body_file else "{}"
+    response = Client().generic(
+        method, path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    out = {
+        "status": response.status_code,
+        "headers": dict(response.items()),
+        "body": response.content.decode(errors="replace"),
+        "body_b64": base64.b64encode(response.content).decode(),
+        "web_has_kek": bool(pki_settings().keks),
+    }
+    print(json.dumps(out))
     return 0
 
 

@@ -9,15 +9,22 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import set_rollback
 
 from pki import exceptions as pki_errors
+from pki.signing import SigningFailed
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kmi.example/problems/"
 
+# Seconds a client is asked to wait before retrying a call that found no signing worker.
+SIGNING_RETRY_AFTER = 5
+
 # Domain errors (no HTTP codes in pki/) mapped once, most specific first.
 DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
+    (pki_errors.SigningUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE, "Signing unavailable"),
+    (SigningFailed, status.HTTP_500_INTERNAL_SERVER_ERROR, "Signing failed"),
     (pki_errors.NotFound, status.HTTP_404_NOT_FOUND, "Not found"),
     (pki_errors.InvalidCSR, status.HTTP_400_BAD_REQUEST, "Bad CSR"),
     (pki_errors.PolicyViolation, status.HTTP_422_UNPROCESSABLE_ENTITY, "Policy violation"),
@@ -67,6 +74,8 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Re
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error the API returns passes through here."""
+    if isinstance(exc, pki_errors.SigningUnavailable):
+        return _signing_unavailable(exc, context)
     if isinstance(exc, pki_errors.PKIError):
         set_rollback()
         for cls, code, title in DOMAIN_STATUS:
@@ -94,6 +103,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         title = str(exc.default_detail).rstrip(".")
         body = problem(code, title, str(detail_text), str(exc.default_code))
     return _response(body, headers or None)
+
+
+def _signing_unavailable(exc: pki_errors.SigningUnavailable, context: dict[str, Any]) -> Response:
+    """503 with Retry-After; when a request was stored (and stays approved), its URL to come back to."""
+    extra: dict[str, Any] = {}
+    if exc.request_id is not None:
+        extra["request"] = reverse(
+            "api:request-detail", kwargs={"pk": exc.request_id}, request=context.get("request")
+        )
+    body = problem(status.HTTP_503_SERVICE_UNAVAILABLE, "Signing unavailable", str(exc), exc.code, **extra)
+    return _response(body, {"Retry-After": str(SIGNING_RETRY_AFTER)})
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -7,14 +7,18 @@ window costs the same at any rate (Redis INCR when REDIS_URL is set).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
+
+log = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -26,6 +30,37 @@ def parse_rate(rate: str) -> tuple[int, int]:
         return int(count), PERIODS[period.strip()[0].lower()]
     except (ValueError, KeyError, IndexError):
         raise ImproperlyConfigured(f"throttle rate {rate!r} must look like 600/minute") from None
+
+
+_redis_client: list[Any] = []
+
+
+def _redis_count(key: str, period: int) -> int | None:
+    """Count in Redis with one round trip (SET NX with expiry, INCR); None for other caches.
+
+    Django's RedisCache builds a new client object (and its table of reply callbacks) on every
+    call, and counting with it takes one or two round trips: this keeps one client per process.
+    """
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    if not _redis_client:
+        _redis_client.append(backend._cache.get_client(write=True))
+    full_key = backend.make_and_validate_key(key)
+    pipe = _redis_client[0].pipeline(transaction=False)
+    pipe.set(full_key, 0, ex=period + 1, nx=True)
+    pipe.incr(full_key)
+    return int(pipe.execute()[1])
+
+
+def _count(key: str, period: int) -> int:
+    count = _redis_count(key, period)
+    if count is not None:
+        return count
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # first request of the window
+        return 1 if cache.add(key, 1, timeout=period + 1) else int(cache.incr(key))
 
 
 class WindowThrottle(BaseThrottle):
@@ -48,9 +83,12 @@ class WindowThrottle(BaseThrottle):
         window = int(now // period)
         key = f"throttle_{self.scope}_{ident}_{window}"
         try:
-            count = cache.incr(key)
-        except ValueError:  # first request of the window
-            count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+            count = _count(key, period)
+        except Exception as exc:  # noqa: BLE001 - redis-py raises many types when Redis is down
+            # A throttle that cannot count lets the call through: the call itself then says
+            # what is wrong (e.g. 503 when it needs a signing worker), rather than a 500 here.
+            log.warning("throttle %s cannot count (%s: %s); allowing", self.scope, type(exc).__name__, exc)
+            return True
         if count <= limit:
             return True
         self.wait_seconds = (window + 1) * period - now

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from django.db import models
 from django.db.models import F, Q
 from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import reverse as django_reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -52,6 +55,7 @@ from pki.models import (
 from pki.profile_changes import update_profile
 from pki.revocation import revoke_certificate
 from pki.serverkeys import deliver_pkcs12, request_server_key
+from pki.signing import run_signing, signs_here
 from pki.x509.names import parse_subject
 from web.api import serializers as s
 from web.api.pagination import IdCursorPagination
@@ -87,6 +91,17 @@ def _ca_chain_pem(ca: CertificateAuthority) -> bytes:
     pem = _pem(ca.chain())
     _CHAIN_CACHE[key] = (now, pem)
     return pem
+
+
+@functools.lru_cache(maxsize=32)
+def _detail_path(name: str) -> str:
+    """The path of URL ``name`` with ``{pk}`` in place of its id (resolved once per process)."""
+    return django_reverse(name, kwargs={"pk": 0}).replace("/0/", "/{pk}/")
+
+
+def detail_url(request: Request, name: str, pk: object) -> str:
+    """What ``reverse(name, kwargs={"pk": pk}, request=request)`` returns, without re-resolving."""
+    return request.build_absolute_uri(_detail_path(name).format(pk=pk))
 
 
 def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
@@ -461,13 +476,22 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         cert = self._cert()
         data = s.RenewSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        new = renew_certificate(
-            certificate=cert,
-            csr=data.validated_data.get("csr"),
-            validity_days=data.validated_data.get("validity_days"),
-            actor=actor_of(request),
-        )
-        new = Certificate.objects.select_related("ca", "profile").get(pk=new.pk)
+        csr = data.validated_data.get("csr")
+        validity_days = data.validated_data.get("validity_days")
+        if signs_here():
+            new_pk = renew_certificate(
+                certificate=cert, csr=csr, validity_days=validity_days, actor=actor_of(request)
+            ).pk
+        else:
+            # KMI_SIGNING=worker: the signing worker renews (nothing is stored before it does).
+            new_pk = run_signing(
+                "renew_certificate",
+                certificate_id=cert.pk,
+                csr_pem=csr,
+                validity_days=validity_days,
+                actor=actor_of(request),
+            )["certificate_id"]
+        new = Certificate.objects.select_related("ca", "profile").get(pk=new_pk)
         location = reverse("api:certificate-detail", kwargs={"pk": new.pk}, request=request)
         return Response(
             self.get_serializer(new).data, status=status.HTTP_201_CREATED, headers={"Location": location}
@@ -622,7 +646,7 @@ class EnrollView(APIView):
         cert = result.certificate
         chain_pem = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
         response = HttpResponse(chain_pem, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
-        response["Location"] = reverse("api:certificate-detail", kwargs={"pk": cert.pk}, request=request)
+        response["Location"] = detail_url(request, "api:certificate-detail", cert.pk)
         return response
 
 
@@ -657,16 +681,32 @@ class ServerKeyViewSet(mixins.RetrieveModelMixin, KmiViewSet):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         self.check_object_permissions(request, (v["ca"], v["profile"]))
-        delivery = request_server_key(
-            ca=v["ca"],
-            profile=v["profile"],
-            subject=parse_subject(v["subject"]) if v["subject"] else x509.Name([]),
-            sans=v["sans"],
-            key_type=v["key_type"],
-            validity_days=v.get("validity_days"),
-            requester=request.user,  # type: ignore[arg-type]
-            actor=actor_of(request),
-        )
+        if signs_here():
+            delivery = request_server_key(
+                ca=v["ca"],
+                profile=v["profile"],
+                subject=parse_subject(v["subject"]) if v["subject"] else x509.Name([]),
+                sans=v["sans"],
+                key_type=v["key_type"],
+                validity_days=v.get("validity_days"),
+                requester=request.user,  # type: ignore[arg-type]
+                actor=actor_of(request),
+            )
+        else:
+            # KMI_SIGNING=worker: the key is generated and sealed where the KEK is.
+            result = run_signing(
+                "request_server_key",
+                delivery_id=str(uuid.uuid4()),
+                ca_id=v["ca"].pk,
+                profile_id=v["profile"].pk,
+                subject=v["subject"],
+                sans=[str(san) for san in v["sans"]],
+                key_type=str(v["key_type"]),
+                validity_days=v.get("validity_days"),
+                requester_id=request.user.pk,
+                actor=actor_of(request),
+            )
+            delivery = KeyDelivery.objects.get(pk=result["delivery_id"])
         issued = CertificateRequest.objects.filter(pk=delivery.request_id, state=RequestState.ISSUED).exists()
         code = status.HTTP_201_CREATED if issued else status.HTTP_202_ACCEPTED
         location = reverse("api:server-key-detail", kwargs={"pk": delivery.pk}, request=request)

@@ -62,6 +62,16 @@ def test_enroll_with_a_bad_csr_is_a_problem_document_and_writes_nothing(requeste
     assert AuditEvent.objects.count() == before
 
 
+def test_enroll_with_a_surrogate_character_in_the_csr_is_a_field_error(requester):
+    body = '{"csr": "-----BEGIN CERTIFICATE REQUEST-----\\ud800", "ca": "issuing", "profile": "tls-server"}'
+    response = requester.client.post("/api/v1/enroll", body, content_type="application/json")
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == ("csr", "surrogate_characters_not_allowed")
+    assert "U+D800" in error["message"]
+    assert CertificateRequest.objects.count() == 0
+
+
 def test_enroll_with_missing_fields_lists_field_errors(requester):
     response = requester.client.post("/api/v1/enroll", {"ca": "nope"}, format="json")
     assert response.status_code == 400
@@ -180,3 +190,22 @@ def test_unmatched_api_urls_and_server_errors_are_problem_documents(client, rf):
     assert failed.status_code == 500
     assert failed["Content-Type"] == "application/problem+json"
     assert handler500(rf.get("/elsewhere")).status_code == 500
+
+
+def test_signing_errors_are_503_with_retry_after_or_500_problem_documents(rf):
+    from pki.exceptions import SigningUnavailable
+    from pki.signing import SigningFailed
+    from web.api.errors import exception_handler
+
+    unavailable = SigningUnavailable("no signing worker answered within 30 s")
+    unavailable.request_id = 41
+    response = exception_handler(unavailable, {"request": rf.post("/api/v1/enroll")})
+    assert response is not None
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert response.data["code"] == "signing_unavailable"
+    assert response.data["request"] == "http://testserver/api/v1/requests/41/"
+    failed = exception_handler(SigningFailed("the signing worker failed: KeyError"), {})
+    assert failed is not None
+    assert failed.status_code == 500
+    assert failed.content_type == "application/problem+json"
+    assert failed.data["code"] == "signing_failed"

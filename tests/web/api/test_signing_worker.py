@@ -1,0 +1,199 @@
+"""The REST API with KMI_SIGNING=worker: a web process with no KEK enrolls through a real signing worker.
+
+One Celery worker (on ``celery`` and ``signing``, holding the KEK) runs for the whole module on a
+private ``redis-server`` in this engineer's port range, so a test can stop Redis without touching
+anyone else's. API calls are made by fresh web-side processes (``web.settings``, no KEK at all,
+``KMI_SIGNING=worker``) through Django's test client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from pki.models import (
+    AuditEvent,
+    Certificate,
+    CertificateRequest,
+    KeyDelivery,
+    KeyState,
+    Profile,
+    RequestState,
+    Role,
+)
+from tests.conftest import make_csr
+from tests.support.processes import (
+    Proc,
+    base_env,
+    delete_prefixed_keys,
+    free_port_in,
+    start_redis,
+    start_worker,
+    web_side_api,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+PORTS = (18700, 18799)
+SAN_WWW = [x509.DNSName("www.example.test")]
+
+
+class SigningSet:
+    """A private Redis, one signing worker with the KEK, and the environment of a web process without it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port_in(*PORTS)
+        self.redis_url = f"redis://127.0.0.1:{self.port}/0"
+        self.prefix = f"kmi-test-{uuid.uuid4().hex[:10]}:"
+        self.redis: Proc = start_redis(self.port, tmp / "redis")
+        self.worker_env = base_env(redis_url=self.redis_url, prefix=self.prefix, data_dir=tmp, kek=True)
+        self.worker: Proc = start_worker(self.worker_env, tmp / "worker.log")
+        self.starts = 0
+
+    def web_env(self, **extra: str) -> dict[str, str]:
+        """A web process: same broker, worker-only signing, no KEK."""
+        env = base_env(redis_url=self.redis_url, prefix=self.prefix, data_dir=self.tmp, kek=False)
+        env.update({"KMI_SIGNING": "worker", "KMI_SIGNING_TIMEOUT": "60"})
+        env.update(extra)
+        return env
+
+    def restart_redis(self) -> None:
+        """Start Redis again (same data directory) and a worker if the outage ended the old one."""
+        self.redis = start_redis(self.port, self.tmp / "redis")
+        if self.worker.popen.poll() is not None:
+            # kombu may exit a worker whose broker vanished; its supervisor starts it again.
+            self.starts += 1
+            self.worker = start_worker(self.worker_env, self.tmp / f"worker-{self.starts}.log")
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def signing_set(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningSet]:
+    """One private Redis and one signing worker for this module."""
+    s = SigningSet(tmp_path_factory.mktemp("signing-set"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def rita(make_actor, issuing_ca):
+    """A requester for ``issuing`` under tls-server and code-signing."""
+    return make_actor(
+        "rita",
+        (Role.REQUESTER, issuing_ca, Profile.objects.get(name="tls-server")),
+        (Role.REQUESTER, issuing_ca, Profile.objects.get(name="code-signing")),
+    )
+
+
+def _body(profile: str = "tls-server", csr: bytes | None = None) -> str:
+    csr = csr or make_csr(sans=SAN_WWW)
+    return json.dumps({"csr": csr.decode(), "ca": "issuing", "profile": profile})
+
+
+def test_web_process_without_a_kek_enrolls_approves_and_renews_through_the_signing_worker(
+    signing_set, rita, make_actor, issuing_ca
+):
+    env = signing_set.web_env()
+    enrolled = web_side_api(env, rita.token, "POST", "/api/v1/enroll", _body())
+    assert enrolled["web_has_kek"] is False
+    assert enrolled["status"] == 201, enrolled["body"]
+    assert enrolled["headers"]["Content-Type"] == "application/pem-certificate-chain"
+    chain = x509.load_pem_x509_certificates(enrolled["body"].encode())
+    cert = Certificate.objects.get(pk=int(enrolled["headers"]["Location"].rstrip("/").rsplit("/", 1)[1]))
+    assert int(cert.serial, 16) == chain[0].serial_number
+    assert cert.owner_id == rita.user.pk
+    assert cert.request.state == RequestState.ISSUED
+    actions = sorted(AuditEvent.objects.filter(actor__startswith="rita").values_list("action", flat=True))
+    assert actions == ["certificate.issued", "request.submitted"]
+
+    # An approval-profile request waits; the operator's approval is issued by the worker.
+    oscar = make_actor("oscar", (Role.CA_OPERATOR, issuing_ca, None))
+    pending = web_side_api(
+        env,
+        rita.token,
+        "POST",
+        "/api/v1/enroll",
+        _body("code-signing", make_csr("ec-p384", subject="CN=B,O=KMI")),
+    )
+    assert pending["status"] == 202
+    approved = web_side_api(env, oscar.token, "POST", pending["headers"]["Location"] + "approve/")
+    assert approved["status"] == 200, approved["body"]
+    assert json.loads(approved["body"])["state"] == "issued"
+
+    renewed = web_side_api(env, rita.token, "POST", f"/api/v1/certificates/{cert.pk}/renew/", "{}")
+    assert renewed["status"] == 201, renewed["body"]
+    assert Certificate.objects.get(pk=json.loads(renewed["body"])["id"]).renewed_from_id == cert.pk
+
+
+def test_server_generated_key_is_made_on_the_worker_and_delivered_once_to_a_web_process_without_a_kek(
+    signing_set, rita
+):
+    env = signing_set.web_env()
+    body = json.dumps({"ca": "issuing", "profile": "tls-server", "sans": ["dns:www.example.test"]})
+    created = web_side_api(env, rita.token, "POST", "/api/v1/server-keys/", body)
+    assert created["status"] == 201, created["body"]
+    url = json.loads(created["body"])["pkcs12_url"]
+    password = json.dumps({"password": "correct horse battery"})
+    first = web_side_api(env, rita.token, "POST", url, password)
+    assert first["web_has_kek"] is False
+    assert first["status"] == 200, first["body"]
+    bundle = pkcs12.load_pkcs12(base64.b64decode(first["body_b64"]), b"correct horse battery")
+    assert bundle.key is not None
+    assert bundle.cert is not None
+    assert bundle.key.public_key() == bundle.cert.certificate.public_key()
+    delivery = KeyDelivery.objects.select_related("key").get()
+    assert delivery.key.state == KeyState.DESTROYED  # no escrow: KMI's copy is gone
+    second = web_side_api(env, rita.token, "POST", url, password)
+    assert second["status"] == 410
+
+
+def test_enroll_with_no_signing_worker_answering_is_503_and_keeps_the_request(signing_set, rita):
+    lonely = f"kmi-test-{uuid.uuid4().hex[:10]}:"  # a broker namespace no worker listens on
+    env = signing_set.web_env(KMI_SIGNING_TIMEOUT="1", KMI_REDIS_KEY_PREFIX=lonely)
+    try:
+        response = web_side_api(env, rita.token, "POST", "/api/v1/enroll", _body())
+    finally:
+        delete_prefixed_keys(signing_set.redis_url, lonely)
+    assert response["status"] == 503
+    assert response["headers"]["Content-Type"] == "application/problem+json"
+    assert response["headers"]["Retry-After"] == "5"
+    problem = json.loads(response["body"])
+    assert problem["code"] == "signing_unavailable"
+    assert "no signing worker answered within 1 s" in problem["detail"]
+    request = CertificateRequest.objects.get()
+    assert request.state == RequestState.APPROVED
+    assert problem["request"].endswith(f"/api/v1/requests/{request.pk}/")
+    assert not Certificate.objects.filter(request=request).exists()
+
+
+def test_enroll_with_redis_stopped_is_503_and_the_same_post_issues_the_stored_request_later(
+    signing_set, rita
+):
+    body = _body(csr=make_csr("ec-p256-b", sans=SAN_WWW))
+    signing_set.redis.stop()
+    try:
+        # The throttle cannot count without Redis either: it lets the call through (and logs it).
+        failed = web_side_api(signing_set.web_env(), rita.token, "POST", "/api/v1/enroll", body)
+    finally:
+        signing_set.restart_redis()
+    assert failed["status"] == 503, failed["body"]
+    assert failed["headers"]["Content-Type"] == "application/problem+json"
+    assert json.loads(failed["body"])["code"] == "signing_unavailable"
+    stored = CertificateRequest.objects.get()
+    assert stored.state == RequestState.APPROVED  # acknowledged and kept, not half-issued
+
+    retried = web_side_api(signing_set.web_env(), rita.token, "POST", "/api/v1/enroll", body)
+    assert retried["status"] == 201, retried["body"]
+    assert CertificateRequest.objects.get().pk == stored.pk  # the same request, not a second one
+    assert Certificate.objects.filter(request=stored).count() == 1
