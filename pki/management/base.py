@@ -31,13 +31,6 @@ class PKICommand(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
-    def run(self, **options: Any) -> None:
-        """Do the command's work (subclasses implement)."""
-        raise NotImplementedError  # pragma: no cover - abstract
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        self.run(**options)
-
     @staticmethod
     def actor() -> str:
         """The audit actor for commands: the operating-system user."""

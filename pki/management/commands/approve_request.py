@@ -19,7 +19,7 @@ class Command(PKICommand):
         parser.add_argument("--out", help="where to write the issued certificate (PEM)")
         parser.add_argument("--no-issue", action="store_true", help="approve only; issue later")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         actor = self.actor()
         request = get_request(opts["request_id"])
         if request.state != RequestState.APPROVED:  # an approved, unissued request is only issued

@@ -34,7 +34,7 @@ class Command(PKICommand):
         parser.add_argument("--website", default="", help="URL shown in the directory meta")
         parser.add_argument("--caa-identity", action="append", default=[], help="CAA identity (repeatable)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         endpoint = create_endpoint(
             name=opts["name"],
             ca=get_ca(opts["ca"]),

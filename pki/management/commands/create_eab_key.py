@@ -20,7 +20,7 @@ class Command(PKICommand):
         parser.add_argument("--endpoint", required=True, help="the ACME endpoint's name")
         parser.add_argument("--user", help="the KMI user the account belongs to")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         try:
             endpoint = AcmeEndpoint.objects.get(name=opts["endpoint"])
         except AcmeEndpoint.DoesNotExist:

@@ -21,7 +21,7 @@ class Command(PKICommand):
         parser.add_argument("--out", required=True, help="KEK file to create or extend")
         parser.add_argument("--id", dest="kek_id", help="id of the new KEK (default: kek-<date>-<random>)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         path = Path(opts["out"])
         existing = {}
         if path.exists():

@@ -21,7 +21,7 @@ class Command(PKICommand):
         parser.add_argument("--expires-days", type=int, help="days until it expires (default: never)")
         parser.add_argument("--name", default="", help="a label, e.g. the machine that uses it")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         try:
             user = get_user_model().objects.get(username=opts["user"])
         except get_user_model().DoesNotExist:

@@ -19,7 +19,7 @@ class Command(PKICommand):
         parser.add_argument("--chain", action="store_true", help="the CA and its parents up to the root")
         parser.add_argument("--der", action="store_true", help="DER instead of PEM (one certificate)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["name"])
         certs = ca.chain() if opts["chain"] else [ca.x509_certificate()]
         if opts["der"]:

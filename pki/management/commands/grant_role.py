@@ -22,7 +22,7 @@ class Command(PKICommand):
         parser.add_argument("--profile", help="profile name (requesters)")
         parser.add_argument("--revoke", action="store_true", help="take the role away instead")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         try:
             user = get_user_model().objects.get(username=opts["user"])
         except get_user_model().DoesNotExist:

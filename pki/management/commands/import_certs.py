@@ -43,7 +43,7 @@ class Command(PKICommand):
             help="progress bar (auto: on a tty)",
         )
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["ca"])
         certificates: list[tuple[Path, x509.Certificate]] = []
         for path in _pem_files(opts["paths"]):

@@ -33,7 +33,7 @@ class Command(PKICommand):
         parser.add_argument("--backend", help="key backend alias (default from settings)")
         parser.add_argument("--crl-shards", type=int, default=1, help="CRL partitions (default 1: one CRL)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         common: dict[str, Any] = {
             "name": opts["name"],
             "subject": parse_subject(opts["subject"]),

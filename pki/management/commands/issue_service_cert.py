@@ -35,7 +35,7 @@ class Command(PKICommand):
         parser.add_argument("--profile", default=conf.service_profile, help="profile (default tls-server)")
         parser.add_argument("--renew-days", type=int, default=conf.service_renew_days)
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         names = tuple(opts["name"]) or lifecycle_settings().service_cert_names
         if not names or not opts["out"]:
             raise ValueError("give --name and --out (or set KMI_SERVICE_CERT_NAMES and KMI_SERVICE_CERT_DIR)")

@@ -23,7 +23,7 @@ class Command(PKICommand):
         parser.add_argument("--revoked", action="store_true", help="only revoked (or held) certificates")
         parser.add_argument("--limit", type=int, default=500, help="at most this many rows (default 500)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         now = utcnow()
         rows = Certificate.objects.select_related("ca")
         if opts["ca"]:

@@ -24,7 +24,7 @@ class Command(PKICommand):
         group.add_argument("--shard", type=int, help="publish one partition (1…crl_shards)")
         group.add_argument("--all", action="store_true", help="the full CRL and every partition")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["ca"])
         if opts["all"]:
             shards: list[int | None] = [s or None for s in scopes_of(ca, utcnow())]

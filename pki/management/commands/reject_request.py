@@ -17,7 +17,7 @@ class Command(PKICommand):
         parser.add_argument("request_id", help="id printed by submit_csr")
         parser.add_argument("--reason", required=True, help="why (kept with the request and audited)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         request = reject_request(
             request=get_request(opts["request_id"]), reason=opts["reason"], actor=self.actor()
         )

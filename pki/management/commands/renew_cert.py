@@ -24,7 +24,7 @@ class Command(PKICommand):
         parser.add_argument("--csr", help="CSR for a new key (file, or - for standard input)")
         parser.add_argument("--validity-days", type=int, help="shorter validity than the profile default")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         old = get_certificate(opts["serial"], ca=opts["ca"])
         csr = self.read_input(opts["csr"], opts, what="CSR") if opts["csr"] else None
         new = renew_certificate(

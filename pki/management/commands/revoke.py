@@ -34,7 +34,7 @@ class Command(PKICommand):
         parser.add_argument("--invalidity-date", help="when the key is known or suspected to have been bad")
         parser.add_argument("--ca", help="issuing CA name (needed when two CAs share the serial)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         cert = get_certificate(opts["serial"], opts["ca"])
         invalidity = parse_instant(opts["invalidity_date"]) if opts["invalidity_date"] else None
         cert = revoke_certificate(

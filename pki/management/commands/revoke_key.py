@@ -20,7 +20,7 @@ class Command(PKICommand):
         parser.add_argument("--reason", default=RevocationReason.KEY_COMPROMISE, choices=REASONS)
         parser.add_argument("--invalidity-date", help="when the key is known or suspected to have been bad")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         fingerprint = opts["spki_sha256"].strip().lower().replace(":", "")
         if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
             raise ValueError(f"{opts['spki_sha256']!r} is not a SHA-256 fingerprint (64 hex digits)")

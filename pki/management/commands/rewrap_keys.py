@@ -14,7 +14,7 @@ from pki.management.base import PKICommand
 class Command(PKICommand):
     help = __doc__
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         bar: tqdm[Any] | None = None
 
         def progress(done: int, total: int) -> None:

@@ -32,7 +32,7 @@ class Command(PKICommand):
             help="send the jobs to the Celery workers instead of running here",
         )
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         from pki.tasks import enqueue
 
         for name in opts["job"] or list(JOBS):

@@ -17,7 +17,7 @@ class Command(PKICommand):
         parser.add_argument("--ca", required=True, help="CA name")
         parser.add_argument("shards", type=int, help="number of partitions (1 = a single full CRL)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ca = set_crl_shards(ca=get_ca(opts["ca"]), shards=opts["shards"], actor=self.actor())
         if ca.crl_shards == 1:
             self.stdout.write(f"CA {ca.name}: new certificates name the full CRL")

@@ -26,7 +26,7 @@ class Command(PKICommand):
         parser.add_argument("--ca", help="issuing CA (needed when two CAs issued the same serial)")
         parser.add_argument("--pem", action="store_true", help="also print the certificate as PEM")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         cert = get_certificate(opts["serial"], ca=opts["ca"])
         c = cert.x509()
         now = utcnow()

@@ -26,7 +26,7 @@ class Command(PKICommand):
         )
         parser.add_argument("--validity-days", type=int, help="shorter validity than the profile default")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["ca"])
         profile = get_profile(opts["profile"])
         csr = self.read_input(opts["csr"], opts, what="CSR")

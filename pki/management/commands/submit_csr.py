@@ -27,7 +27,7 @@ class Command(PKICommand):
             "--no-issue", action="store_true", help="stop at 'approved' even when the profile auto-approves"
         )
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         actor = self.actor()
         request = submit_request(
             ca=get_ca(opts["ca"]),

@@ -17,7 +17,7 @@ class Command(PKICommand):
         parser.add_argument("serial", help="serial number in hex")
         parser.add_argument("--ca", help="issuing CA name (needed when two CAs share the serial)")
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         cert = get_certificate(opts["serial"], opts["ca"])
         cert = release_hold(certificate=cert, actor=self.actor())
         self.stdout.write(f"released {cert.serial} of CA {cert.ca} from hold: valid again")

@@ -13,7 +13,7 @@ from pki.management.base import PKICommand
 class Command(PKICommand):
     help = __doc__
 
-    def run(self, **opts: Any) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         report = verify_chain()
         if report.ok:
             self.stdout.write(f"{report.streams} streams, {report.events} events: OK")
