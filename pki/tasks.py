@@ -209,6 +209,22 @@ def acme_validate_challenge(challenge_id: int) -> str:
     return str(validate_challenge(challenge_id=challenge_id, actor="acme:validator").status)
 
 
+@shared_task(name="pki.signing.acme_finalize", acks_late=True, reject_on_worker_lost=True)
+def acme_finalize(order_id: int, actor: str) -> str:
+    """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent."""
+    from pki.acme.orders import complete_finalization
+
+    return str(complete_finalization(order_id=order_id, actor=actor).status)
+
+
+@shared_task(name="pki.signing.acme_finalize_pending", acks_late=True, reject_on_worker_lost=True)
+def acme_finalize_pending() -> int:
+    """Issue ``processing`` orders whose hand-over message was lost."""
+    from pki.acme.orders import finalize_pending_orders
+
+    return finalize_pending_orders(actor="acme:signer")
+
+
 @shared_task(name="pki.acme_purge_nonces")
 def acme_purge_nonces() -> int:
     """Delete expired ACME nonces from the database store."""
@@ -231,6 +247,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
     "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},
     "acme-purge-nonces": {"task": "pki.acme_purge_nonces", **_every(3600.0)},
+    "acme-finalize-pending": {"task": "pki.signing.acme_finalize_pending", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
     "lifecycle-deactivate-expired-keys": {

@@ -128,6 +128,9 @@ class AcmeOrder(models.Model):
         related_name="acme_replaced_by",
         help_text="RFC 9773: the certificate this order renews",
     )
+    csr_der = models.BinaryField(
+        null=True, blank=True, help_text="the finalize CSR while a signing worker issues it (processing)"
+    )
     created_at = models.DateTimeField()
 
     class Meta:

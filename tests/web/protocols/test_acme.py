@@ -743,3 +743,70 @@ def test_a_valid_authorization_of_the_account_is_reused_by_its_next_order(
     assert _order(acme, "www.example.test", "mail.example.test")[0]["status"] == "pending"
     settings.KMI_ACME = {**settings.KMI_ACME, "REUSE_AUTHORIZATIONS": False}
     assert _order(acme, "www.example.test")[0]["status"] == "pending"
+
+
+# --- worker-only signing (KMI_SIGNING=worker) ---------------------------------------------------
+
+
+@pytest.fixture
+def worker_signing(settings):
+    from pki import lifecycle_conf
+
+    settings.KMI_LIFECYCLE = {**getattr(settings, "KMI_LIFECYCLE", {}), "SIGNING": "worker"}
+    lifecycle_conf.reset()
+    yield
+    lifecycle_conf.reset()
+
+
+def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(
+    acme, http01, django_capture_on_commit_callbacks, worker_signing, published_tasks, private_key_loads
+):
+    from pki.acme.orders import complete_finalization
+
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    private_key_loads.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _finalize(acme, order, ["www.example.test"])
+    assert response.status == 200, response.body
+    assert response.json()["status"] == "processing"  # RFC 8555 §7.4: the client polls
+    assert response.headers["Retry-After"]
+    assert private_key_loads == []  # the web side signed nothing
+    [(_task, queue, body)] = [p for p in published_tasks if p[0] == "pki.signing.acme_finalize"]
+    assert queue == "signing"
+    order_row = AcmeOrder.objects.get(token=order_url.rsplit("/", 1)[1])
+    assert body[1] == {"order_id": order_row.pk, "actor": body[1]["actor"]}  # ids only, no CSR, no key
+
+    # What the signing worker runs; a replayed message changes nothing.
+    assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
+    assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
+    final = acme.post(order_url, None).json()
+    assert final["status"] == "valid"
+    assert Certificate.objects.filter(acme_order__pk=order_row.pk).count() == 1
+    chain = x509.load_pem_x509_certificates(acme.post(final["certificate"], None).body)
+    assert chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    ) == ["www.example.test"]
+
+
+def test_a_processing_order_fails_cleanly_when_the_policy_changed_before_the_worker_ran(
+    acme, http01, endpoint, django_capture_on_commit_callbacks, worker_signing
+):
+    from pki.acme.orders import complete_finalization, finalize_pending_orders
+
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert _finalize(acme, order, ["www.example.test"]).json()["status"] == "processing"
+    profile = endpoint.profile
+    profile.allowed_names = ["dns:*.other.test"]
+    profile.save()
+    order_row = AcmeOrder.objects.get(token=order_url.rsplit("/", 1)[1])
+    # The message was never sent (captured above): the sweep on the beat schedule picks it up.
+    assert finalize_pending_orders(actor="acme:signer") == 1
+    order_row.refresh_from_db()
+    assert order_row.status == "invalid"
+    assert order_row.error["type"] == "urn:ietf:params:acme:error:badCSR"
+    assert order_row.certificate is None
+    assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "invalid"
+    assert acme.post(order_url, None).json()["status"] == "invalid"

@@ -385,7 +385,7 @@ def order_view(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> Http
 
 @acme_view
 def finalize(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> HttpResponse:
-    """RFC 8555 §7.4: submit the CSR; the certificate is issued before the answer."""
+    """RFC 8555 §7.4: submit the CSR; issued before the answer, or ``processing`` with worker signing."""
     if (denied := _only(request, "POST")) is not None:
         return denied
     verified = _auth(request, endpoint, resource_url(endpoint.name, "order", token) + "/finalize")
