@@ -34,15 +34,16 @@ def _setup_env() -> None:
     django.setup()
 
 
-def _recreate_database() -> None:
+def _recreate_database(*, create: bool = True) -> None:
     import psycopg
 
     url = BENCH_DB.replace("postgres://", "postgresql://", 1)
     name = url.rsplit("/", 1)[1]
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _make_csrs(n: int) -> list[bytes]:
@@ -143,6 +144,8 @@ def main() -> None:
     _report("issue_rate_1proc", rate1, lat1, TARGET_ONE)
     rate2, lat2 = _run(2, args.n, csrs[args.n + 1 :])
     _report("issue_rate_2proc", rate2, lat2, TARGET_TWO)
+    connections.close_all()
+    _recreate_database(create=False)  # leave the server as we found it
 
 
 if __name__ == "__main__":
