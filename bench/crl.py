@@ -75,7 +75,8 @@ def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
         raw = cursor.cursor
         columns = (
             "ca_id, serial, der, subject, san_text, not_before, not_after, fingerprint_sha256, "
-            "key_fingerprint, is_ca, auto_renew, revoked_at, revocation_reason, invalidity_date, created_at"
+            "key_fingerprint, is_ca, auto_renew, revoked_at, revocation_reason, invalidity_date, created_at, "
+            "owner_email, owner_webhook_url"
         )
         with raw.copy(f"COPY pki_certificate ({columns}) FROM STDIN") as copy:
             buf: list[str] = []
@@ -87,7 +88,7 @@ def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
                 invalid = (now - dt.timedelta(days=3, seconds=i % 1000)).isoformat() if i % 4 == 0 else r"\N"
                 buf.append(
                     f"{ca_id}\t{serial}\t\\\\x\tCN=bench\t\t{nb}\t{na}\t{fp}\t{'0' * 64}\tf\tf\t"
-                    f"{revoked}\t{reason}\t{invalid}\t{nb}\n"
+                    f"{revoked}\t{reason}\t{invalid}\t{nb}\t\t\n"
                 )
                 if len(buf) >= 20000:
                     copy.write("".join(buf))
