@@ -39,6 +39,7 @@ def main() -> int:
         "REDIS_URL": REDIS,
         "KMI_REDIS_KEY_PREFIX": PREFIX,
         "KMI_CACHE_PREFIX": PREFIX,
+        "KMI_OCSP_REDIS_PREFIX": f"{PREFIX}ocsp",  # pre-signed OCSP responses go under the prefix too
         "KMI_BASE_URL": "http://pki.example.test",
         "KMI_LOG_LEVEL": "WARNING",
     }
