@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -71,6 +72,46 @@ def check_request(
     return sans
 
 
+def _new_request(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    checked: CheckedCSR,
+    sans: tuple[SAN, ...],
+    actor: str,
+    requester: User | None,
+    validity_days: int | None,
+    auto: bool,
+    now: dt.datetime,
+    request_id: int | None = None,
+) -> tuple[CertificateRequest, dict[str, Any]]:
+    """The (unsaved) request row of a checked CSR and its ``request.submitted`` audit details."""
+    request = CertificateRequest(
+        id=request_id,
+        ca=ca,
+        profile=profile,
+        csr_der=checked.der,
+        subject=checked.subject.rfc4514_string(),
+        san_text="\n".join(str(s) for s in sans),
+        key_fingerprint=checked.key_fingerprint,
+        validity_days=validity_days,
+        state=RequestState.APPROVED if auto else RequestState.PENDING,
+        requester=requester,
+        requested_by=actor,
+        reviewed_by="auto" if auto else "",
+        reviewed_at=now if auto else None,
+        created_at=now,
+    )
+    details = {
+        "ca": ca.name,
+        "profile": profile.name,
+        "subject": request.subject,
+        "sans": [str(s) for s in sans],
+        "state": request.state,
+    }
+    return request, details
+
+
 def submit_request(
     *,
     ca: CertificateAuthority,
@@ -90,32 +131,23 @@ def submit_request(
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     auto = not policy.requires_approval
     with transaction.atomic():
-        request = CertificateRequest.objects.create(
+        request, details = _new_request(
             ca=ca,
             profile=profile,
-            csr_der=checked.der,
-            subject=checked.subject.rfc4514_string(),
-            san_text="\n".join(str(s) for s in sans),
-            key_fingerprint=checked.key_fingerprint,
-            validity_days=validity_days,
-            state=RequestState.APPROVED if auto else RequestState.PENDING,
+            checked=checked,
+            sans=sans,
+            actor=actor,
             requester=requester,
-            requested_by=actor,
-            reviewed_by="auto" if auto else "",
-            reviewed_at=now if auto else None,
-            created_at=now,
+            validity_days=validity_days,
+            auto=auto,
+            now=now,
         )
+        request.save(force_insert=True)
         audit.record(
             action="request.submitted",
             actor=actor,
             obj=request,
-            details={
-                "ca": ca.name,
-                "profile": profile.name,
-                "subject": request.subject,
-                "sans": [str(s) for s in sans],
-                "state": request.state,
-            },
+            details=details,
             scope=f"ca:{ca.pk}",
             now=now,
         )
@@ -159,35 +191,20 @@ def submit_and_issue(
                 return request, None
             return request, issue_certificate(request=request, csr=checked, actor=actor, now=now)
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
-    request = CertificateRequest(
-        id=request_id,
+    request, details = _new_request(
         ca=ca,
         profile=profile,
-        csr_der=checked.der,
-        subject=checked.subject.rfc4514_string(),
-        san_text="\n".join(str(s) for s in sans),
-        key_fingerprint=checked.key_fingerprint,
-        validity_days=validity_days,
-        state=RequestState.APPROVED,
+        checked=checked,
+        sans=sans,
+        actor=actor,
         requester=requester,
-        requested_by=actor,
-        reviewed_by="auto",
-        reviewed_at=now,
-        created_at=now,
+        validity_days=validity_days,
+        auto=True,
+        now=now,
+        request_id=request_id,
     )
     submitted = audit.pending_event(
-        action="request.submitted",
-        actor=actor,
-        obj=request,
-        details={
-            "ca": ca.name,
-            "profile": profile.name,
-            "subject": request.subject,
-            "sans": [str(s) for s in sans],
-            "state": RequestState.APPROVED,
-        },
-        scope=f"ca:{ca.pk}",
-        now=now,
+        action="request.submitted", actor=actor, obj=request, details=details, scope=f"ca:{ca.pk}", now=now
     )
     cert = _sign_and_record(
         ca=ca,
