@@ -71,6 +71,9 @@ def _environment() -> dict[str, str]:
             "DATABASE_URL": BENCH_DB,
             "REDIS_URL": BENCH_REDIS,
             "KMI_CACHE_PREFIX": PREFIX,
+            # Celery's queues and bindings (OCSP pre-signing after issuance) under the prefix too.
+            "KMI_REDIS_KEY_PREFIX": f"{PREFIX}:",
+            "KMI_OCSP_REDIS_PREFIX": f"{PREFIX}:ocsp",
             "KMI_KEK": env.get("BENCH_KEK", "bench:" + base64.urlsafe_b64encode(b"a" * 32).decode()),
             "DJANGO_SETTINGS_MODULE": "web.settings",
             "KMI_LOG_LEVEL": "WARNING",
@@ -240,6 +243,16 @@ def _count_certificates(env: dict[str, str]) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def _drop_database() -> None:
+    """Leave the PostgreSQL server as the bench found it."""
+    import psycopg
+
+    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _clean_redis() -> None:
     import redis
 
@@ -284,6 +297,7 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
             _clean_redis()
+            _drop_database()
     seconds = stats["duration_us"] / 1e6
     created = stats["requests"] - stats["non2xx"]
     rate = created / seconds
