@@ -64,7 +64,7 @@ class Command(BaseCommand):
         data_dir: Path = settings.DATA_DIR
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        if not (env.get("KMI_KEK") or env.get("KMI_KEK_FILE") or env.get("KMI_KEK_FILE".lower())):
+        if not (env.get("KMI_KEK") or env.get("KMI_KEK_FILE")):
             kek_file = data_dir / "kek"
             if not kek_file.exists():
                 call_command("create_kek", out=str(kek_file))
@@ -82,7 +82,7 @@ class Command(BaseCommand):
         os.environ.update(env)
         from pki import conf
 
-        conf.reset()
+        # Settings were read before the KEK file existed: point them at it and validate again.
         settings.KMI["KEK_FILE"] = env.get("KMI_KEK_FILE", "")
         conf.reset()
 
