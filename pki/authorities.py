@@ -73,6 +73,74 @@ def _sign_ca(
     return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
 
 
+def _create_ca(
+    *,
+    name: str,
+    subject: x509.Name,
+    parent: CertificateAuthority | None,
+    key_type: KeyType | str,
+    validity_days: int,
+    path_length: int | None,
+    constraints: NameConstraints,
+    backend: str | None,
+    actor: str,
+    now: dt.datetime,
+) -> CertificateAuthority:
+    """Generate the CA key, sign its certificate (self-signed without ``parent``), record, audit."""
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    with transaction.atomic():
+        key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
+        ca = CertificateAuthority.objects.create(
+            name=name,
+            parent=parent,
+            key=key,
+            path_length=path_length,
+            name_constraints=constraints.to_json(),
+            created_at=now,
+        )
+        cert = _sign_ca(
+            name=name,
+            subject=subject,
+            key=key,
+            signer=parent.key if parent is not None else key,
+            issuer=parent,
+            validity_days=validity_days,
+            path_length=path_length,
+            constraints=constraints,
+            now=now,
+        )
+        # A root's certificate is in its own records; an intermediate's in its parent's (and CRL).
+        issuer = parent if parent is not None else ca
+        ca.certificate = record_certificate(cert, ca=issuer, key=key, now=now)
+        ca.save(update_fields=["certificate"])
+        details: dict[str, Any] = {
+            "subject": subject.rfc4514_string(),
+            "root": parent is None,
+            "serial": ca.certificate.serial,
+            "key_type": key.key_type,
+            "not_after": ca.certificate.not_after.isoformat(),
+        }
+        if parent is not None:
+            details["parent"] = parent.name
+        audit.record(action="ca.created", actor=actor, obj=ca, details=details, scope=f"ca:{ca.pk}", now=now)
+        if parent is not None:
+            audit.record(
+                action="certificate.issued",
+                actor=actor,
+                obj=ca.certificate,
+                details={
+                    "serial": ca.certificate.serial,
+                    "subject": ca.certificate.subject,
+                    "ca": parent.name,
+                    "is_ca": True,
+                },
+                scope=f"ca:{parent.pk}",
+                now=now,
+            )
+    return ca
+
+
 def create_root_ca(
     *,
     name: str,
@@ -88,46 +156,18 @@ def create_root_ca(
     """Create a self-signed root CA with a new key."""
     now = resolve(now)
     _check_name(name)
-    if validity_days < 1:
-        raise PolicyViolation("validity must be at least one day")
-    constraints = NameConstraints.from_json(name_constraints)
-    with transaction.atomic():
-        key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
-        ca = CertificateAuthority.objects.create(
-            name=name,
-            key=key,
-            path_length=path_length,
-            name_constraints=constraints.to_json(),
-            created_at=now,
-        )
-        cert = _sign_ca(
-            name=name,
-            subject=subject,
-            key=key,
-            signer=key,
-            issuer=None,
-            validity_days=validity_days,
-            path_length=path_length,
-            constraints=constraints,
-            now=now,
-        )
-        ca.certificate = record_certificate(cert, ca=ca, key=key, now=now)
-        ca.save(update_fields=["certificate"])
-        audit.record(
-            action="ca.created",
-            actor=actor,
-            obj=ca,
-            details={
-                "subject": subject.rfc4514_string(),
-                "root": True,
-                "serial": ca.certificate.serial,
-                "key_type": key.key_type,
-                "not_after": ca.certificate.not_after.isoformat(),
-            },
-            scope=f"ca:{ca.pk}",
-            now=now,
-        )
-    return ca
+    return _create_ca(
+        name=name,
+        subject=subject,
+        parent=None,
+        key_type=key_type,
+        validity_days=validity_days,
+        path_length=path_length,
+        constraints=NameConstraints.from_json(name_constraints),
+        backend=backend,
+        actor=actor,
+        now=now,
+    )
 
 
 def create_intermediate_ca(
@@ -156,56 +196,19 @@ def create_intermediate_ca(
             raise PolicyViolation(
                 f"path length {path_length} exceeds what {parent.name} allows ({parent.path_length - 1})"
             )
-    if validity_days < 1:
-        raise PolicyViolation("validity must be at least one day")
     parent_constraints = NameConstraints.from_json(parent.name_constraints)
-    constraints = parent_constraints.narrowed_by(NameConstraints.from_json(name_constraints))
-    with transaction.atomic():
-        key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
-        ca = CertificateAuthority.objects.create(
-            name=name,
-            parent=parent,
-            key=key,
-            path_length=path_length,
-            name_constraints=constraints.to_json(),
-            created_at=now,
-        )
-        cert = _sign_ca(
-            name=name,
-            subject=subject,
-            key=key,
-            signer=parent.key,
-            issuer=parent,
-            validity_days=validity_days,
-            path_length=path_length,
-            constraints=constraints,
-            now=now,
-        )
-        ca.certificate = record_certificate(cert, ca=parent, key=key, now=now)
-        ca.save(update_fields=["certificate"])
-        details = {
-            "subject": subject.rfc4514_string(),
-            "root": False,
-            "parent": parent.name,
-            "serial": ca.certificate.serial,
-            "key_type": key.key_type,
-            "not_after": ca.certificate.not_after.isoformat(),
-        }
-        audit.record(action="ca.created", actor=actor, obj=ca, details=details, scope=f"ca:{ca.pk}", now=now)
-        audit.record(
-            action="certificate.issued",
-            actor=actor,
-            obj=ca.certificate,
-            details={
-                "serial": ca.certificate.serial,
-                "subject": ca.certificate.subject,
-                "ca": parent.name,
-                "is_ca": True,
-            },
-            scope=f"ca:{parent.pk}",
-            now=now,
-        )
-    return ca
+    return _create_ca(
+        name=name,
+        subject=subject,
+        parent=parent,
+        key_type=key_type,
+        validity_days=validity_days,
+        path_length=path_length,
+        constraints=parent_constraints.narrowed_by(NameConstraints.from_json(name_constraints)),
+        backend=backend,
+        actor=actor,
+        now=now,
+    )
 
 
 def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificate:
