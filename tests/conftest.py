@@ -398,7 +398,6 @@ def _transactional_tests_start_clean(request: pytest.FixtureRequest) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-
     if not CertificateAuthority.objects.exists():
         return
     sys.stderr.write(f"{request.node.nodeid}: leftover rows from an earlier test; flushing first\n")
