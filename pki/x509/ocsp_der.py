@@ -151,6 +151,13 @@ def _parse_cert_id(data: bytes, tlv_start: int, start: int, end: int) -> CertID:
     serial_bytes = data[parts[3][2] : parts[3][3]]
     if not serial_bytes:
         raise MalformedRequest("empty serial number")
+    # X.690 §8.3.2: the first nine bits of a DER INTEGER are never all zeros or all ones. The
+    # CertID is echoed in the response, so a non-minimal serial would make the response invalid.
+    if len(serial_bytes) > 1 and (
+        (serial_bytes[0] == 0x00 and serial_bytes[1] < 0x80)
+        or (serial_bytes[0] == 0xFF and serial_bytes[1] >= 0x80)
+    ):
+        raise MalformedRequest("serial number is not minimally encoded (DER)")
     return CertID(
         hash_algorithm=HASH_OIDS.get(oid, oid),
         issuer_name_hash=data[parts[1][2] : parts[1][3]],

@@ -115,3 +115,16 @@ def test_response_encoding_is_what_cryptography_reads():
         ocsp_der.single_response(
             ocsp_der.SingleStatus(CERT_ID, "revoked"), this_update=this_update, next_update=this_update
         )
+
+
+@pytest.mark.parametrize("padded", [b"\x00\x05", b"\xff\xff"])
+def test_a_non_minimal_serial_in_a_cert_id_is_a_malformed_request(padded):
+    # Found by fuzzing: echoing such a CertID made a response that cryptography refused to parse.
+    def tlv(tag: int, body: bytes) -> bytes:
+        return bytes([tag, len(body)]) + body
+
+    algorithm = bytes.fromhex("300906052b0e03021a0500")  # SHA-1, NULL parameters
+    cert_id = tlv(0x30, algorithm + tlv(0x04, bytes(20)) + tlv(0x04, bytes(20)) + tlv(0x02, padded))
+    request = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, cert_id))))
+    with pytest.raises(MalformedRequest, match="minimally"):
+        parse_request(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import os
 import re
 from urllib.parse import quote
 from wsgiref.util import setup_testing_defaults
@@ -28,7 +29,9 @@ from tests.ocsp_support import request_der
 pytestmark = pytest.mark.django_db
 
 FUZZ = hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("KMI_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
