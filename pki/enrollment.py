@@ -158,17 +158,19 @@ def approve_and_issue(
 # Every enrollment names a CA and a profile. Loading them (CA + certificate + key, profile) and
 # rebuilding what hangs off them (parsed CA certificate, name constraints, profile policy) costs
 # more than the rest of an enrollment's database work, so each process keeps them and checks
-# with ONE small query that nothing changed: a digest of the CA row, its key row and its
-# certificate's revocation, and of the profile row. Any change (state, key state or handle,
-# revocation, constraints, profile edit) loads fresh objects.
+# with ONE small query that nothing changed: the row versions (xmin, the id of the transaction
+# that wrote the row; every UPDATE writes a new version) of the CA row, its key row, its
+# certificate row and the profile row. Any change (state, key state or handle, revocation,
+# constraints, profile edit) loads fresh objects. The versions are read before the objects, so
+# a change in between only costs one more reload.
 _TARGET_SQL = """
 SELECT
-  (SELECT ARRAY[ca.id::text, md5(ca::text || coalesce(k::text, '') || coalesce(c.revoked_at::text, ''))]
+  (SELECT ARRAY[ca.id::text, concat_ws('/', ca.xmin, k.xmin, c.xmin)]
      FROM pki_certificateauthority ca
      LEFT JOIN pki_key k ON k.id = ca.key_id
      LEFT JOIN pki_certificate c ON c.id = ca.certificate_id
     WHERE ca.name = %s),
-  (SELECT ARRAY[p.id::text, md5(p::text)] FROM pki_profile p WHERE p.name = %s)
+  (SELECT ARRAY[p.id::text, p.xmin::text] FROM pki_profile p WHERE p.name = %s)
 """
 _target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
 

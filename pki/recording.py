@@ -303,7 +303,9 @@ def execute_prepared(sql: str, params: dict[str, Any] | list[Any]) -> tuple[Any,
 
     Django's psycopg cursors bind parameters on the client, which re-plans this large statement
     on every call; a server-binding cursor with ``prepare=True`` plans it once per connection.
-    (PostgreSQL only; the other hot queries of an API call use it too.)
+    (PostgreSQL only; the other hot queries of an API call use it too.) psycopg honours
+    ``prepare=True`` only when the connection's ``prepare_threshold`` is not None: web.settings
+    sets it (tests/pki/test_enrollment_statement.py checks the statements really are prepared).
     """
     connection.ensure_connection()
     raw = connection.connection

@@ -82,7 +82,13 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # wait for each other instead of failing with "database is locked" half way.
     _db["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     _db["CONN_MAX_AGE"] = 0
-elif _db["ENGINE"] != "django.db.backends.postgresql":
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's cursors bind parameters on the client and never prepare; the hot statements of
+    # issuance and the API (pki.recording.execute_prepared) ask psycopg for a server-side
+    # prepared statement, which psycopg refuses outright when prepare_threshold is None (Django's
+    # default). A high threshold enables those explicit requests and nothing else.
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+else:
     raise ImproperlyConfigured("DATABASE_URL must be postgres://… or sqlite:///…")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

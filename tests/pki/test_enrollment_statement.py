@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from django.db import connection
 
 from pki import audit
 from pki.enrollment import enroll, load_targets
 from pki.exceptions import NameNotAllowed
-from pki.models import AuditEvent, CertificateAuthority, CertificateRequest, Profile, RequestState
+from pki.models import AuditEvent, CertificateAuthority, CertificateRequest, Key, Profile, RequestState
+from pki.models.key import KeyState
 from pki.profile_changes import update_profile
+from pki.revocation import revoke_certificate
 from tests.conftest import make_csr
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -67,3 +70,39 @@ def test_cached_ca_and_profile_are_reused_until_they_change(issuing_ca, profile)
     assert changed_prof is not prof
     assert isinstance(changed_prof, Profile)
     assert changed_prof.default_validity_days == 30
+
+
+def test_cached_ca_is_reloaded_when_its_key_or_certificate_changes(root_ca, issuing_ca):
+    ca, _ = load_targets(ca_name="issuing", profile_name="tls-server")
+    assert ca is not None
+
+    Key.objects.filter(pk=issuing_ca.key_id).update(state=KeyState.SUSPENDED)
+    suspended, _ = load_targets(ca_name="issuing", profile_name="tls-server")
+    assert suspended is not ca
+    assert suspended is not None
+    assert suspended.key.state == KeyState.SUSPENDED
+    assert load_targets(ca_name="issuing", profile_name="tls-server")[0] is suspended
+
+    revoke_certificate(certificate=issuing_ca.certificate, reason="keyCompromise", actor="t")
+    revoked, _ = load_targets(ca_name="issuing", profile_name="tls-server")
+    assert revoked is not suspended
+    assert revoked is not None
+    assert revoked.certificate.revoked_at is not None
+
+
+def test_hot_statements_are_prepared_on_the_server(issuing_ca, profile):
+    """execute_prepared really plans once per connection (psycopg ignores prepare=True when the
+    connection's prepare_threshold is None, Django's default)."""
+    for name in ("one.example.test", "two.example.test"):
+        enroll(
+            ca=issuing_ca,
+            profile=profile("tls-server"),
+            csr=make_csr(sans=[x509.DNSName(name)]),
+            actor="api:prepared",
+        )
+    load_targets(ca_name="issuing", profile_name="tls-server")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("INSERT INTO pki_certificate " in s for s in prepared)
+    assert any("pki_certificateauthority ca" in s for s in prepared)
