@@ -93,8 +93,23 @@ class CertificateAdmin(admin.ModelAdmin[Certificate]):
 
     list_display = ("serial", "subject", "ca", "profile", "not_after", "revoked_at")
     list_filter = ("ca", "profile", "is_ca")
-    search_fields = ("serial", "subject", "san_text", "fingerprint_sha256")
-    readonly_fields = tuple(f.name for f in Certificate._meta.fields)
+    # search_text holds subject, SANs and serial (trigram-indexed on PostgreSQL); a full SHA-256
+    # fingerprint is matched exactly, on its unique index.
+    search_fields = ("search_text",)
+    search_help_text = "part of the subject, a SAN or the serial; or a whole SHA-256 fingerprint"
+    readonly_fields = tuple(f.name for f in Certificate._meta.fields if f.name != "search_text")
+    exclude = ("search_text",)
+    # COUNT(*) over millions of rows on every search page is what makes an admin slow.
+    show_full_result_count = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Certificate], search_term: str
+    ) -> tuple[QuerySet[Certificate], bool]:
+        """A 64-hex-digit term is a fingerprint (colons allowed); anything else searches search_text."""
+        fingerprint = search_term.strip().replace(":", "").lower()
+        if len(fingerprint) == 64 and all(c in "0123456789abcdef" for c in fingerprint):
+            return queryset.filter(fingerprint_sha256=fingerprint), False
+        return super().get_search_results(request, queryset, search_term)
 
 
 @admin.register(AuditEvent)

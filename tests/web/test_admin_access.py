@@ -83,3 +83,32 @@ def test_grant_role_command_grants_and_revokes(issuing_ca):
     assert not RoleGrant.objects.exists()
     with pytest.raises(CommandError, match="no such grant"):
         call_command("grant_role", "rita", "auditor", "--revoke", stdout=io.StringIO())
+
+
+def test_admin_searches_certificates_by_name_serial_and_fingerprint(staff, issuing_ca, profile):
+    from cryptography import x509
+
+    from pki.issuance import issue_certificate
+    from tests.conftest import make_csr
+
+    certs = [
+        issue_certificate(
+            ca=issuing_ca,
+            profile=profile("tls-server"),
+            csr=make_csr(sans=[x509.DNSName(f"admin{i}.example.test")]),
+            actor="t",
+        )
+        for i in range(3)
+    ]
+
+    def found(term: str) -> set[str]:
+        page = staff.get("/admin/pki/certificate/", {"q": term})
+        assert page.status_code == 200
+        return {c.serial for c in certs if c.serial in page.content.decode()}
+
+    assert found("ADMIN1.example") == {certs[1].serial}
+    assert found(certs[2].serial[3:15]) == {certs[2].serial}
+    fingerprint = certs[0].fingerprint_sha256.upper()
+    assert found(":".join(fingerprint[i : i + 2] for i in range(0, 64, 2))) == {certs[0].serial}
+    assert found("nothing.like.this") == set()
+    assert staff.get(f"/admin/pki/certificate/{certs[0].pk}/change/").status_code == 200
