@@ -28,9 +28,9 @@ class AuditEvent(models.Model):
     seq = models.BigIntegerField()
     timestamp = models.DateTimeField(db_index=True)
     actor = models.CharField(max_length=150)
-    action = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
-    object_id = models.CharField(max_length=128, db_index=True)
+    object_id = models.CharField(max_length=128)
     details = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
@@ -39,6 +39,11 @@ class AuditEvent(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["stream", "seq"], name="pki_audit_unique_seq"),
+        ]
+        # Plain B-tree indexes, without the LIKE-pattern twins db_index adds on PostgreSQL.
+        indexes = [
+            models.Index(fields=["action"], name="pki_audit_action"),
+            models.Index(fields=["object_id"], name="pki_audit_object_id"),
         ]
 
     def __str__(self) -> str:

@@ -71,11 +71,15 @@ class CertificateQuerySet(models.QuerySet["Certificate"]):
 class Certificate(models.Model):
     """A certificate KMI signed: DER plus the columns searches and status checks need."""
 
+    # Indexes are chosen for the hot insert path: (ca, id), (ca, serial) and (ca, revoked_at)
+    # below cover every lookup by CA, so the FK has none of its own; the same goes for profile.
+    # Hash columns get plain B-tree indexes (Meta) without Django's LIKE-pattern twins.
     ca = models.ForeignKey(
         "pki.CertificateAuthority",
         on_delete=models.PROTECT,
         related_name="issued",
         null=True,
+        db_index=False,
         help_text="the issuing CA (for a root's own certificate, the root itself)",
     )
     serial = models.CharField(max_length=40, help_text="lower-case hex, unique per CA")
@@ -84,13 +88,15 @@ class Certificate(models.Model):
     san_text = models.TextField(blank=True, help_text="SANs as 'type:value' lines, for search")
     not_before = models.DateTimeField()
     not_after = models.DateTimeField(db_index=True)
-    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
-    key_fingerprint = models.CharField(max_length=64, db_index=True, help_text="SHA-256 of SPKI")
+    fingerprint_sha256 = models.CharField(max_length=64)
+    key_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of SPKI")
     key = models.ForeignKey(
         "pki.Key", null=True, blank=True, on_delete=models.SET_NULL, related_name="certificates"
     )
     is_ca = models.BooleanField(default=False)
-    profile = models.ForeignKey("pki.Profile", null=True, blank=True, on_delete=models.PROTECT)
+    profile = models.ForeignKey(
+        "pki.Profile", null=True, blank=True, on_delete=models.PROTECT, db_index=False
+    )
     request = models.OneToOneField(
         "pki.CertificateRequest",
         null=True,
@@ -138,12 +144,14 @@ class Certificate(models.Model):
         ordering = ["-not_after"]
         constraints = [
             models.UniqueConstraint(fields=["ca", "serial"], name="pki_certificate_unique_serial"),
+            models.UniqueConstraint(fields=["fingerprint_sha256"], name="pki_cert_unique_fingerprint"),
         ]
         indexes = [
             models.Index(fields=["ca", "revoked_at"], name="pki_cert_ca_revoked"),
             # Keyset (cursor) pagination by id within one CA stays an index scan at millions of rows.
             models.Index(fields=["ca", "id"], name="pki_cert_ca_id"),
             models.Index(fields=["profile", "id"], name="pki_cert_profile_id"),
+            models.Index(fields=["key_fingerprint"], name="pki_cert_key_fingerprint"),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.db import models
 from django.db.models import F
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse as django_reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -57,6 +57,7 @@ from pki.revocation import revoke_certificate
 from pki.serverkeys import deliver_pkcs12, request_server_key
 from pki.signing import run_signing, signs_here
 from pki.x509.names import parse_subject
+from web.api import fast_enroll
 from web.api import serializers as s
 from web.api.pagination import IdCursorPagination
 from web.api.renderers import DerRenderer, PemRenderer, Pkcs7Renderer, Pkcs12Renderer
@@ -69,7 +70,7 @@ def actor_of(request: Request) -> str:
     """The audit actor: the user name, and the token prefix when a token authenticated the call."""
     name = request.user.get_username()
     if isinstance(request.auth, ApiToken):
-        return f"{name} (token {request.auth.prefix})"[:150]
+        return fast_enroll.token_actor(name, request.auth.prefix)
     return name
 
 
@@ -99,7 +100,7 @@ def _detail_path(name: str) -> str:
     return django_reverse(name, kwargs={"pk": 0}).replace("/0/", "/{pk}/")
 
 
-def detail_url(request: Request, name: str, pk: object) -> str:
+def detail_url(request: Request | HttpRequest, name: str, pk: object) -> str:
     """What ``reverse(name, kwargs={"pk": pk}, request=request)`` returns, without re-resolving."""
     return request.build_absolute_uri(_detail_path(name).format(pk=pk))
 
@@ -617,6 +618,24 @@ class EnrollView(APIView):
     throttle_classes = [EnrollThrottle]
     renderer_classes = [JSONRenderer, PemRenderer]
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """The common case (a token, a plainly valid body, an auto-approving profile, signing in
+        process) is served by web/api/fast_enroll.py with the same domain calls; everything
+        else, every error included, by DRF as below."""
+        response = fast_enroll.serve(request, self)
+        if response is not None:
+            return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def issued_response(
+        self, request: HttpRequest, ca: CertificateAuthority, cert: Certificate
+    ) -> HttpResponse:
+        """201: the certificate and its chain in PEM, Location naming the certificate."""
+        chain_pem = _pem([cert.x509()]) + _ca_chain_pem(ca)
+        response = HttpResponse(chain_pem, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
+        response["Location"] = detail_url(request, "api:certificate-detail", cert.pk)
+        return response
+
     @extend_schema(
         summary="Enroll: CSR in, certificate chain out",
         request=s.SubmitSerializer,
@@ -644,11 +663,7 @@ class EnrollView(APIView):
             location = reverse("api:request-detail", kwargs={"pk": obj.pk}, request=request)
             body = s.CertificateRequestSerializer(obj, context={"request": request}).data
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
-        cert = result.certificate
-        chain_pem = _pem([cert.x509()]) + _ca_chain_pem(v["ca"])
-        response = HttpResponse(chain_pem, status=status.HTTP_201_CREATED, content_type=PEM_CHAIN)
-        response["Location"] = detail_url(request, "api:certificate-detail", cert.pk)
-        return response
+        return self.issued_response(request, v["ca"], result.certificate)
 
 
 # --- server-generated keys -----------------------------------------------------------------------

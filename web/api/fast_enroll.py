@@ -1,0 +1,150 @@
+"""``POST /api/v1/enroll`` for the common case, without DRF's per-request machinery.
+
+Machines enrolling with an API token are the API's heaviest traffic, and DRF's request wrapping,
+content negotiation, authentication and throttle loops and serializer plumbing cost a quarter of
+an enrollment's CPU. ``EnrollView.dispatch`` first offers the Django request to ``serve`` here,
+which handles exactly the plain case with the same domain calls the DRF view makes:
+
+- a bearer token that ``pki.tokens.authenticate`` accepts;
+- a JSON body holding only ``csr`` (ASCII text), ``ca`` and ``profile`` (names) and optionally
+  ``validity_days`` (an integer in range), and an Accept header the view can answer;
+- a CA and profile that exist (``pki.enrollment.load_targets``) and that ``pki.access.can``
+  lets this user submit to; a profile that needs no approval; signing in this process;
+- a throttle (``EnrollThrottle``) that still has room.
+
+Anything else returns None *before anything is written*, and the DRF view serves the request as
+it always did: errors, their problem documents, the 202 of a request that waits for approval,
+worker signing and the OpenAPI description all come from one place. When ``enroll`` itself
+refuses the request (a bad CSR, a policy violation: nothing is written then either), the DRF
+view runs it again to produce its problem document; the throttle count taken here is handed
+over, so the request is counted once. tests/web/api/test_fast_enroll.py compares the two paths
+response for response.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.http import HttpRequest, HttpResponse
+
+from pki.access import Action, can
+from pki.enrollment import enroll, load_targets
+from pki.exceptions import PKIError
+from pki.models import ApiToken, CertificateAuthority, Profile
+from pki.signing import signs_here
+from pki.tokens import authenticate
+from web.api.renderers import PemRenderer
+from web.api.serializers import MAX_CSR_CHARS, SLUG_RE
+from web.api.throttles import EnrollThrottle
+
+if TYPE_CHECKING:
+    from web.api.views import EnrollView
+
+REQUIRED = frozenset({"csr", "ca", "profile"})
+FIELDS = REQUIRED | {"validity_days"}
+JSON_TYPES = ("application/json", "application/json; charset=utf-8", "application/json;charset=utf-8")
+# Media types one of the view's renderers (JSON, PEM chain) answers: DRF negotiates the rest.
+ACCEPTED = frozenset({"*/*", "application/*", "application/json", PemRenderer.media_type})
+MAX_BODY = 2 * MAX_CSR_CHARS
+VALIDITY_RANGE = range(1, 36501)  # SubmitSerializer.validity_days: min_value=1, max_value=36500
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """What a plain enrollment needs, checked without writing anything."""
+
+    token: ApiToken
+    fields: dict[str, Any]
+    ca: CertificateAuthority
+    profile: Profile
+
+
+def serve(request: HttpRequest, view: EnrollView) -> HttpResponse | None:
+    """The 201 response for a plain enrollment, or None to let the DRF view serve ``request``."""
+    plain = _plain(request)
+    if plain is None:
+        return None
+    user = plain.token.user
+    if not EnrollThrottle().consume(request, user.pk):
+        return None  # the view answers 429, reusing this count
+    try:
+        result = enroll(
+            ca=plain.ca,
+            profile=plain.profile,
+            csr=plain.fields["csr"],
+            validity_days=plain.fields.get("validity_days"),
+            requester=user,
+            actor=token_actor(user.get_username(), plain.token.prefix),
+        )
+    except PKIError:
+        return None  # nothing was written: the view runs it again and explains the refusal
+    if result.certificate is None:  # pragma: no cover - the profile was checked to auto-approve
+        raise RuntimeError("an auto-approving profile left a request pending")
+    response = view.issued_response(request, plain.ca, result.certificate)
+    view.headers = view.default_response_headers  # Allow and Vary, as DRF's finalize_response sets
+    return view.finalize_response(request, response)  # type: ignore[arg-type]
+
+
+def token_actor(username: str, prefix: str) -> str:
+    """The audit actor of a token-authenticated call (as ``views.actor_of``)."""
+    return f"{username} (token {prefix})"[:150]
+
+
+def _plain(request: HttpRequest) -> _Plain | None:
+    if request.method != "POST" or not signs_here() or not _acceptable(request.META.get("HTTP_ACCEPT", "")):
+        return None
+    token = _token(request)
+    fields = _fields(request) if token is not None else None
+    if token is None or fields is None:
+        return None
+    ca, profile = load_targets(ca_name=fields["ca"], profile_name=fields["profile"])
+    if ca is None or profile is None or profile.policy().requires_approval:
+        return None
+    user = token.user
+    if not (can(user, Action.SUBMIT_REQUEST) and can(user, Action.SUBMIT_REQUEST, (ca, profile))):
+        return None
+    return _Plain(token, fields, ca, profile)
+
+
+def _token(request: HttpRequest) -> ApiToken | None:
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(parts) != 2 or parts[0].lower() not in ("bearer", "token") or not parts[1].isascii():
+        return None
+    return authenticate(parts[1])
+
+
+def _acceptable(accept: str) -> bool:
+    if not accept:
+        return True
+    return any(item.split(";", 1)[0].strip().lower() in ACCEPTED for item in accept.split(","))
+
+
+def _fields(request: HttpRequest) -> dict[str, Any] | None:
+    """The body's fields when they are plainly valid (DRF would accept them unchanged), else None."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if request.META.get("CONTENT_TYPE", "").lower() not in JSON_TYPES or not length.isdigit():
+        return None
+    if not 0 < int(length) <= MAX_BODY:
+        return None
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return None
+    plain = (
+        isinstance(data, dict)
+        and REQUIRED <= data.keys() <= FIELDS
+        and _plain_csr(data["csr"])
+        and all(isinstance(data[name], str) and SLUG_RE.fullmatch(data[name]) for name in ("ca", "profile"))
+        and (data.get("validity_days") is None or _plain_days(data["validity_days"]))
+    )
+    return data if plain else None
+
+
+def _plain_csr(csr: object) -> bool:
+    return isinstance(csr, str) and csr.isascii() and "\x00" not in csr and len(csr) <= MAX_CSR_CHARS
+
+
+def _plain_days(days: object) -> bool:
+    return type(days) is int and days in VALIDITY_RANGE
