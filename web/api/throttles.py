@@ -2,12 +2,14 @@
 
 DRF's SimpleRateThrottle keeps every request's timestamp in one cached list, so at thousands of
 requests a minute each request unpickles and re-pickles thousands of floats. A counter per
-window costs the same at any rate (Redis INCR when REDIS_URL is set).
+window costs the same at any rate (Redis INCRBY when REDIS_URL is set), and each process takes
+its users' allowance in blocks, so most requests do not wait on Redis at all (``_admit``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -36,8 +38,9 @@ def parse_rate(rate: str) -> tuple[int, int]:
 _redis_client: list[Any] = []
 
 
-def _redis_count(key: str, period: int) -> int | None:
-    """Count in Redis with one round trip (SET NX with expiry, INCR); None for other caches.
+def _redis_count(key: str, period: int, amount: int) -> int | None:
+    """Add ``amount`` in Redis with one round trip (SET NX with expiry, INCRBY) and return the
+    total; None for other caches.
 
     Django's RedisCache builds a new client object (and its table of reply callbacks) on every
     call, and counting with it takes one or two round trips: this keeps one client per process.
@@ -50,18 +53,46 @@ def _redis_count(key: str, period: int) -> int | None:
     full_key = backend.make_and_validate_key(key)
     pipe = _redis_client[0].pipeline(transaction=False)
     pipe.set(full_key, 0, ex=period + 1, nx=True)
-    pipe.incr(full_key)
+    pipe.incrby(full_key, amount)
     return int(pipe.execute()[1])
 
 
-def _count(key: str, period: int) -> int:
-    count = _redis_count(key, period)
+def _count(key: str, period: int, amount: int = 1) -> int:
+    count = _redis_count(key, period, amount)
     if count is not None:
         return count
     try:
-        return int(cache.incr(key))
+        return int(cache.incr(key, amount))
     except ValueError:  # first request of the window
-        return 1 if cache.add(key, 1, timeout=period + 1) else int(cache.incr(key))
+        return amount if cache.add(key, amount, timeout=period + 1) else int(cache.incr(key, amount))
+
+
+# A process takes a user's allowance from the shared counter in blocks (INCRBY n) and spends it
+# locally, so only one request in n waits on Redis. The shared counter still never lets more than
+# the limit through: a block is spent only up to what was within the limit when it was taken.
+# Blocks left unspent when a window closes make other processes refuse early, by at most
+# (processes x (n - 1)) requests a window; n is limit // LEASE_DIVISOR (1, i.e. exact counting,
+# below that many requests a window), at most MAX_LEASE.
+LEASE_DIVISOR = 200
+MAX_LEASE = 50
+_leases: dict[tuple[str, object], tuple[int, int]] = {}  # (scope, ident) -> (window, requests left)
+_leases_lock = threading.Lock()
+
+
+def _admit(scope: str, ident: object, limit: int, period: int, window: int) -> bool:
+    """Spend one request of ``ident``'s allowance in this window (taking a block when none is left)."""
+    with _leases_lock:
+        window_held, left = _leases.get((scope, ident), (window, 0))
+        if window_held == window and left > 0:
+            _leases[(scope, ident)] = (window, left - 1)
+            return True
+    size = max(1, min(MAX_LEASE, limit // LEASE_DIVISOR))
+    total = _count(f"throttle_{scope}_{ident}_{window}", period, size)
+    granted = max(0, min(size, limit - (total - size)))
+    if granted:
+        with _leases_lock:
+            _leases[(scope, ident)] = (window, granted - 1)
+    return granted > 0
 
 
 class WindowThrottle(BaseThrottle):
@@ -78,8 +109,8 @@ class WindowThrottle(BaseThrottle):
         return self.consume(request, ident)
 
     def consume(self, request: Request | HttpRequest, ident: object) -> bool:
-        """Count ``request`` for ``ident`` (once: a count web/api/fast_enroll.py took for it before
-        handing it to the DRF view is reused) and say whether it is within the limit."""
+        """Count ``request`` for ``ident`` (once: the decision web/api/fast_enroll.py took for it
+        before handing it to the DRF view is reused) and say whether it is within the limit."""
         rates = api_settings.DEFAULT_THROTTLE_RATES or {}
         rate = rates.get(self.scope)
         if rate is None:
@@ -87,23 +118,22 @@ class WindowThrottle(BaseThrottle):
         limit, period = parse_rate(str(rate))
         now = time.time()
         window = int(now // period)
-        counted = f"kmi.throttle.{self.scope}"
-        count = request.META.get(counted)
-        if count is None:
+        decided = f"kmi.throttle.{self.scope}"
+        allowed = request.META.get(decided)
+        if allowed is None:
             try:
-                count = _count(f"throttle_{self.scope}_{ident}_{window}", period)
+                allowed = _admit(self.scope, ident, limit, period, window)
             except Exception as exc:  # noqa: BLE001 - redis-py raises many types when Redis is down
                 # A throttle that cannot count lets the call through: the call itself then says
                 # what is wrong (e.g. 503 when it needs a signing worker), rather than a 500 here.
                 log.warning(
                     "throttle %s cannot count (%s: %s); allowing", self.scope, type(exc).__name__, exc
                 )
-                count = 0
-            request.META[counted] = count
-        if count <= limit:
-            return True
-        self.wait_seconds = (window + 1) * period - now
-        return False
+                allowed = True
+            request.META[decided] = allowed
+        if not allowed:
+            self.wait_seconds = (window + 1) * period - now
+        return bool(allowed)
 
     def wait(self) -> float | None:
         """Seconds until the next window opens."""
@@ -131,4 +161,6 @@ def forget(ident: object, scopes: tuple[str, ...] = ("enroll", "token")) -> None
             period = parse_rate(str(rates[scope]))[1]
             window = int(time.time() // period)
             keys += [f"throttle_{scope}_{ident}_{w}" for w in (window - 1, window)]
+        with _leases_lock:
+            _leases.pop((scope, ident), None)
     cache.delete_many(keys)
