@@ -42,6 +42,7 @@ class Subject:
     name: x509.Name
     sans: tuple[SAN, ...]
     public_key: CertificatePublicKeyTypes
+    key_fingerprint: str = ""  # SHA-256 of the SPKI when the caller has it (a checked CSR does)
 
 
 def parse_csr(csr: bytes | str | x509.CertificateSigningRequest) -> CheckedCSR:
@@ -210,7 +211,7 @@ def submit_and_issue(
         ca=ca,
         profile=profile,
         policy=policy,
-        subject=Subject(checked.subject, sans, checked.public_key),
+        subject=Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint),
         validity_days=policy.validity_for(validity_days),
         actor=actor,
         now=now,
@@ -355,7 +356,7 @@ def _sign_and_record(
         renewed_from=renewed_from,
         auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
         san_text="\n".join(str(s) for s in subject.sans),
-        key_fingerprint=spki_fingerprint(subject.public_key),
+        key_fingerprint=subject.key_fingerprint or spki_fingerprint(subject.public_key),
         crl_shard=crl_shard,
         # A renewal keeps the owner who is told about the next expiry.
         owner_email=renewed_from.owner_email if renewed_from is not None else "",
@@ -410,7 +411,7 @@ def issue_certificate(
         ca=ca,
         profile=profile,
         policy=policy,
-        subject=Subject(checked.subject, sans, checked.public_key),
+        subject=Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint),
         validity_days=policy.validity_for(validity_days),
         actor=actor,
         now=now,
@@ -516,7 +517,7 @@ def renew_certificate(
             raise PolicyViolation(
                 f"renewal may not add names: {', '.join(str(s) for s in extra)}; submit a new request"
             )
-        subject = Subject(checked.subject, sans, checked.public_key)
+        subject = Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint)
     for san in subject.sans:
         if not any(name_matches(san, p) for p in policy.allowed_names):
             raise PolicyViolation(f"{san} is no longer allowed by profile {policy.name}")
