@@ -51,15 +51,16 @@ def _setup_env() -> None:
     django.setup()
 
 
-def _recreate_database() -> None:
+def _recreate_database(create: bool = True) -> None:
     import psycopg
 
     url = BENCH_DB.replace("postgres://", "postgresql://", 1)
     name = url.rsplit("/", 1)[1]
     admin = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
@@ -127,6 +128,16 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     _recreate_database()
+    try:
+        _run(sizes, args.key_type)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        _recreate_database(create=False)  # leave the server as we found it
+
+
+def _run(sizes: list[int], key_type: str) -> None:
     _setup_env()
     from cryptography import x509
     from django.core.management import call_command
@@ -141,7 +152,7 @@ def main() -> None:
         name="issuing",
         parent=root,
         subject=parse_subject("CN=Bench Issuing CA"),
-        key_type=args.key_type,
+        key_type=key_type,
         actor="bench",
     )
     now = dt.datetime.now(tz=dt.UTC)

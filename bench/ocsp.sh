@@ -36,6 +36,10 @@ r = redis.Redis.from_url(os.environ["REDIS_URL"])
 keys = list(r.scan_iter(os.environ["KMI_OCSP_REDIS_PREFIX"] + ":*"))
 if keys:
     r.delete(*keys)
+import psycopg  # leave PostgreSQL as we found it too
+url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+    conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % url.rsplit("/", 1)[1])
 PYEOF
   rm -rf "$work"
 }
