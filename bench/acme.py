@@ -64,14 +64,15 @@ def _env() -> dict[str, str]:
     }
 
 
-def _recreate_database() -> None:
+def _recreate_database(create: bool = True) -> None:
     import psycopg
 
     url = BENCH_DB.replace("postgres://", "postgresql://", 1)
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _setup_kmi() -> None:
@@ -318,6 +319,10 @@ def main() -> None:
         server.wait(timeout=10)
         dns.stop()
         _cleanup_redis()
+        from django.db import connections
+
+        connections.close_all()
+        _recreate_database(create=False)  # leave PostgreSQL as we found it
 
 
 if __name__ == "__main__":
