@@ -47,6 +47,7 @@ class Action(enum.StrEnum):
     VIEW_KEY = "view_key"
     DOWNLOAD_KEY = "download_key"  # the one PKCS#12 download of a server-generated key
     VIEW_AUDIT = "view_audit"
+    VIEW_ACCESS = "view_access"  # role grants: everyone their own, auditors and administrators all
     MANAGE_ACCESS = "manage_access"  # grants and other users' tokens
     MANAGE_OWN_TOKENS = "manage_own_tokens"  # any active user, for their own API tokens
     VIEW_ACME_ENDPOINT = "view_acme_endpoint"
@@ -186,6 +187,10 @@ def _anyone_with_a_role(_g: Grants, _obj: object) -> bool:
     return True  # CA certificates and profiles are not secret to anyone with a role
 
 
+def _own_grant(g: Grants, obj: object) -> bool:
+    return not isinstance(obj, RoleGrant) or obj.user_id == g.user_id
+
+
 def _nobody(_g: Grants, _obj: object) -> bool:
     return False  # administrators only (auditors too when it only reads)
 
@@ -205,6 +210,7 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.REVOKE_CERTIFICATE: _revoke_certificate,
     Action.VIEW_KEY: _view_key,
     Action.VIEW_AUDIT: _nobody,
+    Action.VIEW_ACCESS: _own_grant,
     Action.MANAGE_ACCESS: _nobody,
     Action.VIEW_ACME_ENDPOINT: _acme_endpoint_ca,
     Action.MANAGE_ACME_ENDPOINT: _nobody,
@@ -220,6 +226,7 @@ _READS = frozenset(
         Action.VIEW_CERTIFICATE,
         Action.VIEW_KEY,
         Action.VIEW_AUDIT,
+        Action.VIEW_ACCESS,
         Action.VIEW_ACME_ENDPOINT,
         Action.VIEW_EAB_KEY,
     }
@@ -256,6 +263,17 @@ def visible_certificates(
     if not g.any:
         return qs.none()
     return qs.filter(Q(ca_id__in=g.operator_cas) | Q(owner_id=g.user_id))
+
+
+def visible_grants(user: AnyUser | None) -> models.QuerySet[RoleGrant]:
+    """Role grants ``user`` may see: all for administrators and auditors; their own otherwise."""
+    qs = RoleGrant.objects.select_related("user", "ca", "profile")
+    g = grants_for(user)
+    if g.reads_everything:
+        return qs
+    if not g.any or g.user_id is None:
+        return qs.none()
+    return qs.filter(user_id=g.user_id)
 
 
 def visible_requests(

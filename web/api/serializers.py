@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.contrib.auth.models import User
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
@@ -26,6 +27,8 @@ from pki.models import (
     KeyType,
     Profile,
     RevocationReason,
+    Role,
+    RoleGrant,
 )
 from pki.profile_changes import EDITABLE_FIELDS
 from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
@@ -496,3 +499,24 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = (*ApiTokenSerializer.Meta.fields, "token")
+
+
+class RoleGrantSerializer(serializers.ModelSerializer[RoleGrant]):
+    """One role given to one user (``ca`` for operators and requesters, ``profile`` for requesters).
+
+    On creation ``user``, ``ca`` and ``profile`` are names; ``pki.access.grant_role`` decides which
+    roles need which (a requester names both, a CA operator a CA, the global roles neither).
+    """
+
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all())
+    role = serializers.ChoiceField(choices=Role.choices)
+    ca = NameField(
+        slug_field="name", queryset=CertificateAuthority.objects.all(), required=False, allow_null=True
+    )
+    profile = NameField(slug_field="name", queryset=Profile.objects.all(), required=False, allow_null=True)
+
+    class Meta:
+        model = RoleGrant
+        fields = ("id", "user", "role", "ca", "profile", "granted_by", "created_at")
+        read_only_fields = ("id", "granted_by", "created_at")
+        validators: list[Any] = []  # uniqueness is the use case's: granting twice returns the grant

@@ -18,6 +18,7 @@ router.register("keys", views.KeyViewSet, basename="key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("server-keys", views.ServerKeyViewSet, basename="server-key")
 router.register("tokens", views.ApiTokenViewSet, basename="token")
+router.register("grants", views.RoleGrantViewSet, basename="grant")
 router.register("acme/endpoints", acme.AcmeEndpointViewSet, basename="acme-endpoint")
 router.register(
     rf"acme/endpoints/(?P<endpoint>{acme.NAME_REGEX})/eab-keys", acme.EabKeyViewSet, basename="acme-eab-key"

@@ -32,8 +32,11 @@ from pki import audit, tokens
 from pki.access import (
     Action,
     can,
+    grant_role,
+    revoke_grant,
     visible_audit_events,
     visible_certificates,
+    visible_grants,
     visible_keys,
     visible_requests,
 )
@@ -51,6 +54,8 @@ from pki.models import (
     KeyDelivery,
     Profile,
     RequestState,
+    Role,
+    RoleGrant,
 )
 from pki.profile_changes import update_profile
 from pki.revocation import revoke_certificate
@@ -793,4 +798,74 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         """``pki.tokens.revoke_token``."""
         token = self.get_object()
         tokens.revoke_token(token=token, actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- role grants ---------------------------------------------------------------------------------
+@extend_schema_view(
+    list=extend_schema(
+        summary="List role grants",
+        parameters=[
+            OpenApiParameter("user", str, description="user name"),
+            OpenApiParameter("role", str, enum=[r.value for r in Role], description="role"),
+            OpenApiParameter("ca", str, description="CA name"),
+        ],
+    ),
+    retrieve=extend_schema(summary="One role grant"),
+)
+class RoleGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiViewSet):
+    """Who may do what: administrators grant and revoke roles; auditors read every grant; everyone
+    else sees their own."""
+
+    serializer_class = s.RoleGrantSerializer
+    pagination_class = IdCursorPagination
+    required = {
+        "list": Action.VIEW_ACCESS,
+        "retrieve": Action.VIEW_ACCESS,
+        "create": Action.MANAGE_ACCESS,
+        "destroy": Action.MANAGE_ACCESS,
+    }
+
+    def get_queryset(self) -> models.QuerySet[RoleGrant]:
+        """Visible grants, filtered by the query string."""
+        qs = visible_grants(self.request.user)
+        params = self.request.query_params
+        if params.get("user"):
+            qs = qs.filter(user__username=params["user"])
+        if params.get("role"):
+            if params["role"] not in Role.values:
+                raise _bad_param("role", f"one of {', '.join(Role.values)}")
+            qs = qs.filter(role=params["role"])
+        if params.get("ca"):
+            qs = qs.filter(ca__name=params["ca"])
+        return qs
+
+    @extend_schema(
+        summary="Grant a role",
+        responses={201: s.RoleGrantSerializer, 200: s.RoleGrantSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        """``pki.access.grant_role`` (audited); 200 with the existing grant when it was held already."""
+        data = s.RoleGrantSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        held = RoleGrant.objects.filter(
+            user=v["user"], role=v["role"], ca=v.get("ca"), profile=v.get("profile")
+        ).exists()
+        grant = grant_role(
+            user=v["user"],
+            role=v["role"],
+            ca=v.get("ca"),
+            profile=v.get("profile"),
+            actor=actor_of(request),
+        )
+        body = s.RoleGrantSerializer(grant, context=self.get_serializer_context()).data
+        code = status.HTTP_200_OK if held else status.HTTP_201_CREATED
+        location = detail_url(request, "api:grant-detail", grant.pk)
+        return Response(body, status=code, headers={"Location": location})
+
+    @extend_schema(summary="Revoke a role grant")
+    def destroy(self, request: Request, pk: str) -> Response:
+        """``pki.access.revoke_grant`` (audited)."""
+        revoke_grant(grant=self.get_object(), actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -153,6 +153,24 @@ TABLE = [
     Endpoint("audit-export", "get", lambda w: "/api/v1/audit-events/export/", "auth deny ok ok deny deny"),
     Endpoint("audit-verify", "get", lambda w: "/api/v1/audit-events/verify/", "auth deny ok ok deny deny"),
     Endpoint("token-list", "get", lambda w: "/api/v1/tokens/", "auth ok ok ok ok ok"),
+    # Role grants: administrators grant and revoke; auditors read all; others read their own.
+    Endpoint("grant-list", "get", lambda w: "/api/v1/grants/", "auth deny ok ok ok ok"),
+    Endpoint(
+        "grant-requester", "get", lambda w: f"/api/v1/grants/{w['rita_grant']}/", "auth deny ok ok hide ok"
+    ),
+    Endpoint(
+        "grant-create",
+        "post",
+        lambda w: "/api/v1/grants/",
+        "auth deny ok deny deny deny",
+        lambda: {"user": "nora", "role": "auditor"},
+    ),
+    Endpoint(
+        "grant-revoke",
+        "delete",
+        lambda w: f"/api/v1/grants/{w['rita_grant']}/",
+        "auth deny ok deny deny deny",
+    ),
     # ACME administration: administrators manage endpoints; operators of the endpoint's CA see
     # it and mint, list and revoke its EAB keys; auditors read.
     Endpoint("acme-endpoint-list", "get", lambda w: "/api/v1/acme/endpoints/", "auth deny ok ok ok deny"),
@@ -277,6 +295,7 @@ def _build_world() -> dict[str, Any]:
         "foreign_cert": foreign_cert.certificate.pk,
         "foreign_request": foreign_pending.request.pk,
         "issuing_key": issuing.key_id,
+        "rita_grant": rita.kmi_grants.filter(profile=tls).get().pk,
     }
 
 
