@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 BENCH_DB = os.environ.get("BENCH_ACME_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_acme")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "")
 PORT, HTTP01_PORT, DNS_PORT = 18540, 18541, 18542
@@ -64,17 +66,6 @@ def _env() -> dict[str, str]:
     }
 
 
-def _recreate_database(create: bool = True) -> None:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def _setup_kmi() -> None:
     os.environ.update(_env())
     import django
@@ -84,20 +75,9 @@ def _setup_kmi() -> None:
 
     call_command("migrate", verbosity=0)
     from pki.acme.endpoints import create_endpoint
-    from pki.authorities import create_intermediate_ca, create_root_ca
     from pki.models import Profile
-    from pki.x509.names import parse_subject
 
-    root = create_root_ca(
-        name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench"
-    )
-    issuing = create_intermediate_ca(
-        name="issuing",
-        parent=root,
-        subject=parse_subject("CN=Bench Issuing"),
-        key_type="ec-p256",
-        actor="bench",
-    )
+    _root, issuing = create_cas()
     create_endpoint(
         name="bench",
         ca=issuing,
@@ -307,7 +287,7 @@ def main() -> None:
 
     from tests.acme_support import LocalDNS
 
-    _recreate_database()
+    recreate_database(BENCH_DB)
     _setup_kmi()
     dns = LocalDNS(DNS_PORT).start()
     server = _start_server(args.workers)
@@ -322,7 +302,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        _recreate_database(create=False)  # leave PostgreSQL as we found it
+        recreate_database(BENCH_DB, create=False)  # leave PostgreSQL as we found it
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_api")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 PORT = int(os.environ.get("BENCH_PORT", "18480"))
@@ -83,17 +85,6 @@ def _environment() -> dict[str, str]:
         }
     )
     return env
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _setup(env: dict[str, str]) -> str:
@@ -243,16 +234,6 @@ def _count_certificates(env: dict[str, str]) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def _drop_database() -> None:
-    """Leave the PostgreSQL server as the bench found it."""
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _clean_redis() -> None:
     import redis
 
@@ -276,7 +257,7 @@ def main() -> None:
     args = parser.parse_args()
 
     env = _environment()
-    _recreate_database()
+    recreate_database(BENCH_DB)
     token = _setup(env)
     with tempfile.TemporaryDirectory(prefix="kmi-bench-api-") as tmp:
         bodies = Path(tmp) / "bodies.jsonl"
@@ -297,7 +278,7 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
             _clean_redis()
-            _drop_database()
+            recreate_database(BENCH_DB, create=False)
     seconds = stats["duration_us"] / 1e6
     created = stats["requests"] - stats["non2xx"]
     rate = created / seconds

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_crl")
 TARGETS = {10_000: 0.1, 100_000: 0.5, 1_000_000: 5.0}  # 100k: the 1M target pro rata
 RSS_TARGET_MIB = 1024
@@ -49,18 +51,6 @@ def _setup_env() -> None:
     import django
 
     django.setup()
-
-
-def _recreate_database(create: bool = True) -> None:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
@@ -127,14 +117,14 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    _recreate_database()
+    recreate_database(BENCH_DB)
     try:
         _run(sizes, args.key_type)
     finally:
         from django.db import connections
 
         connections.close_all()
-        _recreate_database(create=False)  # leave the server as we found it
+        recreate_database(BENCH_DB, create=False)  # leave the server as we found it
 
 
 def _run(sizes: list[int], key_type: str) -> None:
@@ -142,19 +132,10 @@ def _run(sizes: list[int], key_type: str) -> None:
     from cryptography import x509
     from django.core.management import call_command
 
-    from pki.authorities import create_intermediate_ca, create_root_ca
     from pki.models import CertificateRevocationList
-    from pki.x509.names import parse_subject
 
     call_command("migrate", verbosity=0)
-    root = create_root_ca(name="root", subject=parse_subject("CN=Bench Root"), actor="bench")
-    ca = create_intermediate_ca(
-        name="issuing",
-        parent=root,
-        subject=parse_subject("CN=Bench Issuing CA"),
-        key_type=key_type,
-        actor="bench",
-    )
+    _root, ca = create_cas(key_type=key_type)
     now = dt.datetime.now(tz=dt.UTC)
     ctx = mp.get_context("spawn")
     results: list[str] = []

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench")
 TARGET_ONE, TARGET_TWO = 800, 1500
 
@@ -32,18 +34,6 @@ def _setup_env() -> None:
     import django
 
     django.setup()
-
-
-def _recreate_database(*, create: bool = True) -> None:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _make_csrs(n: int) -> list[bytes]:
@@ -116,25 +106,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=4000, help="certificates per process")
     args = parser.parse_args()
-    _recreate_database()
+    recreate_database(BENCH_DB)
     _setup_env()
     from django.core.management import call_command
 
-    from pki.authorities import create_intermediate_ca, create_root_ca
-    from pki.x509.names import parse_subject
-
     call_command("migrate", verbosity=0)
-    root = create_root_ca(
-        name="root", subject=parse_subject("CN=Bench Root"), key_type="ec-p256", actor="bench"
-    )
-    create_intermediate_ca(
-        name="issuing",
-        parent=root,
-        subject=parse_subject("CN=Bench Issuing"),
-        key_type="ec-p256",
-        path_length=0,
-        actor="bench",
-    )
+    create_cas()
     print(f"making {3 * (args.n + 1)} EC P-256 CSRs…", flush=True)
     csrs = _make_csrs(3 * (args.n + 1))
     from django.db import connections
@@ -145,7 +122,7 @@ def main() -> None:
     rate2, lat2 = _run(2, args.n, csrs[args.n + 1 :])
     _report("issue_rate_2proc", rate2, lat2, TARGET_TWO)
     connections.close_all()
-    _recreate_database(create=False)  # leave the server as we found it
+    recreate_database(BENCH_DB, create=False)  # leave the server as we found it
 
 
 if __name__ == "__main__":

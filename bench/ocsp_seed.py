@@ -15,23 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 CERTIFICATES = int(os.environ.get("BENCH_OCSP_CERTIFICATES", "300"))
-
-
-def _recreate_database(url: str) -> None:
-    import psycopg
-
-    url = url.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def main(out: Path) -> None:
     """Create the CAs and certificates, pre-sign, and write the fixed request."""
-    _recreate_database(os.environ["DATABASE_URL"])
+    recreate_database(os.environ["DATABASE_URL"])
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 
@@ -42,7 +33,6 @@ def main(out: Path) -> None:
     from cryptography.x509 import ocsp
     from django.core.management import call_command
 
-    from pki.authorities import create_intermediate_ca, create_root_ca
     from pki.issuance import sign_csr
     from pki.models import Profile
     from pki.ocsp import presign_responses
@@ -50,14 +40,7 @@ def main(out: Path) -> None:
     from pki.x509.names import parse_subject
 
     call_command("migrate", verbosity=0)
-    root = create_root_ca(name="bench-root", subject=parse_subject("CN=Bench Root,O=KMI"), actor="bench")
-    issuing = create_intermediate_ca(
-        name="bench-issuing",
-        parent=root,
-        subject=parse_subject("CN=Bench Issuing CA,O=KMI"),
-        path_length=0,
-        actor="bench",
-    )
+    root, issuing = create_cas("bench-root", "bench-issuing", organization="KMI")
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()

@@ -28,6 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_search")
 CALLS = 15
 
@@ -43,17 +45,6 @@ def _setup_env() -> None:
     import django
 
     django.setup()
-
-
-def _database(create: bool) -> None:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _load_rows(ca_id: int, profile_id: int, n: int) -> float:
@@ -122,27 +113,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the database (to EXPLAIN by hand)")
     args = parser.parse_args()
-    _database(create=True)
+    recreate_database(BENCH_DB)
     try:
         _setup_env()
         from django.contrib.auth.models import User
         from django.core.management import call_command
 
-        from pki.authorities import create_intermediate_ca, create_root_ca
         from pki.models import Profile
         from pki.tokens import create_token
-        from pki.x509.names import parse_subject
         from web.wsgi import application
 
         call_command("migrate", verbosity=0)
-        root = create_root_ca(name="root", subject=parse_subject("CN=Bench Root"), actor="bench")
-        ca = create_intermediate_ca(
-            name="issuing",
-            parent=root,
-            subject=parse_subject("CN=Bench Issuing"),
-            path_length=0,
-            actor="bench",
-        )
+        _root, ca = create_cas()
         profile = Profile.objects.get(name="tls-server")
         print(f"loading {args.rows:,} certificates…", flush=True)
         load = _load_rows(ca.pk, profile.pk, args.rows)
@@ -178,7 +160,7 @@ def main() -> None:
 
         connections.close_all()
         if not args.keep:
-            _database(create=False)  # leave the server as we found it
+            recreate_database(BENCH_DB, create=False)  # leave the server as we found it
 
 
 if __name__ == "__main__":
