@@ -129,8 +129,9 @@ def _fields(request: HttpRequest) -> dict[str, Any] | None:
     if not 0 < int(length) <= MAX_BODY:
         return None
     try:
-        data = json.loads(request.body)
-    except ValueError:
+        # UTF-8 only, as DRF's JSONParser reads it (json.loads would also take UTF-16 and a BOM).
+        data = json.loads(request.body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         return None
     plain = (
         isinstance(data, dict)

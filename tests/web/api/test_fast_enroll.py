@@ -7,6 +7,7 @@ with the fast path switched off, and compares what the client gets and what the 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -152,6 +153,15 @@ def test_everything_but_the_plain_case_is_left_to_the_drf_view(requester, served
         # The refused call wrote nothing, as the DRF view's did not either.
         after = (CertificateRequest.objects.count(), Certificate.objects.count(), AuditEvent.objects.count())
         assert after == rows
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_json_that_is_not_plain_utf8_goes_to_the_drf_view(requester, served, encoding):
+    body = json.dumps(_body("enc.example.test")).encode(encoding)
+    response = requester.client.post("/api/v1/enroll", body, content_type="application/json")
+    assert served == [False]
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
 
 
 def test_a_request_the_domain_refuses_is_counted_once_by_the_throttle(requester, served, settings):
