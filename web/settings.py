@@ -197,12 +197,23 @@ KMI = {
     "KEY_BACKENDS": {
         "encrypted": {"BACKEND": "pki.keys.encrypted.EncryptedKeyBackend", "OPTIONS": {}},
     },
-    "DEFAULT_KEY_BACKEND": env_str("KMI_DEFAULT_KEY_BACKEND", "encrypted"),
+    "DEFAULT_KEY_BACKEND": env_str("KMI_DEFAULT_KEY_BACKEND", "encrypted"),  # or pkcs11 (below)
     "MAX_CSR_BYTES": env_int("KMI_MAX_CSR_BYTES", 16384, minimum=256),
     "BACKDATE_SECONDS": env_int("KMI_BACKDATE_SECONDS", 60, minimum=0),
     "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
     "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
 }
+# An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
+# `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
+if env_str("KMI_PKCS11_MODULE", ""):
+    KMI["KEY_BACKENDS"]["pkcs11"] = {  # type: ignore[index]
+        "BACKEND": "pki.keys.pkcs11.Pkcs11KeyBackend",
+        "OPTIONS": {
+            "module": env_str("KMI_PKCS11_MODULE", ""),
+            "token_label": env_str("KMI_PKCS11_TOKEN", "kmi"),
+            "pin": env_secret("KMI_PKCS11_PIN"),
+        },
+    }
 
 # --- revocation and CRLs (README "Revocation and CRLs") -----------------------------------
 KMI.update(

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
     PublicKeyTypes,
 )
-from cryptography.x509 import ocsp
 
 from pki.exceptions import WeakKey
 from pki.models.key import KeyType
@@ -131,17 +130,9 @@ class KeyBackend(Protocol):
         """Sign a CRL builder with the key behind ``handle``."""
         ...
 
-    def sign_ocsp(
-        self,
-        handle: str,
-        builder: ocsp.OCSPResponseBuilder,
-        algorithm: hashes.HashAlgorithm | None,
-    ) -> ocsp.OCSPResponse:
-        """Sign an OCSP response builder with the key behind ``handle``."""
-        ...
-
     def sign_data(self, handle: str, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
-        """Return the raw signature over ``data`` (DER-encoded for ECDSA, as in X.509)."""
+        """Return the raw signature over ``data`` (DER-encoded for ECDSA, as in X.509): what CRLs
+        and OCSP responses are signed with (pki/crl.py and pki/ocsp.py encode their TBS)."""
         ...
 
     def destroy(self, handle: str) -> None:

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.x509 import ocsp
 from django.db import transaction
 
 from pki.clock import utcnow
@@ -148,12 +147,6 @@ class EncryptedKeyBackend:
     ) -> x509.CertificateRevocationList:
         """Sign a CRL."""
         return builder.sign(self._private_key(handle), algorithm)  # type: ignore[arg-type]
-
-    def sign_ocsp(
-        self, handle: str, builder: ocsp.OCSPResponseBuilder, algorithm: hashes.HashAlgorithm | None
-    ) -> ocsp.OCSPResponse:
-        """Sign an OCSP response."""
-        return builder.sign(self._private_key(handle), algorithm)
 
     def sign_data(self, handle: str, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
         """Sign raw bytes (a TBS structure) as X.509 does for this key type."""

@@ -183,10 +183,8 @@ def test_key_cache_can_be_turned_off(settings):
         conf.reset()
 
 
-def test_crl_and_ocsp_are_signed_by_the_backend(issuing_ca):
+def test_crls_are_signed_by_the_backend(issuing_ca):
     import datetime as dt
-
-    from cryptography.x509 import ocsp
 
     backend, key = get_backend(), issuing_ca.key
     ca_cert = issuing_ca.x509_certificate()
@@ -199,23 +197,6 @@ def test_crl_and_ocsp_are_signed_by_the_backend(issuing_ca):
         hashes.SHA256(),
     )
     assert crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
-    response = backend.sign_ocsp(
-        key.handle,
-        ocsp.OCSPResponseBuilder()
-        .add_response(
-            cert=ca_cert,
-            issuer=ca_cert,
-            algorithm=hashes.SHA256(),
-            cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=NOW,
-            next_update=NOW + dt.timedelta(hours=1),
-            revocation_time=None,
-            revocation_reason=None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca_cert),
-        hashes.SHA256(),
-    )
-    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
 
 
 @pytest.mark.parametrize(
