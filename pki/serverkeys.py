@@ -33,6 +33,7 @@ from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.conf import pki_settings
 from pki.destruction import destroy_key
 from pki.enrollment import enroll
 from pki.exceptions import AlreadyDelivered, ConfigurationError, InvalidState, PolicyViolation
@@ -68,14 +69,19 @@ class StoringKeyBackend(KeyBackend, Protocol):
         ...
 
 
-def _storing_backend() -> StoringKeyBackend:
-    backend = get_backend()
-    if not isinstance(backend, StoringKeyBackend):
-        raise ConfigurationError(
-            f"key backend {backend.alias!r} cannot store and export end-entity keys; "
-            "server-generated keys need the encrypted backend"
-        )
-    return backend
+def _storing_backend(alias: str | None = None) -> StoringKeyBackend:
+    """The backend that holds a server-generated key (``alias``), or for a new one the default
+    backend when it can hand keys over, else the ``encrypted`` one (an HSM backend cannot: its
+    keys never leave the token)."""
+    candidates = [alias] if alias is not None else [None, "encrypted"]
+    for name in candidates:
+        backend = get_backend(name)
+        if isinstance(backend, StoringKeyBackend):
+            return backend
+    raise ConfigurationError(
+        f"key backend {alias or pki_settings().default_key_backend!r} cannot store and export "
+        "end-entity keys; server-generated keys need the encrypted backend"
+    )
 
 
 def request_server_key(
@@ -207,7 +213,7 @@ def _hand_over(
         raise InvalidState(f"key {key.pk} was destroyed")
     certificate = Certificate.objects.select_related("ca").get(request_id=row.request_id)
     chain = chain_for(certificate)
-    private_key = _storing_backend().export_private_key(key.handle)
+    private_key = _storing_backend(key.backend).export_private_key(key.handle)
     row.delivered_at = now
     row.delivered_to = actor
     row.save(update_fields=["delivered_at", "delivered_to"])

@@ -254,3 +254,32 @@ def test_a_wrong_pin_or_module_is_a_clear_error(token):
     with pytest.raises(ConfigurationError, match="user PIN"):
         Pkcs11KeyBackend(alias="x", module=MODULE, token_label=token, pin="")
     assert PIN not in repr(Pkcs11KeyBackend(alias="x", module=MODULE, token_label=token, pin=PIN))
+
+
+def test_with_the_hsm_as_default_new_ca_keys_go_to_it_and_server_keys_stay_sealed(
+    hsm, kmi_settings, issuing_ca, profile
+):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from pki.serverkeys import deliver_pkcs12, request_server_key
+    from pki.x509.names import parse_san
+
+    kmi_settings(DEFAULT_KEY_BACKEND="pkcs11")
+    sub = create_intermediate_ca(
+        name="hsm-sub", parent=issuing_ca.parent, subject=parse_subject("CN=HSM Sub"), actor="t"
+    )
+    assert sub.key.backend == "pkcs11"
+    delivery = request_server_key(
+        ca=issuing_ca,
+        profile=profile("tls-client"),
+        subject=parse_subject("CN=device"),
+        sans=[parse_san("dns:device.example.test")],
+        key_type="ec-p256",
+        actor="t",
+    )
+    assert delivery.key.backend == "encrypted"  # an HSM key could never be handed over
+    bundle = pkcs12.load_pkcs12(
+        deliver_pkcs12(delivery=delivery, password="long enough password", actor="t"), b"long enough password"
+    )
+    assert bundle.key is not None
+    assert bundle.cert is not None
