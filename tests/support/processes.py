@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -197,6 +198,37 @@ def web_side_api(
         raise AssertionError(f"web side failed (rc {done.returncode}):\n{done.stderr.decode()}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+# Celery's INFO lines for a task: received, then one of the outcomes (a retry is received again).
+_TASK_EVENT = re.compile(
+    r"Task [\w.]+\[([0-9a-f-]{36})\] (received|succeeded|failed|raised|retry|ignored|rejected|revoked)"
+)
+
+
+def worker_idle(
+    worker: Proc, redis_url: str, prefix: str, queues: tuple[str, ...] = ("celery", "signing")
+) -> bool:
+    """True when no message waits in ``queues`` and every task the worker received has finished.
+
+    A test whose worker outlives it (module-scoped) waits for this before its database is
+    flushed: a task still running then (an OCSP pre-signing the test's issuance queued) would
+    otherwise write rows into the next test, or deadlock with the flush's TRUNCATE.
+    """
+    if worker.popen.poll() is not None:
+        return True
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if any(client.llen(f"{prefix}{queue}") for queue in queues):
+            return False
+    except redis.RedisError:
+        return True  # the broker is down (a fault test): nothing more will be delivered
+    finally:
+        client.close()
+    last: dict[str, str] = {}
+    for task_id, event in _TASK_EVENT.findall(worker.output()):
+        last[task_id] = event
+    return all(event != "received" for event in last.values())
 
 
 def client_app(redis_url: str, prefix: str) -> Celery:

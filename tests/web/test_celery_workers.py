@@ -41,6 +41,7 @@ from tests.support.processes import (
     start_worker,
     wait_for,
     web_side_issue,
+    worker_idle,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -63,6 +64,10 @@ class Stack:
         self.worker: Proc = start_worker(self.env, tmp / "worker.log")
         self.restarts = 0
         self.app: Celery = client_app(REDIS_URL, self.prefix)
+
+    def wait_idle(self) -> None:
+        """Until the worker has finished what the last test queued (before the database is flushed)."""
+        wait_for(lambda: worker_idle(self.worker, REDIS_URL, self.prefix), timeout=60, what="worker idle")
 
     def web_env(self, **extra: str) -> dict[str, str]:
         """A web process's environment: same broker, worker-only signing, no KEK at all."""
@@ -105,6 +110,14 @@ def stack(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> It
     s = Stack(tmp_path_factory.mktemp("stack"))
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_the_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Set up after the test database, so its teardown runs before the database is flushed."""
+    yield
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").wait_idle()
 
 
 def _mails(stack: Stack) -> list[str]:

@@ -36,7 +36,9 @@ from tests.support.processes import (
     free_port_in,
     start_redis,
     start_worker,
+    wait_for,
     web_side_api,
+    worker_idle,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -65,6 +67,11 @@ class SigningSet:
         env.update(extra)
         return env
 
+    def wait_idle(self) -> None:
+        """Until the worker has finished what the last test queued (before the database is flushed)."""
+        idle = lambda: worker_idle(self.worker, self.redis_url, self.prefix)  # noqa: E731
+        wait_for(idle, timeout=60, what="worker idle")
+
     def restart_redis(self) -> None:
         """Start Redis again (same data directory) and a worker if the outage ended the old one."""
         self.redis = start_redis(self.port, self.tmp / "redis")
@@ -84,6 +91,14 @@ def signing_set(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory)
     s = SigningSet(tmp_path_factory.mktemp("signing-set"))
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _worker_idle_before_the_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Set up after the test database, so its teardown runs before the database is flushed."""
+    yield
+    if "signing_set" in request.fixturenames:
+        request.getfixturevalue("signing_set").wait_idle()
 
 
 @pytest.fixture
