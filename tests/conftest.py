@@ -405,3 +405,26 @@ def _transactional_tests_start_clean(request: pytest.FixtureRequest) -> None:
     serialized = getattr(connection, "_test_serialized_contents", None)
     if serialized:
         connection.creation.deserialize_db_from_string(serialized)
+
+
+@pytest.fixture(autouse=True)
+def _no_throttle_counts_from_earlier_tests() -> None:
+    """Throttle counts (in Redis) and the allowance a process holds (web.api.throttles._leases)
+    are per user id, and ids are reused after a transactional test's flush: each test starts
+    without any of this test process's."""
+    import redis
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from web.api import throttles
+
+    with throttles._leases_lock:
+        throttles._leases.clear()
+    pattern = cache.make_key("throttle_*")  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

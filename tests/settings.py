@@ -9,8 +9,13 @@ os.environ.setdefault("REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127
 # A fixed test KEK (never used outside tests): 32 bytes, base64url.
 os.environ.setdefault("KMI_KEK", "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=")
 os.environ.setdefault("KMI_BASE_URL", "http://pki.example.test")
-os.environ.setdefault("KMI_CACHE_PREFIX", f"kmi-test-{os.getpid()}")
+# One cache prefix per test process: xdist workers inherit the controller's environment, so an
+# inherited prefix is replaced unless it is this worker's (processes a test starts keep it).
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+_prefix = os.environ.get("KMI_CACHE_PREFIX", "")
+if not _prefix or (_worker and not _prefix.endswith(f"-{_worker}")):
+    os.environ["KMI_CACHE_PREFIX"] = f"kmi-test-{os.getpid()}-{_worker or 'main'}"
 
-from web.settings import *  # noqa: F403
+from web.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only

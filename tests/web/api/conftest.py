@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
@@ -72,3 +74,12 @@ def requester(make_actor: Callable[..., Actor], issuing_ca: CertificateAuthority
 def auditor(make_actor: Callable[..., Actor]) -> Actor:
     """An auditor."""
     return make_actor("audrey", (Role.AUDITOR, None, None))
+
+
+@pytest.fixture
+def one_throttle_window() -> Iterator[None]:
+    """Keep a throttle test inside one minute window: the clock stands at second 1 of this minute
+    (a test that crossed a window boundary would see its counts split between two windows)."""
+    start = dt.datetime.now(dt.UTC).replace(second=1, microsecond=0)
+    with time_machine.travel(start, tick=False):
+        yield

@@ -164,7 +164,9 @@ def test_json_that_is_not_plain_utf8_goes_to_the_drf_view(requester, served, enc
     assert response["Content-Type"] == "application/problem+json"
 
 
-def test_a_request_the_domain_refuses_is_counted_once_by_the_throttle(requester, served, settings):
+def test_a_request_the_domain_refuses_is_counted_once_by_the_throttle(
+    requester, served, settings, one_throttle_window
+):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"enroll": "3/minute"}}
     refused = _body("www.example.test")
     refused["csr"] = make_csr(subject="CN=Someone", sans=[x509.RFC822Name("someone@example.test")]).decode()

@@ -13,20 +13,26 @@ SCOPE = "enroll"
 IDENT = "throttle-test"
 
 
+# One window for a whole test (the real clock could cross a minute boundary mid-test).
+WINDOW = int(time.time() // 60)
+
+
 @pytest.fixture
 def clean():
+    keys = [f"throttle_{SCOPE}_{IDENT}_{w}" for w in (WINDOW, WINDOW + 1)]
     throttles.forget(IDENT)
+    cache.delete_many(keys)
     yield
     throttles.forget(IDENT)
+    cache.delete_many(keys)
 
 
 def _admit(limit: int) -> bool:
-    window = int(time.time() // 60)
-    return throttles._admit(SCOPE, IDENT, limit, 60, window)
+    return throttles._admit(SCOPE, IDENT, limit, 60, WINDOW)
 
 
 def _shared_count() -> int:
-    return int(cache.get(f"throttle_{SCOPE}_{IDENT}_{int(time.time() // 60)}") or 0)
+    return int(cache.get(f"throttle_{SCOPE}_{IDENT}_{WINDOW}") or 0)
 
 
 def test_small_limits_count_every_request_in_the_shared_counter(clean):
@@ -62,10 +68,6 @@ def test_processes_sharing_a_user_never_let_more_than_the_limit_through(clean, m
 
 
 def test_a_new_window_starts_a_new_allowance(clean):
-    window = int(time.time() // 60)
-    assert throttles._admit(SCOPE, IDENT, 1, 60, window)
-    assert not throttles._admit(SCOPE, IDENT, 1, 60, window)
-    try:
-        assert throttles._admit(SCOPE, IDENT, 1, 60, window + 1)
-    finally:
-        cache.delete(f"throttle_{SCOPE}_{IDENT}_{window + 1}")
+    assert throttles._admit(SCOPE, IDENT, 1, 60, WINDOW)
+    assert not throttles._admit(SCOPE, IDENT, 1, 60, WINDOW)
+    assert throttles._admit(SCOPE, IDENT, 1, 60, WINDOW + 1)

@@ -104,7 +104,7 @@ def test_session_login_works_for_the_browser(requester, client):
     assert client.get("/api/v1/cas/").status_code == 200
 
 
-def test_token_and_enroll_endpoints_are_throttled(requester, settings):
+def test_token_and_enroll_endpoints_are_throttled(requester, settings, one_throttle_window):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"enroll": "2/minute", "token": "1/minute"},
