@@ -69,6 +69,8 @@ def base_env(*, redis_url: str | None, prefix: str, data_dir: Path, kek: bool) -
         KMI_DATA_DIR=str(data_dir),
         KMI_CACHE_PREFIX=prefix,
         KMI_REDIS_KEY_PREFIX=prefix,
+        # Pre-signed OCSP responses under the prefix too, so delete_prefixed_keys removes them.
+        KMI_OCSP_REDIS_PREFIX=f"{prefix}ocsp",
         KMI_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         KMI_EMAIL_FILE_PATH=str(data_dir / "mail"),
         KMI_BROKER_VISIBILITY_TIMEOUT="30",
