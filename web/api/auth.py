@@ -12,7 +12,30 @@ from rest_framework.request import Request
 from pki import tokens
 from pki.models.access import ApiToken
 
-KEYWORDS = (b"bearer", b"token")
+KEYWORDS = ("bearer", "token")
+
+
+def offers_token(header: str) -> bool:
+    """True when an ``Authorization`` header names a token scheme (well formed or not)."""
+    return header.split(None, 1)[0].lower() in KEYWORDS if header.strip() else False
+
+
+def offered_token(header: str) -> str | None:
+    """The token text of an ``Authorization`` header: None when it names no token scheme;
+    ``AuthenticationFailed`` when it does but is malformed."""
+    if not offers_token(header):
+        return None
+    parts = header.split()
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("the Authorization header holds one token after its keyword")
+    if not parts[1].isascii():
+        raise exceptions.AuthenticationFailed("the token is not ASCII")
+    return parts[1]
+
+
+def token_actor(token: ApiToken) -> str:
+    """The audit actor of a token-authenticated call: the user name and the token's prefix."""
+    return f"{token.user.get_username()} (token {token.prefix})"[:150]
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -20,17 +43,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, ApiToken] | None:
         """Return (user, token) for a valid token, None when no token is offered."""
-        parts = authentication.get_authorization_header(request).split()
-        if not parts or parts[0].lower() not in KEYWORDS:
+        text = offered_token(str(request.META.get("HTTP_AUTHORIZATION", "")))
+        if text is None:
             return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed(
-                "the Authorization header holds one token after its keyword"
-            )
-        try:
-            text = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("the token is not ASCII") from None
         token = tokens.authenticate(text)
         if token is None:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse
+from rest_framework.exceptions import AuthenticationFailed
 
 from pki.access import Action, can
 from pki.enrollment import enroll, load_targets
@@ -35,6 +36,7 @@ from pki.exceptions import PKIError
 from pki.models import ApiToken, CertificateAuthority, Profile
 from pki.signing import signs_here
 from pki.tokens import authenticate
+from web.api.auth import offered_token, token_actor
 from web.api.renderers import PemRenderer
 from web.api.serializers import MAX_CSR_CHARS, SLUG_RE
 from web.api.throttles import EnrollThrottle
@@ -76,7 +78,7 @@ def serve(request: HttpRequest, view: EnrollView) -> HttpResponse | None:
             csr=plain.fields["csr"],
             validity_days=plain.fields.get("validity_days"),
             requester=user,
-            actor=token_actor(user.get_username(), plain.token.prefix),
+            actor=token_actor(plain.token),
         )
     except PKIError:
         return None  # nothing was written: the view runs it again and explains the refusal
@@ -85,11 +87,6 @@ def serve(request: HttpRequest, view: EnrollView) -> HttpResponse | None:
     response = view.issued_response(request, plain.ca, result.certificate)
     view.headers = view.default_response_headers  # Allow and Vary, as DRF's finalize_response sets
     return view.finalize_response(request, response)  # type: ignore[arg-type]
-
-
-def token_actor(username: str, prefix: str) -> str:
-    """The audit actor of a token-authenticated call (as ``views.actor_of``)."""
-    return f"{username} (token {prefix})"[:150]
 
 
 def _plain(request: HttpRequest) -> _Plain | None:
@@ -109,10 +106,11 @@ def _plain(request: HttpRequest) -> _Plain | None:
 
 
 def _token(request: HttpRequest) -> ApiToken | None:
-    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
-    if len(parts) != 2 or parts[0].lower() not in ("bearer", "token") or not parts[1].isascii():
+    try:
+        text = offered_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    except AuthenticationFailed:
         return None
-    return authenticate(parts[1])
+    return authenticate(text) if text is not None else None
 
 
 def _acceptable(accept: str) -> bool:

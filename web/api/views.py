@@ -64,6 +64,7 @@ from pki.signing import run_signing, signs_here
 from pki.x509.names import parse_subject
 from web.api import fast_enroll
 from web.api import serializers as s
+from web.api.auth import token_actor
 from web.api.pagination import IdCursorPagination
 from web.api.renderers import DerRenderer, PemRenderer, Pkcs7Renderer, Pkcs12Renderer
 from web.api.throttles import EnrollThrottle, TokenThrottle
@@ -73,10 +74,9 @@ PEM_CHAIN = "application/pem-certificate-chain"
 
 def actor_of(request: Request) -> str:
     """The audit actor: the user name, and the token prefix when a token authenticated the call."""
-    name = request.user.get_username()
     if isinstance(request.auth, ApiToken):
-        return fast_enroll.token_actor(name, request.auth.prefix)
-    return name
+        return token_actor(request.auth)
+    return request.user.get_username()
 
 
 def _pem(certs: Any) -> bytes:

@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from web.api.auth import offers_token
+
 # Middleware a token-authenticated API call does not use (it never reads or sets a cookie).
 SKIPPED = frozenset(
     {
@@ -25,7 +27,6 @@ SKIPPED = frozenset(
         "django.contrib.messages.middleware.MessageMiddleware",
     }
 )
-TOKEN_KEYWORDS = ("bearer ", "token ")
 
 
 class LeanHandler(WSGIHandler):
@@ -45,7 +46,7 @@ def is_token_api_call(environ: dict[str, Any]) -> bool:
     """True for ``/api/…`` requests that present an API token."""
     if not environ.get("PATH_INFO", "").startswith("/api/"):
         return False
-    return str(environ.get("HTTP_AUTHORIZATION", ""))[:7].lower().startswith(TOKEN_KEYWORDS)
+    return offers_token(str(environ.get("HTTP_AUTHORIZATION", "")))
 
 
 class TokenApiDispatcher:
