@@ -32,7 +32,7 @@ from pki.acme.locations import directory_url
 from pki.exceptions import PolicyViolation
 from pki.models import AcmeEndpoint, AcmeExternalAccountKey, CertificateAuthority, Profile
 from pki.profiles import KEY_FAMILIES
-from web.api.serializers import NameField
+from web.api.serializers import NameField, validity_days_field
 from web.api.views import KmiViewSet, actor_of
 
 NAME_REGEX = ENDPOINT_NAME.pattern.removeprefix(r"\A").removesuffix(r"\Z")
@@ -110,8 +110,8 @@ class AcmeEndpointPolicySerializer(serializers.Serializer[dict[str, Any]]):
         'networks ("10.0.0.0/8"); "dns:" / "ip:" prefixes are accepted; empty: nothing is allowed',
     )
     eab_required = serializers.BooleanField(required=False, help_text="RFC 8555 §7.3.4")
-    validity_days = serializers.IntegerField(
-        min_value=1, max_value=36500, required=False, allow_null=True, help_text="null: the profile's default"
+    validity_days = validity_days_field(
+        required=False, allow_null=True, help_text="null: the profile's default"
     )
     key_types = serializers.ListField(
         child=serializers.ChoiceField(choices=sorted(KEY_FAMILIES)),

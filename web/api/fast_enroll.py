@@ -38,7 +38,7 @@ from pki.signing import signs_here
 from pki.tokens import authenticate
 from web.api.auth import offered_token, token_actor
 from web.api.renderers import PemRenderer
-from web.api.serializers import MAX_CSR_CHARS, SLUG_RE
+from web.api.serializers import MAX_CSR_CHARS, MAX_VALIDITY_DAYS, SLUG_RE
 from web.api.throttles import EnrollThrottle
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ JSON_TYPES = ("application/json", "application/json; charset=utf-8", "applicatio
 # Media types one of the view's renderers (JSON, PEM chain) answers: DRF negotiates the rest.
 ACCEPTED = frozenset({"*/*", "application/*", "application/json", PemRenderer.media_type})
 MAX_BODY = 2 * MAX_CSR_CHARS
-VALIDITY_RANGE = range(1, 36501)  # SubmitSerializer.validity_days: min_value=1, max_value=36500
+VALIDITY_RANGE = range(1, MAX_VALIDITY_DAYS + 1)  # as SubmitSerializer.validity_days
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,18 @@ from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
 from pki.x509.names import SAN, parse_san, parse_subject
 
 MAX_CSR_CHARS = 65536
+MAX_VALIDITY_DAYS = 36500  # a hundred years: any validity_days field of the API (profiles cap it)
 SLUG_RE = re.compile(
     r"[-a-zA-Z0-9_]{1,64}"
 )  # the domain applies its own, smaller byte limit (KMI_MAX_CSR_BYTES)
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def validity_days_field(**kwargs: Any) -> serializers.IntegerField:
+    """A number of days of validity, 1 to MAX_VALIDITY_DAYS (the profile and the CA cap it)."""
+    return serializers.IntegerField(min_value=1, max_value=MAX_VALIDITY_DAYS, **kwargs)
 
 
 class FastSurrogateCheck(ProhibitSurrogateCharactersValidator):
@@ -134,7 +140,7 @@ class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
     parent = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
     subject = serializers.CharField(max_length=1024)
     key_type = serializers.ChoiceField(choices=KeyType.choices, default=KeyType.EC_P256)
-    validity_days = serializers.IntegerField(min_value=1, max_value=36500, default=1825)
+    validity_days = validity_days_field(default=1825)
     path_length = serializers.IntegerField(min_value=0, max_value=16, required=False, allow_null=True)
     name_constraints = NameConstraintsSerializer(required=False)
 
@@ -154,8 +160,8 @@ class ProfileSerializer(serializers.ModelSerializer[Profile]):
     key_usage = serializers.ListField(child=serializers.CharField(max_length=32), max_length=16)
     extended_key_usage = serializers.ListField(child=serializers.CharField(max_length=64), max_length=16)
     allowed_names = serializers.ListField(child=serializers.CharField(max_length=255), max_length=256)
-    validity_days = serializers.IntegerField(min_value=1, max_value=36500)
-    default_validity_days = serializers.IntegerField(min_value=1, max_value=36500)
+    validity_days = validity_days_field()
+    default_validity_days = validity_days_field()
     min_rsa_bits = serializers.IntegerField(min_value=2048, max_value=16384)
 
     class Meta:
@@ -245,7 +251,7 @@ class RenewSerializer(serializers.Serializer[dict[str, Any]]):
     """Input of ``renew_certificate``: optionally a CSR for a new key."""
 
     csr = TextField(required=False, max_length=MAX_CSR_CHARS, trim_whitespace=False)
-    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+    validity_days = validity_days_field(required=False, allow_null=True)
 
 
 class CertificateRequestSerializer(serializers.ModelSerializer[CertificateRequest]):
@@ -305,7 +311,7 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     # Names here; both objects come from pki.enrollment.load_targets (one query, cached objects).
     ca = serializers.CharField(max_length=64, help_text="CA name")
     profile = serializers.CharField(max_length=64, help_text="profile name")
-    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+    validity_days = validity_days_field(required=False, allow_null=True)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Validate the fields, then resolve the CA and profile names together."""
@@ -420,7 +426,7 @@ class ServerKeyRequestSerializer(serializers.Serializer[dict[str, Any]]):
         child=serializers.CharField(max_length=512), required=False, default=list, max_length=100
     )
     key_type = serializers.ChoiceField(choices=SERVER_KEY_TYPE_CHOICES, default=KeyType.EC_P256)
-    validity_days = serializers.IntegerField(min_value=1, max_value=36500, required=False, allow_null=True)
+    validity_days = validity_days_field(required=False, allow_null=True)
 
     def validate_subject(self, value: str) -> str:
         """An RFC 4514 name, or empty (then the SANs name the certificate)."""
