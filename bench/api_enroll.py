@@ -93,14 +93,11 @@ def _setup(env: dict[str, str]) -> str:
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = """
 from django.contrib.auth.models import User
+from bench.support import create_cas
 from pki.access import grant_role
-from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import Profile, Role
 from pki.tokens import create_token
-from pki.x509.names import parse_subject
-root = create_root_ca(name="bench-root", subject=parse_subject("CN=Bench Root"), actor="bench")
-ca = create_intermediate_ca(name="bench-issuing", parent=root, subject=parse_subject("CN=Bench Issuing"),
-                            path_length=0, actor="bench")
+root, ca = create_cas("bench-root", "bench-issuing")
 user = User.objects.create_user(username="bench")
 tls = Profile.objects.get(name="tls-server")
 grant_role(user=user, role=Role.REQUESTER, ca=ca, profile=tls, actor="bench")
