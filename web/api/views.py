@@ -849,18 +849,18 @@ class RoleGrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiView
         data = s.RoleGrantSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        held = RoleGrant.objects.filter(
-            user=v["user"], role=v["role"], ca=v.get("ca"), profile=v.get("profile")
-        ).exists()
+        now = utcnow()
         grant = grant_role(
             user=v["user"],
             role=v["role"],
             ca=v.get("ca"),
             profile=v.get("profile"),
             actor=actor_of(request),
+            now=now,
         )
         body = s.RoleGrantSerializer(grant, context=self.get_serializer_context()).data
-        code = status.HTTP_200_OK if held else status.HTTP_201_CREATED
+        # A grant made by this call carries this call's time; one held already, an earlier one.
+        code = status.HTTP_201_CREATED if grant.created_at == now else status.HTTP_200_OK
         location = detail_url(request, "api:grant-detail", grant.pk)
         return Response(body, status=code, headers={"Location": location})
 
