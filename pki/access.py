@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     MANAGE_ACME_ENDPOINT = "manage_acme_endpoint"  # create, change the policy, disable
     VIEW_EAB_KEY = "view_eab_key"  # key ids and who used them, never the HMAC key
     MANAGE_EAB_KEY = "manage_eab_key"  # mint (the HMAC key shown once) and revoke unbound keys
+    MANAGE_KEY = "manage_key"  # deactivate or destroy a key; disable or enable a CA
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.MANAGE_ACME_ENDPOINT: _nobody,
     Action.VIEW_EAB_KEY: _acme_endpoint_ca,
     Action.MANAGE_EAB_KEY: _acme_endpoint_ca,
+    Action.MANAGE_KEY: _nobody,
 }
 
 _READS = frozenset(

@@ -223,3 +223,33 @@ def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificat
     if ca.key.state != KeyState.ACTIVE:
         raise CAUnavailable(f"CA {ca.name}'s key is {ca.key.state}")
     return cert
+
+
+def set_ca_state(
+    *, ca: CertificateAuthority, enabled: bool, actor: str, reason: str = "", now: dt.datetime | None = None
+) -> CertificateAuthority:
+    """Disable a CA (it issues nothing and takes no requests; its CRLs and OCSP go on) or enable it
+    again; audited. A CA whose key is not active cannot be enabled (``ensure_can_sign`` would refuse
+    every issuance anyway); a retired CA stays retired."""
+    now = resolve(now)
+    with transaction.atomic():
+        row = CertificateAuthority.objects.select_for_update(of=("self",)).select_related("key").get(pk=ca.pk)
+        target = CAState.ACTIVE if enabled else CAState.DISABLED
+        if row.state == target:
+            return row
+        if row.state == CAState.RETIRED:
+            raise InvalidState(f"CA {row.name} is retired: it only signs CRLs")
+        if enabled and row.key.state != KeyState.ACTIVE:
+            raise InvalidState(f"CA {row.name}'s key is {row.key.state}; it cannot sign again")
+        previous = row.state
+        row.state = target
+        row.save(update_fields=["state"])
+        audit.record(
+            action="ca.enabled" if enabled else "ca.disabled",
+            actor=actor,
+            obj=row,
+            details={"previous_state": previous, "reason": reason},
+            scope=f"ca:{row.pk}",
+            now=now,
+        )
+    return row

@@ -39,6 +39,7 @@ class LifecycleSettings:
     service_profile: str
     service_renew_days: int
     metrics_token: str = field(repr=False)
+    summary_seconds: int = 300  # the dashboard's certificate summary is recomputed this often
 
     @property
     def signs_on_worker(self) -> bool:
@@ -99,6 +100,7 @@ def build_lifecycle_settings(conf: Mapping[str, Any]) -> LifecycleSettings:
         service_profile=str(conf.get("SERVICE_PROFILE", "tls-server")),
         service_renew_days=int(conf.get("SERVICE_RENEW_DAYS", 30)),
         metrics_token=str(conf.get("METRICS_TOKEN", "")),
+        summary_seconds=int(conf.get("SUMMARY_SECONDS", 300)),
     )
 
 

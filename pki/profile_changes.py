@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
-from pki.exceptions import PolicyViolation
+from pki.exceptions import AlreadyExists, PolicyViolation
 from pki.models.profile import Profile
 from pki.profiles import ProfilePolicy
 
@@ -51,4 +52,38 @@ def update_profile(
             return row
         row.save(update_fields=[*changed, "updated_at"])
         audit.record(action="profile.updated", actor=actor, obj=row, details={"changes": changed}, now=now)
+    return row
+
+
+PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def create_profile(
+    *, name: str, values: Mapping[str, Any], actor: str, now: dt.datetime | None = None
+) -> Profile:
+    """Create an end-entity profile from the editable fields if they make a valid policy; audited.
+
+    CA profiles are not created here: intermediates come from ``create_intermediate_ca``.
+    """
+    now = resolve(now)
+    if not PROFILE_NAME.match(name):
+        raise PolicyViolation(
+            f"profile name {name!r}: 1-64 of a-z, 0-9, - and _, starting with a letter or digit"
+        )
+    unknown = sorted(set(values) - EDITABLE_FIELDS)
+    if unknown:
+        raise PolicyViolation(f"profile fields that cannot be set: {', '.join(unknown)}")
+    with transaction.atomic():
+        if Profile.objects.filter(name=name).exists():
+            raise AlreadyExists(f"a profile named {name!r} exists")
+        row = Profile(name=name, **values)
+        ProfilePolicy.from_profile(row)  # raises PolicyViolation on an inconsistent profile
+        row.save(force_insert=True)
+        audit.record(
+            action="profile.created",
+            actor=actor,
+            obj=row,
+            details={"name": name, "values": {k: values[k] for k in sorted(values)}},
+            now=now,
+        )
     return row

@@ -20,8 +20,8 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from pki import lifecycle
-from pki.audit import verify_chain
 from pki.conf import pki_settings
+from pki.health import HEARTBEAT_SECONDS
 from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import certificate_issued, certificate_status_changed, ocsp_response_missing
 from pki.signing import execute_enveloped
@@ -31,11 +31,37 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="pki.verify_audit_chain")
 def verify_audit_chain() -> dict[str, Any]:
-    """Verify every audit chain and log the first broken link of each."""
-    report = verify_chain()
+    """Verify every audit chain, keep the result (the console shows it) and log broken links."""
+    from pki.health import verify_audit
+
+    report = verify_audit(actor="system:celery")
     for brk in report.breaks:
-        log.error("audit chain %s broken at seq %s: %s", brk.stream, brk.seq, brk.problem)
+        log.error("audit chain %s broken at seq %s: %s", brk["stream"], brk["seq"], brk["problem"])
     return {"streams": report.streams, "events": report.events, "ok": report.ok}
+
+
+@shared_task(name="pki.refresh_certificate_summaries")
+def refresh_certificate_summaries() -> int:
+    """Recount each CA's certificate figures for the console's dashboard."""
+    from pki import health
+
+    return health.refresh_summaries()
+
+
+@shared_task(name="pki.heartbeat")
+def heartbeat() -> str:
+    """Note that a worker of the default queue is alive (the dashboard's worker health)."""
+    from pki import health
+
+    return str(health.beat(queue="celery").seen_at)
+
+
+@shared_task(name="pki.signing.heartbeat")
+def signing_heartbeat() -> str:
+    """Note that a signing worker is alive (the dashboard's signer health)."""
+    from pki import health
+
+    return str(health.beat(queue="signing").seen_at)
 
 
 @shared_task(name="pki.publish_due_crls")
@@ -243,6 +269,12 @@ _SIX_HOURS = 6 * 3600.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    "console-summaries": {
+        "task": "pki.refresh_certificate_summaries",
+        **_every(float(lifecycle_settings().summary_seconds)),
+    },
+    "console-heartbeat": {"task": "pki.heartbeat", **_every(HEARTBEAT_SECONDS)},
+    "console-signing-heartbeat": {"task": "pki.signing.heartbeat", **_every(HEARTBEAT_SECONDS)},
     "publish-due-crls": {"task": "pki.publish_due_crls", **_every(_crl_check_interval())},
     # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
     "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},

@@ -252,6 +252,8 @@ KMI_LIFECYCLE = {
     "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
     "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
     "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+    # The console dashboard's per-CA certificate summary is recomputed by a worker this often.
+    "SUMMARY_SECONDS": env_int("KMI_CONSOLE_SUMMARY_SECONDS", 300, minimum=10),
 }
 if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
@@ -290,7 +292,8 @@ KMI_OCSP = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "web.api.auth.ApiTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # The browser's session, refused while it lacks the TOTP its user's roles need.
+        "web.console.auth.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.KmiPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -346,3 +349,61 @@ KMI_ACME = {
     # An account's valid authorization (until its order's expiry) counts again for a new order.
     "REUSE_AUTHORIZATIONS": env_bool("KMI_ACME_REUSE_AUTHORIZATIONS", default=True),
 }
+
+# --- operator console (web/console; README "Operator console") --------------------------------
+# Sessions with a TOTP second factor (django-otp) for the roles web.console.auth names, login
+# throttling (django-axes, per user name and address), a Content-Security-Policy without inline
+# script (django-csp), secure cookies over HTTPS.
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes asks
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "/console/login/"
+KMI_CONSOLE = {
+    # TOTP for every console user, not only administrators, CA operators and key recovery roles.
+    "TOTP_FOR_ALL": env_bool("KMI_CONSOLE_TOTP_FOR_ALL", default=False),
+}
+OTP_TOTP_ISSUER = env_str("KMI_CONSOLE_TOTP_ISSUER", "KMI")  # the name authenticator apps show
+AXES_FAILURE_LIMIT = env_int("KMI_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("KMI_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail (console.login)
+AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
+if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
+    AXES_IPWARE_PROXY_COUNT = 1  # the client address is the one nginx saw
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("KMI_SESSION_SECONDS", 8 * 3600, minimum=300)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Over HTTPS the session and CSRF cookies are marked Secure (web.console.middleware), whatever
+# terminates TLS (KMI_BEHIND_TLS_PROXY tells Django a proxy did).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware"),
+    "web.console.middleware.SecureCookiesOverHttps",
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = {
+    # Swagger UI (/api/docs/) ships an inline bootstrap script; everything else runs without one.
+    "EXCLUDE_URL_PREFIXES": ["/api/docs/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("web.console.context.console")  # type: ignore[index]
+TEMPLATES[0]["OPTIONS"]["builtins"] = ["web.console.templatetags.console_tags"]  # type: ignore[index]

@@ -11,6 +11,8 @@ from web.protocols.ocsp import ocsp_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The operator console (web/console): server-rendered pages over the same use cases.
+    path("console/", include("web.console.urls")),
     # REST API (web/api): schema, docs and the versioned endpoints.
     path("api/v1/", include("web.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

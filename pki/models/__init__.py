@@ -15,6 +15,7 @@ from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
+from pki.models.health import AuditVerification, CertificateSummary, WorkerHeartbeat
 from pki.models.key import Key, KeyState, KeyType, SealedKey
 from pki.models.notification import (
     NotificationChannel,
@@ -37,12 +38,14 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuditStream",
+    "AuditVerification",
     "CRLScope",
     "CRLStaleMark",
     "Certificate",
     "CertificateAuthority",
     "CertificateRequest",
     "CertificateRevocationList",
+    "CertificateSummary",
     "Key",
     "KeyDelivery",
     "KeyState",
@@ -59,4 +62,5 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
+    "WorkerHeartbeat",
 ]

@@ -63,6 +63,36 @@ class CertificateQuerySet(models.QuerySet["Certificate"]):
         """Certificates that are revoked or on hold."""
         return self.filter(revoked_at__isnull=False)
 
+    def matching(
+        self,
+        *,
+        now: dt.datetime,
+        state: str = "",
+        expiring_before: dt.datetime | None = None,
+        serial: str = "",
+        q: str = "",
+    ) -> CertificateQuerySet:
+        """The search filters of the API and the console: ``state`` (valid, expired, revoked),
+        notAfter before ``expiring_before`` (still valid), a hex ``serial`` (colons allowed), and
+        ``q``, a case-insensitive substring of the subject, a SAN or the serial (trigram-indexed
+        on PostgreSQL, migration 0010; the first 200 characters)."""
+        qs = self
+        if state == "valid":
+            qs = qs.valid(now)
+        elif state == "expired":
+            qs = qs.expired(now)
+        elif state == "revoked":
+            qs = qs.revoked()
+        elif state:
+            raise ValueError(f"unknown certificate state {state!r}")
+        if expiring_before is not None:
+            qs = qs.expiring(before=expiring_before, now=now)
+        if serial:
+            qs = qs.filter(serial=serial.lower().replace(":", ""))
+        if q:
+            qs = qs.filter(search_text__icontains=q[:200])
+        return qs
+
     def with_key(self, spki_sha256: str) -> CertificateQuerySet:
         """Certificates carrying the public key with this SPKI fingerprint."""
         return self.filter(key_fingerprint=spki_sha256)

@@ -1,0 +1,137 @@
+"""CAs: the hierarchy, a decoded detail with CRL partitions and OCSP responder, a new
+intermediate, disable and enable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from pki import locations
+from pki.access import Action, can
+from pki.authorities import set_ca_state
+from pki.exceptions import PKIError
+from pki.models import CertificateAuthority, CertificateRevocationList, CertificateSummary, OCSPResponder
+from pki.signing import run_signing
+from pki.x509.describe import describe_certificate
+from web.console.auth import console_view
+from web.console.common import actor_of, add_domain_error, flash_domain_error, require, visible_or_404
+from web.console.forms import CAStateForm, IntermediateForm
+
+
+def _tree(cas: list[CertificateAuthority]) -> list[dict[str, Any]]:
+    children: dict[int | None, list[CertificateAuthority]] = {}
+    for ca in cas:
+        children.setdefault(ca.parent_id, []).append(ca)
+
+    def node(ca: CertificateAuthority) -> dict[str, Any]:
+        return {"ca": ca, "children": [node(c) for c in children.get(ca.pk, [])]}
+
+    return [node(ca) for ca in children.get(None, [])]
+
+
+@console_view
+def ca_list(request: HttpRequest) -> HttpResponse:
+    """``/console/cas/``: roots and, under each, the CAs it signed."""
+    require(request, Action.VIEW_CA)
+    cas = list(CertificateAuthority.objects.select_related("certificate", "key").order_by("name"))
+    return render(
+        request, "console/cas.html", {"tree": _tree(cas), "may_create": can(request.user, Action.CREATE_CA)}
+    )
+
+
+@console_view
+def ca_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """``/console/cas/<name>/``: certificate, constraints, CRL partitions, OCSP responder, downloads."""
+    require(request, Action.VIEW_CA)
+    ca = visible_or_404(
+        CertificateAuthority.objects.select_related("certificate", "key", "parent"), name=name
+    )
+    cert = ca.own_certificate()
+    scopes = []
+    for shard in range(ca.crl_shards + 1 if ca.crl_shards > 1 else 1):
+        latest = (
+            CertificateRevocationList.objects.filter(ca_id=ca.pk, shard=shard)
+            .order_by("-crl_number")
+            .values("crl_number", "this_update", "next_update", "entry_count")
+            .first()
+        )
+        scopes.append({"shard": shard, "url": locations.crl_url(ca.name, shard or None), "latest": latest})
+    responder = OCSPResponder.objects.filter(ca=ca).select_related("certificate").first()
+    summary = CertificateSummary.objects.filter(ca=ca).first()
+    context = {
+        "ca": ca,
+        "decoded": describe_certificate(ca.x509_certificate(), bytes(cert.der)),
+        "children": ca.children.order_by("name"),
+        "scopes": scopes,
+        "responder": responder,
+        "summary": summary,
+        "urls": {
+            "cer": locations.ca_certificate_url(ca.name),
+            "pem": locations.ca_certificate_pem_url(ca.name),
+            "chain": locations.ca_chain_url(ca.name),
+            "crl": locations.crl_url(ca.name),
+            "ocsp": locations.ocsp_url(ca.name),
+        },
+        "may_manage": can(request.user, Action.MANAGE_KEY, ca),
+        "may_create": can(request.user, Action.CREATE_CA),
+        "state_form": CAStateForm(initial={"enabled": ca.state != "active"}),
+    }
+    return render(request, "console/ca_detail.html", context)
+
+
+@console_view
+@require_POST
+def ca_state(request: HttpRequest, name: str) -> HttpResponse:
+    """Disable or enable (``pki.authorities.set_ca_state``; administrators)."""
+    ca = visible_or_404(CertificateAuthority.objects.all(), name=name)
+    require(request, Action.MANAGE_KEY, ca)
+    form = CAStateForm(request.POST)
+    if form.is_valid():
+        enabled = form.cleaned_data["enabled"]
+        try:
+            set_ca_state(ca=ca, enabled=enabled, reason=form.cleaned_data["reason"], actor=actor_of(request))
+        except PKIError as exc:
+            flash_domain_error(request, exc)
+        else:
+            messages.success(request, f"CA {ca.name} {'enabled' if enabled else 'disabled'}.")
+    return redirect("console:ca", name=ca.name)
+
+
+@console_view
+@require_http_methods(["GET", "POST"])
+def ca_create(request: HttpRequest) -> HttpResponse:
+    """``/console/cas/new/``: ``create_intermediate_ca`` where signing runs (administrators)."""
+    require(request, Action.CREATE_CA)
+    initial = {"parent": request.GET.get("parent", "")}
+    form = IntermediateForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        f = form.cleaned_data
+        constraints = {"permitted": f["permitted"], "excluded": f["excluded"]}
+        try:
+            run_signing(
+                "create_intermediate_ca",
+                name=f["name"],
+                parent_id=f["parent"].pk,
+                subject=f["subject"],
+                key_type=f["key_type"],
+                validity_days=f["validity_days"],
+                path_length=f["path_length"],
+                name_constraints=constraints if f["permitted"] or f["excluded"] else None,
+                actor=actor_of(request),
+            )
+        except PKIError as exc:
+            text = str(exc)
+            field = next(
+                (n for n in ("name", "subject", "path_length") if n.replace("_", " ") in text.lower()), None
+            )
+            if field is None and ("dns:" in text or "constraint" in text):
+                field = "permitted"
+            add_domain_error(form, exc, field)
+        else:
+            messages.success(request, f"Intermediate CA {f['name']} created under {f['parent'].name}.")
+            return redirect("console:ca", name=f["name"])
+    return render(request, "console/ca_new.html", {"form": form})
