@@ -21,7 +21,8 @@ def test_anonymous_visit_redirects_to_the_login_form():
     assert response.status_code == 302
     assert response["Location"] == "/console/login/?next=/console/certificates/?q=www"
     page = Client().get("/console/login/").content.decode()
-    assert 'name="username"' in page and 'name="password"' in page
+    assert 'name="username"' in page
+    assert 'name="password"' in page
 
 
 def test_requester_signs_in_with_a_password_alone_and_it_is_audited(c_requester):
@@ -41,10 +42,12 @@ def test_operator_enrols_totp_at_first_sign_in_then_needs_the_code(issuing_ca):
     assert client.get("/console/").status_code == 302
     assert client.get("/api/v1/cas/").status_code in (401, 403)
     page = client.get(response["Location"]).content.decode()
-    assert "<svg" in page and 'data-testid="totp-secret"' in page
+    assert "<svg" in page
+    assert 'data-testid="totp-secret"' in page
     device = TOTPDevice.objects.get(user=user, confirmed=False)
     wrong = client.post("/console/login/totp/setup/", {"code": "000000"})
-    assert wrong.status_code == 200 and "not valid" in wrong.content.decode()
+    assert wrong.status_code == 200
+    assert "not valid" in wrong.content.decode()
     client.post("/console/login/", {"username": "oscar", "password": PASSWORD})  # start over
     done = client.post("/console/login/totp/setup/", {"code": code_for(device)})
     assert done.status_code == 302
@@ -69,7 +72,8 @@ def test_a_session_without_the_second_factor_is_refused_everywhere(issuing_ca):
     client.force_login(user)  # e.g. a session opened by another login form
     assert client.get("/api/v1/cas/").status_code in (401, 403)
     response = client.get("/console/")
-    assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/console/login/")
 
 
 def test_a_role_granted_mid_session_asks_for_totp(c_requester, issuing_ca):
@@ -104,7 +108,8 @@ def test_wrong_passwords_lock_the_name_out_from_that_address(db, settings):
 def test_pages_carry_a_csp_without_inline_script(c_requester):
     response = c_requester.client.get("/console/")
     policy = response["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
     html = response.content.decode()
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
