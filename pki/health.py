@@ -100,7 +100,8 @@ def count_by_ca(qs: QuerySet[Certificate], *, now: dt.datetime) -> dict[int, Fig
         )
         .order_by()
     )
-    for row in totals:
+    for total in totals:
+        row: dict[str, Any] = dict(total)
         fig = out.setdefault(row["ca_id"], Figures())
         fig.valid, fig.revoked = row["valid"], row["revoked"]
         fig.expiring = {str(d): row[f"e{d}"] for d in EXPIRY_WINDOWS}
@@ -112,10 +113,10 @@ def count_by_ca(qs: QuerySet[Certificate], *, now: dt.datetime) -> dict[int, Fig
         .annotate(n=Count("id"))
         .order_by()
     )
-    for row in expiring:
-        week = (row["day"] - today).days // 7
+    for ca_id, day, n in expiring.values_list("ca_id", "day", "n"):
+        week = (day - today).days // 7
         if 0 <= week < EXPIRY_WEEKS:
-            out.setdefault(row["ca_id"], Figures()).expiry_weeks[week] += row["n"]
+            out.setdefault(ca_id, Figures()).expiry_weeks[week] += n
     since = dt.datetime.combine(today - dt.timedelta(days=ISSUED_DAYS - 1), dt.time(), tzinfo=dt.UTC)
     issued = (
         qs.filter(created_at__gte=since, created_at__lte=now)
@@ -124,10 +125,10 @@ def count_by_ca(qs: QuerySet[Certificate], *, now: dt.datetime) -> dict[int, Fig
         .annotate(n=Count("id"))
         .order_by()
     )
-    for row in issued:
-        index = ISSUED_DAYS - 1 - (today - row["day"]).days
+    for ca_id, day, n in issued.values_list("ca_id", "day", "n"):
+        index = ISSUED_DAYS - 1 - (today - day).days
         if 0 <= index < ISSUED_DAYS:
-            out.setdefault(row["ca_id"], Figures()).issued_days[index] += row["n"]
+            out.setdefault(ca_id, Figures()).issued_days[index] += n
     return out
 
 

@@ -118,7 +118,10 @@ def _pending_user(request: HttpRequest) -> User | None:
     pending = request.session.get(PENDING)
     if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > PENDING_SECONDS:
         return None
-    return User.objects.filter(pk=pending.get("user"), is_active=True).first()
+    user_id = pending.get("user")
+    if not isinstance(user_id, int):
+        return None
+    return User.objects.filter(pk=user_id, is_active=True).first()
 
 
 def _complete(request: HttpRequest, user: User, *, device: Any = None) -> HttpResponse:

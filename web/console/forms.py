@@ -36,7 +36,7 @@ class LinesField(forms.CharField):
         """Show a list one item a line."""
         return "\n".join(value) if isinstance(value, list | tuple) else value
 
-    def clean(self, value: Any) -> list[str]:  # type: ignore[override]
+    def clean(self, value: Any) -> list[str]:
         """The non-empty lines."""
         return _lines(str(super().clean(value) or ""))
 
@@ -64,7 +64,7 @@ class CsrMixin(forms.Form):
     def clean(self) -> dict[str, Any]:
         """Exactly one of the two; an upload is read as bytes (PEM or DER, the use case decides)."""
         data = super().clean() or {}
-        upload: UploadedFile | None = data.get("csr_file")
+        upload: UploadedFile[bytes] | None = data.get("csr_file")
         text = data.get("csr") or ""
         if upload is not None and text.strip():
             raise forms.ValidationError("Paste a CSR or upload one, not both.")

@@ -64,7 +64,7 @@ def access(request: HttpRequest) -> HttpResponse:
     totp_users = set(TOTPDevice.objects.filter(confirmed=True).values_list("user_id", flat=True))
     context = {
         "people": people,
-        "own_grants": visible_grants(request.user).filter(user_id=request.user.pk),
+        "own_grants": visible_grants(request.user).filter(user_id=user_of(request).pk),
         "totp_users": totp_users,
         "may_manage": can(request.user, Action.MANAGE_ACCESS),
         "form": form,
@@ -162,7 +162,7 @@ def my_tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("form") == "revoke":
             token = visible_or_404(
-                ApiToken.objects.filter(user_id=request.user.pk), pk=request.POST.get("token", "0")
+                ApiToken.objects.filter(user=user_of(request)), pk=request.POST.get("token", "0")
             )
             try:
                 tokens.revoke_token(token=token, actor=actor_of(request))
@@ -184,7 +184,7 @@ def my_tokens(request: HttpRequest) -> HttpResponse:
                 add_domain_error(form, exc)
             else:
                 form = TokenForm()
-    context = {"form": form, "issued": issued, "tokens": _tokens_of(request.user.pk), "now": utcnow()}
+    context = {"form": form, "issued": issued, "tokens": _tokens_of(user_of(request).pk), "now": utcnow()}
     response = render(request, "console/tokens.html", context, status=400 if form.errors else 200)
     response["Cache-Control"] = "no-store"
     return response

@@ -39,13 +39,11 @@ def certificate_list(request: HttpRequest) -> HttpResponse:
         f = form.cleaned_data
         # Names become ids first, so the page query filters on indexed columns (as the API does).
         if f["ca"]:
-            qs = qs.filter(
-                ca_id=CertificateAuthority.objects.filter(name=f["ca"]).values_list("pk", flat=True).first()
-            )
+            ca_id = CertificateAuthority.objects.filter(name=f["ca"]).values_list("pk", flat=True).first()
+            qs = qs.filter(ca_id=ca_id) if ca_id is not None else qs.none()
         if f["profile"]:
-            qs = qs.filter(
-                profile_id=Profile.objects.filter(name=f["profile"]).values_list("pk", flat=True).first()
-            )
+            profile_id = Profile.objects.filter(name=f["profile"]).values_list("pk", flat=True).first()
+            qs = qs.filter(profile_id=profile_id) if profile_id is not None else qs.none()
         before = f["expiring_before"]
         qs = qs.matching(  # type: ignore[attr-defined]
             now=now,
