@@ -236,6 +236,9 @@ def approve_request(
         )
         if request.state != RequestState.PENDING:
             raise InvalidState(f"request {request.pk} is {request.state}, not pending")
+        if reviewer is not None and reviewer.pk == request.requester_id:
+            # Separation of duties: whoever asked for a certificate is not the one who allows it.
+            raise PolicyViolation(f"request {request.pk} is your own: another operator must approve it")
         check_request(
             ca=request.ca,
             policy=request.profile.policy(),
