@@ -499,7 +499,9 @@ def test_dashboard_reads_the_summary_not_the_table(
 
 def test_an_operator_cannot_approve_her_own_request(c_operator, issuing_ca):
     csr = make_csr("ec-p256", subject="CN=Mine")
-    c_operator.client.post("/console/enroll/", {"csr": csr.decode(), "ca": "issuing", "profile": "code-signing"})
+    c_operator.client.post(
+        "/console/enroll/", {"csr": csr.decode(), "ca": "issuing", "profile": "code-signing"}
+    )
     request = CertificateRequest.objects.get()
     response = c_operator.client.post(f"/console/requests/{request.pk}/approve/", follow=True)
     assert "is your own: another operator must approve it" in response.content.decode()
