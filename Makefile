@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing bench-console
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -51,7 +51,7 @@ pytest: $(STAMP) $(NODE_DEPS)
 interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme bench-signing ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme bench-signing bench-console ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
@@ -73,6 +73,9 @@ bench-api: $(STAMP) check-services ## REST enrollment throughput: gunicorn (2 wo
 
 bench-search: $(STAMP) check-services ## certificate listing and q= search through the API at 1M rows
 	$(PY) bench/search.py
+
+bench-console: $(STAMP) check-services ## console dashboard, list, search and detail server time at 1M certificates
+	$(PY) bench/console.py
 
 bench-acme: $(STAMP) check-services ## certbot wall time for one http-01 issuance; ACME orders/s
 	$(PY) bench/acme.py

@@ -34,8 +34,8 @@ BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5
 CALLS = 15
 
 
-def _setup_env() -> None:
-    os.environ["DATABASE_URL"] = BENCH_DB
+def setup_env(database_url: str = BENCH_DB) -> None:
+    os.environ["DATABASE_URL"] = database_url
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("KMI_KEK", "bench:" + base64.urlsafe_b64encode(b"s" * 32).decode())
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
@@ -47,7 +47,7 @@ def _setup_env() -> None:
     django.setup()
 
 
-def _load_rows(ca_id: int, profile_id: int, n: int) -> float:
+def load_rows(ca_id: int, profile_id: int, n: int) -> float:
     """``n`` certificates named hostI.teamJ.example.test (1,000 teams), a tenth of them revoked."""
     from django.db import connection
 
@@ -115,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     recreate_database(BENCH_DB)
     try:
-        _setup_env()
+        setup_env()
         from django.contrib.auth.models import User
         from django.core.management import call_command
 
@@ -127,7 +127,7 @@ def main() -> None:
         _root, ca = create_cas()
         profile = Profile.objects.get(name="tls-server")
         print(f"loading {args.rows:,} certificates…", flush=True)
-        load = _load_rows(ca.pk, profile.pk, args.rows)
+        load = load_rows(ca.pk, profile.pk, args.rows)
         print(f"loaded in {load:.1f} s (COPY, indexes, VACUUM ANALYZE)")
         admin = User.objects.create_superuser(username="bench-admin", email="", password=None)
         token = create_token(user=admin, actor="bench").text
