@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import segno
+from axes.backends import AxesStandaloneBackend
 from django import forms
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import User
@@ -239,3 +240,21 @@ def logout_view(request: HttpRequest) -> HttpResponse:
         users.record_sign_out(user=request.user, address=client_address(request))
     logout(request)
     return redirect("console:login")
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):  # type: ignore[misc]
+    """django-axes' lock-out check for every sign-in that comes with a request (the console's,
+    the admin's); an ``authenticate()`` call without one (a management command, a test client's
+    ``login``) has no address to count against and is left to the model backend."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Refuse (PermissionDenied) a locked-out user name and address; else let the next backend decide."""
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)  # type: ignore[no-any-return]
