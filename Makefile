@@ -34,10 +34,10 @@ test: $(STAMP) check-services lint pytest ## lint, type-check and run the whole 
 check-services: $(STAMP)
 	@$(PY) tests/check_services.py
 
-lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/, makemigrations --check
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/ and web/, makemigrations --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy pki
+	$(VENV)/bin/mypy pki web
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
