@@ -190,7 +190,7 @@ class RenewForm(CsrMixin):
 
 
 class IntermediateForm(forms.Form):
-    """``pki.authorities.create_intermediate_ca``."""
+    """``pki.authorities.create_intermediate_ca`` (or ``create_root_ca`` without a parent)."""
 
     name = forms.RegexField(
         regex=r"^[a-z0-9][a-z0-9-]{0,62}$",
@@ -198,7 +198,10 @@ class IntermediateForm(forms.Form):
         help_text="lower-case letters, digits and -; it appears in URLs",
     )
     parent = forms.ModelChoiceField(
-        queryset=CertificateAuthority.objects.order_by("name"), to_field_name="name"
+        queryset=CertificateAuthority.objects.order_by("name"),
+        to_field_name="name",
+        required=False,
+        empty_label="(none: a new self-signed root)",
     )
     subject = forms.CharField(max_length=1024, help_text="RFC 4514, e.g. CN=Example Issuing CA,O=Example")
     key_type = forms.ChoiceField(choices=KeyType.choices, initial=KeyType.EC_P256)

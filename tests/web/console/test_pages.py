@@ -507,3 +507,19 @@ def test_an_operator_cannot_approve_her_own_request(c_operator, issuing_ca):
     assert "is your own: another operator must approve it" in response.content.decode()
     request.refresh_from_db()
     assert request.state == RequestState.PENDING
+
+
+def test_a_new_root_from_the_console(c_admin):
+    made = c_admin.client.post(
+        "/console/cas/new/",
+        {
+            "name": "second-root",
+            "subject": "CN=Second Root,O=KMI",
+            "key_type": "ec-p384",
+            "validity_days": 3650,
+        },
+    )
+    assert made["Location"] == "/console/cas/second-root/"
+    root = CertificateAuthority.objects.get(name="second-root")
+    assert root.parent is None and root.key.key_type == "ec-p384"
+    assert AuditEvent.objects.filter(action="ca.created", actor="alice").exists()

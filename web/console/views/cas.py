@@ -104,19 +104,21 @@ def ca_state(request: HttpRequest, name: str) -> HttpResponse:
 @console_view
 @require_http_methods(["GET", "POST"])
 def ca_create(request: HttpRequest) -> HttpResponse:
-    """``/console/cas/new/``: ``create_intermediate_ca`` where signing runs (administrators)."""
+    """``/console/cas/new/``: ``create_intermediate_ca`` (``create_root_ca`` without a parent) where
+    signing runs (administrators)."""
     require(request, Action.CREATE_CA)
     initial = {"parent": request.GET.get("parent", "")}
     form = IntermediateForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         f = form.cleaned_data
         constraints = {"permitted": f["permitted"], "excluded": f["excluded"]}
+        parent = {"parent_id": f["parent"].pk} if f["parent"] is not None else {}
         try:
             run_signing(
-                "create_intermediate_ca",
+                "create_intermediate_ca" if parent else "create_root_ca",
                 name=f["name"],
-                parent_id=f["parent"].pk,
                 subject=f["subject"],
+                **parent,
                 key_type=f["key_type"],
                 validity_days=f["validity_days"],
                 path_length=f["path_length"],
@@ -132,6 +134,7 @@ def ca_create(request: HttpRequest) -> HttpResponse:
                 field = "permitted"
             add_domain_error(form, exc, field)
         else:
-            messages.success(request, f"Intermediate CA {f['name']} created under {f['parent'].name}.")
+            where = f"under {f['parent'].name}" if f["parent"] is not None else "as a new root"
+            messages.success(request, f"CA {f['name']} created {where}.")
             return redirect("console:ca", name=f["name"])
     return render(request, "console/ca_new.html", {"form": form})
