@@ -16,7 +16,7 @@ from django.db import models
 from django.http import Http404, HttpRequest
 
 from pki.access import Action, can
-from pki.exceptions import PKIError, SigningUnavailable
+from pki.exceptions import CAUnavailable, InvalidCSR, NameNotAllowed, PKIError, SigningUnavailable, WeakKey
 
 M = TypeVar("M", bound=models.Model)
 PAGE_SIZE = 50
@@ -57,6 +57,17 @@ def domain_error(exc: PKIError) -> str:
         )
         return f"No signing worker answered: {exc}.{tail}"
     return str(exc)
+
+
+def submission_field(exc: PKIError) -> str | None:
+    """Which field of a CSR submission a domain error concerns (None: the form as a whole)."""
+    if isinstance(exc, InvalidCSR | WeakKey | NameNotAllowed):
+        return "csr"
+    if isinstance(exc, CAUnavailable):
+        return "ca"
+    if "validity" in str(exc):
+        return "validity_days"
+    return None
 
 
 def add_domain_error(form: forms.Form, exc: PKIError, field: str | None = None) -> None:

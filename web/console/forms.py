@@ -8,9 +8,11 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
+from pki.exceptions import PolicyViolation
 from pki.models import CertificateAuthority, KeyType, Profile, RequestState, RevocationReason, Role
 from pki.profiles import EXTENDED_KEY_USAGES, KEY_FAMILIES, KEY_USAGES
 from pki.serverkeys import MIN_PASSWORD_LENGTH, SERVER_KEY_TYPE_CHOICES
+from pki.x509.names import parse_san, parse_subject
 from web.console.common import DateTimeInput
 
 MAX_CSR_CHARS = 65536
@@ -117,6 +119,26 @@ class ServerKeyForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["ca"].queryset = cas  # type: ignore[attr-defined]
         self.fields["profile"].queryset = profiles  # type: ignore[attr-defined]
+
+    def clean_subject(self) -> str:
+        """An RFC 4514 name, or empty (the SANs name the certificate)."""
+        value = str(self.cleaned_data["subject"])
+        if value:
+            try:
+                parse_subject(value)
+            except PolicyViolation as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_sans(self) -> list[str]:
+        """Each line ``dns:…``, ``ip:…``, ``email:…`` or ``uri:…``."""
+        sans: list[str] = self.cleaned_data["sans"]
+        for text in sans:
+            try:
+                parse_san(text)
+            except PolicyViolation as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return sans
 
 
 class Pkcs12Form(forms.Form):

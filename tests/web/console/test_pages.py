@@ -521,5 +521,21 @@ def test_a_new_root_from_the_console(c_admin):
     )
     assert made["Location"] == "/console/cas/second-root/"
     root = CertificateAuthority.objects.get(name="second-root")
-    assert root.parent is None and root.key.key_type == "ec-p384"
+    assert root.parent is None
+    assert root.key.key_type == "ec-p384"
     assert AuditEvent.objects.filter(action="ca.created", actor="alice").exists()
+
+
+def test_server_key_form_shows_bad_names_next_to_their_field(c_requester, issuing_ca):
+    response = c_requester.client.post(
+        "/console/enroll/server-key/",
+        {"ca": "issuing", "profile": "tls-server", "sans": "dns:bad name", "key_type": "ec-p256"},
+    )
+    assert 'id="id_sans_error"' in response.content.decode()
+    refused = c_requester.client.post(
+        "/console/enroll/server-key/",
+        {"ca": "issuing", "profile": "tls-server", "sans": "email:a@example.test", "key_type": "ec-p256"},
+    )
+    assert refused.status_code == 200
+    assert "not allowed" in refused.content.decode()
+    assert not Key.objects.filter(purpose="end_entity").exists()

@@ -13,12 +13,12 @@ from django.views.decorators.http import require_http_methods
 
 from pki.access import Action, can, grants_for
 from pki.enrollment import enroll
-from pki.exceptions import InvalidCSR, PKIError
+from pki.exceptions import PKIError, WeakKey
 from pki.models import CertificateAuthority, KeyDelivery, Profile, RequestState
 from pki.serverkeys import deliver_pkcs12
 from pki.signing import run_signing
 from web.console.auth import console_view
-from web.console.common import actor_of, add_domain_error, require, user_of, visible_or_404
+from web.console.common import actor_of, add_domain_error, require, submission_field, user_of, visible_or_404
 from web.console.forms import EnrollForm, Pkcs12Form, ServerKeyForm
 
 
@@ -56,9 +56,7 @@ def enroll_csr(request: HttpRequest) -> HttpResponse:
                     actor=actor_of(request),
                 )
             except PKIError as exc:
-                add_domain_error(
-                    form, exc, "csr" if isinstance(exc, InvalidCSR) or "CSR" in str(exc) else None
-                )
+                add_domain_error(form, exc, submission_field(exc))
             else:
                 if result.certificate is not None:
                     messages.success(request, f"Certificate {result.certificate.serial} issued.")
@@ -96,12 +94,11 @@ def server_key(request: HttpRequest) -> HttpResponse:
                     actor=actor_of(request),
                 )
             except PKIError as exc:
-                text = str(exc)
-                field = (
-                    "subject"
-                    if "subject" in text.lower()
-                    else ("sans" if "SAN" in text or ":" in text else None)
-                )
+                field = {"csr": "sans"}.get(submission_field(exc) or "", submission_field(exc))
+                if isinstance(exc, WeakKey):
+                    field = "key_type"
+                elif "subject" in str(exc).lower():
+                    field = "subject"
                 add_domain_error(form, exc, field)
             else:
                 return redirect("console:server_key_download", pk=result["delivery_id"])
