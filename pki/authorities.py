@@ -226,26 +226,33 @@ def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificat
 
 
 def set_ca_state(
-    *, ca: CertificateAuthority, enabled: bool, actor: str, reason: str = "", now: dt.datetime | None = None
+    *,
+    ca: CertificateAuthority,
+    state: CAState | str,
+    actor: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
 ) -> CertificateAuthority:
-    """Disable a CA (it issues nothing and takes no requests; its CRLs and OCSP go on) or enable it
-    again; audited. A CA whose key is not active cannot be enabled (``ensure_can_sign`` would refuse
-    every issuance anyway); a retired CA stays retired."""
+    """Enable (``active``) or disable a CA; a disabled CA issues nothing and takes no requests (its
+    CRLs and OCSP go on). Audited; idempotent. A retired CA stays retired; a CA whose key is not
+    active cannot be enabled."""
     now = resolve(now)
+    value = CAState(state)
+    if value == CAState.RETIRED:
+        raise PolicyViolation("a CA is retired by its rollover, not by a state change")
     with transaction.atomic():
         row = CertificateAuthority.objects.select_for_update(of=("self",)).select_related("key").get(pk=ca.pk)
-        target = CAState.ACTIVE if enabled else CAState.DISABLED
-        if row.state == target:
+        if row.state == value:
             return row
         if row.state == CAState.RETIRED:
             raise InvalidState(f"CA {row.name} is retired: it only signs CRLs")
-        if enabled and row.key.state != KeyState.ACTIVE:
-            raise InvalidState(f"CA {row.name}'s key is {row.key.state}; it cannot sign again")
+        if value == CAState.ACTIVE and row.key.state != KeyState.ACTIVE:
+            raise InvalidState(f"CA {row.name}'s key is {row.key.state}: the CA cannot be enabled")
         previous = row.state
-        row.state = target
+        row.state = value
         row.save(update_fields=["state"])
         audit.record(
-            action="ca.enabled" if enabled else "ca.disabled",
+            action="ca.enabled" if value == CAState.ACTIVE else "ca.disabled",
             actor=actor,
             obj=row,
             details={"previous_state": previous, "reason": reason},

@@ -15,6 +15,7 @@ from pki.access import Action, can
 from pki.authorities import set_ca_state
 from pki.exceptions import PKIError
 from pki.models import CertificateAuthority, CertificateRevocationList, CertificateSummary, OCSPResponder
+from pki.models.authority import CAState
 from pki.signing import run_signing
 from pki.x509.describe import describe_certificate
 from web.console.auth import console_view
@@ -93,7 +94,12 @@ def ca_state(request: HttpRequest, name: str) -> HttpResponse:
     if form.is_valid():
         enabled = form.cleaned_data["enabled"]
         try:
-            set_ca_state(ca=ca, enabled=enabled, reason=form.cleaned_data["reason"], actor=actor_of(request))
+            set_ca_state(
+                ca=ca,
+                state=CAState.ACTIVE if enabled else CAState.DISABLED,
+                reason=form.cleaned_data["reason"],
+                actor=actor_of(request),
+            )
         except PKIError as exc:
             flash_domain_error(request, exc)
         else:
