@@ -377,7 +377,9 @@ AXES_FAILURE_LIMIT = env_int("KMI_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("KMI_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail (console.login)
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit trail (user.signed_in)
+# django-axes announces itself at INFO in every process (commands included); failures still log.
+LOGGING["loggers"] = {"axes.apps": {"level": "WARNING"}}  # type: ignore[index]
 AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
 if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
     AXES_IPWARE_PROXY_COUNT = 1  # the client address is the one nginx saw

@@ -1,6 +1,7 @@
 """The operator console in Debian's headless Chromium (Playwright), with axe-core on every page.
 
-One live server and one browser for the module; each person has a browser context of their own.
+One live server (pytest-django's) and one browser for the module (its one test); each person
+has a browser context of their own.
 A requester submits a CSR; an operator signs in with TOTP, approves it from the queue, downloads
 the chain and revokes it; the next CRL lists it and the dashboard shows it; the operator cannot
 approve her own request; an auditor sees but cannot act; a requester sees only her certificates;
@@ -26,11 +27,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 from django.contrib.auth.models import User
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.test.testcases import LiveServerThread
+from django.db import connections
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from pki import health
 from pki.access import grant_role
@@ -40,9 +40,8 @@ from pki.enrollment import enroll
 from pki.models import Certificate, CertificateRequest, Profile, RequestState, Role
 from pki.x509.names import parse_subject
 from tests.conftest import make_csr
-from tests.support.processes import free_port_in
 
-pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "interop" / "node" / "node_modules" / "axe-core" / "axe.min.js"
@@ -60,23 +59,16 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    """One live server (static files served from the finders) on a port of this area's range."""
-    port = free_port_in(21400, 21499)
-    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, port=port)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield f"http://127.0.0.1:{port}"
-    thread.terminate()
+@pytest.fixture
+def server_url(live_server: Any) -> str:
+    """pytest-django's live server (one per test session; static files from the finders)."""
+    return str(live_server.url)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, once for the module."""
+    """Debian's Chromium for the module's one test (closed before the database is reset: while
+    Playwright runs, Django's connections belong to its greenlet, not to the test's teardown)."""
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
@@ -124,9 +116,24 @@ class Visitor:
             self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
 
 
-def visitor(browser: Browser, base: str, *, width: int = 1280, height: int = 900) -> Visitor:
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
+    """The test's browser contexts, closed before the database is flushed (no late request)."""
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        context.close()
+    # The ORM calls made while Playwright ran opened connections of their own context: close them
+    # (else the test database cannot be dropped at the end of the session).
+    connections.close_all()
+
+
+def visitor(
+    contexts: list[BrowserContext], browser: Browser, base: str, *, width: int = 1280, height: int = 900
+) -> Visitor:
     """A fresh context with axe-core loaded into every page (an init script: CSP does not apply)."""
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    contexts.append(context)
     context.add_init_script(path=str(AXE))
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
@@ -211,9 +218,11 @@ def world(server_url: str, kmi_settings: Any) -> World:
     )
 
 
-def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, world: World) -> None:
+def test_a_week_of_ca_work_in_the_browser(
+    server_url: str, world: World, browser: Browser, contexts: list[BrowserContext]
+) -> None:
     # --- a requester submits a CSR ----------------------------------------------------------------
-    rita = visitor(browser, server_url)
+    rita = visitor(contexts, browser, server_url)
     sign_in(rita, "rita")
     rita.check("login-done")
     rita.go("/console/enroll/")
@@ -227,7 +236,7 @@ def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, wor
     request = CertificateRequest.objects.get(requested_by="rita")
 
     # --- an operator (TOTP) approves it from the queue and downloads the chain ------------------------
-    oscar = visitor(browser, server_url)
+    oscar = visitor(contexts, browser, server_url)
     sign_in(oscar, "oscar", totp_user=world.oscar, check=True)
     oscar.go("/console/requests/")
     oscar.check("requests")
@@ -277,7 +286,7 @@ def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, wor
     assert own.state == RequestState.PENDING
 
     # --- an auditor sees but cannot act -------------------------------------------------------------
-    audrey = visitor(browser, server_url)
+    audrey = visitor(contexts, browser, server_url)
     sign_in(audrey, "audrey")
     audrey.go(f"/console/certificates/{cert.pk}/")
     assert cert.serial[:8] in audrey.page.content().replace(":", "").lower()
@@ -305,7 +314,7 @@ def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, wor
         requester=world.rita,
         actor="rita",
     ).request
-    phone = visitor(browser, server_url, width=375, height=740)
+    phone = visitor(contexts, browser, server_url, width=375, height=740)
     sign_in(phone, "oscar", totp_user=world.oscar)
     phone.go("/console/requests/")
     phone.check("requests-phone")
@@ -322,7 +331,7 @@ def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, wor
     assert phone.page.evaluate("document.documentElement.scrollWidth") <= 375
 
     # --- an administrator walks every other page ------------------------------------------------------
-    alice = visitor(browser, server_url)
+    alice = visitor(contexts, browser, server_url)
     sign_in(alice, "alice", totp_user=world.alice)
     for path, shot in (
         ("/console/", ""),
@@ -366,7 +375,7 @@ def test_a_week_of_ca_work_in_the_browser(browser: Browser, server_url: str, wor
 
     # --- a first sign-in that enrols TOTP, and a lock-out --------------------------------------------
     _user("olga", (Role.CA_OPERATOR, issuing, None))
-    olga = visitor(browser, server_url)
+    olga = visitor(contexts, browser, server_url)
     olga.go("/console/login/")
     olga.check("login")
     olga.page.get_by_label("Username").fill("olga")
