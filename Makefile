@@ -44,7 +44,8 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/ and web/, mak
 export NO_MKDOCS_2_WARNING := 1
 DOCS_ADDR ?= 127.0.0.1:8001
 
-docs: $(STAMP) ## build the manual into site/ (mkdocs build --strict)
+docs: $(STAMP) ## regenerate the reference pages (docs/generate.py) and build the manual into site/
+	$(PY) docs/generate.py
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 docs-serve: $(STAMP) ## serve the manual with live reload on DOCS_ADDR (default 127.0.0.1:8001)

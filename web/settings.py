@@ -1,31 +1,39 @@
-"""Django settings for KMI, read from the environment (see README: Configuration)."""
+"""Django settings for KMI, read from the environment through pki.settings_registry.
+
+Every variable is declared (type, default, meaning) in pki/settings_registry.py and parsed here
+once, at start-up: a bad value stops the process with a message naming the variable. The
+manual's configuration reference (docs/reference/configuration.md) is generated from it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from web.env import env_bool, env_int, env_secret, env_str
+from pki.settings_registry import load_environment
 
 # Lets typed generics such as admin.ModelAdmin[Model] work at run time.
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("KMI_DATA_DIR", str(BASE_DIR / "var")))
+ENV = load_environment()
+# In a source tree var/ sits beside manage.py; an installed package (the `kmi` command) keeps its
+# data under the working directory's var/, never inside site-packages.
+_SOURCE_TREE = (BASE_DIR / "manage.py").exists()
+DATA_DIR = Path(ENV["KMI_DATA_DIR"] or (BASE_DIR / "var" if _SOURCE_TREE else Path.cwd() / "var"))
 
-DEBUG = env_bool("KMI_DEBUG", default=False)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or env_secret("KMI_SECRET_KEY")
+DEBUG = ENV["KMI_DEBUG"]
+SECRET_KEY = ENV["DJANGO_SECRET_KEY"] or ENV["KMI_SECRET_KEY"]
 if not SECRET_KEY:
-    if not DEBUG and env_bool("KMI_REQUIRE_SECRET_KEY", default=False):
+    if not DEBUG and ENV["KMI_REQUIRE_SECRET_KEY"]:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set")
     # Development default only; production sets DJANGO_SECRET_KEY (docker/compose.yaml does).
     SECRET_KEY = "kmi-insecure-development-key-change-me-0123456789abcdef"  # noqa: S105
 
-ALLOWED_HOSTS = [h.strip() for h in env_str("KMI_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+ALLOWED_HOSTS = list(ENV["KMI_ALLOWED_HOSTS"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -72,11 +80,12 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 _default_db = f"sqlite:///{DATA_DIR / 'kmi.sqlite3'}"
-DATABASE_URL = env_str("DATABASE_URL", _default_db)
+DATABASE_URL = ENV["DATABASE_URL"] or _default_db
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("KMI_DB_CONN_MAX_AGE", 60))
-except ValueError as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}") from None
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=ENV["KMI_DB_CONN_MAX_AGE"])
+except ValueError:
+    # Never the URL itself in the message: it may carry the database password.
+    raise ImproperlyConfigured("DATABASE_URL is not a database URL dj-database-url can read") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers (web, worker)
     # wait for each other instead of failing with "database is locked" half way.
@@ -94,33 +103,31 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, cache, celery --------------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL", "")
-if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
+REDIS_URL = ENV["REDIS_URL"]
 
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("KMI_CACHE_PREFIX", "kmi"),
+            "KEY_PREFIX": ENV["KMI_CACHE_PREFIX"],
         }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
-        "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "visibility_timeout": ENV["KMI_BROKER_VISIBILITY_TIMEOUT"],
     }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
         # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
         # worker should hear "unavailable" in a few seconds instead.
         "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1},
     }
-    if env_str("KMI_REDIS_KEY_PREFIX"):
+    if ENV["KMI_REDIS_KEY_PREFIX"]:
         # Several KMI sets (or test runs) can share one Redis database without seeing each other.
-        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
-        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = ENV["KMI_REDIS_KEY_PREFIX"]
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = ENV["KMI_REDIS_KEY_PREFIX"]
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
@@ -145,7 +152,7 @@ else:
     ):
         _folder.mkdir(parents=True, exist_ok=True)
 
-CELERY_TASK_ALWAYS_EAGER = env_bool("KMI_CELERY_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = ENV["KMI_CELERY_EAGER"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -185,45 +192,45 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("KMI_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": ENV["KMI_LOG_LEVEL"].upper()},
 }
 
 # --- KMI -----------------------------------------------------------------------------------
 # Everything PKI-specific is validated once into pki.conf.PKISettings (a frozen object).
 KMI = {
-    "BASE_URL": env_str("KMI_BASE_URL", "http://127.0.0.1:8000"),
-    "KEK": env_str("KMI_KEK", ""),  # id:base64 entries; KMI_KEK_FILE names a file of them
-    "KEK_FILE": env_str("KMI_KEK_FILE", ""),
+    "BASE_URL": ENV["KMI_BASE_URL"],
+    "KEK": ENV["KMI_KEK"],  # id:base64 entries; KMI_KEK_FILE names a file of them
+    "KEK_FILE": ENV["KMI_KEK_FILE"],
     "KEY_BACKENDS": {
         "encrypted": {"BACKEND": "pki.keys.encrypted.EncryptedKeyBackend", "OPTIONS": {}},
     },
-    "DEFAULT_KEY_BACKEND": env_str("KMI_DEFAULT_KEY_BACKEND", "encrypted"),  # or pkcs11 (below)
-    "MAX_CSR_BYTES": env_int("KMI_MAX_CSR_BYTES", 16384, minimum=256),
-    "BACKDATE_SECONDS": env_int("KMI_BACKDATE_SECONDS", 60, minimum=0),
-    "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
-    "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
+    "DEFAULT_KEY_BACKEND": ENV["KMI_DEFAULT_KEY_BACKEND"],  # or pkcs11 (below)
+    "MAX_CSR_BYTES": ENV["KMI_MAX_CSR_BYTES"],
+    "BACKDATE_SECONDS": ENV["KMI_BACKDATE_SECONDS"],
+    "AUDIT_LANES": ENV["KMI_AUDIT_LANES"],
+    "KEY_CACHE_SECONDS": ENV["KMI_KEY_CACHE_SECONDS"],
 }
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
-if env_str("KMI_PKCS11_MODULE", ""):
-    KMI["KEY_BACKENDS"]["pkcs11"] = {  # type: ignore[index]
+if ENV["KMI_PKCS11_MODULE"]:
+    KMI["KEY_BACKENDS"]["pkcs11"] = {
         "BACKEND": "pki.keys.pkcs11.Pkcs11KeyBackend",
         "OPTIONS": {
-            "module": env_str("KMI_PKCS11_MODULE", ""),
-            "token_label": env_str("KMI_PKCS11_TOKEN", "kmi"),
-            "pin": env_secret("KMI_PKCS11_PIN"),
+            "module": ENV["KMI_PKCS11_MODULE"],
+            "token_label": ENV["KMI_PKCS11_TOKEN"],
+            "pin": ENV["KMI_PKCS11_PIN"],
         },
     }
 
 # --- revocation and CRLs (README "Revocation and CRLs") -----------------------------------
 KMI.update(
     {
-        "CRL_NEXT_UPDATE_SECONDS": env_int("KMI_CRL_NEXT_UPDATE_SECONDS", 86400, minimum=60),
-        "CRL_KEEP_EXPIRED_DAYS": env_int("KMI_CRL_KEEP_EXPIRED_DAYS", 0, minimum=0),
-        "CRL_REVOCATION_DELAY": env_int("KMI_CRL_REVOCATION_DELAY", 60, minimum=2),
-        "CRL_HISTORY": env_int("KMI_CRL_HISTORY", 3, minimum=1),
-        "CRL_CACHE_SECONDS": env_int("KMI_CRL_CACHE_SECONDS", 300, minimum=0),
-        "CRL_DIR": env_str("KMI_CRL_DIR", ""),
+        "CRL_NEXT_UPDATE_SECONDS": ENV["KMI_CRL_NEXT_UPDATE_SECONDS"],
+        "CRL_KEEP_EXPIRED_DAYS": ENV["KMI_CRL_KEEP_EXPIRED_DAYS"],
+        "CRL_REVOCATION_DELAY": ENV["KMI_CRL_REVOCATION_DELAY"],
+        "CRL_HISTORY": ENV["KMI_CRL_HISTORY"],
+        "CRL_CACHE_SECONDS": ENV["KMI_CRL_CACHE_SECONDS"],
+        "CRL_DIR": ENV["KMI_CRL_DIR"],
     }
 )
 # --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
@@ -231,57 +238,57 @@ KMI.update(
 KMI_LIFECYCLE = {
     # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
     # Celery `signing` queue, so web processes need no KEK at all.
-    "SIGNING": env_str("KMI_SIGNING", "inprocess"),
-    "SIGNING_TIMEOUT": env_int("KMI_SIGNING_TIMEOUT", 30, minimum=1),
-    "EXPIRY_THRESHOLDS": env_str("KMI_EXPIRY_THRESHOLDS", "30,14,7,1"),
-    "CA_EXPIRY_THRESHOLDS": env_str("KMI_CA_EXPIRY_THRESHOLDS", "180,90,30,7"),
-    "ALERT_EMAILS": env_str("KMI_ALERT_EMAILS", ""),
-    "ALERT_WEBHOOK_URL": env_str("KMI_ALERT_WEBHOOK_URL", ""),
-    "WEBHOOK_SECRET": env_secret("KMI_WEBHOOK_SECRET"),
-    "WEBHOOK_TIMEOUT": env_int("KMI_WEBHOOK_TIMEOUT", 10, minimum=1),
-    "NOTIFY_MAX_ATTEMPTS": env_int("KMI_NOTIFY_MAX_ATTEMPTS", 5, minimum=1),
-    "NOTIFY_RETRY_SECONDS": env_int("KMI_NOTIFY_RETRY_SECONDS", 300, minimum=1),
-    "NOTIFY_CLAIM_LEASE_SECONDS": env_int("KMI_NOTIFY_CLAIM_LEASE_SECONDS", 900, minimum=1),
-    "AUTO_RENEW_DAYS": env_int("KMI_AUTO_RENEW_DAYS", 30, minimum=1),
-    "AUTO_RENEW_NEW_KEY": env_bool("KMI_AUTO_RENEW_NEW_KEY", default=False),
-    "KEY_RETENTION_DAYS": env_int("KMI_KEY_RETENTION_DAYS", 365, minimum=0),
-    "SCAN_SECONDS": env_int("KMI_LIFECYCLE_SCAN_SECONDS", 3600, minimum=1),
-    "SERVICE_CERT_NAMES": env_str("KMI_SERVICE_CERT_NAMES", ""),
-    "SERVICE_CERT_DIR": env_str("KMI_SERVICE_CERT_DIR", ""),
-    "SERVICE_CA": env_str("KMI_SERVICE_CA", "issuing"),
-    "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
-    "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
-    "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+    "SIGNING": ENV["KMI_SIGNING"],
+    "SIGNING_TIMEOUT": ENV["KMI_SIGNING_TIMEOUT"],
+    "EXPIRY_THRESHOLDS": ENV["KMI_EXPIRY_THRESHOLDS"],
+    "CA_EXPIRY_THRESHOLDS": ENV["KMI_CA_EXPIRY_THRESHOLDS"],
+    "ALERT_EMAILS": ENV["KMI_ALERT_EMAILS"],
+    "ALERT_WEBHOOK_URL": ENV["KMI_ALERT_WEBHOOK_URL"],
+    "WEBHOOK_SECRET": ENV["KMI_WEBHOOK_SECRET"],
+    "WEBHOOK_TIMEOUT": ENV["KMI_WEBHOOK_TIMEOUT"],
+    "NOTIFY_MAX_ATTEMPTS": ENV["KMI_NOTIFY_MAX_ATTEMPTS"],
+    "NOTIFY_RETRY_SECONDS": ENV["KMI_NOTIFY_RETRY_SECONDS"],
+    "NOTIFY_CLAIM_LEASE_SECONDS": ENV["KMI_NOTIFY_CLAIM_LEASE_SECONDS"],
+    "AUTO_RENEW_DAYS": ENV["KMI_AUTO_RENEW_DAYS"],
+    "AUTO_RENEW_NEW_KEY": ENV["KMI_AUTO_RENEW_NEW_KEY"],
+    "KEY_RETENTION_DAYS": ENV["KMI_KEY_RETENTION_DAYS"],
+    "SCAN_SECONDS": ENV["KMI_LIFECYCLE_SCAN_SECONDS"],
+    "SERVICE_CERT_NAMES": ENV["KMI_SERVICE_CERT_NAMES"],
+    "SERVICE_CERT_DIR": ENV["KMI_SERVICE_CERT_DIR"],
+    "SERVICE_CA": ENV["KMI_SERVICE_CA"],
+    "SERVICE_PROFILE": ENV["KMI_SERVICE_PROFILE"],
+    "SERVICE_RENEW_DAYS": ENV["KMI_SERVICE_RENEW_DAYS"],
+    "METRICS_TOKEN": ENV["KMI_METRICS_TOKEN"],
 }
-if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
+if ENV["KMI_BEHIND_TLS_PROXY"]:
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-CSRF_TRUSTED_ORIGINS = [o for o in env_str("KMI_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+CSRF_TRUSTED_ORIGINS = list(ENV["KMI_CSRF_TRUSTED_ORIGINS"])
 # Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
 MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
-EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-EMAIL_HOST = env_str("KMI_EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("KMI_EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("KMI_EMAIL_USER", "")
-EMAIL_HOST_PASSWORD = env_secret("KMI_EMAIL_PASSWORD")
-EMAIL_USE_TLS = env_bool("KMI_EMAIL_STARTTLS", default=False)
-EMAIL_TIMEOUT = env_int("KMI_EMAIL_TIMEOUT", 10, minimum=1)
-EMAIL_FILE_PATH = env_str("KMI_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-DEFAULT_FROM_EMAIL = env_str("KMI_EMAIL_FROM", "kmi@localhost")
+EMAIL_BACKEND = ENV["KMI_EMAIL_BACKEND"]
+EMAIL_HOST = ENV["KMI_EMAIL_HOST"]
+EMAIL_PORT = ENV["KMI_EMAIL_PORT"]
+EMAIL_HOST_USER = ENV["KMI_EMAIL_USER"]
+EMAIL_HOST_PASSWORD = ENV["KMI_EMAIL_PASSWORD"]
+EMAIL_USE_TLS = ENV["KMI_EMAIL_STARTTLS"]
+EMAIL_TIMEOUT = ENV["KMI_EMAIL_TIMEOUT"]
+EMAIL_FILE_PATH = ENV["KMI_EMAIL_FILE_PATH"] or str(DATA_DIR / "mail")
+DEFAULT_FROM_EMAIL = ENV["KMI_EMAIL_FROM"]
 # --- OCSP responder (pki.conf.OCSPSettings; README: OCSP) --------------------------------------
 KMI_OCSP = {
-    "REDIS_PREFIX": env_str("KMI_OCSP_REDIS_PREFIX", "kmi:ocsp"),
-    "RESPONSE_VALIDITY_SECONDS": env_int("KMI_OCSP_RESPONSE_VALIDITY_SECONDS", 3600, minimum=60),
-    "RESPONDER_VALIDITY_DAYS": env_int("KMI_OCSP_RESPONDER_VALIDITY_DAYS", 7, minimum=1),
-    "RESPONDER_RENEW_FRACTION": env_str("KMI_OCSP_RESPONDER_RENEW_FRACTION", "0.5"),
-    "RESPONDER_KEY_TYPE": env_str("KMI_OCSP_RESPONDER_KEY_TYPE", "ec-p256"),
-    "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
+    "REDIS_PREFIX": ENV["KMI_OCSP_REDIS_PREFIX"],
+    "RESPONSE_VALIDITY_SECONDS": ENV["KMI_OCSP_RESPONSE_VALIDITY_SECONDS"],
+    "RESPONDER_VALIDITY_DAYS": ENV["KMI_OCSP_RESPONDER_VALIDITY_DAYS"],
+    "RESPONDER_RENEW_FRACTION": ENV["KMI_OCSP_RESPONDER_RENEW_FRACTION"],
+    "RESPONDER_KEY_TYPE": ENV["KMI_OCSP_RESPONDER_KEY_TYPE"],
+    "MAX_REQUEST_BYTES": ENV["KMI_OCSP_MAX_REQUEST_BYTES"],
     # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
-    "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
+    "LOCAL_CACHE_SECONDS": ENV["KMI_OCSP_LOCAL_CACHE_SECONDS"],
     # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
-    "PRESIGN_DELAY_SECONDS": env_str("KMI_OCSP_PRESIGN_DELAY_SECONDS", "2"),
+    "PRESIGN_DELAY_SECONDS": ENV["KMI_OCSP_PRESIGN_DELAY_SECONDS"],
 }
 
 # --- REST API (web/api) ----------------------------------------------------------------------
@@ -299,8 +306,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "enroll": env_str("KMI_API_ENROLL_RATE", "6000/minute"),
-        "token": env_str("KMI_API_TOKEN_RATE", "30/minute"),
+        "enroll": ENV["KMI_API_ENROLL_RATE"],
+        "token": ENV["KMI_API_TOKEN_RATE"],
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -327,22 +334,22 @@ SPECTACULAR_SETTINGS = {
 # Read by pki.acme.conf. Validation of challenges runs on Celery unless VALIDATE_INLINE (or
 # CELERY_TASK_ALWAYS_EAGER) asks for it in the web process (useful with no worker running).
 KMI_ACME = {
-    "HTTP01_PORT": env_int("KMI_ACME_HTTP01_PORT", 80, minimum=1),
-    "TLS_ALPN01_PORT": env_int("KMI_ACME_TLS_ALPN01_PORT", 443, minimum=1),
+    "HTTP01_PORT": ENV["KMI_ACME_HTTP01_PORT"],
+    "TLS_ALPN01_PORT": ENV["KMI_ACME_TLS_ALPN01_PORT"],
     # Comma-separated ip or ip:port of the resolvers for dns-01 and for A/AAAA lookups of
     # http-01 and tls-alpn-01; empty: the system's resolver.
-    "DNS_RESOLVERS": env_str("KMI_ACME_DNS_RESOLVERS", ""),
+    "DNS_RESOLVERS": ENV["KMI_ACME_DNS_RESOLVERS"],
     # Comma-separated name=ip overrides for those A/AAAA lookups, globs allowed
     # ("**.example.test=127.0.0.1"): what `make run` uses so the demo's .test names reach a
     # client on this machine. Empty (the default): DNS decides.
-    "HOSTS": env_str("KMI_ACME_HOSTS", ""),
-    "VALIDATION_TIMEOUT": env_int("KMI_ACME_VALIDATION_TIMEOUT", 10, minimum=1),
-    "VALIDATE_INLINE": env_bool("KMI_ACME_VALIDATE_INLINE", default=False),
-    "NONCE_TTL": env_int("KMI_ACME_NONCE_TTL", 3600, minimum=30),
-    "NONCE_PREFIX": f"{env_str('KMI_CACHE_PREFIX', 'kmi')}:acme:nonce:",
-    "ORDER_LIFETIME": env_int("KMI_ACME_ORDER_LIFETIME", 7 * 86400, minimum=60),
-    "MAX_BODY_BYTES": env_int("KMI_ACME_MAX_BODY_BYTES", 65536, minimum=4096),
-    "RETRY_AFTER": env_int("KMI_ACME_RETRY_AFTER", 1, minimum=1),
+    "HOSTS": ENV["KMI_ACME_HOSTS"],
+    "VALIDATION_TIMEOUT": ENV["KMI_ACME_VALIDATION_TIMEOUT"],
+    "VALIDATE_INLINE": ENV["KMI_ACME_VALIDATE_INLINE"],
+    "NONCE_TTL": ENV["KMI_ACME_NONCE_TTL"],
+    "NONCE_PREFIX": f"{ENV['KMI_CACHE_PREFIX']}:acme:nonce:",
+    "ORDER_LIFETIME": ENV["KMI_ACME_ORDER_LIFETIME"],
+    "MAX_BODY_BYTES": ENV["KMI_ACME_MAX_BODY_BYTES"],
+    "RETRY_AFTER": ENV["KMI_ACME_RETRY_AFTER"],
     # An account's valid authorization (until its order's expiry) counts again for a new order.
-    "REUSE_AUTHORIZATIONS": env_bool("KMI_ACME_REUSE_AUTHORIZATIONS", default=True),
+    "REUSE_AUTHORIZATIONS": ENV["KMI_ACME_REUSE_AUTHORIZATIONS"],
 }
