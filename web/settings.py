@@ -24,6 +24,8 @@ ENV = load_environment()
 # data under the working directory's var/, never inside site-packages.
 _SOURCE_TREE = (BASE_DIR / "manage.py").exists()
 DATA_DIR = Path(ENV["KMI_DATA_DIR"] or (BASE_DIR / "var" if _SOURCE_TREE else Path.cwd() / "var"))
+# templates/ and static/ sit at the top of a source tree; the wheel carries them in web/assets/.
+ASSETS_DIR = BASE_DIR if _SOURCE_TREE else Path(__file__).resolve().parent / "assets"
 
 DEBUG = ENV["KMI_DEBUG"]
 SECRET_KEY = ENV["DJANGO_SECRET_KEY"] or ENV["KMI_SECRET_KEY"]
@@ -66,7 +68,7 @@ WSGI_APPLICATION = "web.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [ASSETS_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -185,7 +187,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [ASSETS_DIR / "static"]
 
 LOGGING = {
     "version": 1,
