@@ -19,23 +19,24 @@ from pki.settings_registry import load_environment
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-ENV = load_environment()
+# Lower case: not a Django setting, so neither diffsettings nor the debug page shows these values.
+env = load_environment()
 # In a source tree var/ sits beside manage.py; an installed package (the `kmi` command) keeps its
 # data under the working directory's var/, never inside site-packages.
 _SOURCE_TREE = (BASE_DIR / "manage.py").exists()
-DATA_DIR = Path(ENV["KMI_DATA_DIR"] or (BASE_DIR / "var" if _SOURCE_TREE else Path.cwd() / "var"))
+DATA_DIR = Path(env["KMI_DATA_DIR"] or (BASE_DIR / "var" if _SOURCE_TREE else Path.cwd() / "var"))
 # templates/ and static/ sit at the top of a source tree; the wheel carries them in web/assets/.
 ASSETS_DIR = BASE_DIR if _SOURCE_TREE else Path(__file__).resolve().parent / "assets"
 
-DEBUG = ENV["KMI_DEBUG"]
-SECRET_KEY = ENV["DJANGO_SECRET_KEY"] or ENV["KMI_SECRET_KEY"]
+DEBUG = env["KMI_DEBUG"]
+SECRET_KEY = env["DJANGO_SECRET_KEY"] or env["KMI_SECRET_KEY"]
 if not SECRET_KEY:
-    if not DEBUG and ENV["KMI_REQUIRE_SECRET_KEY"]:
+    if not DEBUG and env["KMI_REQUIRE_SECRET_KEY"]:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set")
     # Development default only; production sets DJANGO_SECRET_KEY (docker/compose.yaml does).
     SECRET_KEY = "kmi-insecure-development-key-change-me-0123456789abcdef"  # noqa: S105
 
-ALLOWED_HOSTS = list(ENV["KMI_ALLOWED_HOSTS"])
+ALLOWED_HOSTS = list(env["KMI_ALLOWED_HOSTS"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -82,9 +83,9 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 _default_db = f"sqlite:///{DATA_DIR / 'kmi.sqlite3'}"
-DATABASE_URL = ENV["DATABASE_URL"] or _default_db
+DATABASE_URL = env["DATABASE_URL"] or _default_db
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=ENV["KMI_DB_CONN_MAX_AGE"])
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env["KMI_DB_CONN_MAX_AGE"])
 except ValueError:
     # Never the URL itself in the message: it may carry the database password.
     raise ImproperlyConfigured("DATABASE_URL is not a database URL dj-database-url can read") from None
@@ -105,31 +106,31 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, cache, celery --------------------------------------------------------------------
-REDIS_URL = ENV["REDIS_URL"]
+REDIS_URL = env["REDIS_URL"]
 
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": ENV["KMI_CACHE_PREFIX"],
+            "KEY_PREFIX": env["KMI_CACHE_PREFIX"],
         }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
-        "visibility_timeout": ENV["KMI_BROKER_VISIBILITY_TIMEOUT"],
+        "visibility_timeout": env["KMI_BROKER_VISIBILITY_TIMEOUT"],
     }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
         # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
         # worker should hear "unavailable" in a few seconds instead.
         "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1},
     }
-    if ENV["KMI_REDIS_KEY_PREFIX"]:
+    if env["KMI_REDIS_KEY_PREFIX"]:
         # Several KMI sets (or test runs) can share one Redis database without seeing each other.
-        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = ENV["KMI_REDIS_KEY_PREFIX"]
-        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = ENV["KMI_REDIS_KEY_PREFIX"]
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env["KMI_REDIS_KEY_PREFIX"]
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env["KMI_REDIS_KEY_PREFIX"]
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
@@ -154,7 +155,7 @@ else:
     ):
         _folder.mkdir(parents=True, exist_ok=True)
 
-CELERY_TASK_ALWAYS_EAGER = ENV["KMI_CELERY_EAGER"]
+CELERY_TASK_ALWAYS_EAGER = env["KMI_CELERY_EAGER"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -194,45 +195,45 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": ENV["KMI_LOG_LEVEL"].upper()},
+    "root": {"handlers": ["console"], "level": env["KMI_LOG_LEVEL"].upper()},
 }
 
 # --- KMI -----------------------------------------------------------------------------------
 # Everything PKI-specific is validated once into pki.conf.PKISettings (a frozen object).
 KMI = {
-    "BASE_URL": ENV["KMI_BASE_URL"],
-    "KEK": ENV["KMI_KEK"],  # id:base64 entries; KMI_KEK_FILE names a file of them
-    "KEK_FILE": ENV["KMI_KEK_FILE"],
+    "BASE_URL": env["KMI_BASE_URL"],
+    "KEK": env["KMI_KEK"],  # id:base64 entries; KMI_KEK_FILE names a file of them
+    "KEK_FILE": env["KMI_KEK_FILE"],
     "KEY_BACKENDS": {
         "encrypted": {"BACKEND": "pki.keys.encrypted.EncryptedKeyBackend", "OPTIONS": {}},
     },
-    "DEFAULT_KEY_BACKEND": ENV["KMI_DEFAULT_KEY_BACKEND"],  # or pkcs11 (below)
-    "MAX_CSR_BYTES": ENV["KMI_MAX_CSR_BYTES"],
-    "BACKDATE_SECONDS": ENV["KMI_BACKDATE_SECONDS"],
-    "AUDIT_LANES": ENV["KMI_AUDIT_LANES"],
-    "KEY_CACHE_SECONDS": ENV["KMI_KEY_CACHE_SECONDS"],
+    "DEFAULT_KEY_BACKEND": env["KMI_DEFAULT_KEY_BACKEND"],  # or pkcs11 (below)
+    "MAX_CSR_BYTES": env["KMI_MAX_CSR_BYTES"],
+    "BACKDATE_SECONDS": env["KMI_BACKDATE_SECONDS"],
+    "AUDIT_LANES": env["KMI_AUDIT_LANES"],
+    "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
 }
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
-if ENV["KMI_PKCS11_MODULE"]:
+if env["KMI_PKCS11_MODULE"]:
     KMI["KEY_BACKENDS"]["pkcs11"] = {
         "BACKEND": "pki.keys.pkcs11.Pkcs11KeyBackend",
         "OPTIONS": {
-            "module": ENV["KMI_PKCS11_MODULE"],
-            "token_label": ENV["KMI_PKCS11_TOKEN"],
-            "pin": ENV["KMI_PKCS11_PIN"],
+            "module": env["KMI_PKCS11_MODULE"],
+            "token_label": env["KMI_PKCS11_TOKEN"],
+            "pin": env["KMI_PKCS11_PIN"],
         },
     }
 
 # --- revocation and CRLs (README "Revocation and CRLs") -----------------------------------
 KMI.update(
     {
-        "CRL_NEXT_UPDATE_SECONDS": ENV["KMI_CRL_NEXT_UPDATE_SECONDS"],
-        "CRL_KEEP_EXPIRED_DAYS": ENV["KMI_CRL_KEEP_EXPIRED_DAYS"],
-        "CRL_REVOCATION_DELAY": ENV["KMI_CRL_REVOCATION_DELAY"],
-        "CRL_HISTORY": ENV["KMI_CRL_HISTORY"],
-        "CRL_CACHE_SECONDS": ENV["KMI_CRL_CACHE_SECONDS"],
-        "CRL_DIR": ENV["KMI_CRL_DIR"],
+        "CRL_NEXT_UPDATE_SECONDS": env["KMI_CRL_NEXT_UPDATE_SECONDS"],
+        "CRL_KEEP_EXPIRED_DAYS": env["KMI_CRL_KEEP_EXPIRED_DAYS"],
+        "CRL_REVOCATION_DELAY": env["KMI_CRL_REVOCATION_DELAY"],
+        "CRL_HISTORY": env["KMI_CRL_HISTORY"],
+        "CRL_CACHE_SECONDS": env["KMI_CRL_CACHE_SECONDS"],
+        "CRL_DIR": env["KMI_CRL_DIR"],
     }
 )
 # --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
@@ -240,57 +241,57 @@ KMI.update(
 KMI_LIFECYCLE = {
     # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
     # Celery `signing` queue, so web processes need no KEK at all.
-    "SIGNING": ENV["KMI_SIGNING"],
-    "SIGNING_TIMEOUT": ENV["KMI_SIGNING_TIMEOUT"],
-    "EXPIRY_THRESHOLDS": ENV["KMI_EXPIRY_THRESHOLDS"],
-    "CA_EXPIRY_THRESHOLDS": ENV["KMI_CA_EXPIRY_THRESHOLDS"],
-    "ALERT_EMAILS": ENV["KMI_ALERT_EMAILS"],
-    "ALERT_WEBHOOK_URL": ENV["KMI_ALERT_WEBHOOK_URL"],
-    "WEBHOOK_SECRET": ENV["KMI_WEBHOOK_SECRET"],
-    "WEBHOOK_TIMEOUT": ENV["KMI_WEBHOOK_TIMEOUT"],
-    "NOTIFY_MAX_ATTEMPTS": ENV["KMI_NOTIFY_MAX_ATTEMPTS"],
-    "NOTIFY_RETRY_SECONDS": ENV["KMI_NOTIFY_RETRY_SECONDS"],
-    "NOTIFY_CLAIM_LEASE_SECONDS": ENV["KMI_NOTIFY_CLAIM_LEASE_SECONDS"],
-    "AUTO_RENEW_DAYS": ENV["KMI_AUTO_RENEW_DAYS"],
-    "AUTO_RENEW_NEW_KEY": ENV["KMI_AUTO_RENEW_NEW_KEY"],
-    "KEY_RETENTION_DAYS": ENV["KMI_KEY_RETENTION_DAYS"],
-    "SCAN_SECONDS": ENV["KMI_LIFECYCLE_SCAN_SECONDS"],
-    "SERVICE_CERT_NAMES": ENV["KMI_SERVICE_CERT_NAMES"],
-    "SERVICE_CERT_DIR": ENV["KMI_SERVICE_CERT_DIR"],
-    "SERVICE_CA": ENV["KMI_SERVICE_CA"],
-    "SERVICE_PROFILE": ENV["KMI_SERVICE_PROFILE"],
-    "SERVICE_RENEW_DAYS": ENV["KMI_SERVICE_RENEW_DAYS"],
-    "METRICS_TOKEN": ENV["KMI_METRICS_TOKEN"],
+    "SIGNING": env["KMI_SIGNING"],
+    "SIGNING_TIMEOUT": env["KMI_SIGNING_TIMEOUT"],
+    "EXPIRY_THRESHOLDS": env["KMI_EXPIRY_THRESHOLDS"],
+    "CA_EXPIRY_THRESHOLDS": env["KMI_CA_EXPIRY_THRESHOLDS"],
+    "ALERT_EMAILS": env["KMI_ALERT_EMAILS"],
+    "ALERT_WEBHOOK_URL": env["KMI_ALERT_WEBHOOK_URL"],
+    "WEBHOOK_SECRET": env["KMI_WEBHOOK_SECRET"],
+    "WEBHOOK_TIMEOUT": env["KMI_WEBHOOK_TIMEOUT"],
+    "NOTIFY_MAX_ATTEMPTS": env["KMI_NOTIFY_MAX_ATTEMPTS"],
+    "NOTIFY_RETRY_SECONDS": env["KMI_NOTIFY_RETRY_SECONDS"],
+    "NOTIFY_CLAIM_LEASE_SECONDS": env["KMI_NOTIFY_CLAIM_LEASE_SECONDS"],
+    "AUTO_RENEW_DAYS": env["KMI_AUTO_RENEW_DAYS"],
+    "AUTO_RENEW_NEW_KEY": env["KMI_AUTO_RENEW_NEW_KEY"],
+    "KEY_RETENTION_DAYS": env["KMI_KEY_RETENTION_DAYS"],
+    "SCAN_SECONDS": env["KMI_LIFECYCLE_SCAN_SECONDS"],
+    "SERVICE_CERT_NAMES": env["KMI_SERVICE_CERT_NAMES"],
+    "SERVICE_CERT_DIR": env["KMI_SERVICE_CERT_DIR"],
+    "SERVICE_CA": env["KMI_SERVICE_CA"],
+    "SERVICE_PROFILE": env["KMI_SERVICE_PROFILE"],
+    "SERVICE_RENEW_DAYS": env["KMI_SERVICE_RENEW_DAYS"],
+    "METRICS_TOKEN": env["KMI_METRICS_TOKEN"],
 }
-if ENV["KMI_BEHIND_TLS_PROXY"]:
+if env["KMI_BEHIND_TLS_PROXY"]:
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-CSRF_TRUSTED_ORIGINS = list(ENV["KMI_CSRF_TRUSTED_ORIGINS"])
+CSRF_TRUSTED_ORIGINS = list(env["KMI_CSRF_TRUSTED_ORIGINS"])
 # Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
 MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
-EMAIL_BACKEND = ENV["KMI_EMAIL_BACKEND"]
-EMAIL_HOST = ENV["KMI_EMAIL_HOST"]
-EMAIL_PORT = ENV["KMI_EMAIL_PORT"]
-EMAIL_HOST_USER = ENV["KMI_EMAIL_USER"]
-EMAIL_HOST_PASSWORD = ENV["KMI_EMAIL_PASSWORD"]
-EMAIL_USE_TLS = ENV["KMI_EMAIL_STARTTLS"]
-EMAIL_TIMEOUT = ENV["KMI_EMAIL_TIMEOUT"]
-EMAIL_FILE_PATH = ENV["KMI_EMAIL_FILE_PATH"] or str(DATA_DIR / "mail")
-DEFAULT_FROM_EMAIL = ENV["KMI_EMAIL_FROM"]
+EMAIL_BACKEND = env["KMI_EMAIL_BACKEND"]
+EMAIL_HOST = env["KMI_EMAIL_HOST"]
+EMAIL_PORT = env["KMI_EMAIL_PORT"]
+EMAIL_HOST_USER = env["KMI_EMAIL_USER"]
+EMAIL_HOST_PASSWORD = env["KMI_EMAIL_PASSWORD"]
+EMAIL_USE_TLS = env["KMI_EMAIL_STARTTLS"]
+EMAIL_TIMEOUT = env["KMI_EMAIL_TIMEOUT"]
+EMAIL_FILE_PATH = env["KMI_EMAIL_FILE_PATH"] or str(DATA_DIR / "mail")
+DEFAULT_FROM_EMAIL = env["KMI_EMAIL_FROM"]
 # --- OCSP responder (pki.conf.OCSPSettings; README: OCSP) --------------------------------------
 KMI_OCSP = {
-    "REDIS_PREFIX": ENV["KMI_OCSP_REDIS_PREFIX"],
-    "RESPONSE_VALIDITY_SECONDS": ENV["KMI_OCSP_RESPONSE_VALIDITY_SECONDS"],
-    "RESPONDER_VALIDITY_DAYS": ENV["KMI_OCSP_RESPONDER_VALIDITY_DAYS"],
-    "RESPONDER_RENEW_FRACTION": ENV["KMI_OCSP_RESPONDER_RENEW_FRACTION"],
-    "RESPONDER_KEY_TYPE": ENV["KMI_OCSP_RESPONDER_KEY_TYPE"],
-    "MAX_REQUEST_BYTES": ENV["KMI_OCSP_MAX_REQUEST_BYTES"],
+    "REDIS_PREFIX": env["KMI_OCSP_REDIS_PREFIX"],
+    "RESPONSE_VALIDITY_SECONDS": env["KMI_OCSP_RESPONSE_VALIDITY_SECONDS"],
+    "RESPONDER_VALIDITY_DAYS": env["KMI_OCSP_RESPONDER_VALIDITY_DAYS"],
+    "RESPONDER_RENEW_FRACTION": env["KMI_OCSP_RESPONDER_RENEW_FRACTION"],
+    "RESPONDER_KEY_TYPE": env["KMI_OCSP_RESPONDER_KEY_TYPE"],
+    "MAX_REQUEST_BYTES": env["KMI_OCSP_MAX_REQUEST_BYTES"],
     # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
-    "LOCAL_CACHE_SECONDS": ENV["KMI_OCSP_LOCAL_CACHE_SECONDS"],
+    "LOCAL_CACHE_SECONDS": env["KMI_OCSP_LOCAL_CACHE_SECONDS"],
     # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
-    "PRESIGN_DELAY_SECONDS": ENV["KMI_OCSP_PRESIGN_DELAY_SECONDS"],
+    "PRESIGN_DELAY_SECONDS": env["KMI_OCSP_PRESIGN_DELAY_SECONDS"],
 }
 
 # --- REST API (web/api) ----------------------------------------------------------------------
@@ -308,8 +309,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "enroll": ENV["KMI_API_ENROLL_RATE"],
-        "token": ENV["KMI_API_TOKEN_RATE"],
+        "enroll": env["KMI_API_ENROLL_RATE"],
+        "token": env["KMI_API_TOKEN_RATE"],
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -336,22 +337,22 @@ SPECTACULAR_SETTINGS = {
 # Read by pki.acme.conf. Validation of challenges runs on Celery unless VALIDATE_INLINE (or
 # CELERY_TASK_ALWAYS_EAGER) asks for it in the web process (useful with no worker running).
 KMI_ACME = {
-    "HTTP01_PORT": ENV["KMI_ACME_HTTP01_PORT"],
-    "TLS_ALPN01_PORT": ENV["KMI_ACME_TLS_ALPN01_PORT"],
+    "HTTP01_PORT": env["KMI_ACME_HTTP01_PORT"],
+    "TLS_ALPN01_PORT": env["KMI_ACME_TLS_ALPN01_PORT"],
     # Comma-separated ip or ip:port of the resolvers for dns-01 and for A/AAAA lookups of
     # http-01 and tls-alpn-01; empty: the system's resolver.
-    "DNS_RESOLVERS": ENV["KMI_ACME_DNS_RESOLVERS"],
+    "DNS_RESOLVERS": env["KMI_ACME_DNS_RESOLVERS"],
     # Comma-separated name=ip overrides for those A/AAAA lookups, globs allowed
     # ("**.example.test=127.0.0.1"): what `make run` uses so the demo's .test names reach a
     # client on this machine. Empty (the default): DNS decides.
-    "HOSTS": ENV["KMI_ACME_HOSTS"],
-    "VALIDATION_TIMEOUT": ENV["KMI_ACME_VALIDATION_TIMEOUT"],
-    "VALIDATE_INLINE": ENV["KMI_ACME_VALIDATE_INLINE"],
-    "NONCE_TTL": ENV["KMI_ACME_NONCE_TTL"],
-    "NONCE_PREFIX": f"{ENV['KMI_CACHE_PREFIX']}:acme:nonce:",
-    "ORDER_LIFETIME": ENV["KMI_ACME_ORDER_LIFETIME"],
-    "MAX_BODY_BYTES": ENV["KMI_ACME_MAX_BODY_BYTES"],
-    "RETRY_AFTER": ENV["KMI_ACME_RETRY_AFTER"],
+    "HOSTS": env["KMI_ACME_HOSTS"],
+    "VALIDATION_TIMEOUT": env["KMI_ACME_VALIDATION_TIMEOUT"],
+    "VALIDATE_INLINE": env["KMI_ACME_VALIDATE_INLINE"],
+    "NONCE_TTL": env["KMI_ACME_NONCE_TTL"],
+    "NONCE_PREFIX": f"{env['KMI_CACHE_PREFIX']}:acme:nonce:",
+    "ORDER_LIFETIME": env["KMI_ACME_ORDER_LIFETIME"],
+    "MAX_BODY_BYTES": env["KMI_ACME_MAX_BODY_BYTES"],
+    "RETRY_AFTER": env["KMI_ACME_RETRY_AFTER"],
     # An account's valid authorization (until its order's expiry) counts again for a new order.
-    "REUSE_AUTHORIZATIONS": ENV["KMI_ACME_REUSE_AUTHORIZATIONS"],
+    "REUSE_AUTHORIZATIONS": env["KMI_ACME_REUSE_AUTHORIZATIONS"],
 }

@@ -131,6 +131,6 @@ def test_every_variable_the_code_names_is_declared():
 def test_every_declared_variable_is_read_by_web_settings():
     text = (ROOT / "web" / "settings.py").read_text(encoding="utf-8")
     unread = sorted(
-        name for name in SETTINGS if f'ENV["{name}"]' not in text and f"ENV['{name}']" not in text
+        name for name in SETTINGS if f'env["{name}"]' not in text and f"env['{name}']" not in text
     )
     assert not unread, f"declared but never read in web/settings.py: {unread}"
