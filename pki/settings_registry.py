@@ -68,11 +68,10 @@ def integer(*, minimum: int | None = None, maximum: int | None = None) -> Parser
 
     def parse(text: str) -> int:
         try:
-            return check(int(text.strip()))
-        except ValueError as exc:
-            if isinstance(exc, Invalid):
-                raise
+            value = int(text.strip())
+        except ValueError:
             raise Invalid("is not an integer") from None
+        return check(value)
 
     return Parser(_bounded("integer", minimum, maximum), parse, (int,), check)
 
@@ -899,7 +898,7 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
     """The parsed value of one variable (its default when unset)."""
     setting = SETTINGS[name]
     raw, source = _raw(setting, os.environ if environ is None else environ)
-    if raw is None:
+    if raw is None or not raw.strip():  # KMI_X= (as compose files pass unset values) means unset
         return coerce(name, None)
     try:
         return setting.parser(raw)
@@ -942,7 +941,8 @@ def reference_markdown() -> str:
         "KMI reads its settings from environment variables, each declared once in",
         "`pki/settings_registry.py`. Every variable is parsed and checked when a process starts",
         "(web, worker, beat, a command): a bad value stops it with one message that names each bad",
-        "variable, and never shows a secret's value.",
+        "variable, and never shows a secret's value. A variable set to nothing (`KMI_X=`) counts as",
+        "unset: it has its default.",
         "",
         "A secret can instead be read from a file named by the variable with `_FILE` appended",
         "(`DJANGO_SECRET_KEY_FILE=/run/secrets/django_secret_key`); setting both is an error.",

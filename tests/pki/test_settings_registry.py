@@ -47,6 +47,15 @@ def test_a_bad_value_names_its_variable(name, raw, message):
         read(name, {name: raw})
 
 
+def test_an_empty_variable_has_its_default():
+    values = load_environment(
+        {"KMI_CRL_HISTORY": "", "KMI_ALLOWED_HOSTS": " ", "KMI_ACME_REUSE_AUTHORIZATIONS": ""}
+    )
+    assert values["KMI_CRL_HISTORY"] == 3
+    assert values["KMI_ALLOWED_HOSTS"] == ("*",)
+    assert values["KMI_ACME_REUSE_AUTHORIZATIONS"] is True
+
+
 def test_start_up_reports_every_bad_variable_at_once():
     with pytest.raises(ImproperlyConfigured) as caught:
         load_environment({"KMI_CRL_HISTORY": "0", "KMI_DEBUG": "maybe", "KMI_BASE_URL": "ftp://x"})
