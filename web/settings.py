@@ -389,7 +389,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit trail (user.signed_in)
 # django-axes announces itself at INFO in every process (commands included); failures still log.
-LOGGING["loggers"] = {"axes.apps": {"level": "WARNING"}}  # type: ignore[index]
+LOGGING["loggers"] = {"axes.apps": {"level": "WARNING"}}
 AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
 if env["KMI_BEHIND_TLS_PROXY"]:
     AXES_IPWARE_PROXY_COUNT = 1  # the client address is the one nginx saw
