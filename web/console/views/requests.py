@@ -103,6 +103,9 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     except PKIError as exc:
         flash_domain_error(request, exc)
         return redirect("console:request", pk=obj.pk)
+    if cert is None:  # a profile that needs more approvers than this one (separation of duties)
+        messages.success(request, f"Your approval of request {obj.pk} is recorded; it needs more.")
+        return redirect("console:request", pk=obj.pk)
     messages.success(request, f"Request {obj.pk} approved; certificate {cert.serial} issued.")
     return redirect("console:certificate", pk=cert.pk)
 
@@ -156,5 +159,5 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
         except PKIError as exc:
             failed.append((obj, domain_error(exc)))
         else:
-            done.append((obj, cert))
+            done.append((obj, cert))  # cert None: this approval recorded, more are needed
     return render(request, "console/bulk_result.html", {"done": done, "failed": failed})
