@@ -25,15 +25,8 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
 }
-_KEY_USAGE = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-)
+# cryptography's attribute -> RFC 5280's name (encipherOnly/decipherOnly only mean something,
+# and can only be read, with keyAgreement).
 _KEY_USAGE_NAMES = {
     "digital_signature": "digitalSignature",
     "content_commitment": "nonRepudiation",
@@ -104,7 +97,7 @@ def _lines(value: x509.ExtensionType) -> list[str]:  # noqa: PLR0911, PLR0912 - 
             text += f", path length {value.path_length}"
         return [text]
     if isinstance(value, x509.KeyUsage):
-        out = [_KEY_USAGE_NAMES[name] for name in _KEY_USAGE if getattr(value, name)]
+        out = [rfc for name, rfc in _KEY_USAGE_NAMES.items() if getattr(value, name)]
         if value.key_agreement:
             out += [
                 n

@@ -40,6 +40,7 @@ from pki.enrollment import enroll
 from pki.models import Certificate, CertificateRequest, Profile, RequestState, Role
 from pki.x509.names import parse_subject
 from tests.conftest import make_csr
+from tests.support.chromium import CHROMIUM_FLAGS
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -47,16 +48,6 @@ ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "interop" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "var" / "console-screenshots"
 PASSWORD = "a-long-password-42"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture

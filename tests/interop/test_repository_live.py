@@ -39,19 +39,10 @@ from pki.models import Certificate, CertificateAuthority, Profile
 from pki.revocation import revoke_certificate
 from pki.x509.names import parse_subject
 from tests.conftest import FIXTURES, make_csr
+from tests.support.chromium import CHROMIUM_FLAGS
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 PORTS = range(18200, 18300)  # this area's port range
 
 

@@ -88,6 +88,16 @@ class NameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
+class UsernameField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    """A user by name; a name PostgreSQL cannot hold (a NUL character) is refused before any query."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Look the name up unless it holds a NUL."""
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _url(name: str, pk: object, context: Mapping[str, Any]) -> str:
     return reverse(name, kwargs={"pk": pk}, request=context.get("request"))
 
@@ -525,7 +535,7 @@ class RoleGrantSerializer(serializers.ModelSerializer[RoleGrant]):
     roles need which (a requester names both, a CA operator a CA, the global roles neither).
     """
 
-    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all())
+    user = UsernameField(slug_field="username", queryset=User.objects.all())
     role = serializers.ChoiceField(choices=Role.choices)
     ca = NameField(
         slug_field="name", queryset=CertificateAuthority.objects.all(), required=False, allow_null=True

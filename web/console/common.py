@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import Http404, HttpRequest
 
@@ -41,7 +41,12 @@ def require(request: HttpRequest, action: Action, obj: object = None) -> None:
 
 def visible_or_404(qs: models.QuerySet[M], **lookup: Any) -> M:
     """The object of a visibility-narrowed queryset; objects outside what a role sees are 404."""
-    obj = qs.filter(**lookup).first()
+    if any(isinstance(v, str) and "\x00" in v for v in lookup.values()):
+        raise Http404("no such object")  # PostgreSQL text cannot hold NUL: nothing has that name
+    try:
+        obj = qs.filter(**lookup).first()
+    except (ValueError, ValidationError):  # a malformed id (e.g. "abc" for an integer key)
+        obj = None
     if obj is None:
         raise Http404("no such object, or not one your roles show you")
     return obj

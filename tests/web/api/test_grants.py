@@ -47,6 +47,7 @@ def test_an_administrator_revokes_a_grant_and_it_is_audited(admin, requester):
         ({"user": "pat", "role": "requester", "ca": "issuing"}, None),  # a requester needs a profile
         ({"user": "pat", "role": "auditor", "ca": "issuing"}, None),  # a global role names no CA
         ({"user": "nobody", "role": "auditor"}, "user"),
+        ({"user": "pat\x00", "role": "auditor"}, "user"),  # PostgreSQL text cannot hold NUL
         ({"user": "pat", "role": "overlord"}, "role"),
         ({"user": "pat", "role": "ca_operator", "ca": "no such ca"}, "ca"),
     ],

@@ -539,3 +539,12 @@ def test_server_key_form_shows_bad_names_next_to_their_field(c_requester, issuin
     assert refused.status_code == 200
     assert "not allowed" in refused.content.decode()
     assert not Key.objects.filter(purpose="end_entity").exists()
+
+
+def test_hostile_ids_and_filters_are_404_or_empty_never_500(c_admin, c_requester):
+    assert c_admin.client.get("/console/keys/?state=%00&purpose=x").status_code == 200
+    url = f"/console/access/users/{c_requester.user.pk}/"
+    for bad in ("abc", "1\x00"):
+        assert c_admin.client.post(url, {"form": "revoke_grant", "grant": bad}).status_code == 404
+    assert c_admin.client.post("/console/tokens/", {"form": "revoke", "token": "x"}).status_code == 404
+    assert c_admin.client.get("/console/certificates/?q=a%00b").status_code == 200

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods
 
 from pki.access import Action, can, visible_acme_endpoints
 from pki.acme.endpoints import (
+    POLICY_FIELDS,
     create_eab_key,
     create_endpoint,
     revoke_eab_key,
@@ -23,15 +24,7 @@ from web.console.auth import console_view
 from web.console.common import actor_of, add_domain_error, flash_domain_error, require, visible_or_404
 from web.console.forms import EabKeyForm, EndpointForm, EndpointPolicyForm
 
-POLICY = (
-    "allowed_identifiers",
-    "eab_required",
-    "validity_days",
-    "key_types",
-    "terms_of_service",
-    "website",
-    "caa_identities",
-)
+POLICY = sorted(POLICY_FIELDS)  # what update_endpoint may change, as the policy form's fields
 
 
 def _field_of(exc: PKIError) -> str | None:

@@ -15,6 +15,7 @@ from pki.access import Action, can, visible_certificates, visible_keys
 from pki.exceptions import PKIError
 from pki.lifecycle import deactivate_key
 from pki.models import Key, KeyState
+from pki.models.key import KeyPurpose
 from pki.signing import run_signing
 from web.console.auth import console_view
 from web.console.common import PAGE_SIZE, actor_of, add_domain_error, require, visible_or_404
@@ -28,9 +29,9 @@ def key_list(request: HttpRequest) -> HttpResponse:
     qs = visible_keys(request.user).defer("handle", "public_key_der")
     state, purpose = request.GET.get("state", ""), request.GET.get("purpose", "")
     if state:
-        qs = qs.filter(state=state)
+        qs = qs.filter(state=state) if state in KeyState.values else qs.none()
     if purpose:
-        qs = qs.filter(purpose=purpose)
+        qs = qs.filter(purpose=purpose) if purpose in KeyPurpose.values else qs.none()
     before = parse_datetime(request.GET.get("before", "") or "")
     if before is not None:
         qs = qs.filter(created_at__lt=before if before.tzinfo else before.replace(tzinfo=dt.UTC))
@@ -42,7 +43,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
         "state": state,
         "purpose": purpose,
         "states": KeyState.choices,
-        "purposes": ["ca", "ocsp", "end_entity", "external"],
+        "purposes": KeyPurpose.values,
     }
     return render(request, "console/keys.html", context)
 
