@@ -104,6 +104,11 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, in
     return out
 
 
+# Public names for the strict DER reader; the CSR checks walk a CertificationRequestInfo with it.
+der_expect = _expect
+der_children = _children
+
+
 def decode_oid(content: bytes) -> str:
     """Decode the content octets of an OBJECT IDENTIFIER into dotted text."""
     if not content or content[-1] & 0x80:

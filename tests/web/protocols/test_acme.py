@@ -33,6 +33,7 @@ from tests.acme_support import (
     port,
 )
 from tests.conftest import load_key, make_csr
+from tests.support import hostile_csr
 
 pytestmark = pytest.mark.django_db
 
@@ -391,6 +392,19 @@ def test_csr_with_an_extra_name_is_bad_csr_and_nothing_is_issued(
     assert with_account_key.problem_type == "badCSR"
     assert "account key" in with_account_key.json()["detail"]
     assert Certificate.objects.count() == before
+
+
+def test_every_hostile_csr_is_bad_csr_at_finalize(acme, http01, django_capture_on_commit_callbacks, settings):
+    settings.KMI_ACME = {**settings.KMI_ACME, "MAX_BODY_BYTES": 65536}  # the 10,000-character CN
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    before = Certificate.objects.count()
+    for case, (build, reason) in sorted(hostile_csr.CORPUS.items()):
+        response = acme.post(order["finalize"], {"csr": _b64(hostile_csr.der(build()))})
+        assert (response.status, response.problem_type) == (400, "badCSR"), (case, response.body)
+        assert reason in response.json()["detail"], case
+    assert Certificate.objects.count() == before
+    assert acme.post(order_url, None).json()["status"] == "ready"
 
 
 def test_finalize_of_a_pending_order_is_order_not_ready(acme):
