@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -68,6 +70,13 @@ def _field_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
     return out
 
 
+def too_large() -> dict[str, Any]:
+    """The problem document of a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (HTTP 413)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"the request body is larger than {limit} bytes"
+    return problem(413, "Request body too large", detail, "too_large")
+
+
 def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(body, status=body["status"], content_type=PROBLEM_JSON, headers=headers)
 
@@ -81,6 +90,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         for cls, code, title in DOMAIN_STATUS:
             if isinstance(exc, cls):
                 return _response(problem(code, title, str(exc), exc.code))
+    if isinstance(exc, RequestDataTooBig):
+        return _response(too_large())
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -122,6 +133,26 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
         body = problem(404, "Not found", f"no API endpoint at {request.path}", "not_found")
         return JsonResponse(body, status=404, content_type=PROBLEM_JSON)
     return defaults.page_not_found(request, exception)
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (a SuspiciousOperation such as an over-large body): a problem document under /api/."""
+    if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            body = too_large()
+        else:
+            reason = str(exception) if isinstance(exception, SuspiciousOperation) else ""
+            body = problem(400, "Bad request", reason or "the request was refused", "bad_request")
+        return JsonResponse(body, status=body["status"], content_type=PROBLEM_JSON)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 403 outside DRF (CSRF middleware): a problem document under /api/."""
+    if request.path.startswith("/api/"):
+        body = problem(403, "Forbidden", str(exception) or "forbidden", "permission_denied")
+        return JsonResponse(body, status=403, content_type=PROBLEM_JSON)
+    return defaults.permission_denied(request, exception)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
