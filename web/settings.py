@@ -125,7 +125,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
     _broker_dir = DATA_DIR / "broker"
-    CELERY_BROKER_URL = "filesystem://"
+    # A host name (ignored by the filesystem transport) keeps kombu from warning "No hostname was
+    # supplied" on every connection, i.e. in every command that sends a task.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
