@@ -60,13 +60,15 @@ def parse_kek_lines(text: str, *, source: str) -> dict[str, bytes]:
         if not line.strip().startswith("#")
         for part in line.split(",")
     ]
-    for line in entries:
-        if not line:
-            continue
+    for number, line in enumerate((e for e in entries if e), start=1):
         kek_id, sep, b64 = line.partition(":")
         kek_id = kek_id.strip()
         if not sep or not KEK_ID_RE.match(kek_id):
-            raise ImproperlyConfigured(f"{source}: KEK entries look like 'id:base64key', got {line[:12]!r}…")
+            # Never echo the entry: a mis-pasted line may be the key itself.
+            raise ImproperlyConfigured(
+                f"{source}: KEK entry {number} ({len(line)} characters) is not 'id:base64key'"
+                " with an id of letters, digits, '.', '_' or '-'"
+            )
         try:
             key = base64.urlsafe_b64decode(b64.strip() + "=" * (-len(b64.strip()) % 4))
         except (binascii.Error, ValueError):

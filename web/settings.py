@@ -9,7 +9,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from web.env import env_bool, env_int, env_secret, env_str
+from web.env import env_bool, env_int, env_log_level, env_rate, env_secret, env_str, redact_url
 
 # Lets typed generics such as admin.ModelAdmin[Model] work at run time.
 django_stubs_ext.monkeypatch()
@@ -76,7 +76,14 @@ DATABASE_URL = env_str("DATABASE_URL", _default_db)
 try:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("KMI_DB_CONN_MAX_AGE", 60))
 except ValueError as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}") from None
+    # Never the password: the URL is shown with it replaced by ***, and so is the parser's message.
+    _reason = str(exc).replace(DATABASE_URL, redact_url(DATABASE_URL))
+    _password = urlsplit(DATABASE_URL).password if "@" in DATABASE_URL else None
+    if _password:
+        _reason = _reason.replace(_password, "***")
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={redact_url(DATABASE_URL)!r} is not a database URL: {_reason}"
+    ) from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers (web, worker)
     # wait for each other instead of failing with "database is locked" half way.
@@ -96,7 +103,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis, cache, celery --------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
+    raise ImproperlyConfigured(
+        f"REDIS_URL={redact_url(REDIS_URL)!r} must start with redis://, rediss:// or unix://"
+    )
 
 if REDIS_URL:
     CACHES = {
@@ -187,7 +196,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("KMI_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("KMI_LOG_LEVEL", "INFO")},
 }
 
 # --- KMI -----------------------------------------------------------------------------------
@@ -301,8 +310,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "enroll": env_str("KMI_API_ENROLL_RATE", "6000/minute"),
-        "token": env_str("KMI_API_TOKEN_RATE", "30/minute"),
+        "enroll": env_rate("KMI_API_ENROLL_RATE", "6000/minute"),
+        "token": env_rate("KMI_API_TOKEN_RATE", "30/minute"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
