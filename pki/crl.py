@@ -319,7 +319,14 @@ def is_due(ca: CertificateAuthority, shard: int, now: dt.datetime) -> bool:
     half_life = latest["this_update"] + (latest["next_update"] - latest["this_update"]) / 2
     if now >= half_life:
         return True
-    return CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).exists()
+    if CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).exists():
+        return True
+    # A second guard that needs no mark: a revocation dated after the latest CRL (the
+    # (ca, revoked_at) index answers it). Rows revoked outside the use cases are caught too.
+    revoked = Certificate.objects.filter(ca_id=ca.pk, revoked_at__gt=latest["this_update"])
+    if shard:
+        revoked = revoked.filter(crl_shard=shard)
+    return revoked.exists()
 
 
 def _write_file(ca_name: str, shard: int, data: bytes) -> None:

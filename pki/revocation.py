@@ -9,16 +9,25 @@ from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.crl import mark_stale
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyState
 from pki.signals import certificate_status_changed
 
 
-def _announce(certs: Iterable[Certificate]) -> None:
+def _announce(certs: Iterable[Certificate], *, now: dt.datetime) -> None:
+    """Mark the CRLs stale in the caller's transaction, and announce the change after commit.
+
+    The stale mark commits with the status change or not at all, so a revocation that committed
+    always reaches the next CRL run (within KMI_CRL_REVOCATION_DELAY), whatever crashes after
+    the commit; the signal (OCSP pre-signing) may be lost in a crash and is caught up by the
+    periodic refresh.
+    """
     cert_ids = [c.pk for c in certs]
     ca_ids = sorted({c.ca_id for c in certs if c.ca_id is not None})
     if cert_ids:
+        mark_stale(certificate_ids=cert_ids, now=now)
         transaction.on_commit(
             lambda: certificate_status_changed.send(
                 sender=Certificate, certificate_ids=cert_ids, ca_ids=ca_ids
@@ -103,7 +112,7 @@ def revoke_certificate(
         if cert.not_after <= now and cert.revoked_at is None:
             raise InvalidState(f"certificate {cert.serial} has expired; there is nothing to revoke")
         if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
-            _announce([cert])
+            _announce([cert], now=now)
     return cert
 
 
@@ -128,7 +137,7 @@ def release_hold(*, certificate: Certificate, actor: str, now: dt.datetime | Non
             scope=f"ca:{cert.ca_id}",
             now=now,
         )
-        _announce([cert])
+        _announce([cert], now=now)
     return cert
 
 
@@ -179,5 +188,5 @@ def revoke_key(
             details={"reason": value.value, "certificates": [c.serial for c in changed]},
             now=now,
         )
-        _announce(changed)
+        _announce(changed, now=now)
     return certs

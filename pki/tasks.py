@@ -47,19 +47,6 @@ def publish_due_crls() -> dict[str, Any]:
     return {"published": [[crl.ca_id, crl.shard, crl.crl_number] for crl in crls]}
 
 
-@receiver(certificate_status_changed, dispatch_uid="pki.tasks.crl_stale_on_status_change")
-def crl_stale_on_status_change(*, certificate_ids: list[int], **_: Any) -> None:
-    """Mark the affected CRLs stale (an insert, no signing); ``publish_due_crls`` picks them up."""
-    from django.db import DatabaseError
-
-    from pki.crl import mark_stale
-
-    try:
-        mark_stale(certificate_ids=certificate_ids)
-    except DatabaseError:  # the change itself is committed; the half-life run still covers it
-        log.exception("could not mark CRLs stale for certificates %s", certificate_ids)
-
-
 def _crl_check_interval() -> float:
     # Half the configured delay between a revocation and its CRL: the mark waits at most one
     # interval, and the publication itself takes at most seconds.
