@@ -107,12 +107,17 @@ if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         f"REDIS_URL={redact_url(REDIS_URL)!r} must start with redis://, rediss:// or unix://"
     )
 
+# Connect and socket timeout of every Redis client (cache and throttles, broker, results, ACME
+# nonces): a Redis that accepts connections and never answers costs a call this long, not forever.
+KMI_REDIS_TIMEOUT = env_int("KMI_REDIS_TIMEOUT", 2, minimum=1)
+
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("KMI_CACHE_PREFIX", "kmi"),
+            "OPTIONS": {"socket_connect_timeout": KMI_REDIS_TIMEOUT, "socket_timeout": KMI_REDIS_TIMEOUT},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
@@ -120,7 +125,12 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
         "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "socket_connect_timeout": KMI_REDIS_TIMEOUT,
+        "socket_timeout": KMI_REDIS_TIMEOUT,
     }
+    # The result backend's own client (Celery's redis_socket_* settings).
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = KMI_REDIS_TIMEOUT
+    CELERY_REDIS_SOCKET_TIMEOUT = KMI_REDIS_TIMEOUT
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
         # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
         # worker should hear "unavailable" in a few seconds instead.
