@@ -13,6 +13,8 @@ from pki.crl import mark_stale
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyState
+from pki.models.ocsp import OCSPResponse
+from pki.ocsp import PRESIGNED_HASHES, STORE
 from pki.signals import certificate_status_changed
 
 
@@ -24,10 +26,18 @@ def _announce(certs: Iterable[Certificate], *, now: dt.datetime) -> None:
     the commit; the signal (OCSP pre-signing) may be lost in a crash and is caught up by the
     periodic refresh.
     """
+    certs = list(certs)
     cert_ids = [c.pk for c in certs]
     ca_ids = sorted({c.ca_id for c in certs if c.ca_id is not None})
     if cert_ids:
         mark_stale(certificate_ids=cert_ids, now=now)
+        # The pre-signed OCSP responses of these certificates tell the old status: they expire
+        # with this transaction, so the database path never serves them again (even while Redis
+        # is unreachable), and their Redis copies are dropped after the commit. Where Redis
+        # cannot be reached, pki.ocsp_refresh drops them (expired rows) when it is back.
+        OCSPResponse.objects.filter(certificate_id__in=cert_ids, next_update__gt=now).update(next_update=now)
+        keys = [(c.ca_id, c.serial, algorithm) for c in certs if c.ca_id for algorithm in PRESIGNED_HASHES]
+        transaction.on_commit(lambda: STORE.delete(keys))
         transaction.on_commit(
             lambda: certificate_status_changed.send(
                 sender=Certificate, certificate_ids=cert_ids, ca_ids=ca_ids

@@ -95,6 +95,8 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # prepared statement, which psycopg refuses outright when prepare_threshold is None (Django's
     # default). A high threshold enables those explicit requests and nothing else.
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+    # A PostgreSQL that does not answer costs a request this long, then a 503 (not a hung worker).
+    _db["OPTIONS"]["connect_timeout"] = env_int("KMI_DB_CONNECT_TIMEOUT", 5, minimum=1)
 else:
     raise ImproperlyConfigured("DATABASE_URL must be postgres://… or sqlite:///…")
 DATABASES = {"default": _db}

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -22,6 +23,8 @@ TYPE_BASE = "https://kmi.example/problems/"
 
 # Seconds a client is asked to wait before retrying a call that found no signing worker.
 SIGNING_RETRY_AFTER = 5
+# ... and one that found the database unavailable.
+OUTAGE_RETRY_AFTER = 30
 
 # Domain errors (no HTTP codes in pki/) mapped once, most specific first.
 DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
@@ -90,8 +93,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         for cls, code, title in DOMAIN_STATUS:
             if isinstance(exc, cls):
                 return _response(problem(code, title, str(exc), exc.code))
-    if isinstance(exc, RequestDataTooBig):
-        return _response(too_large())
+    if isinstance(exc, RequestDataTooBig | DatabaseError):
+        return _unavailable_or_too_large(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -114,6 +117,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         title = str(exc.default_detail).rstrip(".")
         body = problem(code, title, str(detail_text), str(exc.default_code))
     return _response(body, headers or None)
+
+
+def _unavailable_or_too_large(exc: Exception) -> Response:
+    """413 for a body over the limit; 503 with Retry-After when the database is unavailable."""
+    if isinstance(exc, RequestDataTooBig):
+        return _response(too_large())
+    # PostgreSQL is down (or refused): nothing was changed, come back later.
+    set_rollback()
+    detail = "the database is unavailable; nothing was changed, try again later"
+    body = problem(503, "Database unavailable", detail, "database_unavailable")
+    return _response(body, {"Retry-After": str(OUTAGE_RETRY_AFTER)})
 
 
 def _signing_unavailable(exc: pki_errors.SigningUnavailable, context: dict[str, Any]) -> Response:
