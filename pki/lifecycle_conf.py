@@ -39,6 +39,10 @@ class LifecycleSettings:
     service_profile: str
     service_renew_days: int
     metrics_token: str = field(repr=False)
+    # Approved requests nobody issued (the client gave up, the signer was down): re-tried after
+    # this long, given up (state failed) once this old. pki.lifecycle.reconcile_approved_requests.
+    reconcile_after_seconds: int = 300
+    approved_max_age_seconds: int = 86400
 
     @property
     def signs_on_worker(self) -> bool:
@@ -99,6 +103,8 @@ def build_lifecycle_settings(conf: Mapping[str, Any]) -> LifecycleSettings:
         service_profile=str(conf.get("SERVICE_PROFILE", "tls-server")),
         service_renew_days=int(conf.get("SERVICE_RENEW_DAYS", 30)),
         metrics_token=str(conf.get("METRICS_TOKEN", "")),
+        reconcile_after_seconds=int(conf.get("RECONCILE_AFTER_SECONDS", 300)),
+        approved_max_age_seconds=int(conf.get("APPROVED_MAX_AGE_SECONDS", 86400)),
     )
 
 

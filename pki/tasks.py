@@ -71,6 +71,12 @@ def auto_renew() -> dict[str, list[int]]:
     return {"renewed": lifecycle.auto_renew_certificates()}
 
 
+@shared_task(name="pki.signing.reconcile_requests", acks_late=True, reject_on_worker_lost=True)
+def reconcile_requests() -> dict[str, list[int]]:
+    """Issue or give up approved requests nobody issued (on the signing queue: it signs)."""
+    return lifecycle.reconcile_approved_requests()
+
+
 @shared_task(name="pki.lifecycle.deactivate_expired_keys", acks_late=True, reject_on_worker_lost=True)
 def deactivate_expired_keys() -> dict[str, list[str]]:
     """Deactivate keys whose certificates have all expired."""
@@ -237,6 +243,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "acme-finalize-pending": {"task": "pki.signing.acme_finalize_pending", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
+    "reconcile-approved-requests": {"task": "pki.signing.reconcile_requests", **_every(60.0)},
     "lifecycle-deactivate-expired-keys": {
         "task": "pki.lifecycle.deactivate_expired_keys",
         **_every(_SIX_HOURS),

@@ -275,6 +275,8 @@ KMI_LIFECYCLE = {
     "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
     "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
     "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+    "RECONCILE_AFTER_SECONDS": env_int("KMI_RECONCILE_AFTER_SECONDS", 300, minimum=1),
+    "APPROVED_MAX_AGE_SECONDS": env_int("KMI_APPROVED_MAX_AGE_SECONDS", 86400, minimum=60),
 }
 if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
