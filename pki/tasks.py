@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from celery import current_app, shared_task
+from celery.signals import worker_ready
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -27,6 +28,22 @@ from pki.signals import certificate_issued, certificate_status_changed, ocsp_res
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
+
+
+@worker_ready.connect(dispatch_uid="pki.tasks.check_key_backends")
+def _check_key_backends(sender: Any = None, **_: Any) -> None:
+    """At worker start-up, log every CA whose key backend this worker cannot reach (if it signs)."""
+    from django.db import DatabaseError
+
+    from pki.keys.health import log_unreachable_backends
+
+    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", None) or []}
+    if lifecycle_settings().signs_on_worker and "signing" not in queues:
+        return  # with KMI_SIGNING=worker only the workers of the `signing` queue hold keys
+    try:
+        log_unreachable_backends()
+    except DatabaseError:
+        log.exception("cannot check the CAs' key backends: the database is unavailable")
 
 
 @shared_task(name="pki.verify_audit_chain")

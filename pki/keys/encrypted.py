@@ -80,6 +80,10 @@ class EncryptedKeyBackend:
         """
         return current_pki_settings().current_kek_id is not None
 
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` when this process has no KEK (no sealed key could be used)."""
+        self._current_kek()
+
     # --- protocol -----------------------------------------------------------------------------
     def generate(self, *, key_id: uuid.UUID, key_type: KeyType) -> tuple[str, PublicKeyTypes]:
         """Generate a key, seal it under a fresh DEK and the current KEK, and store it."""
