@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
@@ -52,11 +53,11 @@ def _text(status: int, message: str, **headers: str) -> HttpResponse:
     return response
 
 
-def _ca_row(name: str) -> dict[str, Any] | None:
+def _ca_row(name: str) -> Mapping[str, Any] | None:
     return CertificateAuthority.objects.filter(name=name).values("id", "name", "crl_shards").first()
 
 
-def _resolve_crl_stem(stem: str) -> tuple[dict[str, Any], int] | None:
+def _resolve_crl_stem(stem: str) -> tuple[Mapping[str, Any], int] | None:
     """``issuing`` is CA issuing's full CRL; ``issuing-3`` its partition 3 (an exact CA name wins)."""
     ca = _ca_row(stem)
     if ca is not None:
@@ -97,7 +98,7 @@ def _serve(
         last_modified=int(last_modified.timestamp()),
         response=response,
     )
-    if conditional is not response:
+    if conditional is not None and conditional is not response:
         return conditional  # 304 Not Modified (or 412), with the validators copied over
     if request.method == "HEAD" and size is not None:
         response.headers["Content-Length"] = str(size)
