@@ -94,7 +94,7 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
         public_key = csr.public_key()
     except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
         raise InvalidCSR(f"CSR public key is not usable: {_reason(exc)}") from None
-    _check_spki_encoding(csr, public_key)
+    spki = _check_spki_encoding(csr, public_key)
     try:
         signature_ok = csr.is_signature_valid
     except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
@@ -134,14 +134,14 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
         csr=csr,
         public_key=public_key,
         key_type=key_type,
-        key_fingerprint=spki_fingerprint(public_key),
+        key_fingerprint=hashlib.sha256(spki).hexdigest(),
         subject=subject,
         sans=tuple(sans),
     )
 
 
-def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: CertificatePublicKeyTypes) -> None:
-    """The CSR's SubjectPublicKeyInfo must be the key's canonical DER.
+def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: CertificatePublicKeyTypes) -> bytes:
+    """The CSR's SubjectPublicKeyInfo must be the key's canonical DER; return that DER.
 
     This refuses EC keys with explicit curve parameters (RFC 5480 §2.1.1: namedCurve only),
     RSA keys without their NULL parameters and any other non-DER key encoding, so the key KMI
@@ -156,8 +156,10 @@ def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: Certif
     if len(fields) < 3 or fields[2][0] != SEQUENCE:
         raise InvalidCSR("CSR does not parse: no SubjectPublicKeyInfo")
     _, tlv_start, _, tlv_end = fields[2]
-    if tbs[tlv_start:tlv_end] != spki_der(public_key):
+    canonical = spki_der(public_key)
+    if tbs[tlv_start:tlv_end] != canonical:
         raise InvalidCSR(
             "CSR public key is not in canonical DER (explicit EC curve parameters or another"
             " non-standard encoding); use a named curve (RFC 5480)"
         )
+    return canonical

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,20 +44,25 @@ def _reader(tmp_path: Path, env: dict[str, str], url: str) -> tuple[Path, dict[s
     return work, shell
 
 
-def _serve(tmp_path: Path, env: dict[str, str], name: str):
+def _run_section(
+    tmp_path: Path, env: dict[str, str], heading: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Serve KMI with ``env`` (gunicorn), run the section's blocks against it; (result, gunicorn's log)."""
     port = free_port_in(*PORTS)
-    return start_gunicorn(env, tmp_path / f"{name}.log", port), f"http://127.0.0.1:{port}"
+    web = start_gunicorn(env, tmp_path / "web.log", port)
+    try:
+        work, shell = _reader(tmp_path, env, f"http://127.0.0.1:{port}")
+        result = run_blocks(sh_blocks(PAGE, under=heading), cwd=work, env=shell)
+    finally:
+        web.stop()
+    return result, web.output()
 
 
 def test_checking_a_running_kmi_shows_a_ca_whose_hsm_is_unreachable(issuing_ca, published, tmp_path):
     Key.objects.filter(pk=issuing_ca.key_id).update(backend="pkcs11")  # this process has no HSM settings
     env = base_env(redis_url=None, prefix="unused:", data_dir=tmp_path, kek=True)
-    web, url = _serve(tmp_path, env, "web")
-    try:
-        work, shell = _reader(tmp_path, env, url)
-        out = run_blocks(sh_blocks(PAGE, under="Checking a running KMI"), cwd=work, env=shell).stdout
-    finally:
-        web.stop()
+    result, log = _run_section(tmp_path, env, "Checking a running KMI")
+    out = result.stdout
     health = json.loads(out.splitlines()[0])
     assert health["ok"] is False
     assert {
@@ -65,18 +71,13 @@ def test_checking_a_running_kmi_shows_a_ca_whose_hsm_is_unreachable(issuing_ca, 
         if k != "problem"
     } == {"ca": "issuing", "backend": "pkcs11", "ok": False}
     assert 'kmi_ca_key_backend_up{backend="pkcs11",ca="issuing"} 0.0' in out
-    assert "CA issuing cannot sign here" in web.output()  # the loud start-up line
+    assert "CA issuing cannot sign here" in log  # the loud start-up line
 
 
 def test_when_redis_is_down_crls_and_acme_keep_working(published, tmp_path):
     env = base_env(redis_url=f"redis://127.0.0.1:{NOBODY}/0", prefix="unused:", data_dir=tmp_path, kek=True)
     env["KMI_REDIS_TIMEOUT"] = "1"
-    web, url = _serve(tmp_path, env, "web")
-    try:
-        work, shell = _reader(tmp_path, env, url)
-        out = run_blocks(sh_blocks(PAGE, under="When Redis is down"), cwd=work, env=shell).stdout
-    finally:
-        web.stop()
+    out = _run_section(tmp_path, env, "When Redis is down")[0].stdout
     assert "CRL 200" in out
     assert "HTTP/1.1 200" in out
     assert "replay-nonce:" in out.lower()
@@ -86,12 +87,7 @@ def test_when_postgresql_is_down_the_repository_serves_from_storage(published, t
     env = base_env(redis_url=None, prefix="unused:", data_dir=tmp_path, kek=True)
     env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{NOBODY}/kmi"
     env["KMI_CRL_DIR"] = str(published)
-    web, url = _serve(tmp_path, env, "web")
-    try:
-        work, shell = _reader(tmp_path, env, url)
-        result = run_blocks(sh_blocks(PAGE, under="When PostgreSQL is down"), cwd=work, env=shell)
-    finally:
-        web.stop()
+    result, _ = _run_section(tmp_path, env, "When PostgreSQL is down")
     out = result.stdout
     assert "CRL 200 application/pkix-crl" in out
     assert "issuer=O = KMI, CN = KMI Issuing CA" in out
