@@ -35,7 +35,14 @@ def _announce(certs: Iterable[Certificate], *, now: dt.datetime) -> None:
         # with this transaction, so the database path never serves them again (even while Redis
         # is unreachable), and their Redis copies are dropped after the commit. Where Redis
         # cannot be reached, pki.ocsp_refresh drops them (expired rows) when it is back.
-        OCSPResponse.objects.filter(certificate_id__in=cert_ids, next_update__gt=now).update(next_update=now)
+        serials: dict[int, list[str]] = {}
+        for c in certs:
+            if c.ca_id is not None:
+                serials.setdefault(c.ca_id, []).append(c.serial)
+        for ca_id, ca_serials in serials.items():  # the (ca, serial, hash) unique index finds them
+            OCSPResponse.objects.filter(ca_id=ca_id, serial__in=ca_serials, next_update__gt=now).update(
+                next_update=now
+            )
         keys = [(c.ca_id, c.serial, algorithm) for c in certs if c.ca_id for algorithm in PRESIGNED_HASHES]
         transaction.on_commit(lambda: STORE.delete(keys))
         transaction.on_commit(
