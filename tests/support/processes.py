@@ -56,6 +56,14 @@ def free_port_in(first: int, last: int) -> int:
     raise AssertionError(f"no free port in {first}-{last}")
 
 
+def worker_ports(first: int, last: int, *, slices: int = 8) -> tuple[int, int]:
+    """This xdist worker's own slice of ``[first, last]``: two workers' servers never race for a port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % slices if worker[2:].isdigit() else 0
+    span = (last - first + 1) // slices
+    return first + index * span, first + index * span + span - 1
+
+
 def base_env(*, redis_url: str | None, prefix: str, data_dir: Path, kek: bool) -> dict[str, str]:
     """Environment of a production-like KMI process (web.settings, explicit DB, Redis, KEK)."""
     env = {

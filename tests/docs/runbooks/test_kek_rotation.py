@@ -30,6 +30,7 @@ from tests.support.processes import (
     http,
     start_gunicorn,
     start_worker,
+    worker_ports,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -58,7 +59,7 @@ def test_the_kek_rotation_runbook_on_a_live_system(issuing_ca, profile, settings
     user = User.objects.create_user(username="rita", password="unused-password-123")
     grant_role(user=user, role=Role.REQUESTER, ca=issuing_ca, profile=profile("tls-server"), actor="test")
     token = create_token(user=user, actor="test").text
-    port = free_port_in(21250, 21299)
+    port = free_port_in(*worker_ports(21250, 21289))
     url = f"http://127.0.0.1:{port}"
     web = start_gunicorn(env, tmp_path / "web.log", port)
     worker = start_worker(env, tmp_path / "worker.log")
