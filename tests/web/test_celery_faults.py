@@ -110,9 +110,9 @@ def test_a_hung_redis_gives_503_after_the_signing_timeout_not_a_blocked_worker(
     from pki.access import grant_role
     from pki.models import CertificateRequest, Role
     from pki.tokens import create_token
-    from tests.support.processes import web_side_api
+    from tests.support.processes import web_side_api, worker_ports
 
-    port = free_port_in(*PORTS)
+    port = free_port_in(*worker_ports(21250, 21289))  # this engineer's range, this worker's slice
     redis = start_redis(port, tmp_path / "redis")
     user = User.objects.create_user(username="hung", password="unused-password-123")
     grant_role(user=user, role=Role.REQUESTER, ca=issuing_ca, profile=profile("tls-server"), actor="test")
