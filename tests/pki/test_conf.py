@@ -35,8 +35,8 @@ def test_relisting_a_kek_makes_it_current():
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("no-separator", r"KEK entry 1 \(12 characters\) is not 'id:base64key'"),
-        ("bad id!:AAAA", "KEK entry 1 .* is not 'id:base64key'"),
+        ("no-separator", "KEK entries look like 'id:base64key'"),
+        ("bad id!:AAAA", "KEK entries look like"),
         ("a:!!!notbase64", "not valid base64"),
         ("a:" + base64.urlsafe_b64encode(b"short").decode(), "is 5 bytes; a KEK is 32 bytes"),
     ],
