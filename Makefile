@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing bench-console docs docs-serve docs-check lock package
+.PHONY: help venv run test test-steps system-packages lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing bench-console docs docs-serve docs-check lock package
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -41,7 +41,14 @@ lock: ## re-pin requirements/*.txt after changing pyproject.toml's dependencies 
 run: $(STAMP) ## serve KMI on http://127.0.0.1:8000 with a Celery worker and beat (SQLite, no Redis)
 	$(PY) manage.py runstack
 
-test: $(STAMP) check-services lint docs-check pytest ## lint, type-check and run the whole suite against PostgreSQL and Redis
+test: ## lint, type-check and run the whole suite against PostgreSQL and Redis (prints its wall time)
+	@start=$$(date +%s); rc=0; $(MAKE) --no-print-directory test-steps || rc=$$?; \
+	  echo "make test: wall time $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test-steps: system-packages $(STAMP) check-services lint docs-check pytest
+
+system-packages: ## install the Debian packages the suite drives (or print the command when not root)
+	@bash scripts/system-packages.sh
 
 check-services: $(STAMP)
 	@$(PY) tests/check_services.py

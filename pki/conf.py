@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from pki.settings_registry import Invalid, coerce
 from pki.settings_registry import parse_kek_lines as _parse_kek_lines
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class PKISettings:
     crl_history: int = 3
     crl_dir: Path | None = None
     crl_cache_seconds: int = 300
+    # What KMI_KEK_FILE looked like when the KEKs were read (see current_pki_settings).
+    kek_file_signature: tuple[int, int, int] | None = None
 
 
 def parse_kek_lines(text: str, *, source: str) -> dict[str, bytes]:
@@ -92,7 +98,9 @@ def build_settings(conf: Mapping[str, Any]) -> PKISettings:
     default = str(conf.get("DEFAULT_KEY_BACKEND", "encrypted"))
     if default not in backends:
         raise ImproperlyConfigured(f"KMI_DEFAULT_KEY_BACKEND={default!r} is not a configured backend")
+    kek_file = str(conf.get("KEK_FILE") or "")
     return PKISettings(
+        kek_file_signature=_kek_file_signature(kek_file) if kek_file else None,
         base_url=base_url,
         keks=MappingProxyType(keks),
         current_kek_id=next(reversed(keks)) if keks else None,
@@ -126,10 +134,53 @@ def pki_settings() -> PKISettings:
     return build_settings(settings.KMI)
 
 
+# KMI_KEK_FILE is looked at (one stat) at most this often by a process that uses a KEK.
+KEK_FILE_CHECK_SECONDS = 1.0
+_kek_file_checked = [0.0]
+
+
+def _kek_file_signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def current_pki_settings(*, force: bool = False) -> PKISettings:
+    """``pki_settings()``, re-read when ``KMI_KEK_FILE`` changed since it was read.
+
+    A KEK rotation (``create_kek`` then ``rewrap_keys``) on a live system changes the file under
+    running processes: each one picks the new KEKs up within ``KEK_FILE_CHECK_SECONDS`` of using
+    a key (or at once, with ``force``, when a key names a KEK it does not know), without a
+    restart. A file that does not parse keeps the KEKs read before, and says so in the log.
+    """
+    conf = pki_settings()
+    path = settings.KMI.get("KEK_FILE") if isinstance(settings.KMI, Mapping) else None
+    if not path:
+        return conf
+    now = time.monotonic()
+    if not force and now - _kek_file_checked[0] < KEK_FILE_CHECK_SECONDS:
+        return conf
+    _kek_file_checked[0] = now
+    if _kek_file_signature(str(path)) == conf.kek_file_signature:
+        return conf
+    try:
+        build_settings(settings.KMI)
+    except ImproperlyConfigured as exc:
+        log.error("KMI_KEK_FILE changed but cannot be used (%s); keeping the KEKs read before", exc)
+        return conf
+    pki_settings.cache_clear()
+    fresh = pki_settings()
+    log.warning("KMI_KEK_FILE changed: KEKs re-read (current %s)", fresh.current_kek_id)
+    return fresh
+
+
 def reset() -> None:
     """Forget the cached settings (tests that change ``settings.KMI`` call this)."""
     pki_settings.cache_clear()
     ocsp_settings.cache_clear()
+    _kek_file_checked[0] = 0.0
 
 
 # --- OCSP responder --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from psycopg import pq, sql
@@ -319,17 +320,19 @@ def is_due(ca: CertificateAuthority, shard: int, now: dt.datetime) -> bool:
     half_life = latest["this_update"] + (latest["next_update"] - latest["this_update"]) / 2
     if now >= half_life:
         return True
-    return CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).exists()
+    if CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).exists():
+        return True
+    # A second guard that needs no mark: a revocation dated after the latest CRL (the
+    # (ca, revoked_at) index answers it). Rows revoked outside the use cases are caught too.
+    revoked = Certificate.objects.filter(ca_id=ca.pk, revoked_at__gt=latest["this_update"])
+    if shard:
+        revoked = revoked.filter(crl_shard=shard)
+    return revoked.exists()
 
 
-def _write_file(ca_name: str, shard: int, data: bytes) -> None:
-    directory = pki_settings().crl_dir
-    if directory is None:
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"{ca_name}.crl" if not shard else f"{ca_name}-{shard}.crl"
+def _atomic_write(directory: Path, name: str, data: bytes) -> None:
+    """Write ``directory/name`` through a temporary file and a rename: readers see old or new."""
     target = directory / name
-    # Write a temporary file in the same directory, then rename: readers see old or new, never half.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -341,6 +344,28 @@ def _write_file(ca_name: str, shard: int, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_file(ca: CertificateAuthority, shard: int, data: bytes) -> None:
+    """Write the CRL to ``KMI_CRL_DIR``, with the CA's certificate and chain beside it.
+
+    The directory is what any web server can serve, and what KMI's own repository serves when
+    the database is unavailable (web/protocols/repository.py): ``<ca>.crl``, ``<ca>-<n>.crl``,
+    ``<ca>.cer`` (DER) and ``<ca>-chain.pem``.
+    """
+    directory = pki_settings().crl_dir
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(directory, f"{ca.name}.crl" if not shard else f"{ca.name}-{shard}.crl", data)
+    cert_der = bytes(ca.own_certificate().der)
+    if (
+        not (directory / f"{ca.name}.cer").is_file()
+        or (directory / f"{ca.name}.cer").read_bytes() != cert_der
+    ):
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in ca.chain())
+        _atomic_write(directory, f"{ca.name}-chain.pem", chain)
+        _atomic_write(directory, f"{ca.name}.cer", cert_der)
 
 
 def _store(crl: CertificateRevocationList) -> CertificateRevocationList:
@@ -456,7 +481,7 @@ def _publish(
             scope=f"ca:{ca.pk}",
             now=now,
         )
-        transaction.on_commit(lambda: _write_file(ca.name, shard, data))
+        transaction.on_commit(lambda: _write_file(ca, shard, data))
     return crl
 
 

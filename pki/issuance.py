@@ -256,6 +256,29 @@ def approve_request(
     return request
 
 
+def fail_request(
+    *, request: CertificateRequest, reason: str, actor: str, now: dt.datetime | None = None
+) -> CertificateRequest:
+    """Give up an approved request that was never issued (state ``failed``, with the reason); audited."""
+    now = resolve(now)
+    with transaction.atomic():
+        request = CertificateRequest.objects.select_for_update().get(pk=request.pk)
+        if request.state != RequestState.APPROVED:
+            raise InvalidState(f"request {request.pk} is {request.state}, not approved")
+        request.state = RequestState.FAILED
+        request.reason = reason
+        request.save(update_fields=["state", "reason"])
+        audit.record(
+            action="request.failed",
+            actor=actor,
+            obj=request,
+            details={"reason": reason},
+            scope=f"ca:{request.ca_id}",
+            now=now,
+        )
+    return request
+
+
 def reject_request(
     *,
     request: CertificateRequest,
@@ -401,7 +424,7 @@ def issue_certificate(
         checked = (
             csr
             if isinstance(csr, CheckedCSR) and csr.der == bytes(request.csr_der)
-            else parse_csr(x509.load_der_x509_csr(bytes(request.csr_der)))
+            else parse_csr(bytes(request.csr_der))
         )
         validity_days = request.validity_days
     elif ca is None or profile is None or csr is None:

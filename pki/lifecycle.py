@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from pki import audit
+from pki import audit, exceptions
 from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, NotificationFailed, PKIError
-from pki.issuance import renew_certificate, sign_csr
+from pki.issuance import fail_request, renew_certificate, sign_csr
 from pki.keystore import generate_key
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
@@ -552,3 +552,60 @@ def renew_service_certificates(*, actor: str = ACTOR, now: dt.datetime | None = 
         now=now,
     )
     return [cert.serial] if changed else []
+
+
+# --- approved requests nobody issued -----------------------------------------------------------
+
+# Errors that may pass (a key backend, the CA, the signing queue): the request is tried again on
+# the next run until it is too old. Any other refusal (the policy changed) fails it at once.
+_TRANSIENT = (exceptions.KeyBackendError, exceptions.CAUnavailable, exceptions.SigningUnavailable)
+
+
+def reconcile_approved_requests(
+    *, actor: str = ACTOR, now: dt.datetime | None = None
+) -> dict[str, list[int]]:
+    """Issue or give up requests left ``approved`` (the client gave up waiting, the signer was
+    down, a hand-over message was lost).
+
+    A request approved more than ``KMI_RECONCILE_AFTER_SECONDS`` ago is issued through the same
+    signing use case as any other (``issue_request``: the request's CA, profile and CSR are
+    checked again there); one older than ``KMI_APPROVED_MAX_AGE_SECONDS``, or one the policy now
+    refuses, is failed with the reason. Returns the request ids per outcome.
+    """
+    from pki.models.request import CertificateRequest, RequestState
+    from pki.signing import execute
+
+    now = resolve(now)
+    conf = lifecycle_settings()
+    settled = now - dt.timedelta(seconds=conf.reconcile_after_seconds)
+    too_old = now - dt.timedelta(seconds=conf.approved_max_age_seconds)
+    outcome: dict[str, list[int]] = {"issued": [], "failed": [], "retry": []}
+    stranded = CertificateRequest.objects.filter(state=RequestState.APPROVED).filter(
+        Q(reviewed_at__lte=settled) | Q(reviewed_at__isnull=True, created_at__lte=settled)
+    )
+    for request in stranded.order_by("pk")[:RECONCILE_BATCH]:
+        approved_at = request.reviewed_at or request.created_at
+        try:
+            if approved_at <= too_old:
+                fail_request(
+                    request=request,
+                    reason=f"approved at {approved_at:%Y-%m-%d %H:%M:%S}Z and never issued; given up",
+                    actor=actor,
+                    now=now,
+                )
+                outcome["failed"].append(request.pk)
+                continue
+            execute("issue_request", request_id=request.pk, actor=actor)
+            outcome["issued"].append(request.pk)
+        except _TRANSIENT as exc:
+            log.warning("request %s stays approved: %s", request.pk, exc)
+            outcome["retry"].append(request.pk)
+        except exceptions.InvalidState:
+            continue  # issued or failed meanwhile by another caller
+        except PKIError as exc:
+            fail_request(request=request, reason=f"refused when issued later: {exc}", actor=actor, now=now)
+            outcome["failed"].append(request.pk)
+    return outcome
+
+
+RECONCILE_BATCH = 500

@@ -38,6 +38,10 @@ class LifecycleSettings:
     service_renew_days: int
     metrics_token: str = field(repr=False)
     summary_seconds: int = 300  # the dashboard's certificate summary is recomputed this often
+    # Approved requests nobody issued (the client gave up, the signer was down): re-tried after
+    # this long, given up (state failed) once this old. pki.lifecycle.reconcile_approved_requests.
+    reconcile_after_seconds: int = 300
+    approved_max_age_seconds: int = 86400
 
     @property
     def signs_on_worker(self) -> bool:
@@ -72,6 +76,8 @@ def build_lifecycle_settings(conf: Mapping[str, Any]) -> LifecycleSettings:
         service_renew_days=coerce("KMI_SERVICE_RENEW_DAYS", conf.get("SERVICE_RENEW_DAYS")),
         metrics_token=coerce("KMI_METRICS_TOKEN", conf.get("METRICS_TOKEN")),
         summary_seconds=coerce("KMI_CONSOLE_SUMMARY_SECONDS", conf.get("SUMMARY_SECONDS")),
+        reconcile_after_seconds=coerce("KMI_RECONCILE_AFTER_SECONDS", conf.get("RECONCILE_AFTER_SECONDS")),
+        approved_max_age_seconds=coerce("KMI_APPROVED_MAX_AGE_SECONDS", conf.get("APPROVED_MAX_AGE_SECONDS")),
     )
 
 

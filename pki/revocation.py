@@ -9,16 +9,42 @@ from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.crl import mark_stale
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyState
+from pki.models.ocsp import OCSPResponse
+from pki.ocsp import PRESIGNED_HASHES, STORE
 from pki.signals import certificate_status_changed
 
 
-def _announce(certs: Iterable[Certificate]) -> None:
+def _announce(certs: Iterable[Certificate], *, now: dt.datetime) -> None:
+    """Mark the CRLs stale in the caller's transaction, and announce the change after commit.
+
+    The stale mark commits with the status change or not at all, so a revocation that committed
+    always reaches the next CRL run (within KMI_CRL_REVOCATION_DELAY), whatever crashes after
+    the commit; the signal (OCSP pre-signing) may be lost in a crash and is caught up by the
+    periodic refresh.
+    """
+    certs = list(certs)
     cert_ids = [c.pk for c in certs]
     ca_ids = sorted({c.ca_id for c in certs if c.ca_id is not None})
     if cert_ids:
+        mark_stale(certificate_ids=cert_ids, now=now)
+        # The pre-signed OCSP responses of these certificates tell the old status: they expire
+        # with this transaction, so the database path never serves them again (even while Redis
+        # is unreachable), and their Redis copies are dropped after the commit. Where Redis
+        # cannot be reached, pki.ocsp_refresh drops them (expired rows) when it is back.
+        serials: dict[int, list[str]] = {}
+        for c in certs:
+            if c.ca_id is not None:
+                serials.setdefault(c.ca_id, []).append(c.serial)
+        for ca_id, ca_serials in serials.items():  # the (ca, serial, hash) unique index finds them
+            OCSPResponse.objects.filter(ca_id=ca_id, serial__in=ca_serials, next_update__gt=now).update(
+                next_update=now
+            )
+        keys = [(c.ca_id, c.serial, algorithm) for c in certs if c.ca_id for algorithm in PRESIGNED_HASHES]
+        transaction.on_commit(lambda: STORE.delete(keys))
         transaction.on_commit(
             lambda: certificate_status_changed.send(
                 sender=Certificate, certificate_ids=cert_ids, ca_ids=ca_ids
@@ -103,7 +129,7 @@ def revoke_certificate(
         if cert.not_after <= now and cert.revoked_at is None:
             raise InvalidState(f"certificate {cert.serial} has expired; there is nothing to revoke")
         if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
-            _announce([cert])
+            _announce([cert], now=now)
     return cert
 
 
@@ -128,7 +154,7 @@ def release_hold(*, certificate: Certificate, actor: str, now: dt.datetime | Non
             scope=f"ca:{cert.ca_id}",
             now=now,
         )
-        _announce([cert])
+        _announce([cert], now=now)
     return cert
 
 
@@ -179,5 +205,5 @@ def revoke_key(
             details={"reason": value.value, "certificates": [c.serial for c in changed]},
             now=now,
         )
-        _announce(changed)
+        _announce(changed, now=now)
     return certs

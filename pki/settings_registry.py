@@ -508,6 +508,14 @@ declare(
     group=_G,
 )
 declare("KMI_CELERY_EAGER", BOOLEAN, "false", "Run Celery tasks in the calling process.", group=_G)
+declare(
+    "KMI_REDIS_TIMEOUT",
+    integer(minimum=1),
+    "2",
+    "Connect and socket timeout (s) of every Redis client: cache, throttles, broker, results, nonces.",
+    group=_G,
+)
+declare("KMI_DB_CONNECT_TIMEOUT", integer(minimum=1), "5", "PostgreSQL connect timeout (s).", group=_G)
 
 _G = "Keys"
 declare(
@@ -590,7 +598,8 @@ declare(
     "KMI_CRL_DIR",
     path(),
     "",
-    "Also write each CRL to this directory (temporary file + rename); empty: only the database.",
+    "Also write each CRL, the CA certificate and its chain to this directory (temporary file + rename);"
+    " served from there while the database is down. Empty: only the database.",
     group=_G,
 )
 
@@ -740,6 +749,20 @@ declare(
     group=_G,
 )
 declare("KMI_LIFECYCLE_SCAN_SECONDS", integer(minimum=1), "3600", "Period of the expiry scan.", group=_G)
+declare(
+    "KMI_RECONCILE_AFTER_SECONDS",
+    integer(minimum=1),
+    "300",
+    "Seconds after which an approved request nobody issued is issued by the reconciler job.",
+    group=_G,
+)
+declare(
+    "KMI_APPROVED_MAX_AGE_SECONDS",
+    integer(minimum=60),
+    "86400",
+    "Age at which an approved request nobody issued is given up (state failed).",
+    group=_G,
+)
 declare(
     "KMI_EXPIRY_THRESHOLDS",
     day_thresholds(),

@@ -300,6 +300,9 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
     from celery import current_app
     from celery.exceptions import TimeoutError as CeleryTimeout
 
+    # One deadline for the whole call: publishing (whose retries are bounded by the broker's
+    # connect/socket timeouts, KMI_REDIS_TIMEOUT) and waiting for the result share ``timeout``.
+    deadline = time.monotonic() + timeout
     try:
         async_result = current_app.send_task(
             SIGNING_TASK,
@@ -316,8 +319,14 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
             f"the signing queue is unreachable (is Redis up? {type(exc).__name__}: {reason}); "
             "nothing was signed, try again when the broker is back"
         ) from None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise SigningUnavailable(
+            f"the signing queue took more than {timeout:g} s to take the job (is Redis slow?); "
+            "the job stays queued and finishes when a worker takes it"
+        )
     try:
-        envelope = async_result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+        envelope = async_result.get(timeout=remaining, propagate=True, disable_sync_subtasks=False)
     except CeleryTimeout:
         raise SigningUnavailable(
             f"no signing worker answered within {timeout:g} s (is a worker consuming the "

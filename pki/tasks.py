@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from celery import current_app, shared_task
+from celery.signals import worker_ready
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -27,6 +28,22 @@ from pki.signals import certificate_issued, certificate_status_changed, ocsp_res
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
+
+
+@worker_ready.connect(dispatch_uid="pki.tasks.check_key_backends")
+def _check_key_backends(sender: Any = None, **_: Any) -> None:
+    """At worker start-up, log every CA whose key backend this worker cannot reach (if it signs)."""
+    from django.db import DatabaseError
+
+    from pki.keys.health import log_unreachable_backends
+
+    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", None) or []}
+    if lifecycle_settings().signs_on_worker and "signing" not in queues:
+        return  # with KMI_SIGNING=worker only the workers of the `signing` queue hold keys
+    try:
+        log_unreachable_backends()
+    except DatabaseError:
+        log.exception("cannot check the CAs' key backends: the database is unavailable")
 
 
 @shared_task(name="pki.verify_audit_chain")
@@ -73,19 +90,6 @@ def publish_due_crls() -> dict[str, Any]:
     return {"published": [[crl.ca_id, crl.shard, crl.crl_number] for crl in crls]}
 
 
-@receiver(certificate_status_changed, dispatch_uid="pki.tasks.crl_stale_on_status_change")
-def crl_stale_on_status_change(*, certificate_ids: list[int], **_: Any) -> None:
-    """Mark the affected CRLs stale (an insert, no signing); ``publish_due_crls`` picks them up."""
-    from django.db import DatabaseError
-
-    from pki.crl import mark_stale
-
-    try:
-        mark_stale(certificate_ids=certificate_ids)
-    except DatabaseError:  # the change itself is committed; the half-life run still covers it
-        log.exception("could not mark CRLs stale for certificates %s", certificate_ids)
-
-
 def _crl_check_interval() -> float:
     # Half the configured delay between a revocation and its CRL: the mark waits at most one
     # interval, and the publication itself takes at most seconds.
@@ -108,6 +112,12 @@ def expiry_scan() -> dict[str, int]:
 def auto_renew() -> dict[str, list[int]]:
     """Renew the auto-renew certificates whose keys KMI holds."""
     return {"renewed": lifecycle.auto_renew_certificates()}
+
+
+@shared_task(name="pki.signing.reconcile_requests", acks_late=True, reject_on_worker_lost=True)
+def reconcile_requests() -> dict[str, list[int]]:
+    """Issue or give up approved requests nobody issued (on the signing queue: it signs)."""
+    return lifecycle.reconcile_approved_requests()
 
 
 @shared_task(name="pki.lifecycle.deactivate_expired_keys", acks_late=True, reject_on_worker_lost=True)
@@ -282,6 +292,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "acme-finalize-pending": {"task": "pki.signing.acme_finalize_pending", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},
+    "reconcile-approved-requests": {"task": "pki.signing.reconcile_requests", **_every(60.0)},
     "lifecycle-deactivate-expired-keys": {
         "task": "pki.lifecycle.deactivate_expired_keys",
         **_every(_SIX_HOURS),

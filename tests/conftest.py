@@ -285,7 +285,7 @@ def _celery_memory_broker() -> Iterator[None]:
     from web.celery import app
 
     previous = app.conf.broker_url
-    app.conf.broker_url = "memory://"
+    app.conf.broker_url = "memory://localhost/"  # a host name: no kombu "No hostname" warning
     try:
         yield
     finally:

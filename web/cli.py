@@ -15,5 +15,12 @@ def main(argv: list[str] | None = None) -> None:
     """Run a management command (``kmi help`` lists them)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
     from django.core.management import execute_from_command_line
+    from django.db import InterfaceError, OperationalError
 
-    execute_from_command_line(sys.argv if argv is None else argv)
+    try:
+        execute_from_command_line(sys.argv if argv is None else argv)
+    except (OperationalError, InterfaceError) as exc:
+        # The database cannot be reached (not an error in a query that ran): one line, exit 1.
+        reason = " ".join(str(exc).split())[:200]
+        sys.stderr.write(f"CommandError: the database is unavailable ({type(exc).__name__}: {reason})\n")
+        sys.exit(1)

@@ -42,9 +42,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pki.clock import utcnow
+from pki.keys.health import key_backend_status
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models import Certificate, CertificateAuthority
 from pki.signals import signing_finished
+from pki.signing import signs_here
 
 QUEUES = ("celery", "signing")
 ENDPOINTS = {"ocsp": "ocsp", "crl": "crl", "ca": "ca", "acme": "acme", "api": "api"}
@@ -115,6 +117,7 @@ class DatabaseCollector(Collector):
             issued.add_metric([names.get(row["ca_id"], "none")], row["n"])
         yield issued
         yield from self._crl(now, names)
+        yield from self._key_backends()
         yield from self._ocsp(now, names)
         yield self._queues()
 
@@ -131,6 +134,11 @@ class DatabaseCollector(Collector):
         if model is not None:
             shard = {"shard": 0} if _model("CertificateRevocationList", "shard") else {}
             has_entries = _model("CertificateRevocationList", "entry_count") is not None
+            created = dict(
+                CertificateAuthority.objects.filter(certificate__isnull=False).values_list(
+                    "pk", "certificate__not_before"
+                )
+            )
             for ca_id, ca_name in names.items():
                 newest = (
                     model._default_manager.filter(ca_id=ca_id, **shard)
@@ -142,6 +150,11 @@ class DatabaseCollector(Collector):
                     .first()
                 )
                 if newest is None:
+                    # Never published (e.g. its key backend is unreachable): the CRL is as old
+                    # as the CA, so a CRL-age alert fires instead of the CA being left out.
+                    since = created.get(ca_id)
+                    if since is not None:
+                        age.add_metric([ca_name], (now - since).total_seconds())
                     continue
                 age.add_metric([ca_name], (now - newest["this_update"]).total_seconds())
                 size.add_metric([ca_name], newest["der_size"] or 0)
@@ -149,6 +162,17 @@ class DatabaseCollector(Collector):
                 if has_entries:
                     entries.add_metric([ca_name], newest["entry_count"])
         yield from (age, size, until, entries)
+
+    def _key_backends(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "kmi_ca_key_backend_up",
+            "1 when this process can reach the CA's key backend (an HSM, or the KEK), else 0",
+            labels=["ca", "backend"],
+        )
+        if signs_here():  # web processes of a KMI_SIGNING=worker set hold no key material
+            for status in key_backend_status():
+                up.add_metric([status.ca, status.backend], 1.0 if status.ok else 0.0)
+        yield up
 
     def _ocsp(self, now: Any, names: dict[int, str]) -> Iterator[Metric]:
         stored = GaugeMetricFamily("kmi_ocsp_responses_stored", "Pre-signed OCSP responses", labels=["ca"])

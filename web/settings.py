@@ -100,6 +100,8 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     # prepared statement, which psycopg refuses outright when prepare_threshold is None (Django's
     # default). A high threshold enables those explicit requests and nothing else.
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+    # A PostgreSQL that does not answer costs a request this long, then a 503 (not a hung worker).
+    _db["OPTIONS"]["connect_timeout"] = env["KMI_DB_CONNECT_TIMEOUT"]
 else:
     raise ImproperlyConfigured("DATABASE_URL must be postgres://… or sqlite:///…")
 DATABASES = {"default": _db}
@@ -107,6 +109,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, cache, celery --------------------------------------------------------------------
 REDIS_URL = env["REDIS_URL"]
+# Connect and socket timeout of every Redis client (cache and throttles, broker, results, ACME
+# nonces): a Redis that accepts connections and never answers costs a call this long, not forever.
+KMI_REDIS_TIMEOUT = env["KMI_REDIS_TIMEOUT"]
 
 if REDIS_URL:
     CACHES = {
@@ -114,6 +119,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env["KMI_CACHE_PREFIX"],
+            "OPTIONS": {"socket_connect_timeout": KMI_REDIS_TIMEOUT, "socket_timeout": KMI_REDIS_TIMEOUT},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
@@ -121,7 +127,12 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
         "visibility_timeout": env["KMI_BROKER_VISIBILITY_TIMEOUT"],
+        "socket_connect_timeout": KMI_REDIS_TIMEOUT,
+        "socket_timeout": KMI_REDIS_TIMEOUT,
     }
+    # The result backend's own client (Celery's redis_socket_* settings).
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = KMI_REDIS_TIMEOUT
+    CELERY_REDIS_SOCKET_TIMEOUT = KMI_REDIS_TIMEOUT
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
         # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
         # worker should hear "unavailable" in a few seconds instead.
@@ -135,7 +146,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
     _broker_dir = DATA_DIR / "broker"
-    CELERY_BROKER_URL = "filesystem://"
+    # A host name (ignored by the filesystem transport) keeps kombu from warning "No hostname was
+    # supplied" on every connection, i.e. in every command that sends a task.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
@@ -264,6 +277,8 @@ KMI_LIFECYCLE = {
     "METRICS_TOKEN": env["KMI_METRICS_TOKEN"],
     # The console dashboard's per-CA certificate summary is recomputed by a worker this often.
     "SUMMARY_SECONDS": env["KMI_CONSOLE_SUMMARY_SECONDS"],
+    "RECONCILE_AFTER_SECONDS": env["KMI_RECONCILE_AFTER_SECONDS"],
+    "APPROVED_MAX_AGE_SECONDS": env["KMI_APPROVED_MAX_AGE_SECONDS"],
 }
 if env["KMI_BEHIND_TLS_PROXY"]:
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
@@ -307,7 +322,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.KmiPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["web.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "web.api.pagination.IdCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.errors.exception_handler",

@@ -29,5 +29,7 @@ urlpatterns = [
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.
+handler400 = "web.api.errors.handler400"
+handler403 = "web.api.errors.handler403"
 handler404 = "web.api.errors.handler404"
 handler500 = "web.api.errors.handler500"

@@ -17,6 +17,7 @@ from . import jws as jose
 from .conf import acme_settings
 from .exceptions import (
     AccountDoesNotExist,
+    AccountNotValid,
     BadNonce,
     BadSignatureAlgorithm,
     Conflict,
@@ -50,7 +51,7 @@ def _account_for_kid(endpoint: AcmeEndpoint, kid: object) -> AcmeAccount:
     except AcmeAccount.DoesNotExist:
         raise AccountDoesNotExist(f"no account at {kid}") from None
     if account.status != AccountStatus.VALID:
-        raise Unauthorized(f"account {kid} is {account.status}")
+        raise AccountNotValid(f"account {kid} is {account.status}")
     return account
 
 
@@ -138,7 +139,7 @@ def new_account(
     if existing is not None:
         if existing.status != AccountStatus.VALID:
             # RFC 8555 §7.3.6: nothing is accepted under a deactivated account's key any more.
-            raise Unauthorized(f"the account of this key is {existing.status}")
+            raise AccountNotValid(f"the account of this key is {existing.status}")
         return existing, False
     if payload.get("onlyReturnExisting") is True:
         raise AccountDoesNotExist("no account exists with this key")

@@ -61,6 +61,10 @@ class Unauthorized(AcmeError):
     code = "unauthorized"
 
 
+class AccountNotValid(Unauthorized):
+    """RFC 8555 §7.3.6: the request is signed by a deactivated (or revoked) account."""
+
+
 class AccountDoesNotExist(AcmeError):
     """The request named an account that does not exist."""
 

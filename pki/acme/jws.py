@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from pki.acme.exceptions import BadPublicKey, BadSignatureAlgorithm, Malformed, Unauthorized
+from pki.acme.exceptions import BadNonce, BadPublicKey, BadSignatureAlgorithm, Malformed, Unauthorized
 
 # RFC 8555 §6.2: servers MUST support ES256 and SHOULD support EdDSA; RS256 for older clients.
 ALLOWED_ALGORITHMS = ("RS256", "ES256", "ES384", "EdDSA")
@@ -244,7 +244,8 @@ def check_header(jws: JWS, *, url: str, require_nonce: bool = True) -> None:
     if jws.header.get("url") != url:
         raise Unauthorized(f"the url header {jws.header.get('url')!r} is not the request URL {url!r}")
     if require_nonce and not isinstance(jws.header.get("nonce"), str):
-        raise Malformed("the protected header has no nonce")
+        # RFC 8555 §6.5: a missing nonce is badNonce, like an unacceptable one.
+        raise BadNonce("the protected header has no nonce")
 
 
 def verify(jws: JWS, key: AccountPublicKey) -> None:

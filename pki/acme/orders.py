@@ -547,9 +547,12 @@ def finalize_pending_orders(*, actor: str, now: dt.datetime | None = None) -> in
 
 def _checked_csr(order: AcmeOrder, endpoint: AcmeEndpoint, csr_der: bytes) -> CheckedCSR:
     """The finalize CSR, checked: it parses, is not the account key, names exactly the order."""
+    if csr_der.lstrip().startswith(b"-----BEGIN"):
+        raise BadCSR("the csr field is base64url DER, not PEM (RFC 8555 §7.4)")
     try:
-        checked = parse_csr(x509.load_der_x509_csr(csr_der))
-    except (ValueError, InvalidCSR) as exc:
+        # parse_csr is the one CSR parser of every path: any parse error is an InvalidCSR.
+        checked = parse_csr(csr_der)
+    except InvalidCSR as exc:
         raise BadCSR(f"CSR is not acceptable: {exc}") from None
     except PolicyViolation as exc:
         raise BadCSR(str(exc)) from None

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import transaction
 
 from pki.clock import utcnow
-from pki.conf import pki_settings
+from pki.conf import current_pki_settings, pki_settings
 from pki.exceptions import ConfigurationError, KeyBackendError
 from pki.keys.base import generate_private_key
 from pki.models.key import KeyType, SealedKey
@@ -53,7 +53,10 @@ class EncryptedKeyBackend:
     # --- KEKs ---------------------------------------------------------------------------------
     @staticmethod
     def _kek(kek_id: str) -> bytes:
-        conf = pki_settings()
+        conf = current_pki_settings()
+        if kek_id not in conf.keks:
+            # A key rewrapped under a KEK this process has not read yet: read KMI_KEK_FILE now.
+            conf = current_pki_settings(force=True)
         keks = conf.keks
         if not keks:
             raise ConfigurationError(conf.kek_problem or "no key-encryption key configured")
@@ -64,7 +67,7 @@ class EncryptedKeyBackend:
 
     @staticmethod
     def _current_kek() -> tuple[str, bytes]:
-        conf = pki_settings()
+        conf = current_pki_settings()
         if conf.current_kek_id is None:
             raise ConfigurationError(conf.kek_problem or "no key-encryption key configured")
         return conf.current_kek_id, conf.keks[conf.current_kek_id]
@@ -75,7 +78,11 @@ class EncryptedKeyBackend:
         Web processes of a ``KMI_SIGNING=worker`` deployment run without one; callers that have a
         fallback (the OCSP responder serves pre-signed responses) ask this instead of failing.
         """
-        return pki_settings().current_kek_id is not None
+        return current_pki_settings().current_kek_id is not None
+
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` when this process has no KEK (no sealed key could be used)."""
+        self._current_kek()
 
     # --- protocol -----------------------------------------------------------------------------
     def generate(self, *, key_id: uuid.UUID, key_type: KeyType) -> tuple[str, PublicKeyTypes]:

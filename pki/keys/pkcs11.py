@@ -108,6 +108,11 @@ class Pkcs11KeyBackend:
         """True: a configured token signs in any process that can reach it."""
         return True
 
+    def check(self) -> None:
+        """Open (or reuse) the session on the token; ``KeyBackendError`` when it cannot be reached."""
+        with self._lock:
+            self._open()
+
     # --- KeyBackend ------------------------------------------------------------------------
     def generate(self, *, key_id: uuid.UUID, key_type: KeyType) -> tuple[str, PublicKeyTypes]:
         """Generate a non-extractable key pair on the token; its CKA_ID is ``key_id``."""

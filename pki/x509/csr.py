@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -10,10 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from pki.exceptions import InvalidCSR, UnsupportedExtension
+from pki.exceptions import InvalidCSR, PolicyViolation, UnsupportedExtension
 from pki.keys.base import key_type_of
 from pki.models.key import KeyType
-from pki.x509.names import SAN, san_from_general_name
+from pki.x509.names import SAN, check_subject, san_from_general_name
+from pki.x509.ocsp_der import SEQUENCE, MalformedRequest, der_children, der_expect
 
 # Extensions a CSR may request that KMI understands; the profile decides what is issued.
 UNDERSTOOD_EXTENSIONS = {
@@ -60,9 +62,14 @@ class CheckedCSR:
         return str(attrs[0].value) if attrs else None
 
 
+def _reason(exc: Exception) -> str:
+    """An exception as a short reason: its text, or its class name when it has none."""
+    return str(exc) or type(exc).__name__
+
+
 def load_csr(data: bytes | str, *, max_bytes: int) -> x509.CertificateSigningRequest:
-    """Parse a PEM or DER CSR of at most ``max_bytes``."""
-    raw = data.encode() if isinstance(data, str) else bytes(data)
+    """Parse a PEM or DER CSR of at most ``max_bytes``; anything else raises ``InvalidCSR``."""
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
     if len(raw) > max_bytes:
         raise InvalidCSR(f"CSR is {len(raw)} bytes; the limit is {max_bytes}")
     if not raw.strip():
@@ -71,27 +78,42 @@ def load_csr(data: bytes | str, *, max_bytes: int) -> x509.CertificateSigningReq
         if raw.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(raw.strip())
         return x509.load_der_x509_csr(raw)
-    except ValueError as exc:
-        raise InvalidCSR(f"CSR does not parse: {exc}") from None
+    # Whatever the parser raises is a CSR that does not parse: not only ValueError, but also
+    # x509.InvalidVersion (a version other than v1(0), which is not a ValueError) and friends.
+    except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
+        raise InvalidCSR(f"CSR does not parse: {_reason(exc)}") from None
 
 
 def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
-    """Verify the CSR's signature, key and extensions; return what the policy checks need."""
+    """Verify the CSR's signature, key, subject and extensions; return what policy checks need.
+
+    Every error is a domain error: ``InvalidCSR`` for a CSR that is malformed or breaks
+    RFC 5280 / X.520, ``UnsupportedExtension`` or ``NameNotAllowed`` for what policy refuses.
+    """
     try:
         public_key = csr.public_key()
-    except (ValueError, TypeError) as exc:
-        raise InvalidCSR(f"CSR public key is not usable: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
+        raise InvalidCSR(f"CSR public key is not usable: {_reason(exc)}") from None
+    spki = _check_spki_encoding(csr, public_key)
     try:
         signature_ok = csr.is_signature_valid
-    except (ValueError, TypeError) as exc:
-        raise InvalidCSR(f"CSR signature cannot be checked: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
+        raise InvalidCSR(f"CSR signature cannot be checked: {_reason(exc)}") from None
     if not signature_ok:
         raise InvalidCSR("CSR signature does not verify (proof of possession failed)")
     key_type = key_type_of(public_key)
     try:
+        with warnings.catch_warnings():
+            # cryptography warns (and goes on) about an over-long attribute; check_subject refuses it.
+            warnings.simplefilter("ignore", UserWarning)
+            subject = csr.subject
         extensions = csr.extensions
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise InvalidCSR(f"CSR extensions do not parse: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
+        raise InvalidCSR(f"CSR subject or extensions do not parse: {_reason(exc)}") from None
+    try:
+        check_subject(subject)
+    except PolicyViolation as exc:
+        raise InvalidCSR(f"CSR subject: {exc}") from None
     for ext in extensions:
         if ext.critical and ext.oid not in UNDERSTOOD_EXTENSIONS:
             raise UnsupportedExtension(f"CSR requests an unknown critical extension {ext.oid.dotted_string}")
@@ -101,6 +123,9 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
     except x509.ExtensionNotFound:
         pass
     else:
+        if not len(san_ext.value):
+            # RFC 5280 §4.2.1.6: GeneralNames is SIZE (1..MAX); an empty one is malformed.
+            raise InvalidCSR("CSR has an empty subjectAltName extension (RFC 5280 §4.2.1.6)")
         for gn in san_ext.value:
             san = san_from_general_name(gn)
             if san not in sans:
@@ -109,7 +134,32 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
         csr=csr,
         public_key=public_key,
         key_type=key_type,
-        key_fingerprint=spki_fingerprint(public_key),
-        subject=csr.subject,
+        key_fingerprint=hashlib.sha256(spki).hexdigest(),
+        subject=subject,
         sans=tuple(sans),
     )
+
+
+def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: CertificatePublicKeyTypes) -> bytes:
+    """The CSR's SubjectPublicKeyInfo must be the key's canonical DER; return that DER.
+
+    This refuses EC keys with explicit curve parameters (RFC 5480 §2.1.1: namedCurve only),
+    RSA keys without their NULL parameters and any other non-DER key encoding, so the key KMI
+    certifies is byte for byte the key KMI checked.
+    """
+    try:
+        tbs = csr.tbs_certrequest_bytes
+        start, end = der_expect(tbs, 0, len(tbs), SEQUENCE)
+        fields = der_children(tbs, start, end)
+    except (MalformedRequest, ValueError) as exc:
+        raise InvalidCSR(f"CSR does not parse: {_reason(exc)}") from None
+    if len(fields) < 3 or fields[2][0] != SEQUENCE:
+        raise InvalidCSR("CSR does not parse: no SubjectPublicKeyInfo")
+    _, tlv_start, _, tlv_end = fields[2]
+    canonical = spki_der(public_key)
+    if tbs[tlv_start:tlv_end] != canonical:
+        raise InvalidCSR(
+            "CSR public key is not in canonical DER (explicit EC curve parameters or another"
+            " non-standard encoding); use a named curve (RFC 5480)"
+        )
+    return canonical

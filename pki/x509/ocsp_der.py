@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Universal tags.
+BOOLEAN = 0x01
 INTEGER = 0x02
 BIT_STRING = 0x03
 OCTET_STRING = 0x04
@@ -34,8 +35,12 @@ HASH_OIDS = {
     "2.16.840.1.101.3.4.2.3": "sha512",
 }
 
-# RFC 8954 §2.1: a nonce is 1 to 32 octets.
+# RFC 9654 §2.1 (which obsoletes RFC 8954): a nonce is 1 to 32 octets.
 MAX_NONCE_OCTETS = 32
+
+# Request extensions KMI understands (so they may be marked critical): the nonce, and the
+# acceptable-responses list (RFC 6960 §4.4.3: KMI always answers id-pkix-ocsp-basic).
+UNDERSTOOD_EXTENSIONS = frozenset({OCSP_NONCE, "1.3.6.1.5.5.7.48.1.4"})
 
 
 class MalformedRequest(ValueError):
@@ -104,6 +109,11 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, in
     return out
 
 
+# Public names for the strict DER reader; the CSR checks walk a CertificationRequestInfo with it.
+der_expect = _expect
+der_children = _children
+
+
 def decode_oid(content: bytes) -> str:
     """Decode the content octets of an OBJECT IDENTIFIER into dotted text."""
     if not content or content[-1] & 0x80:
@@ -167,28 +177,50 @@ def _parse_cert_id(data: bytes, tlv_start: int, start: int, end: int) -> CertID:
     )
 
 
-def _parse_nonce(data: bytes, start: int, end: int) -> bytes | None:
-    """Return the nonce extension's extnValue from an Extensions SEQUENCE, or None."""
+def _parse_extensions(data: bytes, start: int, end: int) -> dict[str, bytes]:
+    """Parse ``[n] EXPLICIT Extensions`` content strictly; return extnValue octets by OID.
+
+    RFC 5280 §4.1 / RFC 6960 §4.4: Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension, each
+    ``SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`` in DER
+    (so ``critical`` is absent or TRUE as 0xFF), one extension of each type, and a critical
+    extension KMI does not understand makes the request unanswerable.
+    """
     ext_start, ext_end = _expect(data, start, end, SEQUENCE)
-    nonce = None
-    for tag, _, cstart, cend in _children(data, ext_start, ext_end):
+    if ext_end != end:
+        raise MalformedRequest("trailing bytes after Extensions")
+    items = _children(data, ext_start, ext_end)
+    if not items:
+        raise MalformedRequest("Extensions must not be empty")
+    found: dict[str, bytes] = {}
+    for tag, _, cstart, cend in items:
         if tag != SEQUENCE:
             raise MalformedRequest("an extension is a SEQUENCE")
         fields = _children(data, cstart, cend)
         if not 2 <= len(fields) <= 3 or fields[0][0] != OID or fields[-1][0] != OCTET_STRING:
-            raise MalformedRequest("bad extension")
-        if decode_oid(data[fields[0][2] : fields[0][3]]) == OCSP_NONCE:
-            value = data[fields[-1][2] : fields[-1][3]]
-            # RFC 8954: the value is an OCTET STRING of 1..32 octets; some clients send it bare.
-            try:
-                inner_start, inner_end = _expect(value, 0, len(value), OCTET_STRING)
-                length = inner_end - inner_start if inner_end == len(value) else len(value)
-            except MalformedRequest:
-                length = len(value)
-            if not 1 <= length <= MAX_NONCE_OCTETS:
-                raise MalformedRequest("a nonce is 1 to 32 octets (RFC 8954)")
-            nonce = value
-    return nonce
+            raise MalformedRequest("an extension is SEQUENCE { OID, BOOLEAN OPTIONAL, OCTET STRING }")
+        critical = False
+        if len(fields) == 3:
+            if fields[1][0] != BOOLEAN or data[fields[1][2] : fields[1][3]] != b"\xff":
+                # X.690 §11.5: DER leaves out a DEFAULT value, and TRUE is 0xFF.
+                raise MalformedRequest("critical is a DER BOOLEAN TRUE when present")
+            critical = True
+        oid = decode_oid(data[fields[0][2] : fields[0][3]])
+        if oid in found:
+            raise MalformedRequest(f"extension {oid} appears twice")
+        if critical and oid not in UNDERSTOOD_EXTENSIONS:
+            raise MalformedRequest(f"unsupported critical extension {oid}")
+        found[oid] = data[fields[-1][2] : fields[-1][3]]
+    return found
+
+
+def _check_nonce(value: bytes) -> bytes:
+    """RFC 9654 §2.1: the nonce's extnValue is the DER of ``OCTET STRING (SIZE(1..32))``."""
+    inner_start, inner_end = _expect(value, 0, len(value), OCTET_STRING)
+    if inner_end != len(value):
+        raise MalformedRequest("trailing bytes after the nonce")
+    if not 1 <= inner_end - inner_start <= MAX_NONCE_OCTETS:
+        raise MalformedRequest("a nonce is 1 to 32 octets (RFC 9654)")
+    return value
 
 
 def parse_request(data: bytes, *, max_requests: int = 16) -> ParsedRequest:
@@ -213,7 +245,9 @@ def parse_request(data: bytes, *, max_requests: int = 16) -> ParsedRequest:
     index += 1
     nonce = None
     if index < len(fields) and fields[index][0] == 0xA2:
-        nonce = _parse_nonce(data, fields[index][2], fields[index][3])
+        extensions = _parse_extensions(data, fields[index][2], fields[index][3])
+        if OCSP_NONCE in extensions:
+            nonce = _check_nonce(extensions[OCSP_NONCE])
         index += 1
     if index != len(fields):
         raise MalformedRequest("unexpected fields in TBSRequest")
@@ -231,6 +265,10 @@ def _parse_single(data: bytes, request: tuple[int, int, int, int]) -> CertID:
     parts = _children(data, start, end)
     if not parts or parts[0][0] != SEQUENCE or len(parts) > 2 or (len(parts) == 2 and parts[1][0] != 0xA0):
         raise MalformedRequest("Request is SEQUENCE { CertID, [0] Extensions OPTIONAL }")
+    if len(parts) == 2:
+        single = _parse_extensions(data, parts[1][2], parts[1][3])
+        if OCSP_NONCE in single:
+            raise MalformedRequest("a nonce belongs in requestExtensions, not singleRequestExtensions")
     return _parse_cert_id(data, parts[0][1], parts[0][2], parts[0][3])
 
 

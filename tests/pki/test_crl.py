@@ -243,7 +243,11 @@ def test_crl_is_written_to_the_directory_after_commit(
         row = publish_crl(ca=issuing_ca, actor="t", now=NOW)
     written = tmp_path / "crls" / "issuing.crl"
     assert written.read_bytes() == bytes(row.der)
-    assert [p.name for p in (tmp_path / "crls").iterdir()] == ["issuing.crl"]  # no temporary files left
+    # The CA certificate and chain beside it (served from there when the database is down), and
+    # no temporary files left.
+    names = sorted(p.name for p in (tmp_path / "crls").iterdir())
+    assert names == ["issuing-chain.pem", "issuing.cer", "issuing.crl"]
+    assert (tmp_path / "crls" / "issuing.cer").read_bytes() == bytes(issuing_ca.own_certificate().der)
 
 
 def test_partitioned_ca_names_a_shard_in_each_cdp_and_shard_crls_carry_a_matching_idp(issuing_ca, profile):

@@ -252,3 +252,42 @@ def test_ml_dsa_ca_signs_certificates_that_verify(db, key_type, profile):
     ku = root.x509_certificate().extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.key_cert_sign
     assert not ku.key_encipherment
+
+
+def test_a_running_process_reads_a_rotated_kek_file_without_a_restart(
+    issuing_ca, profile, settings, tmp_path, caplog
+):
+    """create_kek + rewrap_keys in another process (here: the file and the rows change under
+    this one): this process keeps signing, sealing new keys under the new current KEK."""
+    from pki import conf
+    from pki.keys import registry
+
+    kek_file = tmp_path / "kek"
+    kek_file.write_text(TEST_KEK + "\n")
+    settings.KMI = {**settings.KMI, "KEK": "", "KEK_FILE": str(kek_file)}
+    conf.reset()
+    registry.reset()
+    try:
+        sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+        # The rotation, as another process does it: a new current KEK appended, keys rewrapped.
+        new = kek_line("test-2", b"rotation")
+        kek_file.write_text(f"{TEST_KEK}\n{new}\n")
+        assert conf.pki_settings().current_kek_id == "test-1"  # this process has not looked yet
+        assert conf.current_pki_settings(force=True).current_kek_id == "test-2"
+        assert rewrap_keys(actor="t", now=NOW) >= 1
+        kek_file.write_text(new + "\n")  # the old KEK removed from the file
+        conf._kek_file_checked[0] = 0.0  # the next use may look (it does at most once a second)
+        registry.reset()  # unsealed keys are cached per process: make this one unseal again
+        cert = sign_csr(
+            ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256-b"), actor="t", now=NOW
+        )
+        cert.x509().verify_directly_issued_by(issuing_ca.x509_certificate())
+        key = generate_key(purpose="ocsp", key_type=KeyType.EC_P256, actor="t", now=NOW)
+        assert SealedKey.objects.get(key_id=key.pk).kek_id == "test-2"  # the new current KEK
+        assert "KMI_KEK_FILE changed" in caplog.text
+        # A file that does not parse (a half-written edit) keeps the KEKs read before.
+        kek_file.write_text("not a kek line\n")
+        assert conf.current_pki_settings(force=True).current_kek_id == "test-2"
+    finally:
+        conf.reset()
+        registry.reset()

@@ -36,7 +36,7 @@ from pki.models.authority import CAState
 from pki.models.key import KeyPurpose
 from pki.notifications import verify_webhook_signature
 from pki.revocation import revoke_certificate
-from tests.conftest import NOW
+from tests.conftest import NOW, make_csr
 from tests.support.certs import hold_key, issue
 
 pytestmark = pytest.mark.django_db
@@ -446,3 +446,70 @@ def test_a_notice_that_cannot_be_built_is_recorded_and_the_others_still_go(
     assert len(report.failed) == 1
     assert NotificationRecord.objects.get(certificate=good).state == NotificationState.SENT
     assert NotificationRecord.objects.get(certificate=bad).last_error
+
+
+# --- approved requests nobody issued ------------------------------------------------------------
+
+
+def _approved(issuing_ca, profile, key_name: str, subject: str, at: dt.datetime):
+    from pki.issuance import submit_request
+
+    return submit_request(
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        csr=make_csr(key_name, subject=f"CN={subject}", sans=[x509.DNSName(subject)]),
+        actor="api:client-who-gave-up",
+        now=at,
+    )
+
+
+def test_stranded_approved_requests_are_issued_or_given_up(issuing_ca, profile):
+    from pki.lifecycle import reconcile_approved_requests
+    from pki.models import AuditEvent, CertificateRequest, RequestState
+
+    fresh = _approved(
+        issuing_ca, profile, "ec-p256", "fresh.example.test", NOW + dt.timedelta(days=1, hours=1, minutes=58)
+    )
+    stranded = _approved(
+        issuing_ca, profile, "ec-p256-b", "stranded.example.test", NOW + dt.timedelta(hours=3)
+    )
+    ancient = _approved(issuing_ca, profile, "ec-p384", "ancient.example.test", NOW)
+    outcome = reconcile_approved_requests(now=NOW + dt.timedelta(days=1, hours=2))
+    assert outcome == {"issued": [stranded.pk], "failed": [ancient.pk], "retry": []}
+    states = dict(CertificateRequest.objects.values_list("pk", "state"))
+    assert states == {
+        fresh.pk: RequestState.APPROVED,
+        stranded.pk: RequestState.ISSUED,
+        ancient.pk: RequestState.FAILED,
+    }
+    assert "never issued" in CertificateRequest.objects.get(pk=ancient.pk).reason
+    assert AuditEvent.objects.filter(action="request.failed", object_id=str(ancient.pk)).exists()
+    assert AuditEvent.objects.filter(action="certificate.issued", actor="system:lifecycle").count() == 1
+    # Run again: nothing left to do (idempotent).
+    assert reconcile_approved_requests(now=NOW + dt.timedelta(days=1, hours=2)) == {
+        "issued": [],
+        "failed": [],
+        "retry": [],
+    }
+
+
+def test_a_stranded_request_the_policy_now_refuses_fails_and_one_whose_ca_is_down_waits(issuing_ca, profile):
+    from pki.lifecycle import reconcile_approved_requests
+    from pki.models import CertificateAuthority, CertificateRequest, Profile
+    from pki.tasks import BEAT_SCHEDULE
+
+    waiting = _approved(issuing_ca, profile, "ec-p256", "www.example.test", NOW)
+    refused = _approved(issuing_ca, profile, "ec-p256-b", "other.example.test", NOW)
+    later = NOW + dt.timedelta(hours=1)
+    # The CA is disabled: the same authority re-check as any issuance keeps both waiting.
+    CertificateAuthority.objects.filter(pk=issuing_ca.pk).update(state=CAState.DISABLED)
+    assert reconcile_approved_requests(now=later)["retry"] == [waiting.pk, refused.pk]
+    CertificateAuthority.objects.filter(pk=issuing_ca.pk).update(state=CAState.ACTIVE)
+    # The profile now refuses the second one's key type: it fails, with the reason.
+    tls = Profile.objects.get(name="tls-server")
+    CertificateRequest.objects.filter(pk=refused.pk).update(profile=Profile.objects.get(name="code-signing"))
+    outcome = reconcile_approved_requests(now=later)
+    assert outcome == {"issued": [waiting.pk], "failed": [refused.pk], "retry": []}
+    assert "refused when issued later" in CertificateRequest.objects.get(pk=refused.pk).reason
+    assert tls.pk
+    assert BEAT_SCHEDULE["reconcile-approved-requests"]["task"] == "pki.signing.reconcile_requests"

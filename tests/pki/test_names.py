@@ -108,3 +108,17 @@ def test_cn_that_looks_like_a_dns_name():
     assert looks_like_dns_name("WWW.Example.test")
     assert not looks_like_dns_name("localhost")
     assert not looks_like_dns_name("Web Server")
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (validate_dns_name, "www.example.test\n"),
+        (validate_email, "a@example.test\n"),
+        (validate_uri, "https://www.example.test/\x00"),
+        (validate_uri, "https://www.example.test/\u00e4"),
+    ],
+)
+def test_names_with_a_trailing_newline_or_control_characters_are_refused(check, value):
+    with pytest.raises(NameNotAllowed):
+        check(value)

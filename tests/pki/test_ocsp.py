@@ -473,3 +473,44 @@ def test_revocation_enqueues_resigning_on_the_broker(issuing_ca, profile, django
         queue.close()
     assert message.headers["task"] == "pki.ocsp_presign"
     assert message.payload[0] == [[cert.pk]]
+
+
+def test_a_revocation_while_redis_is_unreachable_is_never_answered_good(
+    issuing_ca, leaf, ocsp_env, settings, without_kek
+):
+    """Redis down during a revocation: the broker cannot carry the re-signing job and Redis
+    cannot be told, yet no process may answer ``good`` from a stored response any more."""
+    presign_responses(ca=issuing_ca, actor="t", now=NOW)
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate())
+    without_kek()  # a web process: it answers from stored responses only
+    assert (
+        _load(answer(request, ca_name="issuing", now=NOW).der).certificate_status == ocsp.OCSPCertStatus.GOOD
+    )
+    settings.KMI_OCSP = {**settings.KMI_OCSP}
+    settings.REDIS_URL = "redis://127.0.0.1:21299/0"  # Redis is gone (nothing listens there)
+    from pki import conf
+
+    conf.reset()
+    responder.reset_caches()
+    revoke_certificate(certificate=leaf, reason="keyCompromise", actor="t", now=NOW + dt.timedelta(minutes=1))
+    result = _load(answer(request, ca_name="issuing", now=NOW + dt.timedelta(minutes=2)).der)
+    assert result.response_status == ocsp.OCSPResponseStatus.TRY_LATER  # never the old "good"
+
+
+def test_a_revocation_drops_the_redis_copies_after_commit(
+    issuing_ca, leaf, ocsp_env, without_kek, django_capture_on_commit_callbacks
+):
+    presign_responses(ca=issuing_ca, actor="t", now=NOW)
+    client = _redis()
+    keys = [f"{ocsp_env}:{issuing_ca.pk}:{leaf.serial}:{a}" for a in ("sha1", "sha256")]
+    assert all(client.exists(k) for k in keys)
+    without_kek()  # the re-signing job goes to the broker, not inline
+    with django_capture_on_commit_callbacks(execute=True):
+        revoke_certificate(
+            certificate=leaf, reason="keyCompromise", actor="t", now=NOW + dt.timedelta(minutes=1)
+        )
+    assert not any(client.exists(k) for k in keys)
+    client.close()
+    request = request_der(leaf.x509(), issuing_ca.x509_certificate())
+    result = _load(answer(request, ca_name="issuing", now=NOW + dt.timedelta(minutes=2)).der)
+    assert result.response_status == ocsp.OCSPResponseStatus.TRY_LATER

@@ -128,3 +128,101 @@ def test_a_non_minimal_serial_in_a_cert_id_is_a_malformed_request(padded):
     request = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, cert_id))))
     with pytest.raises(MalformedRequest, match="minimally"):
         parse_request(request)
+
+
+# --- requestExtensions: strict DER, one extension each, nonce of 1 to 32 octets (RFC 9654) ------
+
+NONCE_OID = encode_oid(ocsp_der.OCSP_NONCE)
+UNKNOWN_OID = encode_oid("1.3.6.1.4.1.99999.7")
+TRUE = bytes([0x01, 1, 0xFF])
+
+
+def _ext(oid: bytes, value: bytes, critical: bytes = b"") -> bytes:
+    return tlv(SEQUENCE, oid + critical + tlv(OCTET_STRING, value))
+
+
+def _with_extensions(*extensions: bytes, raw: bytes | None = None) -> bytes:
+    body = raw if raw is not None else tlv(SEQUENCE, b"".join(extensions))
+    return _request(_list(CERT_ID) + tlv(0xA2, body))
+
+
+def _nonce(octets: bytes) -> bytes:
+    return tlv(OCTET_STRING, octets)
+
+
+def test_a_nonce_of_1_to_32_octets_is_read_verbatim():
+    for size in (1, 16, 32):
+        value = _nonce(b"n" * size)
+        assert parse_request(_with_extensions(_ext(NONCE_OID, value))).nonce == value
+    assert parse_request(_with_extensions(_ext(NONCE_OID, _nonce(b"n"), TRUE))).nonce == _nonce(b"n")
+    assert parse_request(_with_extensions(_ext(UNKNOWN_OID, b"\x05\x00"))).nonce is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _with_extensions(_ext(NONCE_OID, _nonce(b""))),  # empty nonce
+        _with_extensions(_ext(NONCE_OID, _nonce(b"n" * 33))),  # 33 octets
+        _with_extensions(_ext(NONCE_OID, b"n" * 16)),  # bare, not an OCTET STRING
+        _with_extensions(_ext(NONCE_OID, _nonce(b"n" * 8) + b"\x00")),  # trailing byte in extnValue
+        _with_extensions(_ext(NONCE_OID, _nonce(b"a")), _ext(NONCE_OID, _nonce(b"b"))),  # twice
+        _with_extensions(_ext(UNKNOWN_OID, b""), _ext(UNKNOWN_OID, b"")),  # any extension twice
+        _with_extensions(_ext(NONCE_OID, _nonce(b"n"), bytes([0x01, 1, 0x00]))),  # explicit FALSE
+        _with_extensions(_ext(NONCE_OID, _nonce(b"n"), bytes([0x01, 1, 0x01]))),  # TRUE not 0xFF
+        _with_extensions(_ext(NONCE_OID, _nonce(b"n"), bytes([0x02, 1, 0xFF]))),  # not a BOOLEAN
+        _with_extensions(_ext(UNKNOWN_OID, b"", TRUE)),  # unknown critical extension
+        _with_extensions(),  # empty Extensions
+        _with_extensions(raw=tlv(SEQUENCE, _ext(NONCE_OID, _nonce(b"n"))) + b"\x00"),  # trailing bytes
+        _with_extensions(raw=tlv(OCTET_STRING, b"")),  # not a SEQUENCE
+    ],
+)
+def test_malformed_request_extensions_are_refused(data):
+    with pytest.raises(MalformedRequest):
+        parse_request(data)
+
+
+def test_single_request_extensions_are_parsed_strictly_too():
+    single = tlv(SEQUENCE, CERT_ID + tlv(0xA0, tlv(SEQUENCE, _ext(UNKNOWN_OID, b"", TRUE))))
+    with pytest.raises(MalformedRequest, match="critical"):
+        parse_request(_request(tlv(SEQUENCE, single)))
+
+
+_extension = st.tuples(
+    st.sampled_from([NONCE_OID, UNKNOWN_OID, encode_oid("1.3.6.1.5.5.7.48.1.4")]),
+    st.sampled_from([b"", TRUE, bytes([0x01, 1, 0x00]), bytes([0x01, 1, 0x7F])]),
+    st.one_of(
+        st.binary(min_size=0, max_size=40).map(_nonce),
+        st.binary(max_size=40),
+        st.tuples(st.binary(min_size=1, max_size=32), st.binary(min_size=1, max_size=3)).map(
+            lambda t: _nonce(t[0]) + t[1]
+        ),
+    ),
+)
+
+
+def _valid(extensions: list[tuple[bytes, bytes, bytes]]) -> bool:
+    """The rules, stated independently of the parser."""
+    oids = [oid for oid, _, _ in extensions]
+    if not extensions or len(set(oids)) != len(oids):
+        return False
+    for oid, critical, value in extensions:
+        if critical not in (b"", TRUE) or (critical == TRUE and oid == UNKNOWN_OID):
+            return False
+        if oid == NONCE_OID and not (
+            value[:1] == b"\x04" and 3 <= len(value) <= 34 and value[1] == len(value) - 2
+        ):
+            return False
+    return True
+
+
+@given(st.lists(_extension, max_size=3))
+def test_request_extensions_are_accepted_exactly_when_they_follow_the_rules(extensions):
+    data = _with_extensions(*(_ext(oid, value, critical) for oid, critical, value in extensions))
+    try:
+        parsed = parse_request(data)
+    except MalformedRequest:
+        assert not _valid(extensions)
+        return
+    assert _valid(extensions)
+    nonces = [value for oid, _, value in extensions if oid == NONCE_OID]
+    assert parsed.nonce == (nonces[0] if nonces else None)

@@ -56,6 +56,14 @@ def free_port_in(first: int, last: int) -> int:
     raise AssertionError(f"no free port in {first}-{last}")
 
 
+def worker_ports(first: int, last: int, *, slices: int = 8) -> tuple[int, int]:
+    """This xdist worker's own slice of ``[first, last]``: two workers' servers never race for a port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % slices if worker[2:].isdigit() else 0
+    span = (last - first + 1) // slices
+    return first + index * span, first + index * span + span - 1
+
+
 def base_env(*, redis_url: str | None, prefix: str, data_dir: Path, kek: bool) -> dict[str, str]:
     """Environment of a production-like KMI process (web.settings, explicit DB, Redis, KEK)."""
     env = {
@@ -290,3 +298,55 @@ def _pings(port: int) -> bool:
         return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
+
+
+def start_gunicorn(env: Mapping[str, str], log: Path, port: int, *, workers: int = 1) -> Proc:
+    """gunicorn serving web.wsgi on ``port``; returns once it answers HTTP (any status)."""
+    import urllib.error
+    import urllib.request
+
+    proc = start(
+        [
+            str(BIN / "gunicorn"),
+            "web.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
+        env,
+        log,
+    )
+
+    def answers() -> bool:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{proc.output()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers (503 while its database is down)
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, timeout=60, what="gunicorn")
+    except AssertionError:
+        proc.stop()
+        raise
+    return proc
+
+
+def http(
+    url: str, *, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request: (status, headers, body); HTTP errors are answers too."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers.items()), exc.read()

@@ -94,3 +94,41 @@ def test_redis_stopped_makes_enrollment_fail_clearly_and_loses_nothing(issuing_c
     assert Certificate.objects.filter(request=first).count() == 1
     assert Certificate.objects.filter(request=second).count() == 1
     assert "Connection to broker lost" in outage_log or "Cannot connect" in outage_log
+
+
+def test_a_hung_redis_gives_503_after_the_signing_timeout_not_a_blocked_worker(
+    issuing_ca, profile, tmp_path: Path
+):
+    """``kill -STOP`` on Redis: it accepts connections and never answers. The throttle, the
+    broker and the result backend all time out (KMI_REDIS_TIMEOUT), and the enrollment is the
+    documented 503 problem document after about KMI_SIGNING_TIMEOUT, with its request kept."""
+    import os
+    import signal
+
+    from django.contrib.auth.models import User
+
+    from pki.access import grant_role
+    from pki.models import CertificateRequest, Role
+    from pki.tokens import create_token
+    from tests.support.processes import web_side_api, worker_ports
+
+    port = free_port_in(*worker_ports(21250, 21289))  # this engineer's range, this worker's slice
+    redis = start_redis(port, tmp_path / "redis")
+    user = User.objects.create_user(username="hung", password="unused-password-123")
+    grant_role(user=user, role=Role.REQUESTER, ca=issuing_ca, profile=profile("tls-server"), actor="test")
+    token = create_token(user=user, actor="test").text
+    web_env = base_env(redis_url=f"redis://127.0.0.1:{port}/0", prefix="kmi:", data_dir=tmp_path, kek=False)
+    web_env.update({"KMI_SIGNING": "worker", "KMI_SIGNING_TIMEOUT": "4", "KMI_REDIS_TIMEOUT": "1"})
+    body = json.dumps({"csr": make_csr().decode(), "ca": "issuing", "profile": "tls-server"})
+    os.kill(redis.popen.pid, signal.SIGSTOP)
+    try:
+        # The subprocess timeout is the bound: before, this call hung until Redis came back.
+        answer = web_side_api(web_env, token, "POST", "/api/v1/enroll", body, timeout=45)
+    finally:
+        os.kill(redis.popen.pid, signal.SIGCONT)
+        redis.stop()
+    assert answer["status"] == 503, answer["body"]
+    assert answer["headers"]["Content-Type"] == "application/problem+json"
+    assert json.loads(answer["body"])["code"] == "signing_unavailable"
+    assert answer["headers"]["Retry-After"]
+    assert CertificateRequest.objects.get().state == RequestState.APPROVED  # kept for a retry

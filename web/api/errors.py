@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -20,6 +23,8 @@ TYPE_BASE = "https://kmi.example/problems/"
 
 # Seconds a client is asked to wait before retrying a call that found no signing worker.
 SIGNING_RETRY_AFTER = 5
+# ... and one that found the database unavailable.
+OUTAGE_RETRY_AFTER = 30
 
 # Domain errors (no HTTP codes in pki/) mapped once, most specific first.
 DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
@@ -68,6 +73,13 @@ def _field_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
     return out
 
 
+def too_large() -> dict[str, Any]:
+    """The problem document of a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (HTTP 413)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"the request body is larger than {limit} bytes"
+    return problem(413, "Request body too large", detail, "too_large")
+
+
 def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(body, status=body["status"], content_type=PROBLEM_JSON, headers=headers)
 
@@ -81,6 +93,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         for cls, code, title in DOMAIN_STATUS:
             if isinstance(exc, cls):
                 return _response(problem(code, title, str(exc), exc.code))
+    if isinstance(exc, RequestDataTooBig | DatabaseError):
+        return _unavailable_or_too_large(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -106,6 +120,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return _response(body, headers or None)
 
 
+def _unavailable_or_too_large(exc: Exception) -> Response:
+    """413 for a body over the limit; 503 with Retry-After when the database is unavailable."""
+    if isinstance(exc, RequestDataTooBig):
+        return _response(too_large())
+    # PostgreSQL is down (or refused): nothing was changed, come back later.
+    set_rollback()
+    detail = "the database is unavailable; nothing was changed, try again later"
+    body = problem(503, "Database unavailable", detail, "database_unavailable")
+    return _response(body, {"Retry-After": str(OUTAGE_RETRY_AFTER)})
+
+
 def _signing_unavailable(exc: pki_errors.SigningUnavailable, context: dict[str, Any]) -> Response:
     """503 with Retry-After; when a request was stored (and stays approved), its URL to come back to."""
     extra: dict[str, Any] = {}
@@ -123,6 +148,26 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
         body = problem(404, "Not found", f"no API endpoint at {request.path}", "not_found")
         return JsonResponse(body, status=404, content_type=PROBLEM_JSON)
     return defaults.page_not_found(request, exception)
+
+
+def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (a SuspiciousOperation such as an over-large body): a problem document under /api/."""
+    if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            body = too_large()
+        else:
+            reason = str(exception) if isinstance(exception, SuspiciousOperation) else ""
+            body = problem(400, "Bad request", reason or "the request was refused", "bad_request")
+        return JsonResponse(body, status=body["status"], content_type=PROBLEM_JSON)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 403 outside DRF (CSRF middleware): a problem document under /api/."""
+    if request.path.startswith("/api/"):
+        body = problem(403, "Forbidden", str(exception) or "forbidden", "permission_denied")
+        return JsonResponse(body, status=403, content_type=PROBLEM_JSON)
+    return defaults.permission_denied(request, exception)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

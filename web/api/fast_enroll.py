@@ -129,7 +129,7 @@ def _fields(request: HttpRequest) -> dict[str, Any] | None:
     try:
         # UTF-8 only, as DRF's JSONParser reads it (json.loads would also take UTF-16 and a BOM).
         data = json.loads(request.body.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; RecursionError: deep nesting
         return None
     plain = (
         isinstance(data, dict)

@@ -20,13 +20,13 @@ from email.utils import format_datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port, validate_host
 from django.views.decorators.csrf import csrf_exempt
 
 from pki.conf import ocsp_settings
-from pki.ocsp import INTERNAL_ERROR, MALFORMED, Answer, answer
+from pki.ocsp import INTERNAL_ERROR, MALFORMED, TRY_LATER, Answer, answer
 from web.metrics import RESPONSES
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,11 @@ def respond(
                 return _ocsp(MALFORMED, method=method, now=now, if_none_match=None)
             body = decoded
         result = answer(body, ca_name=ca_name if _CA_NAME.match(ca_name) else "", now=now)
+    except DatabaseError as exc:
+        # The database is down: what Redis (or this process) held was answered above; the rest
+        # is tryLater (RFC 6960 §2.3), the status for a responder that is temporarily unable.
+        log.warning("OCSP: database unavailable (%s); answering tryLater", type(exc).__name__)
+        result = TRY_LATER
     except Exception:  # OCSP answers internalError, never an HTTP 500
         log.exception("OCSP: internal error answering %s for CA %r", method, ca_name[:64])
         result = INTERNAL_ERROR

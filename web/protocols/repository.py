@@ -5,17 +5,24 @@ partition) and its certificate and chain. Nothing is signed here: a CRL that has
 published yet is a 503 until the scheduler publishes it. Responses carry validators and
 caching headers tied to the CRL's dates, answer HEAD and conditional GET, and name a file, so a
 person who opens the URL from a browser's certificate viewer gets a sensible download.
+
+When the database is unavailable, CRLs and CA certificates are served from ``KMI_CRL_DIR``
+(where every publication also writes them, pki/crl.py), with the same headers; without that
+directory the answer is a 503 with Retry-After, never an error page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from django.db import DatabaseError
 from django.db.models.functions import Length
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import get_conditional_response
@@ -32,6 +39,8 @@ CERT_DER = "application/pkix-cert"  # RFC 2585 §4
 CHAIN_PEM = "application/pem-certificate-chain"  # RFC 8555 §9.1
 PEM = "application/x-pem-file"
 CA_CACHE_SECONDS = 86400
+
+log = logging.getLogger(__name__)
 
 _SHARD_STEM = re.compile(r"^(?P<name>.+)-(?P<shard>[1-9][0-9]{0,3})$")
 
@@ -102,9 +111,88 @@ def _serve(
     return response
 
 
+OUTAGE_RETRY_AFTER = "30"
+
+
+def _stored_file(name: str) -> bytes | None:
+    directory = pki_settings().crl_dir
+    if directory is None:
+        return None
+    try:
+        return (directory / name).read_bytes()
+    except OSError:
+        return None
+
+
+def _database_down(what: str, exc: DatabaseError) -> HttpResponse:
+    log.warning("repository: database unavailable serving %s (%s)", what, type(exc).__name__)
+    return _text(
+        503,
+        f"the database is unavailable and no stored copy of {what} exists; try again later",
+        Retry_After=OUTAGE_RETRY_AFTER,
+    )
+
+
+def _crl_from_storage(
+    request: HttpRequest, stem: str, as_pem: str | None, exc: DatabaseError
+) -> HttpResponseBase:
+    """The CRL file KMI_CRL_DIR holds, served as from the database (the database is down)."""
+    data = _stored_file(f"{stem}.crl")
+    if data is None:
+        return _database_down(f"CRL {stem}", exc)
+    parsed = x509.load_der_x509_crl(data)
+    next_update = parsed.next_update_utc or parsed.last_update_utc
+    max_age = min(int((next_update - utcnow()).total_seconds()), pki_settings().crl_cache_seconds)
+    digest = hashlib.sha256(data).hexdigest()
+    return _serve(
+        request,
+        body=pem(data) if as_pem else data,
+        load=None,
+        size=None,
+        content_type=PEM if as_pem else CRL_DER,
+        filename=f"{stem}.crl.pem" if as_pem else f"{stem}.crl",
+        etag=f"{digest}.pem" if as_pem else digest,
+        last_modified=parsed.last_update_utc,
+        max_age=max_age,
+        expires=next_update,
+    )
+
+
+def _ca_from_storage(request: HttpRequest, stem: str, *, der: bool, exc: DatabaseError) -> HttpResponseBase:
+    """The CA certificate (or chain) KMI_CRL_DIR holds (the database is down)."""
+    chain = not der and stem.endswith("-chain")
+    name = stem.removesuffix("-chain") if chain else stem
+    cert_der = _stored_file(f"{name}.cer")
+    data = _stored_file(f"{name}-chain.pem") if chain else cert_der
+    if cert_der is None or data is None:
+        return _database_down(f"the certificate of CA {name}", exc)
+    cert = x509.load_der_x509_certificate(cert_der)
+    if not der and not chain:
+        data = cert.public_bytes(serialization.Encoding.PEM)
+    return _serve(
+        request,
+        body=data,
+        load=None,
+        size=len(data),
+        content_type=CERT_DER if der else (CHAIN_PEM if chain else PEM),
+        filename=f"{name}.cer" if der else f"{stem}.pem",
+        etag=cert.fingerprint(hashes.SHA256()).hex() if der else hashlib.sha256(data).hexdigest(),
+        last_modified=cert.not_valid_before_utc,
+        max_age=CA_CACHE_SECONDS,
+        expires=None,
+    )
+
+
 @require_safe
 def crl(request: HttpRequest, stem: str, as_pem: str | None = None) -> HttpResponseBase:
     """``/crl/<ca>.crl`` and ``/crl/<ca>-<n>.crl`` (DER), with ``.pem`` appended for PEM."""
+    try:
+        return _crl(request, stem, as_pem)
+    except DatabaseError as exc:
+        return _crl_from_storage(request, stem, as_pem, exc)
+
+
+def _crl(request: HttpRequest, stem: str, as_pem: str | None) -> HttpResponseBase:
     resolved = _resolve_crl_stem(stem)
     if resolved is None:
         return _text(404, f"no CA and no CRL partition named {stem!r}")
@@ -169,6 +257,13 @@ def _ca_with_certificate(name: str) -> CertificateAuthority | None:
 @require_safe
 def ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
     """``/ca/<ca>.cer``: the CA's certificate, DER (the AIA caIssuers URL)."""
+    try:
+        return _ca_certificate(request, name)
+    except DatabaseError as exc:
+        return _ca_from_storage(request, name, der=True, exc=exc)
+
+
+def _ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
     ca = _ca_with_certificate(name)
     if ca is None:
         return _text(404, f"no CA named {name!r}")
@@ -191,6 +286,13 @@ def ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
 @require_safe
 def ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
     """``/ca/<ca>.pem`` (the certificate) and ``/ca/<ca>-chain.pem`` (it and its issuers to the root)."""
+    try:
+        return _ca_pem(request, stem)
+    except DatabaseError as exc:
+        return _ca_from_storage(request, stem, der=False, exc=exc)
+
+
+def _ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
     ca = _ca_with_certificate(stem)
     chain = False
     if ca is None and stem.endswith("-chain"):

@@ -18,6 +18,7 @@ JOBS: dict[str, tuple[str, Callable[[], object]]] = {
     "deactivate": ("pki.lifecycle.deactivate_expired_keys", lifecycle.deactivate_expired_keys),
     "destroy": ("pki.lifecycle.destroy_keys_past_retention", lifecycle.destroy_keys_past_retention),
     "service-certs": ("pki.signing.renew_service_certificates", lifecycle.renew_service_certificates),
+    "reconcile": ("pki.signing.reconcile_requests", lifecycle.reconcile_approved_requests),
 }
 
 

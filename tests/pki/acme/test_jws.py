@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pki.acme import jws as jose
-from pki.acme.exceptions import BadPublicKey, BadSignatureAlgorithm, Malformed, Unauthorized
+from pki.acme.exceptions import BadNonce, BadPublicKey, BadSignatureAlgorithm, Malformed, Unauthorized
 from tests.acme_support import b64u, jws
 from tests.conftest import load_key
 
@@ -84,7 +84,7 @@ def test_header_checks_kid_xor_jwk_url_and_nonce():
     with pytest.raises(Malformed, match="exactly one"):
         jose.check_header(both, url=URL)
     no_nonce = jose.parse(json.dumps(jws(key, None, url=URL, nonce=None)))
-    with pytest.raises(Malformed, match="nonce"):
+    with pytest.raises(BadNonce, match="no nonce"):  # RFC 8555 §6.5
         jose.check_header(no_nonce, url=URL)
     with pytest.raises(Unauthorized):
         jose.check_header(no_nonce, url=URL + "/x")

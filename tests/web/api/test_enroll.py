@@ -7,6 +7,7 @@ from cryptography import x509
 
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState
 from tests.conftest import make_csr
+from tests.support.hostile_csr import CORPUS, pem
 
 pytestmark = pytest.mark.django_db
 
@@ -209,3 +210,22 @@ def test_signing_errors_are_503_with_retry_after_or_500_problem_documents(rf):
     assert failed.status_code == 500
     assert failed.content_type == "application/problem+json"
     assert failed.data["code"] == "signing_failed"
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_api_enroll_answers_400_bad_csr_for_a_hostile_csr(requester, case):
+    build, reason = CORPUS[case]
+    der = build()
+    before = (Certificate.objects.count(), CertificateRequest.objects.count(), AuditEvent.objects.count())
+    response = requester.client.post(
+        "/api/v1/enroll", {"csr": pem(der), "ca": "issuing", "profile": "tls-server"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "bad_csr"
+    assert reason in response.json()["detail"]
+    assert (
+        Certificate.objects.count(),
+        CertificateRequest.objects.count(),
+        AuditEvent.objects.count(),
+    ) == before

@@ -33,6 +33,7 @@ from tests.acme_support import (
     port,
 )
 from tests.conftest import load_key, make_csr
+from tests.support import hostile_csr
 
 pytestmark = pytest.mark.django_db
 
@@ -393,6 +394,19 @@ def test_csr_with_an_extra_name_is_bad_csr_and_nothing_is_issued(
     assert Certificate.objects.count() == before
 
 
+def test_every_hostile_csr_is_bad_csr_at_finalize(acme, http01, django_capture_on_commit_callbacks, settings):
+    settings.KMI_ACME = {**settings.KMI_ACME, "MAX_BODY_BYTES": 65536}  # the 10,000-character CN
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    before = Certificate.objects.count()
+    for case, (build, reason) in sorted(hostile_csr.CORPUS.items()):
+        response = acme.post(order["finalize"], {"csr": _b64(hostile_csr.der(build()))})
+        assert (response.status, response.problem_type) == (400, "badCSR"), (case, response.body)
+        assert reason in response.json()["detail"], case
+    assert Certificate.objects.count() == before
+    assert acme.post(order_url, None).json()["status"] == "ready"
+
+
 def test_finalize_of_a_pending_order_is_order_not_ready(acme):
     order, _ = _order(acme, "www.example.test")
     response = _finalize(acme, order, ["www.example.test"])
@@ -431,9 +445,70 @@ def test_account_update_and_deactivation(acme):
     assert acme.post(acme.kid, {"contact": ["tel:+1"]}).problem_type == "malformed"
     gone = acme.post(acme.kid, {"status": "deactivated"})
     assert gone.json()["status"] == "deactivated"
-    assert acme.post(acme.kid, None).problem_type == "unauthorized"
-    assert acme.register().problem_type == "unauthorized"
+    # RFC 8555 §7.3.6: requests of a deactivated account get 401 unauthorized.
+    for refused in (acme.post(acme.kid, None), acme.register()):
+        assert (refused.status, refused.problem_type) == (401, "unauthorized")
     assert AuditEvent.objects.filter(action="acme.account.deactivated").count() == 1
+
+
+def test_a_request_without_a_nonce_is_bad_nonce(acme):
+    body = jws(acme.key, {}, url=acme.directory["newOrder"], nonce=None, kid=acme.kid)
+    response = acme.post_raw(acme.directory["newOrder"], json.dumps(body))
+    assert (response.status, response.problem_type) == (400, "badNonce")
+    assert response.headers["Replay-Nonce"]
+
+
+@pytest.mark.parametrize(
+    ("error", "problem_type", "status", "retry_after"),
+    [
+        ("CAUnavailable", "serverInternal", 503, "30"),
+        ("KeyBackendError", "serverInternal", 503, "30"),
+        ("SigningUnavailable", "serverInternal", 503, "5"),
+        ("InvalidCSR", "badCSR", 400, None),
+        ("NameNotAllowed", "badCSR", 400, None),
+        ("PKIError", "serverInternal", 500, None),
+    ],
+)
+def test_domain_errors_at_finalize_get_their_acme_type_in_one_place(
+    acme, http01, django_capture_on_commit_callbacks, monkeypatch, error, problem_type, status, retry_after
+):
+    from pki import exceptions
+    from pki.acme import orders
+
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+
+    def failing(*_, **__):
+        raise getattr(exceptions, error)(f"injected {error}")
+
+    monkeypatch.setattr(orders, "issue_certificate", failing)
+    response = _finalize(acme, order, ["www.example.test"])
+    assert (response.status, response.problem_type) == (status, problem_type), response.body
+    assert response.headers.get("Retry-After") == retry_after
+    assert acme.post(order_url, None).json()["status"] == "ready"  # nothing changed
+
+
+def test_redis_down_acme_keeps_working_with_nonces_from_the_database(
+    acme, settings, http01, django_capture_on_commit_callbacks
+):
+    from pki.acme import nonces
+
+    from_redis = acme.nonce()
+    settings.REDIS_URL = "redis://127.0.0.1:21299/0"  # nothing listens there (our port range)
+    nonces.BREAKER.reset()
+    try:
+        directory = acme.get(directory_url("test"))
+        assert directory.status == 200
+        assert directory.headers["Replay-Nonce"]
+        # A nonce Redis issued before the outage cannot be checked: badNonce, with a fresh one.
+        stale = acme.post(acme.directory["newOrder"], {"identifiers": []}, nonce=from_redis)
+        assert (stale.status, stale.problem_type) == (400, "badNonce")
+        assert stale.headers["Replay-Nonce"]
+        order, _ = _order(acme, "www.example.test")
+        _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+        assert _finalize(acme, order, ["www.example.test"]).json()["status"] == "valid"
+    finally:
+        nonces.BREAKER.reset()
 
 
 def test_key_change_rolls_the_key_and_the_old_key_is_refused(acme, client, endpoint):

@@ -13,14 +13,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
 
+from pki import exceptions as pki_errors
 from pki.acme import accounts, orders
 from pki.acme import jws as jose
 from pki.acme.accounts import Verified
 from pki.acme.conf import acme_settings
 from pki.acme.exceptions import (
+    AccountNotValid,
     AcmeError,
     Conflict,
     Malformed,
@@ -45,6 +49,8 @@ from pki.models.acme import (
 log = logging.getLogger(__name__)
 
 PROBLEM_PREFIX = "urn:ietf:params:acme:error:"
+SIGNING_RETRY_AFTER = 5  # seconds: no signing worker answered in time
+OUTAGE_RETRY_AFTER = 30  # seconds: the database, Redis, a key backend or the CA is unavailable
 JOSE_JSON = "application/jose+json"
 
 # The one mapping of ACME error types to HTTP statuses.
@@ -60,7 +66,7 @@ STATUS = {
     "unsupportedIdentifier": 400,
     "accountDoesNotExist": 400,
     "externalAccountRequired": 400,
-    "unauthorized": 403,
+    "unauthorized": 403,  # 401 for a deactivated account (_acme_status)
     "orderNotReady": 403,
     "alreadyReplaced": 409,
     "conflict": 409,
@@ -87,26 +93,86 @@ def problem(code: str, detail: str, *, status: int | None = None, **extra: Any) 
     return _json(body, status, "application/problem+json")
 
 
+# Domain errors from the rest of pki (issuance, CAs, keys, signing) reaching ACME, mapped here
+# once to an RFC 8555 §6.7 type, an HTTP status and, for what is worth retrying, Retry-After
+# seconds. Most specific first; every PKIError is covered by the last line.
+DOMAIN_PROBLEMS: list[tuple[type[PKIError], str, int, int | None]] = [
+    (pki_errors.SigningUnavailable, "serverInternal", 503, SIGNING_RETRY_AFTER),
+    (pki_errors.KeyBackendError, "serverInternal", 503, OUTAGE_RETRY_AFTER),
+    (pki_errors.ConfigurationError, "serverInternal", 503, OUTAGE_RETRY_AFTER),
+    (pki_errors.CAUnavailable, "serverInternal", 503, OUTAGE_RETRY_AFTER),
+    (pki_errors.InvalidCSR, "badCSR", 400, None),
+    (pki_errors.NameNotAllowed, "rejectedIdentifier", 400, None),
+    (pki_errors.PolicyViolation, "badCSR", 400, None),
+    (pki_errors.NotFound, "malformed", 404, None),
+    (pki_errors.InvalidState, "malformed", 400, None),
+    (pki_errors.PKIError, "serverInternal", 500, None),
+]
+
+# Outages of what every ACME call needs (the database, Redis): a 503 worth retrying, not a 500.
+OUTAGES: tuple[type[BaseException], ...] = (DatabaseError, RedisError)
+
+
+def _acme_status(exc: AcmeError) -> int | None:
+    if isinstance(exc, AccountNotValid):
+        return 401  # RFC 8555 §7.3.6: a deactivated account's requests get 401 unauthorized
+    if isinstance(exc, PayloadTooLarge):
+        return 413
+    if isinstance(exc, NotFoundAcme):
+        return 404
+    if isinstance(exc, UnsupportedMediaType):
+        return 415
+    return None
+
+
 def _problem_for(exc: PKIError) -> HttpResponse:
+    """The one mapping of domain errors to ACME problem documents."""
     if isinstance(exc, AcmeError):
         extra: dict[str, Any] = {}
         if exc.subproblems:
             extra["subproblems"] = exc.subproblems
         if exc.code == "badSignatureAlgorithm":
             extra["algorithms"] = list(jose.ALLOWED_ALGORITHMS)
-        status = None
-        if isinstance(exc, PayloadTooLarge):
-            status = 413
-        elif isinstance(exc, NotFoundAcme):
-            status = 404
-        elif isinstance(exc, UnsupportedMediaType):
-            status = 415
-        response = problem(exc.code, exc.detail, status=status, **extra)
+        response = problem(exc.code, exc.detail, status=_acme_status(exc), **extra)
         if isinstance(exc, Conflict):
             response["Location"] = exc.location
         return response
-    # Domain errors from the rest of pki (issuance, revocation) reaching ACME.
-    return problem("malformed", str(exc))
+    for cls, code, status, retry_after in DOMAIN_PROBLEMS:
+        if isinstance(exc, cls):
+            response = problem(code, str(exc), status=status)
+            if retry_after is not None:
+                response["Retry-After"] = str(retry_after)
+            return response
+    raise AssertionError("unreachable: PKIError is the last entry")  # pragma: no cover
+
+
+def _outage(exc: BaseException) -> HttpResponse:
+    what = "the database" if isinstance(exc, DatabaseError) else "Redis"
+    log.warning("ACME: %s is unavailable (%s: %s)", what, type(exc).__name__, exc)
+    response = problem(
+        "serverInternal", f"the server cannot reach {what}; nothing was changed, try again later", status=503
+    )
+    response["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+    return response
+
+
+def _serve(view: View, request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    try:
+        endpoint = (
+            AcmeEndpoint.objects.select_related("ca", "profile", "ca__key")
+            .filter(name=name, enabled=True)
+            .first()
+        )
+        if endpoint is None:
+            return problem("malformed", f"no ACME endpoint named {name!r}", status=404)
+        return view(request, endpoint, *args, **kwargs)
+    except PKIError as exc:
+        return _problem_for(exc)
+    except OUTAGES as exc:
+        return _outage(exc)
+    except Exception:
+        log.exception("ACME %s %s failed", request.method, request.path)
+        return problem("serverInternal", "the server failed; the request changed nothing")
 
 
 def acme_view(view: View) -> View:
@@ -115,22 +181,13 @@ def acme_view(view: View) -> View:
     @csrf_exempt
     @functools.wraps(view)
     def wrapper(request: HttpRequest, name: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        endpoint = (
-            AcmeEndpoint.objects.select_related("ca", "profile", "ca__key")
-            .filter(name=name, enabled=True)
-            .first()
-        )
-        if endpoint is None:
-            response = problem("malformed", f"no ACME endpoint named {name!r}", status=404)
-        else:
-            try:
-                response = view(request, endpoint, *args, **kwargs)
-            except PKIError as exc:
-                response = _problem_for(exc)
-            except Exception:
-                log.exception("ACME %s %s failed", request.method, request.path)
-                response = problem("serverInternal", "the server failed; the request changed nothing")
-        response["Replay-Nonce"] = new_nonce()
+        response = _serve(view, request, name, *args, **kwargs)
+        try:
+            response["Replay-Nonce"] = new_nonce()
+        except OUTAGES as exc:
+            # Neither Redis nor the database can hold a nonce: whatever the view did, the client
+            # cannot go on without one, so it is told to come back later.
+            response = _outage(exc)
         response["Cache-Control"] = "no-store"
         link = f'<{directory_url(name)}>;rel="index"'
         existing = response.get("Link")
