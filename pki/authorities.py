@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from django.db import transaction
 
 from pki import audit
@@ -17,7 +18,7 @@ from pki.exceptions import CAUnavailable, InvalidState, PolicyViolation
 from pki.keys import get_backend, signature_hash
 from pki.keys.base import issuer_public_key
 from pki.keystore import generate_key
-from pki.models.authority import CAState, CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.recording import record_certificate
@@ -41,6 +42,53 @@ def _check_name(name: str) -> None:
         raise InvalidState(f"CA name {name!r} would collide with a CRL partition URL of CA {stem!r}")
 
 
+def sign_ca_certificate(
+    *,
+    subject: x509.Name,
+    public_key: PublicKeyTypes,
+    signer: Key,
+    issuer_certificate: x509.Certificate | None,
+    issuer_name: str | None,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int | None,
+    constraints: NameConstraints,
+) -> x509.Certificate:
+    """Sign a CA certificate for ``public_key`` with ``signer`` through its KeyBackend.
+
+    Without ``issuer_certificate`` it is self-signed (a root); otherwise its AKI, CRL
+    Distribution Point and AIA name the issuing generation (``issuer_name``, a repository name).
+    Also used for link certificates at a root rollover and for CSRs signed for other CAs.
+    """
+    builder = ca_certificate_builder(
+        subject=subject,
+        public_key=issuer_public_key(public_key),
+        serial=random_serial(),
+        not_before=not_before,
+        not_after=not_after,
+        path_length=path_length,
+        name_constraints=constraints.extension(),
+        issuer=issuer_certificate,
+        issuer_ca_name=issuer_name,
+    )
+    backend = get_backend(signer.backend)
+    return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
+
+
+def validity_window(
+    *, validity_days: int, now: dt.datetime, cap: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore (backdated by ``KMI_BACKDATE_SECONDS``) and notAfter of a new CA certificate,
+    never past ``cap`` (the issuer's notAfter). RFC 5280 §4.1.2.5 counts both ends."""
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
+    not_after = not_before + dt.timedelta(days=validity_days, seconds=-1)
+    if cap is not None:
+        not_after = min(not_after, cap)
+    return not_before, not_after
+
+
 def _sign_ca(
     *,
     name: str,
@@ -53,24 +101,22 @@ def _sign_ca(
     constraints: NameConstraints,
     now: dt.datetime,
 ) -> x509.Certificate:
-    public_key = issuer_public_key(key.public_key())
-    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
-    not_after = not_before + dt.timedelta(days=validity_days, seconds=-1)
-    if issuer is not None:
-        not_after = min(not_after, issuer.own_certificate().not_after)
-    builder = ca_certificate_builder(
+    not_before, not_after = validity_window(
+        validity_days=validity_days,
+        now=now,
+        cap=issuer.own_certificate().not_after if issuer is not None else None,
+    )
+    return sign_ca_certificate(
         subject=subject,
-        public_key=public_key,
-        serial=random_serial(),
+        public_key=key.public_key(),
+        signer=signer,
+        issuer_certificate=issuer.x509_certificate() if issuer is not None else None,
+        issuer_name=issuer.repository_name if issuer is not None else None,
         not_before=not_before,
         not_after=not_after,
         path_length=path_length,
-        name_constraints=constraints.extension(),
-        issuer=issuer.x509_certificate() if issuer is not None else None,
-        issuer_ca_name=issuer.name if issuer is not None else None,
+        constraints=constraints,
     )
-    backend = get_backend(signer.backend)
-    return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
 
 
 def _create_ca(
@@ -114,6 +160,15 @@ def _create_ca(
         issuer = parent if parent is not None else ca
         ca.certificate = record_certificate(cert, ca=issuer, key=key, now=now)
         ca.save(update_fields=["certificate"])
+        CAGeneration.objects.create(
+            ca=ca,
+            number=1,
+            key=key,
+            certificate=ca.certificate,
+            state=GenerationState.CURRENT,
+            activated_at=now,
+            created_at=now,
+        )
         details: dict[str, Any] = {
             "subject": subject.rfc4514_string(),
             "root": parent is None,

@@ -18,9 +18,10 @@ from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.crl import shard_for
 from pki.exceptions import InvalidState, PolicyViolation
+from pki.generations import ensure_generation_can_sign
 from pki.keys import get_backend, key_type_of, signature_hash
 from pki.keys.base import issuer_public_key
-from pki.models.authority import CertificateAuthority
+from pki.models.authority import CAGeneration, CertificateAuthority, certificate_chain
 from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
@@ -300,8 +301,24 @@ def _sign_and_record(
     key: Key | None = None,
     action: str = "certificate.issued",
     submitted: audit.PendingEvent | None = None,
+    generation: CAGeneration | None = None,
 ) -> Certificate:
-    ca_cert = ensure_can_sign(ca, now=now)
+    # ``generation``: sign with an older generation of the CA (its OCSP responder certificates
+    # only: it keeps answering for what it issued after a rollover). Otherwise the current one.
+    if generation is None or generation.number == ca.generation:
+        ca_cert = ensure_can_sign(ca, now=now)
+        signer, issuer_cert, issuer_name, number = (
+            ca.key,
+            ca.x509_certificate(),
+            ca.repository_name,
+            ca.generation,
+        )
+    else:
+        ensure_generation_can_sign(generation, now=now)
+        assert generation.certificate is not None
+        ca_cert = generation.certificate
+        signer, issuer_cert = generation.key, generation.x509_certificate()
+        issuer_name, number = generation.repository_name, generation.number
     key_type = key_type_of(subject.public_key)
     not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
     # The issuer's notAfter caps the validity (a certificate never outlives its CA).
@@ -316,15 +333,14 @@ def _sign_and_record(
         serial=serial,
         not_before=not_before,
         not_after=not_after,
-        issuer=ca.x509_certificate(),
-        issuer_ca_name=ca.name,
+        issuer=issuer_cert,
+        issuer_ca_name=issuer_name,
         key_usage=policy.key_usage_for(key_type),
         extended_key_usage=policy.extended_key_usage_for(),
         sans=subject.sans,
         ocsp_no_check=policy.ocsp_no_check,
         crl_shard=crl_shard,
     )
-    signer = ca.key
     cert = get_backend(signer.backend).sign_certificate(
         signer.handle, builder, signature_hash(signer.key_type)
     )
@@ -365,6 +381,7 @@ def _sign_and_record(
         owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
         submitted=submitted,
         is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
+        issuer_generation=number,
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
@@ -427,9 +444,14 @@ def issue_for_key(
     key: Key,
     actor: str,
     validity_days: int | None = None,
+    generation: CAGeneration | None = None,
     now: dt.datetime | None = None,
 ) -> Certificate:
-    """Issue a certificate to a key KMI holds, without a CSR (e.g. a delegated OCSP responder's key)."""
+    """Issue a certificate to a key KMI holds, without a CSR (e.g. a delegated OCSP responder's key).
+
+    ``generation`` signs with that generation of ``ca`` (a previous one keeps certifying its own
+    OCSP responder after a rollover); the current one by default.
+    """
     now = resolve(now)
     policy = profile.policy()
     if policy.is_ca:
@@ -445,6 +467,7 @@ def issue_for_key(
         actor=actor,
         now=now,
         key=key,
+        generation=generation,
     )
 
 
@@ -537,6 +560,10 @@ def renew_certificate(
 
 
 def chain_for(certificate: Certificate) -> Sequence[x509.Certificate]:
-    """Return the certificate followed by its issuing chain up to (and including) the root."""
+    """Return the certificate followed by its issuing chain up to (and including) the root.
+
+    The chain follows the CA generation that signed each certificate, so a certificate issued
+    before a rollover comes with the previous generation's CA certificate.
+    """
     assert certificate.ca is not None
-    return [certificate.x509(), *certificate.ca.chain()]
+    return certificate_chain(certificate)

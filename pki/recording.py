@@ -55,8 +55,13 @@ def record_certificate(
     der: bytes | None = None,
     crl_shard: int | None = None,
     owner_id: int | None = None,
+    issuer_generation: int | None = None,
 ) -> Certificate:
-    """Insert the row for a certificate ``ca`` signed (in the caller's transaction)."""
+    """Insert the row for a certificate ``ca`` signed (in the caller's transaction).
+
+    ``issuer_generation`` is the generation (key) of ``ca`` that signed it: the current one
+    unless said otherwise.
+    """
     der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
     return Certificate.objects.create(
         ca=ca,
@@ -76,6 +81,7 @@ def record_certificate(
         auto_renew=auto_renew,
         crl_shard=crl_shard,
         owner_id=owner_id,
+        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
         created_at=now,
     )
 
@@ -99,6 +105,7 @@ _CERT_COLUMNS = (
     "auto_renew",
     "revocation_reason",
     "crl_shard",
+    "issuer_generation",
     "owner_email",
     "owner_webhook_url",
     "owner_id",
@@ -203,6 +210,7 @@ def record_issuance(
     owner_id: int | None = None,
     submitted: audit.PendingEvent | None = None,
     is_ca: bool | None = None,
+    issuer_generation: int | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -233,6 +241,7 @@ def record_issuance(
         renewed_from=renewed_from,
         auto_renew=auto_renew,
         crl_shard=crl_shard,
+        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
         owner_email=owner_email,
         owner_webhook_url=owner_webhook_url,
         owner_id=owner_id,

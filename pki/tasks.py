@@ -96,6 +96,14 @@ def destroy_keys_past_retention() -> dict[str, list[str]]:
     return {"destroyed": lifecycle.destroy_keys_past_retention()}
 
 
+@shared_task(name="pki.lifecycle.ca_generations", acks_late=True, reject_on_worker_lost=True)
+def ca_generations() -> dict[str, list[tuple[str, int]]]:
+    """Move issuance to CA generations whose rollover time has come; retire idle old generations."""
+    from pki.rotation import update_generations
+
+    return update_generations(actor=lifecycle.ACTOR)
+
+
 @shared_task(name="pki.signing.renew_service_certificates", acks_late=True, reject_on_worker_lost=True)
 def renew_service_certificates() -> dict[str, list[str]]:
     """Keep KMI's own TLS certificate (``KMI_SERVICE_CERT_*``) current on disk."""
@@ -258,6 +266,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "pki.lifecycle.destroy_keys_past_retention",
         **_every(_SIX_HOURS),
     },
+    # A rollover set for a later time takes over within a minute of it.
+    "lifecycle-ca-generations": {"task": "pki.lifecycle.ca_generations", **_every(60.0)},
     "lifecycle-renew-service-certificates": {
         "task": "pki.signing.renew_service_certificates",
         **_every(_SIX_HOURS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,17 @@ class PKICommand(BaseCommand):
             Path(path).write_bytes(data)
         except OSError as exc:
             raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """Parse an ISO 8601 time with a zone (``2026-05-01T10:00:00Z``)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time such as 2026-05-01T10:00:00Z") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z or +hh:mm")
+    return value
 
 
 def get_ca(name: str) -> CertificateAuthority:

@@ -11,7 +11,7 @@ from pki.models.acme import (
     AcmeOrder,
 )
 from pki.models.audit import AuditEvent, AuditStream
-from pki.models.authority import CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
@@ -37,12 +37,15 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuditStream",
+    "CAGeneration",
+    "CAState",
     "CRLScope",
     "CRLStaleMark",
     "Certificate",
     "CertificateAuthority",
     "CertificateRequest",
     "CertificateRevocationList",
+    "GenerationState",
     "Key",
     "KeyDelivery",
     "KeyState",

@@ -125,6 +125,9 @@ class Certificate(models.Model):
     crl_shard = models.PositiveIntegerField(
         null=True, blank=True, help_text="CRL partition its CDP names (None: the CA's full CRL)"
     )
+    issuer_generation = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="the generation (key) of the issuing CA that signed it"
+    )
     created_at = models.DateTimeField()
     # What the API's ``q=`` and the admin's search box look in, kept by the database. On
     # PostgreSQL a trigram index on upper(search_text) (migration 0010) serves case-insensitive

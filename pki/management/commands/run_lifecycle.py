@@ -11,6 +11,7 @@ from django.db import transaction
 
 from pki import lifecycle
 from pki.management.base import PKICommand
+from pki.rotation import update_generations
 
 JOBS: dict[str, tuple[str, Callable[[], object]]] = {
     "expiry": ("pki.lifecycle.expiry_scan", lifecycle.expiry_scan),
@@ -18,6 +19,7 @@ JOBS: dict[str, tuple[str, Callable[[], object]]] = {
     "deactivate": ("pki.lifecycle.deactivate_expired_keys", lifecycle.deactivate_expired_keys),
     "destroy": ("pki.lifecycle.destroy_keys_past_retention", lifecycle.destroy_keys_past_retention),
     "service-certs": ("pki.signing.renew_service_certificates", lifecycle.renew_service_certificates),
+    "ca-generations": ("pki.lifecycle.ca_generations", lambda: update_generations(actor=lifecycle.ACTOR)),
 }
 
 
