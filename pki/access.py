@@ -36,6 +36,7 @@ class Action(enum.StrEnum):
 
     VIEW_CA = "view_ca"
     CREATE_CA = "create_ca"
+    MANAGE_CA = "manage_ca"  # roll over, renew (administrators)
     VIEW_PROFILE = "view_profile"
     EDIT_PROFILE = "edit_profile"
     SUBMIT_REQUEST = "submit_request"
@@ -200,6 +201,7 @@ def _nobody(_g: Grants, _obj: object) -> bool:
 _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.VIEW_CA: _anyone_with_a_role,
     Action.CREATE_CA: _nobody,
+    Action.MANAGE_CA: _nobody,
     Action.VIEW_PROFILE: _anyone_with_a_role,
     Action.EDIT_PROFILE: _nobody,
     Action.SUBMIT_REQUEST: _submit,

@@ -114,6 +114,7 @@ def rollover_ca(
     backend: str | None = None,
     at: dt.datetime | None = None,
     validity_days: int | None = None,
+    from_generation: int | None = None,
     now: dt.datetime | None = None,
 ) -> CAGeneration:
     """Give ``ca`` a new key and certificate (same subject); issuance moves to it now or at ``at``.
@@ -121,6 +122,9 @@ def rollover_ca(
     ``key_type`` and ``backend`` default to the current key's; ``validity_days`` to the current
     certificate's lifetime (an intermediate's is capped by its parent's notAfter). A root also
     gets its two link certificates. Returns the new generation.
+
+    ``from_generation`` makes a retry safe: when generation ``from_generation + 1`` exists
+    already (the first attempt's answer was lost), it is returned instead of a second rollover.
     """
     now = resolve(now)
     if at is not None and at.tzinfo is None:
@@ -128,6 +132,13 @@ def rollover_ca(
     activate_now = at is None or at <= now
     with transaction.atomic():
         ca = _locked(ca)
+        if from_generation is not None:
+            done = CAGeneration.objects.filter(ca=ca, number=from_generation + 1).first()
+            if done is not None:
+                done.ca = ca
+                return done
+            if ca.generation != from_generation:
+                raise InvalidState(f"CA {ca.name} is at generation {ca.generation}, not {from_generation}")
         _check_rollable(ca, now)
         pending = CAGeneration.objects.filter(ca=ca, state=GenerationState.PENDING).first()
         if pending is not None:

@@ -16,9 +16,11 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from pki.clock import utcnow
 from pki.enrollment import load_targets
 from pki.exceptions import PolicyViolation
+from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.models import (
     ApiToken,
     AuditEvent,
+    CAGeneration,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
@@ -117,9 +119,97 @@ class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuth
             "path_length",
             "name_constraints",
             "certificate_id",
+            "generation",
             "created_at",
         )
         read_only_fields = fields
+
+
+class CAGenerationSerializer(serializers.ModelSerializer[CAGeneration]):
+    """One generation (key) of a CA: its certificate, its state and the URLs it answers at."""
+
+    key_type = serializers.CharField(source="key.key_type", read_only=True)
+    key_backend = serializers.CharField(source="key.backend", read_only=True)
+    key_state = serializers.CharField(source="key.state", read_only=True)
+    serial = serializers.CharField(source="certificate.serial", read_only=True, allow_null=True)
+    not_before = serializers.DateTimeField(source="certificate.not_before", read_only=True, allow_null=True)
+    not_after = serializers.DateTimeField(source="certificate.not_after", read_only=True, allow_null=True)
+    certificate = serializers.SerializerMethodField()
+    link_from_previous = serializers.SerializerMethodField(
+        help_text="this key certified by the previous generation's key (roots)"
+    )
+    link_to_previous = serializers.SerializerMethodField(
+        help_text="the previous generation's key certified by this key (roots)"
+    )
+    crl_url = serializers.SerializerMethodField()
+    ocsp_url = serializers.SerializerMethodField()
+    ca_certificate_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CAGeneration
+        fields = (
+            "number",
+            "state",
+            "key_id",
+            "key_type",
+            "key_backend",
+            "key_state",
+            "serial",
+            "not_before",
+            "not_after",
+            "certificate",
+            "activates_at",
+            "activated_at",
+            "retired_at",
+            "link_from_previous",
+            "link_to_previous",
+            "crl_url",
+            "ocsp_url",
+            "ca_certificate_url",
+        )
+        read_only_fields = fields
+
+    def _cert_url(self, cert_id: int | None) -> str | None:
+        return None if cert_id is None else _url("api:certificate-detail", cert_id, self.context)
+
+    def get_certificate(self, obj: CAGeneration) -> str | None:
+        """The API URL of this generation's certificate."""
+        return self._cert_url(obj.certificate_id)
+
+    def get_link_from_previous(self, obj: CAGeneration) -> str | None:
+        """The API URL of the link certificate from the previous generation."""
+        return self._cert_url(obj.link_from_previous_id)
+
+    def get_link_to_previous(self, obj: CAGeneration) -> str | None:
+        """The API URL of the link certificate to the previous generation."""
+        return self._cert_url(obj.link_to_previous_id)
+
+    def get_crl_url(self, obj: CAGeneration) -> str:
+        """Where this generation's full CRL is published."""
+        return crl_url(obj.repository_name)
+
+    def get_ocsp_url(self, obj: CAGeneration) -> str:
+        """This generation's OCSP responder."""
+        return ocsp_url(obj.repository_name)
+
+    def get_ca_certificate_url(self, obj: CAGeneration) -> str:
+        """This generation's certificate in the repository (AIA caIssuers)."""
+        return ca_certificate_url(obj.repository_name)
+
+
+class RolloverSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``rollover_ca``: every field optional (the current key's type and backend)."""
+
+    key_type = serializers.ChoiceField(choices=KeyType.choices, required=False)
+    backend = serializers.RegexField(r"^[a-zA-Z0-9_-]{1,32}$", required=False)
+    at = serializers.DateTimeField(required=False, help_text="when issuance moves to the new key")
+    validity_days = validity_days_field(required=False)
+
+
+class RenewCASerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``renew_ca``."""
+
+    validity_days = validity_days_field(required=False)
 
 
 class NameConstraintsSerializer(serializers.Serializer[dict[str, Any]]):

@@ -47,6 +47,7 @@ from pki.issuance import chain_for, reject_request, renew_certificate
 from pki.models import (
     ApiToken,
     AuditEvent,
+    CAGeneration,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
@@ -189,7 +190,10 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
         "retrieve": Action.VIEW_CA,
         "certificate": Action.VIEW_CA,
         "chain": Action.VIEW_CA,
+        "generations": Action.VIEW_CA,
         "create": Action.CREATE_CA,
+        "rollover": Action.MANAGE_CA,
+        "renew": Action.MANAGE_CA,
     }
 
     @extend_schema(
@@ -230,6 +234,67 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
         """The CA certificate followed by its parents'."""
         ca = self.get_object()
         return _download(_pem(ca.chain()), PEM_CHAIN, f"{ca.name}-chain.pem")
+
+    @extend_schema(
+        summary="The CA's generations (keys), oldest first",
+        responses={200: s.CAGenerationSerializer(many=True)},
+    )
+    @action(detail=True)
+    def generations(self, request: Request, name: str) -> Response:
+        """Every generation with its state, certificate, link certificates and URLs."""
+        ca = self.get_object()
+        rows = (
+            CAGeneration.objects.filter(ca=ca).select_related("ca", "key", "certificate").order_by("number")
+        )
+        return Response(s.CAGenerationSerializer(rows, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Roll over: a new key and certificate (administrators)",
+        request=s.RolloverSerializer,
+        responses={201: s.CAGenerationSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def rollover(self, request: Request, name: str) -> Response:
+        """``rollover_ca`` where signing runs; a retried call returns the generation made the first time."""
+        ca = self.get_object()
+        data = s.RolloverSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = run_signing(
+            "rollover_ca",
+            ca_id=ca.pk,
+            actor=actor_of(request),
+            key_type=v.get("key_type"),
+            backend=v.get("backend"),
+            at=v["at"].isoformat() if v.get("at") else None,
+            validity_days=v.get("validity_days"),
+            from_generation=ca.generation,
+        )
+        row = CAGeneration.objects.select_related("ca", "key", "certificate").get(
+            ca=ca, number=result["generation"]
+        )
+        body = s.CAGenerationSerializer(row, context=self.get_serializer_context()).data
+        location = reverse("api:ca-generations", kwargs={"name": ca.name}, request=request)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+    @extend_schema(
+        summary="Renew: the same key with a new validity (administrators)",
+        request=s.RenewCASerializer,
+        responses={200: s.CertificateAuthoritySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def renew(self, request: Request, name: str) -> Response:
+        """``renew_ca`` where signing runs."""
+        ca = self.get_object()
+        data = s.RenewCASerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run_signing(
+            "renew_ca",
+            ca_id=ca.pk,
+            actor=actor_of(request),
+            validity_days=data.validated_data.get("validity_days"),
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=ca.pk)).data)
 
 
 # --- profiles ------------------------------------------------------------------------------------

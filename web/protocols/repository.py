@@ -50,16 +50,14 @@ def _ca_row(name: str) -> dict[str, Any] | None:
     parsed = parse_repository_name(name)
     if parsed is None:
         return None
-    row = (
+    found = (
         CertificateAuthority.objects.filter(name=parsed[0])
         .values("id", "name", "crl_shards", "generation", "certificate_id")
         .first()
     )
-    if row is None:
+    if found is None:
         return None
-    row["asked"] = parsed[1]
-    row["label"] = name
-    return row
+    return {**found, "asked": parsed[1], "label": name}
 
 
 def _resolve_crl_stem(stem: str) -> tuple[dict[str, Any], int] | None:
