@@ -1,8 +1,8 @@
 """``export_ca NAME --out FILE [--chain] [--der] [--generation N | --links]``: write a CA's certificate.
 
 The current generation by default; ``--generation N`` an earlier (or pending) one; ``--links``
-the two link certificates a root rollover made for the current generation (new key signed by
-the previous key, then the previous key signed by the new one).
+the two link certificates a root rollover made for that generation (its key signed by the
+previous key, then the previous key signed by its key).
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ class Command(PKICommand):
         parser.add_argument("--out", default="-", help="file to write (default: stdout, PEM only)")
         parser.add_argument("--chain", action="store_true", help="the CA and its parents up to the root")
         parser.add_argument("--der", action="store_true", help="DER instead of PEM (one certificate)")
-        which = parser.add_mutually_exclusive_group()
-        which.add_argument("--generation", type=int, help="that generation (key) of the CA")
-        which.add_argument(
-            "--links", action="store_true", help="the link certificates of a root's current generation"
+        parser.add_argument("--generation", type=int, help="that generation (key) of the CA")
+        parser.add_argument(
+            "--links",
+            action="store_true",
+            help="the link certificates a root rollover made for the generation",
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["name"])
         if opts["links"]:
-            generation = generation_of(ca, None)
+            generation = generation_of(ca, opts["generation"])
             links = [c for c in (generation.link_from_previous, generation.link_to_previous) if c is not None]
             if not links:
                 raise ValueError(f"CA {ca.name} generation {generation.number} has no link certificates")
