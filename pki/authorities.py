@@ -29,7 +29,8 @@ from pki.x509.serials import random_serial
 CA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def _check_name(name: str) -> None:
+def check_ca_name(name: str) -> None:
+    """Refuse a CA name that is malformed, taken, or would collide with a CRL partition URL."""
     if not CA_NAME_RE.match(name):
         raise PolicyViolation(
             f"CA name {name!r} must be 1-63 lower-case letters, digits or hyphens (it appears in URLs)"
@@ -210,7 +211,7 @@ def create_root_ca(
 ) -> CertificateAuthority:
     """Create a self-signed root CA with a new key."""
     now = resolve(now)
-    _check_name(name)
+    check_ca_name(name)
     return _create_ca(
         name=name,
         subject=subject,
@@ -240,17 +241,9 @@ def create_intermediate_ca(
 ) -> CertificateAuthority:
     """Create an intermediate CA signed by ``parent``, within its path length and name constraints."""
     now = resolve(now)
-    _check_name(name)
+    check_ca_name(name)
     ensure_can_sign(parent, now=now)
-    if parent.path_length is not None:
-        if parent.path_length == 0:
-            raise PolicyViolation(f"CA {parent.name} has path length 0: it cannot sign a CA")
-        if path_length is None:
-            path_length = parent.path_length - 1
-        elif path_length > parent.path_length - 1:
-            raise PolicyViolation(
-                f"path length {path_length} exceeds what {parent.name} allows ({parent.path_length - 1})"
-            )
+    path_length = child_path_length(parent, path_length)
     parent_constraints = NameConstraints.from_json(parent.name_constraints)
     return _create_ca(
         name=name,
@@ -264,6 +257,25 @@ def create_intermediate_ca(
         actor=actor,
         now=now,
     )
+
+
+def child_path_length(parent: CertificateAuthority, requested: int | None) -> int | None:
+    """The pathLenConstraint of a CA certificate ``parent`` signs (RFC 5280 §4.2.1.9).
+
+    ``requested`` must fit what the parent allows; without it the child gets the most the
+    parent allows (one less than its own, or unlimited under an unlimited parent).
+    """
+    if parent.path_length is None:
+        return requested
+    if parent.path_length == 0:
+        raise PolicyViolation(f"CA {parent.name} has path length 0: it cannot sign a CA")
+    if requested is None:
+        return parent.path_length - 1
+    if requested > parent.path_length - 1:
+        raise PolicyViolation(
+            f"path length {requested} exceeds what {parent.name} allows ({parent.path_length - 1})"
+        )
+    return requested
 
 
 def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificate:

@@ -345,7 +345,8 @@ def is_due(generation: CAGeneration, shard: int, now: dt.datetime) -> bool:
     return CRLStaleMark.objects.filter(**scope).exists()
 
 
-def _write_file(ca_name: str, shard: int, data: bytes) -> None:
+def write_crl_file(ca_name: str, shard: int, data: bytes) -> None:
+    """Write a CRL to ``KMI_CRL_DIR/<name>[-<shard>].crl`` atomically (nothing without the setting)."""
     directory = pki_settings().crl_dir
     if directory is None:
         return
@@ -484,7 +485,7 @@ def _publish(
             scope=f"ca:{ca.pk}",
             now=now,
         )
-        transaction.on_commit(lambda: _write_file(name, shard, data))
+        transaction.on_commit(lambda: write_crl_file(name, shard, data))
     return crl
 
 

@@ -121,6 +121,46 @@ def get_request(request_id: int | str) -> CertificateRequest:
         raise NotFound(f"no certificate request with id {pk}") from None
 
 
+def certificate_files(paths: list[str]) -> list[Path]:
+    """The files named, and the .pem/.crt/.cer files inside the folders named."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix in {".pem", ".crt", ".cer"} and p.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CommandError(f"{raw}: no such file or folder")
+    return files
+
+
+def load_certificates(data: bytes, *, one: bool = False) -> list[x509.Certificate]:
+    """Certificates from PEM (several) or DER (one); ``one`` insists on exactly one."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise CommandError(f"not a certificate in PEM or DER: {exc}") from None
+    if one and len(certs) != 1:
+        raise CommandError(f"expected one certificate, found {len(certs)}")
+    return certs
+
+
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data.strip())
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise CommandError(f"not a CRL in PEM or DER: {exc}") from None
+
+
 def pem_bundle(certs: Sequence[x509.Certificate]) -> bytes:
     """Concatenate certificates as PEM."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)

@@ -184,6 +184,9 @@ class CAGeneration(models.Model):
         related_name="+",
         help_text="the previous generation's key certified by this key (roots)",
     )
+    request_der = models.BinaryField(
+        default=b"", blank=True, help_text="the CSR sent to an issuer outside KMI (offline parent)"
+    )
     created_at = models.DateTimeField()
 
     class Meta:

@@ -31,7 +31,11 @@ def migrated_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "manage.py").symlink_to(ROOT / "manage.py")
     for args in (["create_kek", "--out", "var/kek"], ["migrate", "-v0"]):
         subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=work, env=reader_env(work), check=True, capture_output=True
+            [sys.executable, "manage.py", *args],
+            cwd=work,
+            env=reader_env(work),
+            check=True,
+            capture_output=True,
         )
     return work / "var"
 
