@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from pki import audit
 from pki.authorities import check_ca_name
 from pki.clock import resolve
+from pki.conf import pki_settings
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.keys.base import issuer_public_key, key_type_of
 from pki.models.authority import CAGeneration, CertificateAuthority, GenerationState
@@ -294,8 +295,14 @@ def _revoke_from_entries(
     number: int,
     actor: str,
     now: dt.datetime,
+    require_all: bool,
 ) -> int:
-    """Mark the listed certificates revoked as the CRL says (each audited); return how many changed."""
+    """Mark the listed certificates revoked as the CRL says (each audited); return how many changed.
+
+    ``require_all``: every entry must name a certificate KMI recorded (a CA KMI now signs for,
+    whose CRL KMI continues); otherwise entries KMI has no certificate for are passed over (a
+    certificate-only CA, which issued much KMI never saw).
+    """
     from pki.signals import certificate_status_changed
 
     wanted = {serial_hex(e.serial_number): e for e in entries}
@@ -306,7 +313,7 @@ def _revoke_from_entries(
         )
     }
     unknown = sorted(set(wanted) - set(rows))
-    if unknown:
+    if unknown and require_all:
         shown = ", ".join(unknown[:5]) + (", …" if len(unknown) > 5 else "")
         raise PolicyViolation(
             f"the CRL lists {len(unknown)} serial(s) KMI has no certificate for ({shown}): import those "
@@ -355,10 +362,12 @@ def import_crl(
     """Take in a CRL a CA signed outside KMI: its revocations, and its number, so KMI's next CRL
     of the CA continues the numbering (RFC 5280 §5.2.3: monotonic per issuer and scope).
 
-    For a CA KMI signs for, every entry must name a certificate KMI has recorded (import the
-    certificates first): those not yet revoked are marked revoked with the CRL's date, reason and
-    invalidity date, and audited. For a certificate-only CA (an offline root), KMI stores the
-    CRL and serves it at the CA's CRL URL until a newer one is imported. Delta CRLs and CRLs
+    Entries naming certificates KMI has recorded that are not revoked yet are marked revoked with
+    the CRL's date, reason and invalidity date, and audited. For a CA KMI signs for, every entry
+    must name a certificate KMI has recorded (import the certificates first). For a
+    certificate-only CA (an offline root) KMI also stores the CRL and serves it at the CA's CRL
+    URL until a newer one is imported; a revoked KMI CA under it (its own certificate on the
+    CRL) stops issuing. Delta CRLs and CRLs
     whose nextUpdate has passed are refused.
     """
     from pki.crl import write_crl_file
@@ -378,11 +387,16 @@ def import_crl(
             raise InvalidState(
                 f"CA {ca.name} is at CRL number {scope.last_crl_number} already; this CRL is {number}"
             )
-        if ca.holds_key:
-            revoked = _revoke_from_entries(
-                ca=ca, generation=generation.number, entries=entries, number=number, actor=actor, now=now
-            )
-        else:
+        revoked = _revoke_from_entries(
+            ca=ca,
+            generation=generation.number,
+            entries=entries,
+            number=number,
+            actor=actor,
+            now=now,
+            require_all=ca.holds_key,
+        )
+        if not ca.holds_key:
             data = crl.public_bytes(serialization.Encoding.DER)
             CertificateRevocationList.objects.create(
                 ca=ca,
@@ -397,6 +411,12 @@ def import_crl(
                 published_by=actor,
                 created_at=now,
             )
+            CertificateRevocationList.objects.filter(
+                ca=ca,
+                generation=generation.number,
+                shard=0,
+                crl_number__lte=number - pki_settings().crl_history,
+            ).delete()  # the history publish_crl keeps (KMI_CRL_HISTORY)
             name = generation.repository_name
             transaction.on_commit(lambda: write_crl_file(name, 0, data))
         scope.last_crl_number = number

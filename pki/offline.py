@@ -56,8 +56,8 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 # --- a KMI CA that asks an outside issuer ----------------------------------------------------------
 
 
-def _signed_request(key: Key, info: bytes) -> x509.CertificateSigningRequest:
-    """Sign a CertificationRequestInfo through the key's backend and check the result."""
+def signed_request(key: Key, info: bytes) -> x509.CertificateSigningRequest:
+    """Sign a CertificationRequestInfo through the key's backend and check the result (a CSR)."""
     algorithm = signature_hash(key.key_type)
     signature = get_backend(key.backend).sign_data(key.handle, info, algorithm)
     csr = x509.load_der_x509_csr(
@@ -109,7 +109,7 @@ def request_ca_certificate(
             name_constraints=constraints.extension(),
             public_key=public_key,
         )
-        csr = _signed_request(key, info)
+        csr = signed_request(key, info)
         CAGeneration.objects.create(
             ca=ca,
             number=1,
@@ -405,9 +405,7 @@ def install_ca_certificate(
             certificate, parent=parent, key=key, issuer_generation=issuer_generation, now=now
         )
         generation.certificate = row
-        generation.state = GenerationState.CURRENT
-        generation.activated_at = now
-        generation.save(update_fields=["certificate", "state", "activated_at"])
+        generation.save(update_fields=["certificate"])
         if key.state == KeyState.PRE_ACTIVATION:  # NIST SP 800-57: certified, the key may now sign
             key.state, key.activated_at = KeyState.ACTIVE, now
             key.save(update_fields=["state", "activated_at"])
@@ -418,16 +416,32 @@ def install_ca_certificate(
                 details={"reason": f"CA {ca.name}'s certificate installed"},
                 now=now,
             )
-        ca.key = key
-        ca.parent = parent
-        ca.certificate = row
-        ca.generation = generation.number
-        ca.state = CAState.ACTIVE
-        ca.path_length = granted
-        ca.name_constraints = given.to_json()
-        ca.save(
-            update_fields=["parent", "certificate", "generation", "state", "path_length", "name_constraints"]
-        )
+        if ca.certificate_id is not None:
+            # A rollover under an outside parent: issuance moves now, or at the time it set.
+            from pki.rotation import _activate
+
+            if generation.activates_at is None or generation.activates_at <= now:
+                _activate(ca=ca, generation=generation, actor=actor, now=now)
+        else:
+            generation.state, generation.activated_at = GenerationState.CURRENT, now
+            generation.save(update_fields=["state", "activated_at"])
+            ca.key = key
+            ca.parent = parent
+            ca.certificate = row
+            ca.generation = generation.number
+            ca.state = CAState.ACTIVE
+            ca.path_length = granted
+            ca.name_constraints = given.to_json()
+            ca.save(
+                update_fields=[
+                    "parent",
+                    "certificate",
+                    "generation",
+                    "state",
+                    "path_length",
+                    "name_constraints",
+                ]
+            )
         audit.record(
             action="ca.certificate_installed",
             actor=actor,

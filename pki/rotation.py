@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
@@ -29,13 +30,16 @@ from pki.authorities import ensure_can_sign, sign_ca_certificate, validity_windo
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.generations import current_generation
+from pki.keys.base import issuer_public_key
 from pki.keystore import generate_key
 from pki.lifecycle import deactivate_key
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate
-from pki.models.key import Key, KeyPurpose, KeyType
+from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.models.ocsp import OCSPResponder
+from pki.offline import signed_request
 from pki.recording import record_certificate
+from pki.x509.builders import ca_request_info
 from pki.x509.constraints import NameConstraints
 
 log = logging.getLogger(__name__)
@@ -64,8 +68,14 @@ def _check_rollable(ca: CertificateAuthority, now: dt.datetime) -> None:
             f"CA {ca.name} waits for its certificate (install_ca_cert) and cannot roll over yet"
         )
     ensure_can_sign(ca, now=now)
-    if ca.parent is not None:
+    if ca.parent is not None and ca.parent.holds_key:
         ensure_can_sign(ca.parent, now=now)
+
+
+def parent_is_outside(ca: CertificateAuthority) -> bool:
+    """True when the CA's parent is a certificate-only CA (an offline root): a new certificate for
+    the CA comes through a CSR (``install_ca_cert``), not from KMI."""
+    return ca.parent is not None and not ca.parent.holds_key
 
 
 def _link(
@@ -106,6 +116,40 @@ def _issued_event(
     )
 
 
+def _request_from_outside(
+    *, ca: CertificateAuthority, generation: CAGeneration, subject: x509.Name, actor: str, now: dt.datetime
+) -> None:
+    """A new generation under a parent outside KMI (an offline root): its key waits,
+    pre-activation, for the certificate its issuer signs from this request (install_ca_cert)."""
+    key = generation.key
+    key.state, key.activated_at = KeyState.PRE_ACTIVATION, None
+    key.save(update_fields=["state", "activated_at"])
+    info = ca_request_info(
+        subject=subject,
+        spki_der=bytes(key.public_key_der),
+        path_length=ca.path_length,
+        name_constraints=NameConstraints.from_json(ca.name_constraints).extension(),
+        public_key=issuer_public_key(key.public_key()),
+    )
+    generation.request_der = signed_request(key, info).public_bytes(serialization.Encoding.DER)
+    generation.save(force_insert=True)
+    audit.record(
+        action="ca.rolled_over",
+        actor=actor,
+        obj=ca,
+        details={
+            "generation": generation.number,
+            "previous_generation": ca.generation,
+            "key_type": key.key_type,
+            "backend": key.backend,
+            "waits_for_certificate": True,
+            "activates_at": generation.activates_at.isoformat() if generation.activates_at else None,
+        },
+        scope=f"ca:{ca.pk}",
+        now=now,
+    )
+
+
 def rollover_ca(
     *,
     ca: CertificateAuthority,
@@ -121,7 +165,9 @@ def rollover_ca(
 
     ``key_type`` and ``backend`` default to the current key's; ``validity_days`` to the current
     certificate's lifetime (an intermediate's is capped by its parent's notAfter). A root also
-    gets its two link certificates. Returns the new generation.
+    gets its two link certificates. Under a parent outside KMI (an offline root) the new
+    generation waits with a CSR (``request_der``) for ``install_ca_certificate``. Returns the new
+    generation.
 
     ``from_generation`` makes a retry safe: when generation ``from_generation + 1`` exists
     already (the first attempt's answer was lost), it is returned instead of a second rollover.
@@ -171,6 +217,9 @@ def rollover_ca(
             activates_at=at if not activate_now else None,
             created_at=now,
         )
+        if parent_is_outside(ca):
+            _request_from_outside(ca=ca, generation=generation, subject=subject, actor=actor, now=now)
+            return generation
         if parent is None:
             not_before, not_after = validity_window(validity_days=days, now=now)
             signed = sign_ca_certificate(
@@ -278,7 +327,9 @@ def activate_due_generations(*, actor: str, now: dt.datetime | None = None) -> l
     """Move issuance to every pending generation whose time has come; return (CA, generation)."""
     now = resolve(now)
     done: list[tuple[str, int]] = []
-    due = CAGeneration.objects.filter(state=GenerationState.PENDING, activates_at__lte=now)
+    due = CAGeneration.objects.filter(
+        state=GenerationState.PENDING, activates_at__lte=now, certificate__isnull=False
+    )
     for pk in list(due.values_list("pk", flat=True)):
         with transaction.atomic():
             generation = due.select_for_update(skip_locked=True).filter(pk=pk).first()

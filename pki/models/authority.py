@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.db import models
 
 if TYPE_CHECKING:
@@ -202,6 +203,10 @@ class CAGeneration(models.Model):
         from pki.locations import repository_name
 
         return repository_name(self.ca.name, self.number)
+
+    def request_der_pem(self) -> bytes:
+        """The CSR sent to an outside issuer, as PEM (RFC 7468)."""
+        return x509.load_der_x509_csr(bytes(self.request_der)).public_bytes(serialization.Encoding.PEM)
 
     def x509_certificate(self) -> x509.Certificate:
         """The certificate of this generation's key (cached on the instance)."""

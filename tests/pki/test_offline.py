@@ -214,3 +214,37 @@ def test_an_external_ca_is_recorded_once_and_needs_a_known_issuer():
     assert child.parent_id == anchor.pk
     assert child.state == CAState.EXTERNAL
     assert child.chain() == [intermediate, root]
+
+
+def test_rollover_under_an_offline_parent_goes_through_a_csr(waiting, profile):
+    from pki.rotation import rollover_ca
+
+    ca, csr = waiting
+    root, _ = _foreign_root()
+    ca = install_ca_certificate(ca=ca, certificate=_sign_outside(csr), chain=[root], actor="t", now=NOW)
+    old_leaf = sign_csr(
+        ca=ca,
+        profile=profile("tls-server"),
+        csr=make_csr(sans=[x509.DNSName("old.example.test")]),
+        actor="t",
+        now=NOW,
+    )
+    generation = rollover_ca(ca=ca, actor="t", now=NOW)
+    assert generation.certificate is None and generation.key.state == KeyState.PRE_ACTIVATION
+    request = x509.load_der_x509_csr(bytes(generation.request_der))
+    assert request.is_signature_valid and request.subject == parse_subject(SUBJECT)
+    ca.refresh_from_db()
+    assert ca.generation == 1  # issuance stays with the first key until the certificate is in
+    cert = _sign_outside(request)
+    ca = install_ca_certificate(ca=ca, certificate=cert, actor="t", now=NOW)
+    assert ca.generation == 2 and ca.own_certificate().x509() == cert
+    new_leaf = sign_csr(
+        ca=ca,
+        profile=profile("tls-server"),
+        csr=make_csr(sans=[x509.DNSName("new.example.test")]),
+        actor="t",
+        now=NOW,
+    )
+    assert (old_leaf.issuer_generation, new_leaf.issuer_generation) == (1, 2)
+    assert chain_for(new_leaf)[1:] == [cert, root]
+    assert CAGeneration.objects.get(ca=ca, number=1).state == "previous"
