@@ -230,14 +230,17 @@ def test_rollover_under_an_offline_parent_goes_through_a_csr(waiting, profile):
         now=NOW,
     )
     generation = rollover_ca(ca=ca, actor="t", now=NOW)
-    assert generation.certificate is None and generation.key.state == KeyState.PRE_ACTIVATION
+    assert generation.certificate is None
+    assert generation.key.state == KeyState.PRE_ACTIVATION
     request = x509.load_der_x509_csr(bytes(generation.request_der))
-    assert request.is_signature_valid and request.subject == parse_subject(SUBJECT)
+    assert request.is_signature_valid
+    assert request.subject == parse_subject(SUBJECT)
     ca.refresh_from_db()
     assert ca.generation == 1  # issuance stays with the first key until the certificate is in
     cert = _sign_outside(request)
     ca = install_ca_certificate(ca=ca, certificate=cert, actor="t", now=NOW)
-    assert ca.generation == 2 and ca.own_certificate().x509() == cert
+    assert ca.generation == 2
+    assert ca.own_certificate().x509() == cert
     new_leaf = sign_csr(
         ca=ca,
         profile=profile("tls-server"),
