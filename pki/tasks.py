@@ -23,7 +23,12 @@ from pki import lifecycle
 from pki.audit import verify_chain
 from pki.conf import pki_settings
 from pki.lifecycle_conf import lifecycle_settings
-from pki.signals import certificate_issued, certificate_status_changed, ocsp_response_missing
+from pki.signals import (
+    certificate_issued,
+    certificate_status_changed,
+    notices_planned,
+    ocsp_response_missing,
+)
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,22 @@ def signing_run(use_case: str, **kwargs: Any) -> dict[str, Any]:
 def expiry_scan() -> dict[str, int]:
     """Notify owners of certificates and CAs nearing expiry (each notice at most once)."""
     return lifecycle.expiry_scan()
+
+
+@shared_task(name="pki.lifecycle.deliver_notices", acks_late=True, reject_on_worker_lost=True)
+def deliver_notices() -> dict[str, int]:
+    """Send the notices due now (a renewed certificate's delivery, an alert) without waiting for
+    the next expiry scan."""
+    report = lifecycle.deliver_notices()
+    return {"sent": len(report.sent), "failed": len(report.failed), "abandoned": len(report.abandoned)}
+
+
+@receiver(notices_planned, dispatch_uid="pki.tasks.deliver_on_notices_planned")
+def _deliver_on_notices_planned(**_: object) -> None:
+    try:
+        deliver_notices.delay()
+    except Exception:  # the notices are stored; the hourly expiry scan delivers them anyway
+        log.exception("cannot enqueue the delivery of new notices")
 
 
 @shared_task(name="pki.signing.auto_renew", acks_late=True, reject_on_worker_lost=True)

@@ -11,9 +11,10 @@ from typing import IO, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pki.exceptions import NotFound, PKIError
+from pki.issuance import CertificateOptions
 from pki.models import Certificate, CertificateAuthority, CertificateRequest, Profile
 from pki.x509.serials import normalize_serial
 
@@ -70,6 +71,35 @@ def parse_instant(text: str) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone: add Z or +hh:mm")
     return value
+
+
+def add_certificate_options(parser: CommandParser) -> None:
+    """The owner and auto-renewal options of a command that requests a certificate."""
+    renew = parser.add_mutually_exclusive_group()
+    renew.add_argument(
+        "--auto-renew",
+        action="store_true",
+        default=None,
+        help="KMI renews it by itself (default: the profile's)",
+    )
+    renew.add_argument(
+        "--no-auto-renew", dest="auto_renew", action="store_false", help="it does not renew itself"
+    )
+    parser.add_argument("--renew-before-days", type=int, help="auto-renewal this many days before notAfter")
+    parser.add_argument("--owner-email", default="", help="who hears about it (expiry, renewal)")
+    parser.add_argument(
+        "--owner-webhook", default="", help="signed webhook for its notices and its successor"
+    )
+
+
+def certificate_options(opts: dict[str, Any]) -> CertificateOptions:
+    """The ``CertificateOptions`` of ``add_certificate_options``' arguments."""
+    return CertificateOptions(
+        auto_renew=opts.get("auto_renew"),
+        renew_before_days=opts.get("renew_before_days"),
+        owner_email=opts.get("owner_email") or "",
+        owner_webhook_url=opts.get("owner_webhook") or "",
+    ).check()
 
 
 def get_ca(name: str) -> CertificateAuthority:

@@ -116,6 +116,11 @@ class Certificate(models.Model):
         help_text="the user who requested it (renewals inherit it)",
     )
     auto_renew = models.BooleanField(default=False)
+    renew_before_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="auto-renewal this many days before notAfter (none: KMI_AUTO_RENEW_DAYS)",
+    )
     # Who hears about this certificate's expiry (empty: the issuing CA's contacts, if any).
     owner_email = models.EmailField(blank=True)
     owner_webhook_url = models.URLField(blank=True, max_length=500)

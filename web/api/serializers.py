@@ -16,6 +16,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from pki.clock import utcnow
 from pki.enrollment import load_targets
 from pki.exceptions import PolicyViolation
+from pki.issuance import CertificateOptions
 from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.models import (
     ApiToken,
@@ -272,6 +273,8 @@ class ProfileSerializer(serializers.ModelSerializer[Profile]):
             "path_length",
             "ocsp_no_check",
             "escrow",
+            "auto_renew",
+            "renew_before_days",
             "updated_at",
         )
         read_only_fields = tuple(f for f in fields if f not in EDITABLE_FIELDS)
@@ -309,6 +312,10 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
             "revoked_at",
             "revocation_reason",
             "invalidity_date",
+            "auto_renew",
+            "renew_before_days",
+            "owner_email",
+            "owner_webhook_url",
             "created_at",
         )
         read_only_fields = fields
@@ -335,6 +342,16 @@ class RevokeSerializer(serializers.Serializer[dict[str, Any]]):
         default=RevocationReason.UNSPECIFIED,
     )
     invalidity_date = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class SuccessorSerializer(CertificateSerializer):
+    """A certificate's successor: its facts and its chain as PEM."""
+
+    pem = serializers.CharField(read_only=True, help_text="the certificate and its chain, PEM")
+
+    class Meta(CertificateSerializer.Meta):
+        fields = (*CertificateSerializer.Meta.fields, "pem")
+        read_only_fields = fields
 
 
 class RenewSerializer(serializers.Serializer[dict[str, Any]]):
@@ -402,6 +419,35 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     ca = serializers.CharField(max_length=64, help_text="CA name")
     profile = serializers.CharField(max_length=64, help_text="profile name")
     validity_days = validity_days_field(required=False, allow_null=True)
+    auto_renew = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="renew by itself (null: the profile's default)",
+    )
+    renew_before_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=3650, help_text="days before notAfter"
+    )
+    owner_email = serializers.EmailField(
+        required=False, allow_blank=True, default="", help_text="who hears about it (default: you)"
+    )
+    owner_webhook_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="signed webhook for its notices and, when it renews itself, its successor",
+    )
+
+    def options(self) -> CertificateOptions:
+        """The certificate options the body asks for."""
+        v = self.validated_data
+        return CertificateOptions(
+            auto_renew=v.get("auto_renew"),
+            renew_before_days=v.get("renew_before_days"),
+            owner_email=v.get("owner_email", ""),
+            owner_webhook_url=v.get("owner_webhook_url", ""),
+        )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Validate the fields, then resolve the CA and profile names together."""

@@ -43,7 +43,8 @@ from pki.access import (
 from pki.authorities import create_intermediate_ca
 from pki.clock import utcnow
 from pki.enrollment import approve_and_issue, enroll
-from pki.issuance import chain_for, reject_request, renew_certificate
+from pki.exceptions import NotFound
+from pki.issuance import chain_for, latest_successor, reject_request, renew_certificate
 from pki.models import (
     ApiToken,
     AuditEvent,
@@ -396,6 +397,7 @@ class CertificateRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
             profile=v["profile"],
             csr=v["csr"],
             validity_days=v.get("validity_days"),
+            options=data.options(),
             requester=request.user,  # type: ignore[arg-type]
             actor=actor_of(request),
         )
@@ -458,6 +460,7 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         "pkcs7": Action.VIEW_CERTIFICATE,
         "renew": Action.RENEW_CERTIFICATE,
         "revoke": Action.REVOKE_CERTIFICATE,
+        "successor": Action.VIEW_CERTIFICATE,
     }
 
     def get_queryset(self) -> models.QuerySet[Certificate]:
@@ -568,6 +571,22 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         return Response(
             self.get_serializer(new).data, status=status.HTTP_201_CREATED, headers={"Location": location}
         )
+
+    @extend_schema(
+        summary="The certificate that renewed this one (auto-renewal delivers it here too)",
+        responses={200: s.SuccessorSerializer, 404: PROBLEM},
+    )
+    @action(detail=True)
+    def successor(self, request: Request, pk: str) -> Response:
+        """The newest unrevoked renewal of this certificate, with its chain as PEM; 404 until one exists."""
+        cert = self._cert()
+        new = latest_successor(cert)
+        if new is None:
+            raise NotFound(f"certificate {cert.serial} has no successor yet")
+        body = dict(s.CertificateSerializer(new, context=self.get_serializer_context()).data)
+        body["pem"] = _pem(chain_for(new)).decode()
+        location = detail_url(request, "api:certificate-detail", new.pk)
+        return Response(body, headers={"Location": location})
 
     @extend_schema(
         summary="Revoke with a reason", request=s.RevokeSerializer, responses={200: s.CertificateSerializer}
@@ -725,6 +744,7 @@ class EnrollView(APIView):
             profile=v["profile"],
             csr=v["csr"],
             validity_days=v.get("validity_days"),
+            options=data.options(),
             requester=request.user,  # type: ignore[arg-type]
             actor=actor_of(request),
         )
