@@ -132,7 +132,8 @@ def test_sign_csr_sets_the_owner_and_auto_renewal(issuing_ca, tmp_path):
     csr = tmp_path / "req.pem"
     csr.write_bytes(make_csr(sans=[x509.DNSName("www.example.test")]))
     call_command(
-        "sign_csr", "--ca", "issuing", "--profile", "tls-server", "--csr", str(csr), "--out", str(tmp_path / "c.pem"),
+        "sign_csr", "--ca", "issuing", "--profile", "tls-server",
+        "--csr", str(csr), "--out", str(tmp_path / "c.pem"),
         "--auto-renew", "--renew-before-days", "9", "--owner-email", "owner@example.test",
         stdout=io.StringIO(),
     )  # fmt: skip

@@ -18,9 +18,15 @@ set -e
 quiet() { "$@" >/dev/null 2>&1; }
 ec() { echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"; }
 quiet openssl req -x509 $(ec) -keyout old-root.key -subj "/O=Corp/CN=Corp Root" -days 3650 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out old-root.pem
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out old-root.pem
 quiet openssl req -new $(ec) -keyout corp-ca.key -subj "/O=Corp/CN=Corp Issuing CA" -out corp-ca.csr
-printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > ca.ext
+cat > ca.ext <<'EOF'
+basicConstraints=critical,CA:TRUE,pathlen:0
+keyUsage=critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+EOF
 quiet openssl x509 -req -in corp-ca.csr -CA old-root.pem -CAkey old-root.key -CAcreateserial -days 1825 \
     -extfile ca.ext -out corp-ca.pem
 mkdir -p newcerts; touch index.txt; echo 01 > serial; echo 29 > crlnumber
@@ -63,10 +69,12 @@ quiet openssl pkcs12 -export -inkey corp-ca.key -in corp-ca.pem -certfile old-ro
     -passout file:p12.pass -out corp-ca.p12
 # a partner's root and its CRL
 quiet openssl req -x509 $(ec) -keyout partner-root.key -subj "/O=Partner/CN=Partner Root" -days 3650 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out partner-root.pem
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out partner-root.pem
 mkdir -p partner/newcerts; touch partner/index.txt; echo 07 > partner/crlnumber
-sed -e 's|^dir = .|dir = partner|' -e 's|= index.txt|= partner/index.txt|' -e 's|= crlnumber|= partner/crlnumber|' \
-    -e 's|= corp-ca.pem|= partner-root.pem|' -e 's|= corp-ca.key|= partner-root.key|' ca.cnf > partner.cnf
+sed -e 's|^dir = .|dir = partner|' -e 's|= index.txt|= partner/index.txt|' \
+    -e 's|= crlnumber|= partner/crlnumber|' -e 's|= corp-ca.pem|= partner-root.pem|' \
+    -e 's|= corp-ca.key|= partner-root.key|' ca.cnf > partner.cnf
 quiet openssl ca -config partner.cnf -gencrl -out partner-root.crl
 """
 
