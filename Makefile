@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing docs docs-serve docs-check
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -29,16 +29,29 @@ venv: $(STAMP) ## create or refresh .venv (automatic for every target)
 run: $(STAMP) ## serve KMI on http://127.0.0.1:8000 with a Celery worker and beat (SQLite, no Redis)
 	$(PY) manage.py runstack
 
-test: $(STAMP) check-services lint pytest ## lint, type-check and run the whole suite against PostgreSQL and Redis
+test: $(STAMP) check-services lint docs-check pytest ## lint, type-check and run the whole suite against PostgreSQL and Redis
 
 check-services: $(STAMP)
 	@$(PY) tests/check_services.py
 
-lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/, makemigrations --check
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/ and web/, makemigrations --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy pki
+	$(VENV)/bin/mypy pki web
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+# The manual (mkdocs-material; mkdocs.yml, docs/). Strict: a broken link or anchor fails the build.
+export NO_MKDOCS_2_WARNING := 1
+DOCS_ADDR ?= 127.0.0.1:8001
+
+docs: $(STAMP) ## build the manual into site/ (mkdocs build --strict)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## serve the manual with live reload on DOCS_ADDR (default 127.0.0.1:8001)
+	$(VENV)/bin/mkdocs serve --strict --dev-addr $(DOCS_ADDR)
+
+docs-check: $(STAMP)
+	@site=$$(mktemp -d) && trap 'rm -rf "$$site"' EXIT && $(VENV)/bin/mkdocs build --strict --quiet --site-dir "$$site"
 
 NODE_DEPS := tests/interop/node/node_modules/.package-lock.json
 

@@ -121,13 +121,13 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     search_fields = ("object_id", "actor")
     readonly_fields = tuple(f.name for f in AuditEvent._meta.fields)
 
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
+    def has_add_permission(self, request: object) -> bool:
         return False
 
-    def has_change_permission(self, request: object, obj: object = None) -> bool:  # type: ignore[override]
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: object, obj: object = None) -> bool:  # type: ignore[override]
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
         return False
 
 
@@ -140,7 +140,7 @@ class RoleGrantAdmin(admin.ModelAdmin[RoleGrant]):
     list_filter = ("role", "ca")
     fields = ("user", "role", "ca", "profile")
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # a grant is given or taken away, never edited
 
     def save_model(self, request: HttpRequest, obj: RoleGrant, form: Any, change: bool) -> None:
@@ -199,7 +199,7 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
             return ("user", "name", "expires_days")
         return self.get_readonly_fields(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # revoke instead: the row stays for the audit trail
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
@@ -295,7 +295,7 @@ class AcmeEndpointAdmin(admin.ModelAdmin[AcmeEndpoint]):
     def get_readonly_fields(self, request: HttpRequest, obj: AcmeEndpoint | None = None) -> tuple[str, ...]:
         return ("created_at",) if obj is None else ("name", "ca", "profile", "created_at")
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # disable instead: accounts and orders refer to it
 
     def save_model(self, request: HttpRequest, obj: AcmeEndpoint, form: Any, change: bool) -> None:
@@ -354,11 +354,11 @@ class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
     exclude = ("hmac_key",)
     readonly_fields = ("key_id", "endpoint", "created_by", "created_at", "bound_at")
 
-    def has_add_permission(self, request: object) -> bool:  # type: ignore[override]
+    def has_add_permission(self, request: object) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:  # type: ignore[override]
-        bound = isinstance(obj, AcmeExternalAccountKey) and obj.bound_at is not None
+    def has_delete_permission(self, request: HttpRequest, obj: AcmeExternalAccountKey | None = None) -> bool:
+        bound = obj is not None and obj.bound_at is not None
         return not bound and super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: AcmeExternalAccountKey) -> None:

@@ -21,7 +21,7 @@ import hmac
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -193,7 +193,8 @@ class DatabaseCollector(Collector):
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
             try:
                 for queue in QUEUES:
-                    family.add_metric([queue], float(client.llen(f"{prefix}{queue}")))
+                    length = cast(int, client.llen(f"{prefix}{queue}"))  # the sync client's answer
+                    family.add_metric([queue], float(length))
             except redis.RedisError:
                 family.add_metric(["unreachable"], -1.0)
             finally:

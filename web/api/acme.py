@@ -148,7 +148,7 @@ class EabKeySerializer(serializers.ModelSerializer[AcmeExternalAccountKey]):
 
     class Meta:
         model = AcmeExternalAccountKey
-        fields = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
+        fields: tuple[str, ...] = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
         read_only_fields = fields
 
 

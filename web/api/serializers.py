@@ -98,7 +98,9 @@ def _url(name: str, pk: object, context: Mapping[str, Any]) -> str:
 class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuthority]):
     """A CA with its certificate's main facts."""
 
-    parent = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    # A field named "parent" shadows Field.parent (the enclosing serializer) in the stubs; DRF's
+    # metaclass moves declared fields off the class, so the two never meet at run time.
+    parent: Any = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     subject = serializers.CharField(source="certificate.subject", read_only=True, allow_null=True)
     serial = serializers.CharField(source="certificate.serial", read_only=True, allow_null=True)
     not_before = serializers.DateTimeField(source="certificate.not_before", read_only=True, allow_null=True)
@@ -228,7 +230,7 @@ class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
     """Input of ``create_intermediate_ca``."""
 
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)
-    parent = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())
+    parent: Any = NameField(slug_field="name", queryset=CertificateAuthority.objects.all())  # see above
     subject = serializers.CharField(max_length=1024)
     key_type = serializers.ChoiceField(choices=KeyType.choices, default=KeyType.EC_P256)
     validity_days = validity_days_field(default=1825)
@@ -292,7 +294,7 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
 
     class Meta:
         model = Certificate
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "url",
             "serial",
@@ -318,7 +320,7 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
             "owner_webhook_url",
             "created_at",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_sans(self, obj: Certificate) -> list[str]:
         """SANs as ``kind:value`` strings."""
@@ -625,7 +627,16 @@ class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
 
     class Meta:
         model = ApiToken
-        fields = ("id", "user", "name", "prefix", "created_at", "expires_at", "revoked_at", "expires_in_days")
+        fields: tuple[str, ...] = (
+            "id",
+            "user",
+            "name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "expires_in_days",
+        )
         read_only_fields = ("id", "user", "prefix", "created_at", "expires_at", "revoked_at")
 
     def expiry(self) -> dt.datetime | None:

@@ -102,7 +102,7 @@ def _serve(
         last_modified=int(last_modified.timestamp()),
         response=response,
     )
-    if conditional is not response:
+    if conditional is not None and conditional is not response:
         return conditional  # 304 Not Modified (or 412), with the validators copied over
     if request.method == "HEAD" and size is not None:
         response.headers["Content-Length"] = str(size)
