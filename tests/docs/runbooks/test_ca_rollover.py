@@ -24,8 +24,8 @@ python manage.py sign_csr --ca issuing --profile tls-server --csr www.csr --out 
 """
 
 
-def test_the_rollover_runbook_runs_as_written(reader_checkout):
-    work, env = reader_checkout
+def test_the_rollover_runbook_runs_as_written(checkout):
+    work, env = checkout()
     result = run_blocks(sh_blocks(PAGE), cwd=work, env=env, prelude=PRELUDE)
     out = result.stdout
     assert "CA issuing generation 2: ec-p256 key" in out

@@ -79,8 +79,8 @@ quiet openssl ca -config partner.cnf -gencrl -out partner-root.crl
 """
 
 
-def test_importing_a_ca_with_its_issued_certificates_and_crl_runs_as_written(reader_checkout):
-    work, env = reader_checkout
+def test_importing_a_ca_with_its_issued_certificates_and_crl_runs_as_written(checkout):
+    work, env = checkout()
     headings = [
         "Before you start",
         "Import the CA and what it issued",
@@ -101,8 +101,8 @@ def test_importing_a_ca_with_its_issued_certificates_and_crl_runs_as_written(rea
     assert "served at http://127.0.0.1:8000/crl/partner-root.crl" in out
 
 
-def test_importing_a_ca_whose_key_is_in_an_hsm_runs_as_written(reader_checkout):
-    work, env = reader_checkout
+def test_importing_a_ca_whose_key_is_in_an_hsm_runs_as_written(checkout):
+    work, env = checkout()
     blocks = sh_blocks(PAGE, under="Before you start") + sh_blocks(PAGE, under="With the key in an HSM")
     out = run_blocks(blocks, cwd=work, env=env, prelude=OLD_CA).stdout
     assert "imported CA corp under corp-root: CN=Corp Issuing CA,O=Corp, key pkcs11 (ec-p256)" in out

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.interop
 PAGE = "docs/runbooks/offline-root.md"
 
 
-def test_the_offline_root_ceremony_runs_as_written(reader_checkout):
-    work, env = reader_checkout
+def test_the_offline_root_ceremony_runs_as_written(checkout):
+    work, env = checkout()
     result = run_blocks(sh_blocks(PAGE), cwd=work, env=env)
     out = result.stdout
     # Two databases: the root's key and records only offline, the issuing CA's only online.
