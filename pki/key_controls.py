@@ -27,7 +27,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
@@ -35,7 +37,7 @@ from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, PolicyViolation
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
-from pki.models.key import Key, KeyPurpose, KeyState
+from pki.models.key import Key, KeyDestruction, KeyPurpose, KeyState
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +220,63 @@ def raise_compromise_alert(
         details={"key": str(key.pk), "spki_sha256": key.spki_sha256, "revoked_issued": revoked_issued},
         now=now,
     )
+
+
+@dataclass(frozen=True)
+class KeyStateChange:
+    """What ``change_key_state`` did."""
+
+    key: Key
+    revoked: list[Certificate]
+    message: str
+    waiting: KeyDestruction | None = None  # a CA key's destruction waiting for a second administrator
+
+
+def change_key_state(
+    *,
+    key: Key,
+    action: KeyAction,
+    actor: str,
+    reason: str = "",
+    revoke_issued: bool = False,
+    invalidity_date: dt.datetime | None = None,
+    user: User | None = None,
+    now: dt.datetime | None = None,
+) -> KeyStateChange:
+    """Apply one key control (the command line's and the API's one entry point). ``user`` is the
+    administrator acting over the API (the command line's actor is its operating-system user)."""
+    from pki.destruction import destroy_or_ask
+    from pki.lifecycle import deactivate_key
+
+    now = resolve(now)
+    if revoke_issued and action != KeyAction.COMPROMISED:
+        raise PolicyViolation("revoking what a key signed goes with marking it compromised")
+    revoked: list[Certificate] = []
+    if action == KeyAction.SUSPEND:
+        key = suspend_key(key=key, actor=actor, reason=reason, now=now)
+    elif action == KeyAction.REACTIVATE:
+        key = reactivate_key(key=key, actor=actor, reason=reason, now=now)
+    elif action == KeyAction.DEACTIVATE:
+        key = deactivate_key(key=key, actor=actor, reason=reason, now=now)
+    elif action == KeyAction.COMPROMISED:
+        revoked = mark_key_compromised(
+            key=key,
+            actor=actor,
+            reason=reason,
+            revoke_issued=revoke_issued,
+            invalidity_date=invalidity_date,
+            now=now,
+        )
+        key.refresh_from_db()
+    else:
+        key, waiting = destroy_or_ask(key=key, actor=actor, user=user, reason=reason, now=now)
+        if waiting is not None:
+            message = (
+                f"destruction of CA key {key.pk} requested by {actor}: it waits for a different "
+                "administrator to approve (the same command, or the API)"
+            )
+            return KeyStateChange(key=key, revoked=[], message=message, waiting=waiting)
+    message = f"key {key.pk} ({key.purpose}, {key.key_type}) is {key.state}"
+    if revoked:
+        message += f"; {len(revoked)} certificate(s) revoked"
+    return KeyStateChange(key=key, revoked=revoked, message=message)

@@ -599,7 +599,13 @@ def destroy_keys_past_retention(*, actor: str = ACTOR, now: dt.datetime | None =
                 continue
             try:
                 with transaction.atomic():
-                    destroy_key(key=key, actor=actor, reason=f"retention of {days} days ended", now=now)
+                    destroy_key(
+                        key=key,
+                        actor=actor,
+                        reason=f"retention of {days} days ended",
+                        retention=True,
+                        now=now,
+                    )
             except InvalidState as exc:
                 log.warning("key %s is past retention but was not destroyed: %s", pk, exc)
                 continue

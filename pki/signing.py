@@ -265,6 +265,14 @@ def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]
     return {"key_id": str(key.pk), "state": key.state}
 
 
+@signing_use_case("hand_over_recovered_key")
+def _hand_over_recovered_key(*, recovery_id: int, actor: str, user_id: int, recipient: str) -> dict[str, Any]:
+    """Take an approved key recovery's one download; return the key sealed to the caller's X25519 key."""
+    from pki.recovery import hand_over_recovered_key
+
+    return hand_over_recovered_key(recovery_id=recovery_id, actor=actor, user_id=user_id, recipient=recipient)
+
+
 def _ca_by_id(ca_id: int) -> Any:
     from pki.models.authority import CertificateAuthority
 

@@ -15,7 +15,7 @@ from pki.models.authority import CAGeneration, CAState, CertificateAuthority, Ge
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
-from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.key import Key, KeyDestruction, KeyRecovery, KeyState, KeyType, SealedKey, TwoPersonState
 from pki.models.notification import (
     NotificationChannel,
     NotificationKind,
@@ -48,6 +48,8 @@ __all__ = [
     "GenerationState",
     "Key",
     "KeyDelivery",
+    "KeyDestruction",
+    "KeyRecovery",
     "KeyState",
     "KeyType",
     "NotificationChannel",
@@ -62,4 +64,5 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
+    "TwoPersonState",
 ]

@@ -17,6 +17,7 @@ from pki.clock import utcnow
 from pki.enrollment import load_targets
 from pki.exceptions import PolicyViolation
 from pki.issuance import CertificateOptions
+from pki.key_controls import KeyAction
 from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.models import (
     ApiToken,
@@ -27,6 +28,8 @@ from pki.models import (
     CertificateRequest,
     Key,
     KeyDelivery,
+    KeyDestruction,
+    KeyRecovery,
     KeyType,
     Profile,
     RevocationReason,
@@ -609,6 +612,58 @@ class KeyDeliverySerializer(serializers.ModelSerializer[KeyDelivery]):
     def get_pkcs12_url(self, obj: KeyDelivery) -> str:
         """Where the PKCS#12 is downloaded (POST the password), once."""
         return _url("api:server-key-pkcs12", obj.pk, self.context)
+
+
+class KeyStateSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of a key control (NIST SP 800-57 states)."""
+
+    action = serializers.ChoiceField(choices=[a.value for a in KeyAction])
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    revoke_issued = serializers.BooleanField(
+        required=False, default=False, help_text="compromised CA key: also revoke what it signed"
+    )
+    invalidity_date = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class KeyDestructionSerializer(serializers.ModelSerializer[KeyDestruction]):
+    """A CA key's destruction waiting for (or done by) a second administrator."""
+
+    class Meta:
+        model = KeyDestruction
+        fields = ("id", "key_id", "state", "reason", "requested_by", "approved_by", "created_at", "done_at")
+        read_only_fields = fields
+
+
+class KeyRecoverySerializer(serializers.ModelSerializer[KeyRecovery]):
+    """A recovery of an escrowed key: who asked, who approved, whether it was downloaded."""
+
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyRecovery
+        fields = (
+            "id",
+            "url",
+            "key_id",
+            "state",
+            "reason",
+            "requested_by",
+            "approved_by",
+            "approved_at",
+            "delivered_at",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_url(self, obj: KeyRecovery) -> str:
+        """This recovery's URL."""
+        return _url("api:key-recovery-detail", obj.pk, self.context)
+
+
+class KeyRecoveryRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """Why an escrowed key is to be recovered."""
+
+    reason = serializers.CharField(max_length=1000)
 
 
 class Pkcs12PasswordSerializer(serializers.Serializer[dict[str, Any]]):

@@ -69,6 +69,15 @@ TABLE = [
         "auth deny ok deny deny deny",
         lambda: {"validity_days": 4000},
     ),
+    Endpoint(
+        "key-state",
+        "post",
+        lambda w: f"/api/v1/keys/{w['issuing_key']}/state/",
+        "auth deny ok deny deny deny",
+        lambda: {"action": "suspend"},
+    ),
+    # Recovering escrowed keys is the key recovery officers' alone: administrators included, no one else.
+    Endpoint("key-recoveries", "get", lambda w: "/api/v1/key-recoveries/", "auth deny deny deny deny deny"),
     Endpoint("profile-list", "get", lambda w: "/api/v1/profiles/", "auth deny ok ok ok ok"),
     Endpoint(
         "profile-edit",
