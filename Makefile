@@ -13,18 +13,30 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing docs docs-serve docs-check
+.PHONY: help venv run test lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing docs docs-serve docs-check lock package
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# .venv holds exactly the locked versions (every file checked against its hash), then KMI itself
+# in editable mode. requirements/*.txt are made from pyproject.toml by `make lock`.
+LOCK_MAIN := requirements/main.txt
+LOCK_DEV  := requirements/dev.txt
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 --quiet
+
+$(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK_DEV)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create or refresh .venv (automatic for every target)
+
+lock: ## re-pin requirements/*.txt after changing pyproject.toml's dependencies (keeps other pins; UPGRADE=1 re-pins all)
+	@test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install --quiet "uv>=0.9,<1"; }
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -o $(LOCK_MAIN)
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -c $(LOCK_MAIN) -o $(LOCK_DEV)
 
 run: $(STAMP) ## serve KMI on http://127.0.0.1:8000 with a Celery worker and beat (SQLite, no Redis)
 	$(PY) manage.py runstack
@@ -40,11 +52,15 @@ lint: $(STAMP) ## ruff, ruff format --check, mypy --strict on pki/ and web/, mak
 	$(VENV)/bin/mypy pki web
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
+package: $(STAMP) ## build the wheel and the sdist into dist/ (the wheel gives a `kmi` command)
+	$(VENV)/bin/uv build --out-dir dist .
+
 # The manual (mkdocs-material; mkdocs.yml, docs/). Strict: a broken link or anchor fails the build.
 export NO_MKDOCS_2_WARNING := 1
 DOCS_ADDR ?= 127.0.0.1:8001
 
-docs: $(STAMP) ## build the manual into site/ (mkdocs build --strict)
+docs: $(STAMP) ## regenerate the reference pages (docs/generate.py) and build the manual into site/
+	$(PY) docs/generate.py
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 docs-serve: $(STAMP) ## serve the manual with live reload on DOCS_ADDR (default 127.0.0.1:8001)

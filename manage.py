@@ -1,17 +1,7 @@
 #!/usr/bin/env python
-"""Django's command-line utility for KMI."""
+"""Django's command-line utility for KMI (the same as the ``kmi`` command of an installed KMI)."""
 
-import os
-import sys
-
-
-def main() -> None:
-    """Run administrative tasks."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from web.cli import main
 
 if __name__ == "__main__":
     main()

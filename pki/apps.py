@@ -13,9 +13,11 @@ class PkiConfig(AppConfig):
     def ready(self) -> None:
         """Validate the PKI settings once at start-up, so bad values fail fast."""
         from pki import tasks  # noqa: F401 — connects the Celery receivers of the domain signals
+        from pki.acme.conf import acme_settings
         from pki.conf import ocsp_settings, pki_settings
         from pki.lifecycle_conf import lifecycle_settings
 
         pki_settings()
         ocsp_settings()
         lifecycle_settings()
+        acme_settings()

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-KEK_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-KEK_BYTES = 32  # AES-256
+from pki.settings_registry import Invalid, coerce
+from pki.settings_registry import parse_kek_lines as _parse_kek_lines
 
 
 @dataclass(frozen=True)
@@ -53,31 +49,10 @@ class PKISettings:
 
 def parse_kek_lines(text: str, *, source: str) -> dict[str, bytes]:
     """Parse ``id:base64`` KEK entries (one per line or comma-separated); the last is current."""
-    keks: dict[str, bytes] = {}
-    entries = [
-        part.strip()
-        for line in text.splitlines()
-        if not line.strip().startswith("#")
-        for part in line.split(",")
-    ]
-    for line in entries:
-        if not line:
-            continue
-        kek_id, sep, b64 = line.partition(":")
-        kek_id = kek_id.strip()
-        if not sep or not KEK_ID_RE.match(kek_id):
-            raise ImproperlyConfigured(f"{source}: KEK entries look like 'id:base64key', got {line[:12]!r}…")
-        try:
-            key = base64.urlsafe_b64decode(b64.strip() + "=" * (-len(b64.strip()) % 4))
-        except (binascii.Error, ValueError):
-            raise ImproperlyConfigured(f"{source}: KEK {kek_id!r} is not valid base64") from None
-        if len(key) != KEK_BYTES:
-            raise ImproperlyConfigured(
-                f"{source}: KEK {kek_id!r} is {len(key)} bytes; a KEK is {KEK_BYTES} bytes (AES-256)"
-            )
-        keks.pop(kek_id, None)  # re-listing an id moves it to the end (makes it current)
-        keks[kek_id] = key
-    return keks
+    try:
+        return _parse_kek_lines(text)
+    except Invalid as exc:
+        raise ImproperlyConfigured(f"{source}: {exc}") from None
 
 
 def _load_keks(conf: Mapping[str, Any]) -> tuple[dict[str, bytes], str | None]:
@@ -107,12 +82,7 @@ def _load_keks(conf: Mapping[str, Any]) -> tuple[dict[str, bytes], str | None]:
 
 def build_settings(conf: Mapping[str, Any]) -> PKISettings:
     """Validate a ``settings.KMI`` mapping into ``PKISettings``."""
-    base_url = str(conf.get("BASE_URL", "")).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
-        raise ImproperlyConfigured(
-            f"KMI_BASE_URL={base_url!r} must be an absolute http(s) URL such as http://pki.example.test"
-        )
+    base_url = coerce("KMI_BASE_URL", conf.get("BASE_URL", ""))
     keks, kek_problem = _load_keks(conf)
     backends: dict[str, BackendConfig] = {}
     for alias, spec in dict(conf.get("KEY_BACKENDS", {})).items():
@@ -129,34 +99,25 @@ def build_settings(conf: Mapping[str, Any]) -> PKISettings:
         kek_problem=kek_problem,
         key_backends=MappingProxyType(backends),
         default_key_backend=default,
-        max_csr_bytes=int(conf.get("MAX_CSR_BYTES", 16384)),
-        backdate_seconds=int(conf.get("BACKDATE_SECONDS", 60)),
-        audit_lanes=int(conf.get("AUDIT_LANES", 8)),
-        key_cache_seconds=int(conf.get("KEY_CACHE_SECONDS", 300)),
+        max_csr_bytes=coerce("KMI_MAX_CSR_BYTES", conf.get("MAX_CSR_BYTES")),
+        backdate_seconds=coerce("KMI_BACKDATE_SECONDS", conf.get("BACKDATE_SECONDS")),
+        audit_lanes=coerce("KMI_AUDIT_LANES", conf.get("AUDIT_LANES")),
+        key_cache_seconds=coerce("KMI_KEY_CACHE_SECONDS", conf.get("KEY_CACHE_SECONDS")),
         **_crl_settings(conf),
     )
 
 
 def _crl_settings(conf: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the CRL settings (lifetime, retention, publication delay, output directory)."""
-    values: dict[str, Any] = {
-        "crl_next_update_seconds": int(conf.get("CRL_NEXT_UPDATE_SECONDS", 86400)),
-        "crl_keep_expired_days": int(conf.get("CRL_KEEP_EXPIRED_DAYS", 0)),
-        "crl_revocation_delay_seconds": int(conf.get("CRL_REVOCATION_DELAY", 60)),
-        "crl_history": int(conf.get("CRL_HISTORY", 3)),
-        "crl_cache_seconds": int(conf.get("CRL_CACHE_SECONDS", 300)),
+    crl_dir = coerce("KMI_CRL_DIR", conf.get("CRL_DIR") or "")
+    return {
+        "crl_next_update_seconds": coerce("KMI_CRL_NEXT_UPDATE_SECONDS", conf.get("CRL_NEXT_UPDATE_SECONDS")),
+        "crl_keep_expired_days": coerce("KMI_CRL_KEEP_EXPIRED_DAYS", conf.get("CRL_KEEP_EXPIRED_DAYS")),
+        "crl_revocation_delay_seconds": coerce("KMI_CRL_REVOCATION_DELAY", conf.get("CRL_REVOCATION_DELAY")),
+        "crl_history": coerce("KMI_CRL_HISTORY", conf.get("CRL_HISTORY")),
+        "crl_cache_seconds": coerce("KMI_CRL_CACHE_SECONDS", conf.get("CRL_CACHE_SECONDS")),
+        "crl_dir": Path(crl_dir) if crl_dir else None,
     }
-    if values["crl_next_update_seconds"] < 60:
-        raise ImproperlyConfigured("KMI_CRL_NEXT_UPDATE_SECONDS must be at least 60")
-    if values["crl_revocation_delay_seconds"] < 2:
-        raise ImproperlyConfigured("KMI_CRL_REVOCATION_DELAY must be at least 2 seconds")
-    if values["crl_keep_expired_days"] < 0 or values["crl_cache_seconds"] < 0:
-        raise ImproperlyConfigured("KMI_CRL_KEEP_EXPIRED_DAYS and KMI_CRL_CACHE_SECONDS cannot be negative")
-    if values["crl_history"] < 1:
-        raise ImproperlyConfigured("KMI_CRL_HISTORY must keep at least the latest CRL (1)")
-    crl_dir = str(conf.get("CRL_DIR", "") or "")
-    values["crl_dir"] = Path(crl_dir) if crl_dir else None
-    return values
 
 
 @functools.cache
@@ -193,51 +154,27 @@ def build_ocsp_settings(conf: Mapping[str, Any], *, redis_url: str) -> OCSPSetti
     """Validate a ``settings.KMI_OCSP`` mapping into ``OCSPSettings``."""
     from pki.models.key import KeyType
 
-    validity = int(conf.get("RESPONSE_VALIDITY_SECONDS", 3600))
-    if validity < 60:
-        raise ImproperlyConfigured(f"KMI_OCSP_RESPONSE_VALIDITY_SECONDS={validity} is below 60")
-    days = int(conf.get("RESPONDER_VALIDITY_DAYS", 7))
-    if not 1 <= days <= 30:  # the seeded ocsp-signing profile caps validity at 30 days
-        raise ImproperlyConfigured(f"KMI_OCSP_RESPONDER_VALIDITY_DAYS={days} must be 1 to 30")
-    try:
-        fraction = float(conf.get("RESPONDER_RENEW_FRACTION", 0.5))
-    except ValueError:
-        raise ImproperlyConfigured("KMI_OCSP_RESPONDER_RENEW_FRACTION must be a number") from None
-    if not 0 < fraction < 1:
-        raise ImproperlyConfigured(f"KMI_OCSP_RESPONDER_RENEW_FRACTION={fraction} must be between 0 and 1")
-    key_type = str(conf.get("RESPONDER_KEY_TYPE", KeyType.EC_P256))
+    key_type = coerce("KMI_OCSP_RESPONDER_KEY_TYPE", conf.get("RESPONDER_KEY_TYPE"))
     if key_type not in KeyType.values:
         raise ImproperlyConfigured(
             f"KMI_OCSP_RESPONDER_KEY_TYPE={key_type!r} is not one of {', '.join(KeyType.values)}"
         )
-    prefix = str(conf.get("REDIS_PREFIX", "kmi:ocsp"))
-    if not prefix or any(c.isspace() for c in prefix):
-        raise ImproperlyConfigured(f"KMI_OCSP_REDIS_PREFIX={prefix!r} must be non-empty, without spaces")
-    max_bytes = int(conf.get("MAX_REQUEST_BYTES", 4096))
-    if max_bytes < 256:
-        raise ImproperlyConfigured(f"KMI_OCSP_MAX_REQUEST_BYTES={max_bytes} is below 256")
-    try:
-        local = float(conf.get("LOCAL_CACHE_SECONDS", 1.0))
-    except ValueError:
-        raise ImproperlyConfigured("KMI_OCSP_LOCAL_CACHE_SECONDS must be a number") from None
-    if not 0 <= local <= 60:
-        raise ImproperlyConfigured(f"KMI_OCSP_LOCAL_CACHE_SECONDS={local} must be 0 to 60")
-    try:
-        presign_delay = float(conf.get("PRESIGN_DELAY_SECONDS", 2.0))
-    except ValueError:
-        raise ImproperlyConfigured("KMI_OCSP_PRESIGN_DELAY_SECONDS must be a number") from None
-    if not 0 <= presign_delay <= 60:
-        raise ImproperlyConfigured(f"KMI_OCSP_PRESIGN_DELAY_SECONDS={presign_delay} must be 0 to 60")
     return OCSPSettings(
         redis_url=redis_url,
-        redis_prefix=prefix,
-        response_validity_seconds=validity,
-        responder_validity_days=days,
-        responder_renew_fraction=fraction,
+        redis_prefix=coerce("KMI_OCSP_REDIS_PREFIX", conf.get("REDIS_PREFIX")),
+        response_validity_seconds=coerce(
+            "KMI_OCSP_RESPONSE_VALIDITY_SECONDS", conf.get("RESPONSE_VALIDITY_SECONDS")
+        ),
+        responder_validity_days=coerce(
+            "KMI_OCSP_RESPONDER_VALIDITY_DAYS", conf.get("RESPONDER_VALIDITY_DAYS")
+        ),
+        responder_renew_fraction=coerce(
+            "KMI_OCSP_RESPONDER_RENEW_FRACTION", conf.get("RESPONDER_RENEW_FRACTION")
+        ),
         responder_key_type=key_type,
-        max_request_bytes=max_bytes,
-        local_cache_seconds=local,
-        presign_delay_seconds=presign_delay,
+        max_request_bytes=coerce("KMI_OCSP_MAX_REQUEST_BYTES", conf.get("MAX_REQUEST_BYTES")),
+        local_cache_seconds=coerce("KMI_OCSP_LOCAL_CACHE_SECONDS", conf.get("LOCAL_CACHE_SECONDS")),
+        presign_delay_seconds=coerce("KMI_OCSP_PRESIGN_DELAY_SECONDS", conf.get("PRESIGN_DELAY_SECONDS")),
     )
 
 

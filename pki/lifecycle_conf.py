@@ -6,12 +6,10 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
-SIGNING_MODES = ("inprocess", "worker")
+from pki.settings_registry import coerce
 
 
 @dataclass(frozen=True)
@@ -46,59 +44,32 @@ class LifecycleSettings:
         return self.signing == "worker"
 
 
-def _days(raw: str, *, name: str) -> tuple[int, ...]:
-    try:
-        values = sorted({int(part) for part in raw.split(",") if part.strip()}, reverse=True)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name}={raw!r} must be comma-separated whole days, e.g. 30,14,7,1"
-        ) from None
-    if any(v < 1 for v in values):
-        raise ImproperlyConfigured(f"{name}={raw!r}: every threshold must be at least 1 day")
-    return tuple(values)
-
-
-def _url(raw: str, *, name: str) -> str:
-    if raw and urlsplit(raw).scheme not in {"http", "https"}:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be an http(s) URL")
-    return raw
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.replace("\n", ",").split(",") if part.strip())
-
-
 def build_lifecycle_settings(conf: Mapping[str, Any]) -> LifecycleSettings:
     """Validate a ``settings.KMI_LIFECYCLE`` mapping."""
-    signing = str(conf.get("SIGNING", "inprocess")).strip().lower()
-    if signing not in SIGNING_MODES:
-        raise ImproperlyConfigured(f"KMI_SIGNING={signing!r} must be one of {', '.join(SIGNING_MODES)}")
     return LifecycleSettings(
-        signing=signing,
-        signing_timeout=int(conf.get("SIGNING_TIMEOUT", 30)),
-        expiry_thresholds=_days(
-            str(conf.get("EXPIRY_THRESHOLDS", "30,14,7,1")), name="KMI_EXPIRY_THRESHOLDS"
+        signing=coerce("KMI_SIGNING", conf.get("SIGNING")),
+        signing_timeout=coerce("KMI_SIGNING_TIMEOUT", conf.get("SIGNING_TIMEOUT")),
+        expiry_thresholds=coerce("KMI_EXPIRY_THRESHOLDS", conf.get("EXPIRY_THRESHOLDS")),
+        ca_expiry_thresholds=coerce("KMI_CA_EXPIRY_THRESHOLDS", conf.get("CA_EXPIRY_THRESHOLDS")),
+        alert_emails=coerce("KMI_ALERT_EMAILS", conf.get("ALERT_EMAILS")),
+        alert_webhook_url=coerce("KMI_ALERT_WEBHOOK_URL", conf.get("ALERT_WEBHOOK_URL")),
+        webhook_secret=coerce("KMI_WEBHOOK_SECRET", conf.get("WEBHOOK_SECRET")).encode(),
+        webhook_timeout=coerce("KMI_WEBHOOK_TIMEOUT", conf.get("WEBHOOK_TIMEOUT")),
+        notify_max_attempts=coerce("KMI_NOTIFY_MAX_ATTEMPTS", conf.get("NOTIFY_MAX_ATTEMPTS")),
+        notify_retry_seconds=coerce("KMI_NOTIFY_RETRY_SECONDS", conf.get("NOTIFY_RETRY_SECONDS")),
+        notify_claim_lease_seconds=coerce(
+            "KMI_NOTIFY_CLAIM_LEASE_SECONDS", conf.get("NOTIFY_CLAIM_LEASE_SECONDS")
         ),
-        ca_expiry_thresholds=_days(
-            str(conf.get("CA_EXPIRY_THRESHOLDS", "180,90,30,7")), name="KMI_CA_EXPIRY_THRESHOLDS"
-        ),
-        alert_emails=_list(str(conf.get("ALERT_EMAILS", ""))),
-        alert_webhook_url=_url(str(conf.get("ALERT_WEBHOOK_URL", "")), name="KMI_ALERT_WEBHOOK_URL"),
-        webhook_secret=str(conf.get("WEBHOOK_SECRET", "")).encode(),
-        webhook_timeout=int(conf.get("WEBHOOK_TIMEOUT", 10)),
-        notify_max_attempts=int(conf.get("NOTIFY_MAX_ATTEMPTS", 5)),
-        notify_retry_seconds=int(conf.get("NOTIFY_RETRY_SECONDS", 300)),
-        notify_claim_lease_seconds=int(conf.get("NOTIFY_CLAIM_LEASE_SECONDS", 900)),
-        auto_renew_days=int(conf.get("AUTO_RENEW_DAYS", 30)),
-        auto_renew_new_key=bool(conf.get("AUTO_RENEW_NEW_KEY", False)),
-        key_retention_days=int(conf.get("KEY_RETENTION_DAYS", 365)),
-        scan_seconds=int(conf.get("SCAN_SECONDS", 3600)),
-        service_cert_names=_list(str(conf.get("SERVICE_CERT_NAMES", ""))),
-        service_cert_dir=str(conf.get("SERVICE_CERT_DIR", "")),
-        service_ca=str(conf.get("SERVICE_CA", "issuing")),
-        service_profile=str(conf.get("SERVICE_PROFILE", "tls-server")),
-        service_renew_days=int(conf.get("SERVICE_RENEW_DAYS", 30)),
-        metrics_token=str(conf.get("METRICS_TOKEN", "")),
+        auto_renew_days=coerce("KMI_AUTO_RENEW_DAYS", conf.get("AUTO_RENEW_DAYS")),
+        auto_renew_new_key=coerce("KMI_AUTO_RENEW_NEW_KEY", conf.get("AUTO_RENEW_NEW_KEY")),
+        key_retention_days=coerce("KMI_KEY_RETENTION_DAYS", conf.get("KEY_RETENTION_DAYS")),
+        scan_seconds=coerce("KMI_LIFECYCLE_SCAN_SECONDS", conf.get("SCAN_SECONDS")),
+        service_cert_names=coerce("KMI_SERVICE_CERT_NAMES", conf.get("SERVICE_CERT_NAMES")),
+        service_cert_dir=coerce("KMI_SERVICE_CERT_DIR", conf.get("SERVICE_CERT_DIR")),
+        service_ca=coerce("KMI_SERVICE_CA", conf.get("SERVICE_CA")),
+        service_profile=coerce("KMI_SERVICE_PROFILE", conf.get("SERVICE_PROFILE")),
+        service_renew_days=coerce("KMI_SERVICE_RENEW_DAYS", conf.get("SERVICE_RENEW_DAYS")),
+        metrics_token=coerce("KMI_METRICS_TOKEN", conf.get("METRICS_TOKEN")),
     )
 
 

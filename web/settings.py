@@ -1,31 +1,42 @@
-"""Django settings for KMI, read from the environment (see README: Configuration)."""
+"""Django settings for KMI, read from the environment through pki.settings_registry.
+
+Every variable is declared (type, default, meaning) in pki/settings_registry.py and parsed here
+once, at start-up: a bad value stops the process with a message naming the variable. The
+manual's configuration reference (docs/reference/configuration.md) is generated from it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from web.env import env_bool, env_int, env_secret, env_str
+from pki.settings_registry import load_environment
 
 # Lets typed generics such as admin.ModelAdmin[Model] work at run time.
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("KMI_DATA_DIR", str(BASE_DIR / "var")))
+# Lower case: not a Django setting, so neither diffsettings nor the debug page shows these values.
+env = load_environment()
+# In a source tree var/ sits beside manage.py; an installed package (the `kmi` command) keeps its
+# data under the working directory's var/, never inside site-packages.
+_SOURCE_TREE = (BASE_DIR / "manage.py").exists()
+DATA_DIR = Path(env["KMI_DATA_DIR"] or (BASE_DIR / "var" if _SOURCE_TREE else Path.cwd() / "var"))
+# templates/ and static/ sit at the top of a source tree; the wheel carries them in web/assets/.
+ASSETS_DIR = BASE_DIR if _SOURCE_TREE else Path(__file__).resolve().parent / "assets"
 
-DEBUG = env_bool("KMI_DEBUG", default=False)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or env_secret("KMI_SECRET_KEY")
+DEBUG = env["KMI_DEBUG"]
+SECRET_KEY = env["DJANGO_SECRET_KEY"] or env["KMI_SECRET_KEY"]
 if not SECRET_KEY:
-    if not DEBUG and env_bool("KMI_REQUIRE_SECRET_KEY", default=False):
+    if not DEBUG and env["KMI_REQUIRE_SECRET_KEY"]:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must be set")
     # Development default only; production sets DJANGO_SECRET_KEY (docker/compose.yaml does).
     SECRET_KEY = "kmi-insecure-development-key-change-me-0123456789abcdef"  # noqa: S105
 
-ALLOWED_HOSTS = [h.strip() for h in env_str("KMI_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+ALLOWED_HOSTS = list(env["KMI_ALLOWED_HOSTS"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -58,7 +69,7 @@ WSGI_APPLICATION = "web.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [ASSETS_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -72,11 +83,12 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 _default_db = f"sqlite:///{DATA_DIR / 'kmi.sqlite3'}"
-DATABASE_URL = env_str("DATABASE_URL", _default_db)
+DATABASE_URL = env["DATABASE_URL"] or _default_db
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("KMI_DB_CONN_MAX_AGE", 60))
-except ValueError as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}") from None
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env["KMI_DB_CONN_MAX_AGE"])
+except ValueError:
+    # Never the URL itself in the message: it may carry the database password.
+    raise ImproperlyConfigured("DATABASE_URL is not a database URL dj-database-url can read") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers (web, worker)
     # wait for each other instead of failing with "database is locked" half way.
@@ -94,33 +106,31 @@ DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, cache, celery --------------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL", "")
-if REDIS_URL and urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")
+REDIS_URL = env["REDIS_URL"]
 
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("KMI_CACHE_PREFIX", "kmi"),
+            "KEY_PREFIX": env["KMI_CACHE_PREFIX"],
         }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A message a dead worker held is redelivered after this many seconds (jobs are idempotent).
-        "visibility_timeout": env_int("KMI_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        "visibility_timeout": env["KMI_BROKER_VISIBILITY_TIMEOUT"],
     }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: dict[str, object] = {
         # Celery's default retries a lost result store for ~20 s; a caller waiting on a signing
         # worker should hear "unavailable" in a few seconds instead.
         "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 1, "interval_max": 1},
     }
-    if env_str("KMI_REDIS_KEY_PREFIX"):
+    if env["KMI_REDIS_KEY_PREFIX"]:
         # Several KMI sets (or test runs) can share one Redis database without seeing each other.
-        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
-        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("KMI_REDIS_KEY_PREFIX")
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env["KMI_REDIS_KEY_PREFIX"]
+        CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["global_keyprefix"] = env["KMI_REDIS_KEY_PREFIX"]
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Embedded broker: kombu's filesystem transport needs no server, so `make run` works alone.
@@ -145,7 +155,7 @@ else:
     ):
         _folder.mkdir(parents=True, exist_ok=True)
 
-CELERY_TASK_ALWAYS_EAGER = env_bool("KMI_CELERY_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = env["KMI_CELERY_EAGER"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -178,52 +188,52 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [ASSETS_DIR / "static"]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("KMI_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env["KMI_LOG_LEVEL"].upper()},
 }
 
 # --- KMI -----------------------------------------------------------------------------------
 # Everything PKI-specific is validated once into pki.conf.PKISettings (a frozen object).
 KMI = {
-    "BASE_URL": env_str("KMI_BASE_URL", "http://127.0.0.1:8000"),
-    "KEK": env_str("KMI_KEK", ""),  # id:base64 entries; KMI_KEK_FILE names a file of them
-    "KEK_FILE": env_str("KMI_KEK_FILE", ""),
+    "BASE_URL": env["KMI_BASE_URL"],
+    "KEK": env["KMI_KEK"],  # id:base64 entries; KMI_KEK_FILE names a file of them
+    "KEK_FILE": env["KMI_KEK_FILE"],
     "KEY_BACKENDS": {
         "encrypted": {"BACKEND": "pki.keys.encrypted.EncryptedKeyBackend", "OPTIONS": {}},
     },
-    "DEFAULT_KEY_BACKEND": env_str("KMI_DEFAULT_KEY_BACKEND", "encrypted"),  # or pkcs11 (below)
-    "MAX_CSR_BYTES": env_int("KMI_MAX_CSR_BYTES", 16384, minimum=256),
-    "BACKDATE_SECONDS": env_int("KMI_BACKDATE_SECONDS", 60, minimum=0),
-    "AUDIT_LANES": env_int("KMI_AUDIT_LANES", 8, minimum=1),
-    "KEY_CACHE_SECONDS": env_int("KMI_KEY_CACHE_SECONDS", 300, minimum=0),
+    "DEFAULT_KEY_BACKEND": env["KMI_DEFAULT_KEY_BACKEND"],  # or pkcs11 (below)
+    "MAX_CSR_BYTES": env["KMI_MAX_CSR_BYTES"],
+    "BACKDATE_SECONDS": env["KMI_BACKDATE_SECONDS"],
+    "AUDIT_LANES": env["KMI_AUDIT_LANES"],
+    "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
 }
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
-if env_str("KMI_PKCS11_MODULE", ""):
-    KMI["KEY_BACKENDS"]["pkcs11"] = {  # type: ignore[index]
+if env["KMI_PKCS11_MODULE"]:
+    KMI["KEY_BACKENDS"]["pkcs11"] = {
         "BACKEND": "pki.keys.pkcs11.Pkcs11KeyBackend",
         "OPTIONS": {
-            "module": env_str("KMI_PKCS11_MODULE", ""),
-            "token_label": env_str("KMI_PKCS11_TOKEN", "kmi"),
-            "pin": env_secret("KMI_PKCS11_PIN"),
+            "module": env["KMI_PKCS11_MODULE"],
+            "token_label": env["KMI_PKCS11_TOKEN"],
+            "pin": env["KMI_PKCS11_PIN"],
         },
     }
 
 # --- revocation and CRLs (README "Revocation and CRLs") -----------------------------------
 KMI.update(
     {
-        "CRL_NEXT_UPDATE_SECONDS": env_int("KMI_CRL_NEXT_UPDATE_SECONDS", 86400, minimum=60),
-        "CRL_KEEP_EXPIRED_DAYS": env_int("KMI_CRL_KEEP_EXPIRED_DAYS", 0, minimum=0),
-        "CRL_REVOCATION_DELAY": env_int("KMI_CRL_REVOCATION_DELAY", 60, minimum=2),
-        "CRL_HISTORY": env_int("KMI_CRL_HISTORY", 3, minimum=1),
-        "CRL_CACHE_SECONDS": env_int("KMI_CRL_CACHE_SECONDS", 300, minimum=0),
-        "CRL_DIR": env_str("KMI_CRL_DIR", ""),
+        "CRL_NEXT_UPDATE_SECONDS": env["KMI_CRL_NEXT_UPDATE_SECONDS"],
+        "CRL_KEEP_EXPIRED_DAYS": env["KMI_CRL_KEEP_EXPIRED_DAYS"],
+        "CRL_REVOCATION_DELAY": env["KMI_CRL_REVOCATION_DELAY"],
+        "CRL_HISTORY": env["KMI_CRL_HISTORY"],
+        "CRL_CACHE_SECONDS": env["KMI_CRL_CACHE_SECONDS"],
+        "CRL_DIR": env["KMI_CRL_DIR"],
     }
 )
 # --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
@@ -231,57 +241,57 @@ KMI.update(
 KMI_LIFECYCLE = {
     # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
     # Celery `signing` queue, so web processes need no KEK at all.
-    "SIGNING": env_str("KMI_SIGNING", "inprocess"),
-    "SIGNING_TIMEOUT": env_int("KMI_SIGNING_TIMEOUT", 30, minimum=1),
-    "EXPIRY_THRESHOLDS": env_str("KMI_EXPIRY_THRESHOLDS", "30,14,7,1"),
-    "CA_EXPIRY_THRESHOLDS": env_str("KMI_CA_EXPIRY_THRESHOLDS", "180,90,30,7"),
-    "ALERT_EMAILS": env_str("KMI_ALERT_EMAILS", ""),
-    "ALERT_WEBHOOK_URL": env_str("KMI_ALERT_WEBHOOK_URL", ""),
-    "WEBHOOK_SECRET": env_secret("KMI_WEBHOOK_SECRET"),
-    "WEBHOOK_TIMEOUT": env_int("KMI_WEBHOOK_TIMEOUT", 10, minimum=1),
-    "NOTIFY_MAX_ATTEMPTS": env_int("KMI_NOTIFY_MAX_ATTEMPTS", 5, minimum=1),
-    "NOTIFY_RETRY_SECONDS": env_int("KMI_NOTIFY_RETRY_SECONDS", 300, minimum=1),
-    "NOTIFY_CLAIM_LEASE_SECONDS": env_int("KMI_NOTIFY_CLAIM_LEASE_SECONDS", 900, minimum=1),
-    "AUTO_RENEW_DAYS": env_int("KMI_AUTO_RENEW_DAYS", 30, minimum=1),
-    "AUTO_RENEW_NEW_KEY": env_bool("KMI_AUTO_RENEW_NEW_KEY", default=False),
-    "KEY_RETENTION_DAYS": env_int("KMI_KEY_RETENTION_DAYS", 365, minimum=0),
-    "SCAN_SECONDS": env_int("KMI_LIFECYCLE_SCAN_SECONDS", 3600, minimum=1),
-    "SERVICE_CERT_NAMES": env_str("KMI_SERVICE_CERT_NAMES", ""),
-    "SERVICE_CERT_DIR": env_str("KMI_SERVICE_CERT_DIR", ""),
-    "SERVICE_CA": env_str("KMI_SERVICE_CA", "issuing"),
-    "SERVICE_PROFILE": env_str("KMI_SERVICE_PROFILE", "tls-server"),
-    "SERVICE_RENEW_DAYS": env_int("KMI_SERVICE_RENEW_DAYS", 30, minimum=1),
-    "METRICS_TOKEN": env_secret("KMI_METRICS_TOKEN"),
+    "SIGNING": env["KMI_SIGNING"],
+    "SIGNING_TIMEOUT": env["KMI_SIGNING_TIMEOUT"],
+    "EXPIRY_THRESHOLDS": env["KMI_EXPIRY_THRESHOLDS"],
+    "CA_EXPIRY_THRESHOLDS": env["KMI_CA_EXPIRY_THRESHOLDS"],
+    "ALERT_EMAILS": env["KMI_ALERT_EMAILS"],
+    "ALERT_WEBHOOK_URL": env["KMI_ALERT_WEBHOOK_URL"],
+    "WEBHOOK_SECRET": env["KMI_WEBHOOK_SECRET"],
+    "WEBHOOK_TIMEOUT": env["KMI_WEBHOOK_TIMEOUT"],
+    "NOTIFY_MAX_ATTEMPTS": env["KMI_NOTIFY_MAX_ATTEMPTS"],
+    "NOTIFY_RETRY_SECONDS": env["KMI_NOTIFY_RETRY_SECONDS"],
+    "NOTIFY_CLAIM_LEASE_SECONDS": env["KMI_NOTIFY_CLAIM_LEASE_SECONDS"],
+    "AUTO_RENEW_DAYS": env["KMI_AUTO_RENEW_DAYS"],
+    "AUTO_RENEW_NEW_KEY": env["KMI_AUTO_RENEW_NEW_KEY"],
+    "KEY_RETENTION_DAYS": env["KMI_KEY_RETENTION_DAYS"],
+    "SCAN_SECONDS": env["KMI_LIFECYCLE_SCAN_SECONDS"],
+    "SERVICE_CERT_NAMES": env["KMI_SERVICE_CERT_NAMES"],
+    "SERVICE_CERT_DIR": env["KMI_SERVICE_CERT_DIR"],
+    "SERVICE_CA": env["KMI_SERVICE_CA"],
+    "SERVICE_PROFILE": env["KMI_SERVICE_PROFILE"],
+    "SERVICE_RENEW_DAYS": env["KMI_SERVICE_RENEW_DAYS"],
+    "METRICS_TOKEN": env["KMI_METRICS_TOKEN"],
 }
-if env_bool("KMI_BEHIND_TLS_PROXY", default=False):
+if env["KMI_BEHIND_TLS_PROXY"]:
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-CSRF_TRUSTED_ORIGINS = [o for o in env_str("KMI_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+CSRF_TRUSTED_ORIGINS = list(env["KMI_CSRF_TRUSTED_ORIGINS"])
 # Counts responses of the public endpoints for /metrics (web/metrics.py); first, so it sees all.
 MIDDLEWARE.insert(0, "web.metrics.ResponseMetricsMiddleware")
-EMAIL_BACKEND = env_str("KMI_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-EMAIL_HOST = env_str("KMI_EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("KMI_EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("KMI_EMAIL_USER", "")
-EMAIL_HOST_PASSWORD = env_secret("KMI_EMAIL_PASSWORD")
-EMAIL_USE_TLS = env_bool("KMI_EMAIL_STARTTLS", default=False)
-EMAIL_TIMEOUT = env_int("KMI_EMAIL_TIMEOUT", 10, minimum=1)
-EMAIL_FILE_PATH = env_str("KMI_EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-DEFAULT_FROM_EMAIL = env_str("KMI_EMAIL_FROM", "kmi@localhost")
+EMAIL_BACKEND = env["KMI_EMAIL_BACKEND"]
+EMAIL_HOST = env["KMI_EMAIL_HOST"]
+EMAIL_PORT = env["KMI_EMAIL_PORT"]
+EMAIL_HOST_USER = env["KMI_EMAIL_USER"]
+EMAIL_HOST_PASSWORD = env["KMI_EMAIL_PASSWORD"]
+EMAIL_USE_TLS = env["KMI_EMAIL_STARTTLS"]
+EMAIL_TIMEOUT = env["KMI_EMAIL_TIMEOUT"]
+EMAIL_FILE_PATH = env["KMI_EMAIL_FILE_PATH"] or str(DATA_DIR / "mail")
+DEFAULT_FROM_EMAIL = env["KMI_EMAIL_FROM"]
 # --- OCSP responder (pki.conf.OCSPSettings; README: OCSP) --------------------------------------
 KMI_OCSP = {
-    "REDIS_PREFIX": env_str("KMI_OCSP_REDIS_PREFIX", "kmi:ocsp"),
-    "RESPONSE_VALIDITY_SECONDS": env_int("KMI_OCSP_RESPONSE_VALIDITY_SECONDS", 3600, minimum=60),
-    "RESPONDER_VALIDITY_DAYS": env_int("KMI_OCSP_RESPONDER_VALIDITY_DAYS", 7, minimum=1),
-    "RESPONDER_RENEW_FRACTION": env_str("KMI_OCSP_RESPONDER_RENEW_FRACTION", "0.5"),
-    "RESPONDER_KEY_TYPE": env_str("KMI_OCSP_RESPONDER_KEY_TYPE", "ec-p256"),
-    "MAX_REQUEST_BYTES": env_int("KMI_OCSP_MAX_REQUEST_BYTES", 4096, minimum=256),
+    "REDIS_PREFIX": env["KMI_OCSP_REDIS_PREFIX"],
+    "RESPONSE_VALIDITY_SECONDS": env["KMI_OCSP_RESPONSE_VALIDITY_SECONDS"],
+    "RESPONDER_VALIDITY_DAYS": env["KMI_OCSP_RESPONDER_VALIDITY_DAYS"],
+    "RESPONDER_RENEW_FRACTION": env["KMI_OCSP_RESPONDER_RENEW_FRACTION"],
+    "RESPONDER_KEY_TYPE": env["KMI_OCSP_RESPONDER_KEY_TYPE"],
+    "MAX_REQUEST_BYTES": env["KMI_OCSP_MAX_REQUEST_BYTES"],
     # Per-process micro-cache in front of Redis (seconds; 0 = one Redis GET per request).
-    "LOCAL_CACHE_SECONDS": env_str("KMI_OCSP_LOCAL_CACHE_SECONDS", "1"),
+    "LOCAL_CACHE_SECONDS": env["KMI_OCSP_LOCAL_CACHE_SECONDS"],
     # New certificates are pre-signed by one task per CA per this many seconds (0 = one each).
-    "PRESIGN_DELAY_SECONDS": env_str("KMI_OCSP_PRESIGN_DELAY_SECONDS", "2"),
+    "PRESIGN_DELAY_SECONDS": env["KMI_OCSP_PRESIGN_DELAY_SECONDS"],
 }
 
 # --- REST API (web/api) ----------------------------------------------------------------------
@@ -299,8 +309,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "web.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "enroll": env_str("KMI_API_ENROLL_RATE", "6000/minute"),
-        "token": env_str("KMI_API_TOKEN_RATE", "30/minute"),
+        "enroll": env["KMI_API_ENROLL_RATE"],
+        "token": env["KMI_API_TOKEN_RATE"],
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -327,22 +337,22 @@ SPECTACULAR_SETTINGS = {
 # Read by pki.acme.conf. Validation of challenges runs on Celery unless VALIDATE_INLINE (or
 # CELERY_TASK_ALWAYS_EAGER) asks for it in the web process (useful with no worker running).
 KMI_ACME = {
-    "HTTP01_PORT": env_int("KMI_ACME_HTTP01_PORT", 80, minimum=1),
-    "TLS_ALPN01_PORT": env_int("KMI_ACME_TLS_ALPN01_PORT", 443, minimum=1),
+    "HTTP01_PORT": env["KMI_ACME_HTTP01_PORT"],
+    "TLS_ALPN01_PORT": env["KMI_ACME_TLS_ALPN01_PORT"],
     # Comma-separated ip or ip:port of the resolvers for dns-01 and for A/AAAA lookups of
     # http-01 and tls-alpn-01; empty: the system's resolver.
-    "DNS_RESOLVERS": env_str("KMI_ACME_DNS_RESOLVERS", ""),
+    "DNS_RESOLVERS": env["KMI_ACME_DNS_RESOLVERS"],
     # Comma-separated name=ip overrides for those A/AAAA lookups, globs allowed
     # ("**.example.test=127.0.0.1"): what `make run` uses so the demo's .test names reach a
     # client on this machine. Empty (the default): DNS decides.
-    "HOSTS": env_str("KMI_ACME_HOSTS", ""),
-    "VALIDATION_TIMEOUT": env_int("KMI_ACME_VALIDATION_TIMEOUT", 10, minimum=1),
-    "VALIDATE_INLINE": env_bool("KMI_ACME_VALIDATE_INLINE", default=False),
-    "NONCE_TTL": env_int("KMI_ACME_NONCE_TTL", 3600, minimum=30),
-    "NONCE_PREFIX": f"{env_str('KMI_CACHE_PREFIX', 'kmi')}:acme:nonce:",
-    "ORDER_LIFETIME": env_int("KMI_ACME_ORDER_LIFETIME", 7 * 86400, minimum=60),
-    "MAX_BODY_BYTES": env_int("KMI_ACME_MAX_BODY_BYTES", 65536, minimum=4096),
-    "RETRY_AFTER": env_int("KMI_ACME_RETRY_AFTER", 1, minimum=1),
+    "HOSTS": env["KMI_ACME_HOSTS"],
+    "VALIDATION_TIMEOUT": env["KMI_ACME_VALIDATION_TIMEOUT"],
+    "VALIDATE_INLINE": env["KMI_ACME_VALIDATE_INLINE"],
+    "NONCE_TTL": env["KMI_ACME_NONCE_TTL"],
+    "NONCE_PREFIX": f"{env['KMI_CACHE_PREFIX']}:acme:nonce:",
+    "ORDER_LIFETIME": env["KMI_ACME_ORDER_LIFETIME"],
+    "MAX_BODY_BYTES": env["KMI_ACME_MAX_BODY_BYTES"],
+    "RETRY_AFTER": env["KMI_ACME_RETRY_AFTER"],
     # An account's valid authorization (until its order's expiry) counts again for a new order.
-    "REUSE_AUTHORIZATIONS": env_bool("KMI_ACME_REUSE_AUTHORIZATIONS", default=True),
+    "REUSE_AUTHORIZATIONS": env["KMI_ACME_REUSE_AUTHORIZATIONS"],
 }

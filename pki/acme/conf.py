@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+
+from pki.settings_registry import coerce
 
 
 @dataclass(frozen=True)
@@ -28,60 +28,21 @@ class AcmeSettings:
     reuse_authorizations: bool
 
 
-def _resolvers(text: str) -> tuple[tuple[str, int], ...]:
-    out = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        if item.startswith("["):  # [v6]:port
-            host, _, port = item[1:].partition("]:")
-        elif item.count(":") == 1:
-            host, _, port = item.partition(":")
-        else:
-            host, port = item, "53"
-        try:
-            out.append((host, int(port or 53)))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"KMI_ACME_DNS_RESOLVERS: bad entry {item!r} (use ip or ip:port)"
-            ) from None
-    return tuple(out)
-
-
-def _hosts(text: str) -> tuple[tuple[str, str], ...]:
-    """``pattern=address`` pairs: ``**.example.test=127.0.0.1,localhost=::1``."""
-    out = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        pattern, sep, address = item.partition("=")
-        try:
-            ip = ipaddress.ip_address(address.strip())
-        except ValueError:
-            ip = None
-        if not sep or not pattern.strip() or ip is None:
-            raise ImproperlyConfigured(
-                f"KMI_ACME_HOSTS: bad entry {item!r} (use name-or-glob=ip, e.g. **.example.test=127.0.0.1)"
-            )
-        out.append((pattern.strip().lower(), str(ip)))
-    return tuple(out)
-
-
 def acme_settings() -> AcmeSettings:
     """Return the ACME settings (``settings.KMI_ACME``), validated."""
     conf = getattr(settings, "KMI_ACME", {})
     return AcmeSettings(
-        http01_port=int(conf.get("HTTP01_PORT", 80)),
-        tls_alpn01_port=int(conf.get("TLS_ALPN01_PORT", 443)),
-        dns_resolvers=_resolvers(str(conf.get("DNS_RESOLVERS", ""))),
-        hosts=_hosts(str(conf.get("HOSTS", ""))),
-        validation_timeout=float(conf.get("VALIDATION_TIMEOUT", 10)),
-        validate_inline=bool(conf.get("VALIDATE_INLINE", False)),
-        nonce_ttl=int(conf.get("NONCE_TTL", 3600)),
+        http01_port=coerce("KMI_ACME_HTTP01_PORT", conf.get("HTTP01_PORT")),
+        tls_alpn01_port=coerce("KMI_ACME_TLS_ALPN01_PORT", conf.get("TLS_ALPN01_PORT")),
+        dns_resolvers=coerce("KMI_ACME_DNS_RESOLVERS", conf.get("DNS_RESOLVERS")),
+        hosts=coerce("KMI_ACME_HOSTS", conf.get("HOSTS")),
+        validation_timeout=float(coerce("KMI_ACME_VALIDATION_TIMEOUT", conf.get("VALIDATION_TIMEOUT"))),
+        validate_inline=coerce("KMI_ACME_VALIDATE_INLINE", conf.get("VALIDATE_INLINE")),
+        nonce_ttl=coerce("KMI_ACME_NONCE_TTL", conf.get("NONCE_TTL")),
         nonce_prefix=str(conf.get("NONCE_PREFIX", "kmi:acme:nonce:")),
-        order_lifetime_seconds=int(conf.get("ORDER_LIFETIME", 7 * 86400)),
-        max_body_bytes=int(conf.get("MAX_BODY_BYTES", 65536)),
+        order_lifetime_seconds=coerce("KMI_ACME_ORDER_LIFETIME", conf.get("ORDER_LIFETIME")),
+        max_body_bytes=coerce("KMI_ACME_MAX_BODY_BYTES", conf.get("MAX_BODY_BYTES")),
         max_http01_bytes=int(conf.get("MAX_HTTP01_BYTES", 8192)),
-        retry_after_seconds=int(conf.get("RETRY_AFTER", 1)),
-        reuse_authorizations=bool(conf.get("REUSE_AUTHORIZATIONS", True)),
+        retry_after_seconds=coerce("KMI_ACME_RETRY_AFTER", conf.get("RETRY_AFTER")),
+        reuse_authorizations=coerce("KMI_ACME_REUSE_AUTHORIZATIONS", conf.get("REUSE_AUTHORIZATIONS")),
     )

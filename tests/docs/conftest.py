@@ -60,3 +60,37 @@ def checkout(tmp_path: Path, migrated_var: Path) -> Callable[[], tuple[Path, dic
         return work, reader_env(work)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pki_var(migrated_var: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``migrated_var`` with the CAs ``root`` and ``issuing`` (as ``make run`` makes them), once."""
+    work = tmp_path_factory.mktemp("pki")
+    (work / "manage.py").symlink_to(ROOT / "manage.py")
+    shutil.copytree(migrated_var, work / "var")
+    env = {**reader_env(work), "KMI_KEK_FILE": "var/kek"}
+    for args in (
+        ["--name", "root", "--subject", "CN=Root,O=Example"],
+        ["--name", "issuing", "--parent", "root", "--subject", "CN=Issuing,O=Example", "--path-length", "0"],
+    ):
+        subprocess.run(
+            [sys.executable, "manage.py", "init_ca", *args],
+            cwd=work,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    return work / "var"
+
+
+@pytest.fixture
+def pki_checkout(tmp_path: Path, pki_var: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout whose KMI has the CAs ``root`` and ``issuing`` and a client's CSR ``www.csr``
+    (a committed fixture) in the working directory; ``KMI_KEK_FILE`` is set."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    (work / "manage.py").symlink_to(ROOT / "manage.py")
+    (work / ".venv").symlink_to(sys.prefix)
+    shutil.copytree(pki_var, work / "var")
+    shutil.copy(ROOT / "tests" / "fixtures" / "csrs" / "ec-p256.pem", work / "www.csr")
+    return work, {**reader_env(work), "KMI_KEK_FILE": "var/kek"}

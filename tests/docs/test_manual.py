@@ -17,6 +17,9 @@ NOT_RUN = {
     ("docs/guide/deployment.md", "Production deployment"): (
         "needs Docker Engine and a DNS name; tests/test_docker.py checks the compose file and Dockerfile"
     ),
+    ("docs/guide/installation.md", "As a package"): (
+        "tests/test_packaging.py runs these steps with uv (pip would download every dependency each run)"
+    ),
     ("docs/api/ocsp.md", "OCSP"): "needs `make run` serving on 127.0.0.1:8000",
     ("docs/api/rest.md", "Enroll"): "needs `make run` serving on 127.0.0.1:8000",
     ("docs/api/acme.md", "Endpoints and clients"): "needs `make run` serving on 127.0.0.1:8000",

@@ -21,18 +21,17 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-log = logging.getLogger(__name__)
+from pki import settings_registry
 
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+log = logging.getLogger(__name__)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """``"600/minute"`` -> (600, 60)."""
+    """``"600/minute"`` -> (600, 60), as KMI_API_*_RATE are checked at start-up."""
     try:
-        count, period = rate.split("/")
-        return int(count), PERIODS[period.strip()[0].lower()]
-    except (ValueError, KeyError, IndexError):
-        raise ImproperlyConfigured(f"throttle rate {rate!r} must look like 600/minute") from None
+        return settings_registry.parse_rate(rate)
+    except settings_registry.Invalid as exc:
+        raise ImproperlyConfigured(f"throttle rate {rate!r} {exc}") from None
 
 
 _redis_client: list[Any] = []

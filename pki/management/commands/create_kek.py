@@ -10,8 +10,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.conf import KEK_BYTES, parse_kek_lines
+from pki.conf import parse_kek_lines
 from pki.management.base import PKICommand
+from pki.settings_registry import KEK_BYTES
 
 
 class Command(PKICommand):
