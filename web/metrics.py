@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from pki.clock import utcnow
 from pki.lifecycle_conf import lifecycle_settings
+from pki.locations import repository_name
 from pki.models import Certificate, CertificateAuthority
 from pki.signals import signing_finished
 
@@ -131,9 +132,21 @@ class DatabaseCollector(Collector):
         if model is not None:
             shard = {"shard": 0} if _model("CertificateRevocationList", "shard") else {}
             has_entries = _model("CertificateRevocationList", "entry_count") is not None
-            for ca_id, ca_name in names.items():
+            # One series per CA generation that publishes (its repository name: issuing, issuing.g2):
+            # after a rollover the previous generation's CRL must stay fresh too.
+            scopes: list[tuple[int, dict[str, int], str]] = [
+                (ca_id, {}, ca_name) for ca_id, ca_name in names.items()
+            ]
+            if _model("CertificateRevocationList", "generation") is not None:
+                pairs = model._default_manager.filter(**shard).values_list("ca_id", "generation").distinct()
+                scopes = [
+                    (ca_id, {"generation": number}, repository_name(names[ca_id], number))
+                    for ca_id, number in sorted(pairs)
+                    if ca_id in names
+                ]
+            for ca_id, generation, ca_name in scopes:
                 newest = (
-                    model._default_manager.filter(ca_id=ca_id, **shard)
+                    model._default_manager.filter(ca_id=ca_id, **shard, **generation)
                     .annotate(der_size=Length("der"))
                     .order_by("-this_update")
                     .values(
