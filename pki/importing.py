@@ -22,7 +22,7 @@ from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.keys.base import issuer_public_key, key_type_of
-from pki.models.authority import CAGeneration, CertificateAuthority, GenerationState
+from pki.models.authority import CAGeneration, CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyPurpose, KeyState
 from pki.recording import record_certificate
@@ -166,7 +166,13 @@ def import_ca(
     root), a CA KMI knows, or come in ``chain`` (issuer first). The path length and name
     constraints KMI enforces from then on are the certificate's. Audited (``ca.imported``).
     """
-    from pki.offline import check_ca_certificate, issued_by, parent_for, record_external_ca
+    from pki.offline import (
+        check_ca_certificate,
+        issued_by,
+        parent_for,
+        record_external_ca,
+        record_imported_ca,
+    )
 
     now = resolve(now)
     if private_key is None and hsm_label is None and hsm_id is None:
@@ -199,34 +205,14 @@ def import_ca(
             name_constraints=NameConstraints.of_certificate(certificate).to_json(),
             created_at=now,
         )
-        row = record_certificate(
-            certificate, ca=parent or ca, key=key, now=now, issuer_generation=issuer_generation
-        )
-        ca.certificate = row
-        ca.save(update_fields=["certificate"])
-        CAGeneration.objects.create(
-            ca=ca,
-            number=1,
-            key=key,
-            certificate=row,
-            state=GenerationState.CURRENT,
-            activated_at=now,
-            created_at=now,
-        )
         where = "sealed" if private_key is not None else f"in the HSM ({hsm_label or hsm_id})"
-        audit.record(
-            action="ca.imported",
+        record_imported_ca(
+            ca=ca,
+            certificate=certificate,
+            issuer=parent or ca,
+            issuer_generation=issuer_generation,
+            key_note=where,
             actor=actor,
-            obj=ca,
-            details={
-                "subject": row.subject,
-                "serial": row.serial,
-                "fingerprint_sha256": row.fingerprint_sha256,
-                "key": where,
-                "backend": key.backend,
-                "parent": parent.name if parent is not None else None,
-            },
-            scope=f"ca:{ca.pk}",
             now=now,
         )
     return ca

@@ -78,7 +78,8 @@ def _locked(key: Key) -> Key:
     return Key.objects.select_for_update().get(pk=key.pk)
 
 
-def _disable_cas(key: Key, *, actor: str, reason: str, now: dt.datetime) -> None:
+def disable_cas_holding(key: Key, *, actor: str, reason: str, now: dt.datetime) -> None:
+    """Disable (audited) every CA whose current key is ``key``: it issues nothing more."""
     for ca in (
         CertificateAuthority.objects.select_for_update().filter(key=key).exclude(state=CAState.DISABLED)
     ):
@@ -193,7 +194,9 @@ def mark_key_compromised(
             now=now,
         )
         if is_ca:
-            _disable_cas(key, actor=actor, reason=f"its key was compromised: {reason}".rstrip(": "), now=now)
+            disable_cas_holding(
+                key, actor=actor, reason=f"its key was compromised: {reason}".rstrip(": "), now=now
+            )
             for ca in {g.ca for g in generations}:
                 raise_compromise_alert(ca=ca, key=key, revoked_issued=len(issued), actor=actor, now=now)
     return [*revoked, *issued]

@@ -38,6 +38,7 @@ from pki import audit
 from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, NotificationFailed, PKIError
 from pki.issuance import renew_certificate, sign_csr
+from pki.key_controls import disable_cas_holding
 from pki.keystore import generate_key
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
@@ -531,20 +532,7 @@ def deactivate_key(*, key: Key, actor: str, reason: str = "", now: dt.datetime |
             details={"previous_state": previous, "reason": reason},
             now=now,
         )
-        for ca in (
-            CertificateAuthority.objects.select_for_update().filter(key=key).exclude(state=CAState.DISABLED)
-        ):
-            old_state = ca.state
-            ca.state = CAState.DISABLED
-            ca.save(update_fields=["state"])
-            audit.record(
-                action="ca.disabled",
-                actor=actor,
-                obj=ca,
-                details={"previous_state": old_state, "reason": f"its key was deactivated: {reason}"},
-                scope=f"ca:{ca.pk}",
-                now=now,
-            )
+        disable_cas_holding(key, actor=actor, reason=f"its key was deactivated: {reason}", now=now)
     return key
 
 

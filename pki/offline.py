@@ -278,30 +278,57 @@ def record_external_ca(
             name_constraints=NameConstraints.of_certificate(certificate).to_json(),
             created_at=now,
         )
-        issuer = parent if issuer_generation is not None and parent is not None else ca
-        row = record_certificate(
-            certificate, ca=issuer, key=key, now=now, issuer_generation=issuer_generation or 1
-        )
-        ca.certificate = row
-        ca.save(update_fields=["certificate"])
-        CAGeneration.objects.create(
-            ca=ca, number=1, key=key, certificate=row, state=GenerationState.CURRENT, created_at=now
-        )
-        audit.record(
-            action="ca.imported",
+        record_imported_ca(
+            ca=ca,
+            certificate=certificate,
+            issuer=parent if issuer_generation is not None and parent is not None else ca,
+            issuer_generation=issuer_generation or 1,
+            key_note="none (certificate only)",
             actor=actor,
-            obj=ca,
-            details={
-                "subject": row.subject,
-                "serial": row.serial,
-                "fingerprint_sha256": row.fingerprint_sha256,
-                "key": "none (certificate only)",
-                "parent": issuer.name if issuer is not ca else None,
-            },
-            scope=f"ca:{ca.pk}",
             now=now,
         )
     return ca
+
+
+def record_imported_ca(
+    *,
+    ca: CertificateAuthority,
+    certificate: x509.Certificate,
+    issuer: CertificateAuthority,
+    issuer_generation: int,
+    key_note: str,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    """Record an imported CA's certificate (under ``issuer``, itself for a root) as its first
+    generation, and audit the import (``ca.imported``; ``key_note`` says where its key is)."""
+    row = record_certificate(certificate, ca=issuer, key=ca.key, now=now, issuer_generation=issuer_generation)
+    ca.certificate = row
+    ca.save(update_fields=["certificate"])
+    CAGeneration.objects.create(
+        ca=ca,
+        number=1,
+        key=ca.key,
+        certificate=row,
+        state=GenerationState.CURRENT,
+        activated_at=now,
+        created_at=now,
+    )
+    audit.record(
+        action="ca.imported",
+        actor=actor,
+        obj=ca,
+        details={
+            "subject": row.subject,
+            "serial": row.serial,
+            "fingerprint_sha256": row.fingerprint_sha256,
+            "key": key_note,
+            "backend": ca.key.backend or None,
+            "parent": issuer.name if issuer.pk != ca.pk else None,
+        },
+        scope=f"ca:{ca.pk}",
+        now=now,
+    )
 
 
 def parent_for(
