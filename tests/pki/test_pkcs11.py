@@ -199,7 +199,7 @@ def test_certificate_and_crl_builders_signed_in_the_token_verify(hsm, key_type):
 
 
 def test_destroying_a_key_removes_it_from_the_token(hsm, db):
-    key = generate_key(key_type=KeyType.EC_P256, purpose=KeyPurpose.CA, actor="t", backend="pkcs11")
+    key = generate_key(key_type=KeyType.EC_P256, purpose=KeyPurpose.OCSP, actor="t", backend="pkcs11")
     assert len(_token_objects(hsm, key.handle)) == 2  # private and public
     destroy_key(key=key, actor="t", reason="test")
     assert _token_objects(hsm, key.handle) == []

@@ -259,3 +259,32 @@ def test_each_generation_answers_ocsp_for_what_it_issued(issuing_ca, profile, oc
     assert x509_ocsp.load_der_ocsp_response(der).certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
     der = answer(request_der(old_leaf.x509(), new_ca), ca_name="issuing.g2", now=NOW + 2 * HOUR).der
     assert x509_ocsp.load_der_ocsp_response(der).certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_rollover_commands_refuse_bad_input_with_one_line(issuing_ca, tmp_path):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no CA named 'nope'"):
+        call_command("rollover_ca", "nope")
+    with pytest.raises(CommandError, match="no time zone"):
+        call_command("rollover_ca", "issuing", "--at", "2031-01-01T00:00:00")
+    with pytest.raises(CommandError, match="drop --csr-out"):
+        call_command("rollover_ca", "issuing", "--csr-out", str(tmp_path / "x.csr"))
+    with pytest.raises(CommandError, match="not after the current one"):
+        call_command("renew_ca", "issuing", "--days", "2")
+    with pytest.raises(CommandError, match="no link certificates"):
+        call_command("export_ca", "issuing", "--links")
+    with pytest.raises(CommandError, match="no generation 5"):
+        call_command("export_ca", "issuing", "--generation", "5")
+    assert CAGeneration.objects.filter(ca=issuing_ca).count() == 1
+    out = io.StringIO()
+    call_command("rollover_ca", "issuing", "--key-type", "ec-p384", stdout=out)
+    assert "CA issuing generation 2: ec-p384 key" in out.getvalue()
+    call_command("show_ca", "issuing", stdout=out)
+    assert "generation 1: previous" in out.getvalue()
+    assert "generation 2: current" in out.getvalue()
+    call_command("publish_crl", "--ca", "issuing", "--all", stdout=out)
+    assert "published CRL 1 of CA issuing (" in out.getvalue()
+    assert "published CRL 1 of CA issuing.g2 (" in out.getvalue()

@@ -294,6 +294,10 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
     status = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     revocation_reason = serializers.CharField(read_only=True, help_text="CRLReason, empty when not revoked")
+    owner_email = serializers.CharField(
+        read_only=True, help_text="who hears about it (empty: see the manual)"
+    )
+    owner_webhook_url = serializers.CharField(read_only=True, help_text="its owner's webhook (may be empty)")
 
     class Meta:
         model = Certificate
