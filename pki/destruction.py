@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
+from pki.access import Action, can, forget_grants
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.keys import get_backend
@@ -116,6 +117,10 @@ def approve_key_destruction(
         same_user = approver is not None and row.requester_id is not None and approver.pk == row.requester_id
         if same_user or actor == row.requested_by:
             raise PolicyViolation("the administrator who asked to destroy a CA key cannot also approve it")
+        if approver is not None:
+            forget_grants(approver)  # the approver's authority as it is now
+            if not can(approver, Action.MANAGE_KEY, row.key):
+                raise PolicyViolation(f"{approver.get_username()} is not an administrator: only one approves")
         row.state, row.approver, row.approved_by = TwoPersonState.APPROVED, approver, actor
         row.save(update_fields=["state", "approver", "approved_by"])
         audit.record(

@@ -128,8 +128,13 @@ def test_a_compromised_end_entity_key_revokes_with_key_compromise(issuing_ca, pr
 
 
 def test_a_ca_key_is_destroyed_only_by_two_administrators(issuing_ca):
+    from pki.access import grant_role
+
     alice = User.objects.create_user("alice")
     bob = User.objects.create_user("bob")
+    carol = User.objects.create_user("carol")  # no role: cannot be the second administrator
+    for admin in (alice, bob):
+        grant_role(user=admin, role="administrator", actor="t", now=NOW)
     key = issuing_ca.key
     with pytest.raises(InvalidState, match="not disabled"):
         request_key_destruction(key=key, actor="alice", requester=alice, now=NOW)
@@ -141,6 +146,8 @@ def test_a_ca_key_is_destroyed_only_by_two_administrators(issuing_ca):
         request_key_destruction(key=key, actor="alice", requester=alice, now=NOW)
     with pytest.raises(PolicyViolation, match="cannot also approve"):
         approve_key_destruction(destruction=asked, actor="alice", approver=alice, now=NOW)
+    with pytest.raises(PolicyViolation, match="carol is not an administrator"):
+        approve_key_destruction(destruction=asked, actor="carol", approver=carol, now=NOW)
     key.refresh_from_db()
     assert key.state == KeyState.DEACTIVATED
     assert SealedKey.objects.filter(key=key).exists()
