@@ -308,6 +308,9 @@ def test_an_existing_ca_key_in_the_hsm_is_imported_by_label(hsm, token, db, prof
         name="corp-hsm", certificate=certificate, hsm_label=label, chain=[root], actor="t", now=NOW
     )
     assert (ca.key.backend, ca.key.handle) == ("pkcs11", key_id)
+    assert hsm.find(key_id=key_id)[0] == key_id  # the same key by its CKA_ID
+    with pytest.raises(KeyBackendError, match="not hex"):
+        hsm.find(key_id="zz")
     assert not SealedKey.objects.filter(key=ca.key).exists()
     leaf = sign_csr(ca=ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
     leaf.x509().verify_directly_issued_by(certificate)
