@@ -36,6 +36,10 @@ class Action(enum.StrEnum):
 
     VIEW_CA = "view_ca"
     CREATE_CA = "create_ca"
+    MANAGE_CA = "manage_ca"  # roll over, renew (administrators)
+    # suspend, reactivate, deactivate, compromised, destroy a key; disable or enable a CA (administrators)
+    MANAGE_KEY = "manage_key"
+    RECOVER_KEY = "recover_key"  # escrowed keys: key recovery officers only (not administrators)
     VIEW_PROFILE = "view_profile"
     EDIT_PROFILE = "edit_profile"
     SUBMIT_REQUEST = "submit_request"
@@ -54,7 +58,6 @@ class Action(enum.StrEnum):
     MANAGE_ACME_ENDPOINT = "manage_acme_endpoint"  # create, change the policy, disable
     VIEW_EAB_KEY = "view_eab_key"  # key ids and who used them, never the HMAC key
     MANAGE_EAB_KEY = "manage_eab_key"  # mint (the HMAC key shown once) and revoke unbound keys
-    MANAGE_KEY = "manage_key"  # deactivate or destroy a key; disable or enable a CA
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,19 @@ class Grants:
     user_id: int | None
     administrator: bool = False
     auditor: bool = False
+    recovery_officer: bool = False
     operator_cas: frozenset[int] = frozenset()
     requester_pairs: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def any(self) -> bool:
         """True when the user holds any role at all."""
-        return self.administrator or self.auditor or bool(self.operator_cas or self.requester_pairs)
+        return (
+            self.administrator
+            or self.auditor
+            or self.recovery_officer
+            or bool(self.operator_cas or self.requester_pairs)
+        )
 
     @property
     def reads_everything(self) -> bool:
@@ -103,7 +112,7 @@ def remember_grants(user: AnyUser, rows: Iterable[tuple[str, int | None, int | N
     For callers that loaded the rows with something else (the token lookup does, in one query).
     """
     admin = bool(getattr(user, "is_superuser", False))
-    auditor = False
+    auditor = officer = False
     operator: set[int] = set()
     pairs: set[tuple[int, int]] = set()
     for role, ca_id, profile_id in rows:
@@ -111,6 +120,8 @@ def remember_grants(user: AnyUser, rows: Iterable[tuple[str, int | None, int | N
             admin = True
         elif role == Role.AUDITOR:
             auditor = True
+        elif role == Role.KEY_RECOVERY_OFFICER:
+            officer = True
         elif role == Role.CA_OPERATOR and ca_id is not None:
             operator.add(ca_id)
         elif role == Role.REQUESTER and ca_id is not None and profile_id is not None:
@@ -119,6 +130,7 @@ def remember_grants(user: AnyUser, rows: Iterable[tuple[str, int | None, int | N
         user_id=user.pk,
         administrator=admin,
         auditor=auditor,
+        recovery_officer=officer,
         operator_cas=frozenset(operator),
         requester_pairs=frozenset(pairs),
     )
@@ -201,6 +213,8 @@ def _nobody(_g: Grants, _obj: object) -> bool:
 _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.VIEW_CA: _anyone_with_a_role,
     Action.CREATE_CA: _nobody,
+    Action.MANAGE_CA: _nobody,
+    Action.MANAGE_KEY: _nobody,
     Action.VIEW_PROFILE: _anyone_with_a_role,
     Action.EDIT_PROFILE: _nobody,
     Action.SUBMIT_REQUEST: _submit,
@@ -217,7 +231,6 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.MANAGE_ACME_ENDPOINT: _nobody,
     Action.VIEW_EAB_KEY: _acme_endpoint_ca,
     Action.MANAGE_EAB_KEY: _acme_endpoint_ca,
-    Action.MANAGE_KEY: _nobody,
 }
 
 _READS = frozenset(
@@ -235,6 +248,15 @@ _READS = frozenset(
 )
 
 
+def _private_key_holder(g: Grants, action: Action, obj: object) -> bool:
+    """Who may receive a private key: administrators get no exception here."""
+    if action == Action.RECOVER_KEY:
+        # Separation of duties: recovering someone's escrowed key is the officers' alone.
+        return g.recovery_officer and (not isinstance(obj, Key) or obj.escrow)
+    # A server-generated private key goes to the one who asked for it, administrators included.
+    return g.any and (not isinstance(obj, KeyDelivery) or _owned(g, obj.requester_id))
+
+
 def can(user: AnyUser | None, action: Action, obj: object = None) -> bool:
     """Decide whether ``user`` may perform ``action`` (on ``obj`` when the action concerns one)."""
     g = grants_for(user)
@@ -242,9 +264,8 @@ def can(user: AnyUser | None, action: Action, obj: object = None) -> bool:
         # Any active user manages their own tokens; administrators everyone's.
         owner_ok = not isinstance(obj, ApiToken) or obj.user_id == g.user_id
         return g.user_id is not None and (g.administrator or owner_ok)
-    if action == Action.DOWNLOAD_KEY:
-        # A server-generated private key goes to the one who asked for it, administrators included.
-        return g.any and (not isinstance(obj, KeyDelivery) or _owned(g, obj.requester_id))
+    if action in (Action.RECOVER_KEY, Action.DOWNLOAD_KEY):
+        return _private_key_holder(g, action, obj)
     if g.administrator:
         return True
     if not g.any:
@@ -296,12 +317,13 @@ def _visible_keys(g: Grants, qs: models.QuerySet[Key]) -> models.QuerySet[Key]:
         return qs
     if not g.any:
         return qs.none()
+    escrowed = Q(escrow=True) if g.recovery_officer else Q(pk__in=[])
     ca_keys = CertificateAuthority.objects.filter(pk__in=g.operator_cas).values("key_id")
     cert_keys = Certificate.objects.filter(
         Q(ca_id__in=g.operator_cas) | Q(owner_id=g.user_id), key_id__isnull=False
     ).values("key_id")
     delivered = KeyDelivery.objects.filter(requester_id=g.user_id).values("key_id")
-    return qs.filter(Q(pk__in=ca_keys) | Q(pk__in=cert_keys) | Q(pk__in=delivered))
+    return qs.filter(Q(pk__in=ca_keys) | Q(pk__in=cert_keys) | Q(pk__in=delivered) | escrowed)
 
 
 def visible_keys(user: AnyUser | None, qs: models.QuerySet[Key] | None = None) -> models.QuerySet[Key]:
@@ -344,7 +366,9 @@ def grant_role(
         raise PolicyViolation("a CA operator grant names a CA and no profile")
     if value == Role.REQUESTER and (ca is None or profile is None):
         raise PolicyViolation("a requester grant names a CA and a profile")
-    if value in (Role.ADMINISTRATOR, Role.AUDITOR) and (ca is not None or profile is not None):
+    if value in (Role.ADMINISTRATOR, Role.AUDITOR, Role.KEY_RECOVERY_OFFICER) and (
+        ca is not None or profile is not None
+    ):
         raise PolicyViolation(f"the {value} role is global: it names no CA or profile")
     with transaction.atomic():
         grant, created = RoleGrant.objects.get_or_create(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from django.db import transaction
 
 from pki import audit
@@ -17,7 +18,7 @@ from pki.exceptions import CAUnavailable, InvalidState, PolicyViolation
 from pki.keys import get_backend, signature_hash
 from pki.keys.base import issuer_public_key
 from pki.keystore import generate_key
-from pki.models.authority import CAState, CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.recording import record_certificate
@@ -28,7 +29,8 @@ from pki.x509.serials import random_serial
 CA_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def _check_name(name: str) -> None:
+def check_ca_name(name: str) -> None:
+    """Refuse a CA name that is malformed, taken, or would collide with a CRL partition URL."""
     if not CA_NAME_RE.match(name):
         raise PolicyViolation(
             f"CA name {name!r} must be 1-63 lower-case letters, digits or hyphens (it appears in URLs)"
@@ -39,6 +41,53 @@ def _check_name(name: str) -> None:
     if number.isdigit() and CertificateAuthority.objects.filter(name=stem, crl_shards__gt=1).exists():
         # /crl/<stem>-<n>.crl is partition n of CA <stem>'s CRL (pki.locations.crl_url).
         raise InvalidState(f"CA name {name!r} would collide with a CRL partition URL of CA {stem!r}")
+
+
+def sign_ca_certificate(
+    *,
+    subject: x509.Name,
+    public_key: PublicKeyTypes,
+    signer: Key,
+    issuer_certificate: x509.Certificate | None,
+    issuer_name: str | None,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int | None,
+    constraints: NameConstraints,
+) -> x509.Certificate:
+    """Sign a CA certificate for ``public_key`` with ``signer`` through its KeyBackend.
+
+    Without ``issuer_certificate`` it is self-signed (a root); otherwise its AKI, CRL
+    Distribution Point and AIA name the issuing generation (``issuer_name``, a repository name).
+    Also used for link certificates at a root rollover and for CSRs signed for other CAs.
+    """
+    builder = ca_certificate_builder(
+        subject=subject,
+        public_key=issuer_public_key(public_key),
+        serial=random_serial(),
+        not_before=not_before,
+        not_after=not_after,
+        path_length=path_length,
+        name_constraints=constraints.extension(),
+        issuer=issuer_certificate,
+        issuer_ca_name=issuer_name,
+    )
+    backend = get_backend(signer.backend)
+    return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
+
+
+def validity_window(
+    *, validity_days: int, now: dt.datetime, cap: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore (backdated by ``KMI_BACKDATE_SECONDS``) and notAfter of a new CA certificate,
+    never past ``cap`` (the issuer's notAfter). RFC 5280 §4.1.2.5 counts both ends."""
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
+    not_after = not_before + dt.timedelta(days=validity_days, seconds=-1)
+    if cap is not None:
+        not_after = min(not_after, cap)
+    return not_before, not_after
 
 
 def _sign_ca(
@@ -53,24 +102,22 @@ def _sign_ca(
     constraints: NameConstraints,
     now: dt.datetime,
 ) -> x509.Certificate:
-    public_key = issuer_public_key(key.public_key())
-    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
-    not_after = not_before + dt.timedelta(days=validity_days, seconds=-1)
-    if issuer is not None:
-        not_after = min(not_after, issuer.own_certificate().not_after)
-    builder = ca_certificate_builder(
+    not_before, not_after = validity_window(
+        validity_days=validity_days,
+        now=now,
+        cap=issuer.own_certificate().not_after if issuer is not None else None,
+    )
+    return sign_ca_certificate(
         subject=subject,
-        public_key=public_key,
-        serial=random_serial(),
+        public_key=key.public_key(),
+        signer=signer,
+        issuer_certificate=issuer.x509_certificate() if issuer is not None else None,
+        issuer_name=issuer.repository_name if issuer is not None else None,
         not_before=not_before,
         not_after=not_after,
         path_length=path_length,
-        name_constraints=constraints.extension(),
-        issuer=issuer.x509_certificate() if issuer is not None else None,
-        issuer_ca_name=issuer.name if issuer is not None else None,
+        constraints=constraints,
     )
-    backend = get_backend(signer.backend)
-    return backend.sign_certificate(signer.handle, builder, signature_hash(signer.key_type))
 
 
 def _create_ca(
@@ -114,6 +161,15 @@ def _create_ca(
         issuer = parent if parent is not None else ca
         ca.certificate = record_certificate(cert, ca=issuer, key=key, now=now)
         ca.save(update_fields=["certificate"])
+        CAGeneration.objects.create(
+            ca=ca,
+            number=1,
+            key=key,
+            certificate=ca.certificate,
+            state=GenerationState.CURRENT,
+            activated_at=now,
+            created_at=now,
+        )
         details: dict[str, Any] = {
             "subject": subject.rfc4514_string(),
             "root": parent is None,
@@ -155,7 +211,7 @@ def create_root_ca(
 ) -> CertificateAuthority:
     """Create a self-signed root CA with a new key."""
     now = resolve(now)
-    _check_name(name)
+    check_ca_name(name)
     return _create_ca(
         name=name,
         subject=subject,
@@ -185,17 +241,9 @@ def create_intermediate_ca(
 ) -> CertificateAuthority:
     """Create an intermediate CA signed by ``parent``, within its path length and name constraints."""
     now = resolve(now)
-    _check_name(name)
+    check_ca_name(name)
     ensure_can_sign(parent, now=now)
-    if parent.path_length is not None:
-        if parent.path_length == 0:
-            raise PolicyViolation(f"CA {parent.name} has path length 0: it cannot sign a CA")
-        if path_length is None:
-            path_length = parent.path_length - 1
-        elif path_length > parent.path_length - 1:
-            raise PolicyViolation(
-                f"path length {path_length} exceeds what {parent.name} allows ({parent.path_length - 1})"
-            )
+    path_length = child_path_length(parent, path_length)
     parent_constraints = NameConstraints.from_json(parent.name_constraints)
     return _create_ca(
         name=name,
@@ -209,6 +257,25 @@ def create_intermediate_ca(
         actor=actor,
         now=now,
     )
+
+
+def child_path_length(parent: CertificateAuthority, requested: int | None) -> int | None:
+    """The pathLenConstraint of a CA certificate ``parent`` signs (RFC 5280 §4.2.1.9).
+
+    ``requested`` must fit what the parent allows; without it the child gets the most the
+    parent allows (one less than its own, or unlimited under an unlimited parent).
+    """
+    if parent.path_length is None:
+        return requested
+    if parent.path_length == 0:
+        raise PolicyViolation(f"CA {parent.name} has path length 0: it cannot sign a CA")
+    if requested is None:
+        return parent.path_length - 1
+    if requested > parent.path_length - 1:
+        raise PolicyViolation(
+            f"path length {requested} exceeds what {parent.name} allows ({parent.path_length - 1})"
+        )
+    return requested
 
 
 def ensure_can_sign(ca: CertificateAuthority, *, now: dt.datetime) -> Certificate:

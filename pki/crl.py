@@ -31,12 +31,12 @@ from pki import audit
 from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.exceptions import CAUnavailable, InvalidState, NotFound, PolicyViolation
+from pki.generations import NO_SIGN_STATES, answering_generations, generation_of
 from pki.keys import get_backend, signature_hash
 from pki.locations import crl_url
-from pki.models.authority import CertificateAuthority
+from pki.models.authority import CAGeneration, CertificateAuthority, certificate_chain
 from pki.models.certificate import Certificate, CertificateQuerySet, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
-from pki.models.key import KeyState
 from pki.x509 import der
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ Row = tuple[bytes, bytes, bytes, bytes]
 Progress = Callable[[int, int], None]
 
 MAX_SHARDS = 1024
-_NO_SIGN_STATES = {KeyState.DESTROYED, KeyState.PRE_ACTIVATION}
 
 
 def shard_for(serial: int, shards: int) -> int | None:
@@ -161,7 +160,8 @@ def certificate_list(tbs: bytes, signature_algorithm: bytes, signature: bytes) -
 
 
 def issuing_distribution_point(ca_name: str, shard: int) -> x509.IssuingDistributionPoint:
-    """The IDP of a partition: its URL exactly as the certificates' CDP writes it."""
+    """The IDP of a partition: its URL exactly as the certificates' CDP writes it (``ca_name`` is
+    the generation's repository name)."""
     return x509.IssuingDistributionPoint(
         full_name=[x509.UniformResourceIdentifier(crl_url(ca_name, shard))],
         relative_name=None,
@@ -176,19 +176,24 @@ def issuing_distribution_point(ca_name: str, shard: int) -> x509.IssuingDistribu
 # --- reading the entries ------------------------------------------------------------------------
 
 
-def _entry_queryset(ca: CertificateAuthority, shard: int, now: dt.datetime) -> CertificateQuerySet:
+def _entry_queryset(generation: CAGeneration, shard: int, now: dt.datetime) -> CertificateQuerySet:
     keep = dt.timedelta(days=pki_settings().crl_keep_expired_days)
-    qs = Certificate.objects.filter(ca_id=ca.pk, revoked_at__isnull=False, not_after__gt=now - keep)
-    if ca.certificate_id is not None:
-        qs = qs.exclude(pk=ca.certificate_id)  # a root's own certificate is not on its CRL
+    qs = Certificate.objects.filter(
+        ca_id=generation.ca_id,
+        issuer_generation=generation.number,
+        revoked_at__isnull=False,
+        not_after__gt=now - keep,
+    )
+    # A root's own (self-signed) certificates are not on its CRL: nothing else carries its key.
+    qs = qs.exclude(key_fingerprint=generation.key.spki_sha256)
     if shard:
         qs = qs.filter(crl_shard=shard)
     return qs
 
 
-def _rows_orm(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
+def _rows_orm(generation: CAGeneration, shard: int, now: dt.datetime) -> Generator[Row]:
     """Entries through the ORM (any database; used where COPY is not available)."""
-    qs = _entry_queryset(ca, shard, now).values_list(
+    qs = _entry_queryset(generation, shard, now).values_list(
         "serial", "revoked_at", "revocation_reason", "invalidity_date"
     )
     for serial, revoked_at, reason, invalidity in qs.iterator(chunk_size=10000):
@@ -204,10 +209,10 @@ def _rows_orm(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generat
 _STAMP = "'YYYYMMDDHH24MISS'"
 
 
-def _rows_copy(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
+def _rows_copy(generation: CAGeneration, shard: int, now: dt.datetime) -> Generator[Row]:
     """Entries streamed from PostgreSQL with COPY, times already formatted by the server."""
     query, params = (
-        _entry_queryset(ca, shard, now)
+        _entry_queryset(generation, shard, now)
         .values_list("serial")
         .query.sql_with_params()  # the WHERE clause, exactly as the ORM writes it
     )
@@ -258,11 +263,11 @@ def _copy_out(statement: sql.Composable) -> Generator[list[bytes]]:
             raise DatabaseError(f"COPY of the CRL entries failed: {failed.decode(errors='replace')}")
 
 
-def entry_rows(ca: CertificateAuthority, shard: int, now: dt.datetime) -> Generator[Row]:
+def entry_rows(generation: CAGeneration, shard: int, now: dt.datetime) -> Generator[Row]:
     """The CRL entries of one scope at ``now``: COPY on PostgreSQL, the ORM elsewhere."""
     if connection.vendor == "postgresql":
-        return _rows_copy(ca, shard, now)
-    return _rows_orm(ca, shard, now)
+        return _rows_copy(generation, shard, now)
+    return _rows_orm(generation, shard, now)
 
 
 def _counting(rows: Generator[Row], total: int, progress: Progress) -> Generator[Row]:
@@ -281,36 +286,54 @@ def _counting(rows: Generator[Row], total: int, progress: Progress) -> Generator
 # --- use cases ------------------------------------------------------------------------------------
 
 
-def _check_can_sign_crls(ca: CertificateAuthority, now: dt.datetime) -> None:
-    # A disabled or retired CA still answers for what it issued, so only the key matters.
-    if ca.key.state in _NO_SIGN_STATES:
-        raise CAUnavailable(f"CA {ca.name}'s key is {ca.key.state}: it cannot sign a CRL")
-    if ca.own_certificate().not_after <= now:
-        raise CAUnavailable(f"CA {ca.name} has expired: its CRL would vouch for nothing")
+def _check_can_sign_crls(generation: CAGeneration, now: dt.datetime) -> None:
+    # A disabled or retired CA (or a previous generation) still answers for what it issued, so
+    # only the key and its certificate matter.
+    ca, key = generation.ca, generation.key
+    label = ca.name if generation.number == ca.generation else f"{ca.name} generation {generation.number}"
+    if not ca.holds_key:
+        raise CAUnavailable(
+            f"CA {ca.name} was imported as a certificate only: KMI holds no key to sign its CRL"
+        )
+    if key.state in NO_SIGN_STATES:
+        raise CAUnavailable(f"the key of CA {label} is {key.state}: it cannot sign a CRL")
+    if generation.certificate is None:
+        raise CAUnavailable(f"CA {label} has no certificate yet")
+    if generation.certificate.not_after <= now:
+        raise CAUnavailable(f"CA {label} has expired: its CRL would vouch for nothing")
 
 
-def _check_shard(ca: CertificateAuthority, shard: int, now: dt.datetime) -> None:
+def _check_shard(generation: CAGeneration, shard: int, now: dt.datetime) -> None:
     if shard == 0:
         return
+    ca = generation.ca
     if shard < 0 or shard > MAX_SHARDS:
         raise PolicyViolation(f"CRL shard {shard} is out of range (1…{MAX_SHARDS})")
-    if shard <= ca.crl_shards and ca.crl_shards > 1:
+    if generation.number == ca.generation and shard <= ca.crl_shards and ca.crl_shards > 1:
         return
-    if not Certificate.objects.filter(ca_id=ca.pk, crl_shard=shard, not_after__gt=now).exists():
-        raise NotFound(f"CA {ca.name} has no CRL shard {shard} (it has {ca.crl_shards})")
+    if not Certificate.objects.filter(
+        ca_id=ca.pk, issuer_generation=generation.number, crl_shard=shard, not_after__gt=now
+    ).exists():
+        raise NotFound(f"CA {generation.repository_name} has no CRL shard {shard} (it has {ca.crl_shards})")
 
 
-def _lock_scope(ca: CertificateAuthority, shard: int, *, skip_locked: bool) -> CRLScope | None:
-    CRLScope.objects.bulk_create([CRLScope(ca=ca, shard=shard)], ignore_conflicts=True)
+def _lock_scope(generation: CAGeneration, shard: int, *, skip_locked: bool) -> CRLScope | None:
+    ca_id, number = generation.ca_id, generation.number
+    CRLScope.objects.bulk_create(
+        [CRLScope(ca_id=ca_id, generation=number, shard=shard)], ignore_conflicts=True
+    )
     return (
-        CRLScope.objects.select_for_update(skip_locked=skip_locked).filter(ca_id=ca.pk, shard=shard).first()
+        CRLScope.objects.select_for_update(skip_locked=skip_locked)
+        .filter(ca_id=ca_id, generation=number, shard=shard)
+        .first()
     )
 
 
-def is_due(ca: CertificateAuthority, shard: int, now: dt.datetime) -> bool:
+def is_due(generation: CAGeneration, shard: int, now: dt.datetime) -> bool:
     """True when the scope has no CRL, its CRL is past half-life, or a status changed since."""
+    scope = {"ca_id": generation.ca_id, "generation": generation.number, "shard": shard}
     latest = (
-        CertificateRevocationList.objects.filter(ca_id=ca.pk, shard=shard)
+        CertificateRevocationList.objects.filter(**scope)
         .order_by("-crl_number")
         .values("this_update", "next_update")
         .first()
@@ -320,11 +343,13 @@ def is_due(ca: CertificateAuthority, shard: int, now: dt.datetime) -> bool:
     half_life = latest["this_update"] + (latest["next_update"] - latest["this_update"]) / 2
     if now >= half_life:
         return True
-    if CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).exists():
+    if CRLStaleMark.objects.filter(**scope).exists():
         return True
     # A second guard that needs no mark: a revocation dated after the latest CRL (the
     # (ca, revoked_at) index answers it). Rows revoked outside the use cases are caught too.
-    revoked = Certificate.objects.filter(ca_id=ca.pk, revoked_at__gt=latest["this_update"])
+    revoked = Certificate.objects.filter(
+        ca_id=generation.ca_id, issuer_generation=generation.number, revoked_at__gt=latest["this_update"]
+    )
     if shard:
         revoked = revoked.filter(crl_shard=shard)
     return revoked.exists()
@@ -346,26 +371,27 @@ def _atomic_write(directory: Path, name: str, data: bytes) -> None:
         raise
 
 
-def _write_file(ca: CertificateAuthority, shard: int, data: bytes) -> None:
-    """Write the CRL to ``KMI_CRL_DIR``, with the CA's certificate and chain beside it.
+def write_crl_file(name: str, shard: int, data: bytes, *, issuer: Certificate | None = None) -> None:
+    """Write a CRL to ``KMI_CRL_DIR`` (nothing without the setting), with its issuer beside it.
 
+    ``name`` is the repository name of the CA generation (``pki.locations.repository_name``).
     The directory is what any web server can serve, and what KMI's own repository serves when
-    the database is unavailable (web/protocols/repository.py): ``<ca>.crl``, ``<ca>-<n>.crl``,
-    ``<ca>.cer`` (DER) and ``<ca>-chain.pem``.
+    the database is unavailable (web/protocols/repository.py): ``<name>.crl``, ``<name>-<n>.crl``,
+    and with ``issuer`` (the generation's certificate) ``<name>.cer`` (DER) and ``<name>-chain.pem``.
     """
     directory = pki_settings().crl_dir
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory, f"{ca.name}.crl" if not shard else f"{ca.name}-{shard}.crl", data)
-    cert_der = bytes(ca.own_certificate().der)
-    if (
-        not (directory / f"{ca.name}.cer").is_file()
-        or (directory / f"{ca.name}.cer").read_bytes() != cert_der
-    ):
-        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in ca.chain())
-        _atomic_write(directory, f"{ca.name}-chain.pem", chain)
-        _atomic_write(directory, f"{ca.name}.cer", cert_der)
+    _atomic_write(directory, f"{name}.crl" if not shard else f"{name}-{shard}.crl", data)
+    if issuer is None:
+        return
+    cert_der = bytes(issuer.der)
+    cer = directory / f"{name}.cer"
+    if not cer.is_file() or cer.read_bytes() != cert_der:
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificate_chain(issuer))
+        _atomic_write(directory, f"{name}-chain.pem", chain)
+        _atomic_write(directory, f"{name}.cer", cert_der)
 
 
 def _store(crl: CertificateRevocationList) -> CertificateRevocationList:
@@ -390,7 +416,7 @@ def _store(crl: CertificateRevocationList) -> CertificateRevocationList:
 
 def _publish(
     *,
-    ca: CertificateAuthority,
+    generation: CAGeneration,
     shard: int,
     actor: str,
     now: dt.datetime,
@@ -400,8 +426,11 @@ def _publish(
     settings = pki_settings()
     this_update = now.replace(microsecond=0)
     next_update = this_update + dt.timedelta(seconds=settings.crl_next_update_seconds)
-    ca_cert = ca.x509_certificate()
-    signer = ca.key
+    ca = generation.ca
+    name = generation.repository_name
+    scope_filter = {"ca_id": ca.pk, "generation": generation.number, "shard": shard}
+    ca_cert = generation.x509_certificate()
+    signer = generation.key
     algorithm = signature_hash(signer.key_type)
     signature_algorithm = der.signature_algorithm(signer.public_key(), algorithm)
     try:
@@ -409,12 +438,12 @@ def _publish(
     except x509.ExtensionNotFound:
         ski = x509.SubjectKeyIdentifier.from_public_key(ca_cert.public_key())
     with transaction.atomic():
-        scope = _lock_scope(ca, shard, skip_locked=only_if_due)
+        scope = _lock_scope(generation, shard, skip_locked=only_if_due)
         if scope is None:
             return None  # another worker is publishing this scope right now
-        if only_if_due and not is_due(ca, shard, now):
+        if only_if_due and not is_due(generation, shard, now):
             return None
-        seen_mark = CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard).aggregate(m=Max("id"))["m"]
+        seen_mark = CRLStaleMark.objects.filter(**scope_filter).aggregate(m=Max("id"))["m"]
         number = scope.last_crl_number + 1
         fields = CRLFields(
             issuer_der=ca_cert.subject.public_bytes(),
@@ -423,11 +452,11 @@ def _publish(
             next_update=next_update,
             crl_number=number,
             authority_key_identifier=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-            issuing_distribution_point=issuing_distribution_point(ca.name, shard) if shard else None,
+            issuing_distribution_point=issuing_distribution_point(name, shard) if shard else None,
         )
-        rows = entry_rows(ca, shard, now)
+        rows = entry_rows(generation, shard, now)
         if progress is not None:
-            rows = _counting(rows, _entry_queryset(ca, shard, now).count(), progress)
+            rows = _counting(rows, _entry_queryset(generation, shard, now).count(), progress)
         entries: list[bytes] = []
         # A million rows are a million small lists: nothing cyclic, but enough allocations to
         # run the cycle collector thousands of times. Pause it while encoding.
@@ -448,6 +477,7 @@ def _publish(
         crl = _store(
             CertificateRevocationList(
                 ca=ca,
+                generation=generation.number,
                 shard=shard,
                 crl_number=number,
                 this_update=this_update,
@@ -461,9 +491,9 @@ def _publish(
         )
         CRLScope.objects.filter(pk=scope.pk).update(last_crl_number=number)
         if seen_mark is not None:
-            CRLStaleMark.objects.filter(ca_id=ca.pk, shard=shard, id__lte=seen_mark).delete()
+            CRLStaleMark.objects.filter(**scope_filter, id__lte=seen_mark).delete()
         CertificateRevocationList.objects.filter(
-            ca_id=ca.pk, shard=shard, crl_number__lte=number - settings.crl_history
+            **scope_filter, crl_number__lte=number - settings.crl_history
         ).delete()
         audit.record(
             action="crl.published",
@@ -471,6 +501,7 @@ def _publish(
             obj=crl,
             details={
                 "ca": ca.name,
+                "generation": generation.number,
                 "shard": shard,
                 "crl_number": number,
                 "entries": count,
@@ -481,7 +512,8 @@ def _publish(
             scope=f"ca:{ca.pk}",
             now=now,
         )
-        transaction.on_commit(lambda: _write_file(ca, shard, data))
+        issuer = generation.certificate
+        transaction.on_commit(lambda: write_crl_file(name, shard, data, issuer=issuer))
     return crl
 
 
@@ -490,11 +522,14 @@ def publish_crl(
     ca: CertificateAuthority,
     actor: str,
     shard: int | None = None,
+    generation: int | None = None,
     now: dt.datetime | None = None,
     progress: Progress | None = None,
 ) -> CertificateRevocationList:
     """Sign and store a new CRL of ``ca`` (its full CRL, or partition ``shard``); audited.
 
+    ``generation`` picks the CA key (the current one by default): after a rollover the previous
+    generation keeps publishing the CRL of what it issued, at its own URL.
     The CRL number comes from the scope's counter row, locked for the whole publication and
     committed with the CRL, so concurrent publishers get distinct, increasing numbers.
     """
@@ -502,22 +537,29 @@ def publish_crl(
     scope = shard or 0
     if shard is not None and shard < 1:
         raise PolicyViolation(f"CRL shards are numbered from 1 (got {shard})")
-    _check_can_sign_crls(ca, now)
-    _check_shard(ca, scope, now)
-    crl = _publish(ca=ca, shard=scope, actor=actor, now=now, only_if_due=False, progress=progress)
+    gen = generation_of(ca, generation)
+    _check_can_sign_crls(gen, now)
+    _check_shard(gen, scope, now)
+    crl = _publish(generation=gen, shard=scope, actor=actor, now=now, only_if_due=False, progress=progress)
     assert crl is not None
     return crl
 
 
-def scopes_of(ca: CertificateAuthority, now: dt.datetime) -> list[int]:
-    """Every scope ``ca`` publishes: 0 (full) and each partition still named by a live certificate."""
+def scopes_of(ca: CertificateAuthority, now: dt.datetime, generation: int | None = None) -> list[int]:
+    """Every scope a CA generation publishes: 0 (full) and each partition still named by a live
+    certificate (the current generation: every configured partition)."""
+    number = ca.generation if generation is None else generation
     scopes = {0}
-    if ca.crl_shards > 1:
+    floor = 0
+    if number == ca.generation and ca.crl_shards > 1:
         scopes.update(range(1, ca.crl_shards + 1))
-    for shard in CRLScope.objects.filter(ca_id=ca.pk, shard__gt=ca.crl_shards).values_list(
+        floor = ca.crl_shards
+    for shard in CRLScope.objects.filter(ca_id=ca.pk, generation=number, shard__gt=floor).values_list(
         "shard", flat=True
     ):
-        if Certificate.objects.filter(ca_id=ca.pk, crl_shard=shard, not_after__gt=now).exists():
+        if Certificate.objects.filter(
+            ca_id=ca.pk, issuer_generation=number, crl_shard=shard, not_after__gt=now
+        ).exists():
             scopes.add(shard)
     return sorted(scopes)
 
@@ -531,35 +573,49 @@ def publish_due_crls(*, actor: str, now: dt.datetime | None = None) -> list[Cert
     now = resolve(now)
     published: list[CertificateRevocationList] = []
     for ca in CertificateAuthority.objects.select_related("key", "certificate").order_by("pk"):
-        if ca.certificate is None or ca.key.state in _NO_SIGN_STATES or ca.certificate.not_after <= now:
-            continue
-        for shard in scopes_of(ca, now):
-            if not is_due(ca, shard, now):
+        for generation in answering_generations(ca):
+            cert = generation.certificate
+            if cert is None or generation.key.state in NO_SIGN_STATES or cert.not_after <= now:
                 continue
-            try:
-                crl = _publish(ca=ca, shard=shard, actor=actor, now=now, only_if_due=True, progress=None)
-            except Exception:  # one broken CA must not stop the others
-                log.exception("publishing the CRL of CA %s shard %s failed", ca.name, shard)
-                continue
-            if crl is not None:
-                published.append(crl)
+            for shard in scopes_of(ca, now, generation.number):
+                if not is_due(generation, shard, now):
+                    continue
+                try:
+                    crl = _publish(
+                        generation=generation,
+                        shard=shard,
+                        actor=actor,
+                        now=now,
+                        only_if_due=True,
+                        progress=None,
+                    )
+                except Exception:  # one broken CA must not stop the others
+                    log.exception(
+                        "publishing the CRL of CA %s shard %s failed", generation.repository_name, shard
+                    )
+                    continue
+                if crl is not None:
+                    published.append(crl)
     return published
 
 
 def mark_stale(*, certificate_ids: list[int], now: dt.datetime | None = None) -> int:
     """Mark the CRL scopes covering these certificates stale (the next due run republishes them)."""
     now = resolve(now)
-    scopes: set[tuple[int, int]] = set()
-    for ca_id, shard in (
+    scopes: set[tuple[int, int, int]] = set()
+    for ca_id, generation, shard in (
         Certificate.objects.filter(pk__in=certificate_ids, ca_id__isnull=False)
-        .values_list("ca_id", "crl_shard")
+        .values_list("ca_id", "issuer_generation", "crl_shard")
         .distinct()
     ):
-        scopes.add((ca_id, 0))
+        scopes.add((ca_id, generation, 0))
         if shard:
-            scopes.add((ca_id, shard))
+            scopes.add((ca_id, generation, shard))
     CRLStaleMark.objects.bulk_create(
-        [CRLStaleMark(ca_id=ca_id, shard=shard, marked_at=now) for ca_id, shard in sorted(scopes)]
+        [
+            CRLStaleMark(ca_id=ca_id, generation=generation, shard=shard, marked_at=now)
+            for ca_id, generation, shard in sorted(scopes)
+        ]
     )
     return len(scopes)
 

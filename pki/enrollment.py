@@ -18,7 +18,15 @@ from django.db import connection, transaction
 
 from pki.clock import resolve
 from pki.exceptions import SigningUnavailable
-from pki.issuance import approve_request, issue_certificate, parse_csr, submit_and_issue, submit_request
+from pki.issuance import (
+    NO_OPTIONS,
+    CertificateOptions,
+    approve_request,
+    issue_certificate,
+    parse_csr,
+    submit_and_issue,
+    submit_request,
+)
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.profile import Profile
@@ -43,10 +51,11 @@ def enroll(
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> Enrollment:
     """Submit ``csr``; issue it at once (in the same transaction, or on a signing worker) when
-    the profile auto-approves."""
+    the profile auto-approves. ``options``: the owner to notify and auto-renewal."""
     now = resolve(now)
     if not signs_here():
         return _enroll_through_signer(
@@ -56,6 +65,7 @@ def enroll(
             actor=actor,
             requester=requester,
             validity_days=validity_days,
+            options=options,
             now=now,
         )
     request, certificate = submit_and_issue(
@@ -65,6 +75,7 @@ def enroll(
         actor=actor,
         requester=requester,
         validity_days=validity_days,
+        options=options,
         now=now,
     )
     return Enrollment(request=request, certificate=certificate)
@@ -78,6 +89,7 @@ def _enroll_through_signer(
     actor: str,
     requester: User | None,
     validity_days: int | None,
+    options: CertificateOptions,
     now: dt.datetime,
 ) -> Enrollment:
     """Commit the request, then have a signing worker issue it (``KMI_SIGNING=worker``)."""
@@ -107,6 +119,7 @@ def _enroll_through_signer(
             actor=actor,
             requester=requester,
             validity_days=validity_days,
+            options=options,
             now=now,
         )
     if request.state != RequestState.APPROVED:

@@ -18,9 +18,10 @@ from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.crl import shard_for
 from pki.exceptions import InvalidState, PolicyViolation
+from pki.generations import ensure_generation_can_sign
 from pki.keys import get_backend, key_type_of, signature_hash
 from pki.keys.base import issuer_public_key
-from pki.models.authority import CertificateAuthority
+from pki.models.authority import CAGeneration, CertificateAuthority, certificate_chain
 from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
@@ -43,6 +44,31 @@ class Subject:
     sans: tuple[SAN, ...]
     public_key: CertificatePublicKeyTypes
     key_fingerprint: str = ""  # SHA-256 of the SPKI when the caller has it (a checked CSR does)
+
+
+@dataclass(frozen=True)
+class CertificateOptions:
+    """What a requester asks for a certificate beyond its CSR: who hears about it and whether KMI
+    renews it by itself. ``auto_renew`` None means the profile's default; ``renew_before_days``
+    None the profile's (else ``KMI_AUTO_RENEW_DAYS``)."""
+
+    auto_renew: bool | None = None
+    renew_before_days: int | None = None
+    owner_email: str = ""
+    owner_webhook_url: str = ""
+
+    def check(self) -> CertificateOptions:
+        """Refuse values KMI could not act on; return self."""
+        if self.renew_before_days is not None and not 1 <= self.renew_before_days <= 3650:
+            raise PolicyViolation("renew_before_days must be between 1 and 3650")
+        if self.owner_webhook_url and not self.owner_webhook_url.startswith(("https://", "http://")):
+            raise PolicyViolation("the owner's webhook must be an http(s) URL")
+        if self.owner_email and ("@" not in self.owner_email or any(c.isspace() for c in self.owner_email)):
+            raise PolicyViolation(f"{self.owner_email!r} is not an e-mail address")
+        return self
+
+
+NO_OPTIONS = CertificateOptions()
 
 
 def parse_csr(csr: bytes | str | x509.CertificateSigningRequest) -> CheckedCSR:
@@ -85,6 +111,7 @@ def _new_request(
     auto: bool,
     now: dt.datetime,
     request_id: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
 ) -> tuple[CertificateRequest, dict[str, Any]]:
     """The (unsaved) request row of a checked CSR and its ``request.submitted`` audit details."""
     request = CertificateRequest(
@@ -102,6 +129,10 @@ def _new_request(
         reviewed_by="auto" if auto else "",
         reviewed_at=now if auto else None,
         created_at=now,
+        auto_renew=options.auto_renew,
+        renew_before_days=options.renew_before_days,
+        owner_email=options.owner_email,
+        owner_webhook_url=options.owner_webhook_url,
     )
     details = {
         "ca": ca.name,
@@ -121,10 +152,12 @@ def submit_request(
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
     """Check a CSR against the profile and CA; store it approved (auto) or pending."""
     now = resolve(now)
+    options.check()
     # A CA that cannot sign (disabled, expired, key inactive) takes no requests: none left behind.
     ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
@@ -142,6 +175,7 @@ def submit_request(
             validity_days=validity_days,
             auto=auto,
             now=now,
+            options=options,
         )
         request.save(force_insert=True)
         audit.record(
@@ -163,6 +197,7 @@ def submit_and_issue(
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> tuple[CertificateRequest, Certificate | None]:
     """Submit a CSR and issue it at once when the profile auto-approves; the CSR is checked once.
@@ -173,6 +208,7 @@ def submit_and_issue(
     followed by ``issue_certificate`` in one transaction.
     """
     now = resolve(now)
+    options.check()
     ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
     policy = profile.policy()
@@ -186,6 +222,7 @@ def submit_and_issue(
                 actor=actor,
                 requester=requester,
                 validity_days=validity_days,
+                options=options,
                 now=now,
             )
             if request.state != RequestState.APPROVED:
@@ -203,6 +240,7 @@ def submit_and_issue(
         auto=True,
         now=now,
         request_id=request_id,
+        options=options,
     )
     submitted = audit.pending_event(
         action="request.submitted", actor=actor, obj=request, details=details, scope=f"ca:{ca.pk}", now=now
@@ -312,6 +350,29 @@ def reject_request(
     return request
 
 
+def _ownership(
+    *, profile: Profile, request: CertificateRequest | None, renewed_from: Certificate | None
+) -> tuple[bool, int | None, str, str]:
+    """auto_renew, renew_before_days, owner e-mail and webhook of a certificate about to be issued.
+
+    A renewal keeps its predecessor's; a request's own choices win over the profile's defaults;
+    anything else (ACME, which renews through its client; KMI's own responder certificates) does
+    not renew itself and names no owner of its own.
+    """
+    if renewed_from is not None:
+        return (
+            renewed_from.auto_renew,
+            renewed_from.renew_before_days,
+            renewed_from.owner_email,
+            renewed_from.owner_webhook_url,
+        )
+    if request is None:
+        return False, None, "", ""
+    auto_renew = profile.auto_renew if request.auto_renew is None else request.auto_renew
+    days = request.renew_before_days if request.renew_before_days is not None else profile.renew_before_days
+    return auto_renew, days if auto_renew else None, request.owner_email, request.owner_webhook_url
+
+
 def _sign_and_record(
     *,
     ca: CertificateAuthority,
@@ -326,8 +387,24 @@ def _sign_and_record(
     key: Key | None = None,
     action: str = "certificate.issued",
     submitted: audit.PendingEvent | None = None,
+    generation: CAGeneration | None = None,
 ) -> Certificate:
-    ca_cert = ensure_can_sign(ca, now=now)
+    # ``generation``: sign with an older generation of the CA (its OCSP responder certificates
+    # only: it keeps answering for what it issued after a rollover). Otherwise the current one.
+    if generation is None or generation.number == ca.generation:
+        ca_cert = ensure_can_sign(ca, now=now)
+        signer, issuer_cert, issuer_name, number = (
+            ca.key,
+            ca.x509_certificate(),
+            ca.repository_name,
+            ca.generation,
+        )
+    else:
+        ensure_generation_can_sign(generation, now=now)
+        assert generation.certificate is not None
+        ca_cert = generation.certificate
+        signer, issuer_cert = generation.key, generation.x509_certificate()
+        issuer_name, number = generation.repository_name, generation.number
     key_type = key_type_of(subject.public_key)
     not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
     # The issuer's notAfter caps the validity (a certificate never outlives its CA).
@@ -342,18 +419,26 @@ def _sign_and_record(
         serial=serial,
         not_before=not_before,
         not_after=not_after,
-        issuer=ca.x509_certificate(),
-        issuer_ca_name=ca.name,
+        issuer=issuer_cert,
+        issuer_ca_name=issuer_name,
         key_usage=policy.key_usage_for(key_type),
         extended_key_usage=policy.extended_key_usage_for(),
         sans=subject.sans,
         ocsp_no_check=policy.ocsp_no_check,
         crl_shard=crl_shard,
     )
-    signer = ca.key
     cert = get_backend(signer.backend).sign_certificate(
         signer.handle, builder, signature_hash(signer.key_type)
     )
+
+    auto_renew, renew_before_days, owner_email, owner_webhook_url = _ownership(
+        profile=profile, request=request, renewed_from=renewed_from
+    )
+    if auto_renew and renew_before_days is not None and renew_before_days >= validity_days:
+        raise PolicyViolation(
+            f"renewal {renew_before_days} days before expiry leaves nothing of a "
+            f"{validity_days}-day certificate"
+        )
 
     def event(row: Certificate) -> audit.PendingEvent:
         details: dict[str, object] = {
@@ -380,17 +465,18 @@ def _sign_and_record(
         profile=profile,
         request=request,
         renewed_from=renewed_from,
-        auto_renew=renewed_from.auto_renew if renewed_from is not None else False,
+        auto_renew=auto_renew,
+        renew_before_days=renew_before_days,
         san_text="\n".join(str(s) for s in subject.sans),
         key_fingerprint=subject.key_fingerprint or spki_fingerprint(subject.public_key),
         crl_shard=crl_shard,
-        # A renewal keeps the owner who is told about the next expiry.
-        owner_email=renewed_from.owner_email if renewed_from is not None else "",
-        owner_webhook_url=renewed_from.owner_webhook_url if renewed_from is not None else "",
+        owner_email=owner_email,
+        owner_webhook_url=owner_webhook_url,
         # The requester owns the certificate; a renewal inherits its predecessor's owner.
         owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
         submitted=submitted,
         is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
+        issuer_generation=number,
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
@@ -453,9 +539,14 @@ def issue_for_key(
     key: Key,
     actor: str,
     validity_days: int | None = None,
+    generation: CAGeneration | None = None,
     now: dt.datetime | None = None,
 ) -> Certificate:
-    """Issue a certificate to a key KMI holds, without a CSR (e.g. a delegated OCSP responder's key)."""
+    """Issue a certificate to a key KMI holds, without a CSR (e.g. a delegated OCSP responder's key).
+
+    ``generation`` signs with that generation of ``ca`` (a previous one keeps certifying its own
+    OCSP responder after a rollover); the current one by default.
+    """
     now = resolve(now)
     policy = profile.policy()
     if policy.is_ca:
@@ -471,6 +562,7 @@ def issue_for_key(
         actor=actor,
         now=now,
         key=key,
+        generation=generation,
     )
 
 
@@ -481,11 +573,12 @@ def sign_csr(
     csr: bytes | str | x509.CertificateSigningRequest,
     actor: str,
     validity_days: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> Certificate:
     """Submit, approve (as ``actor``, an operator) and issue in one step."""
     request = submit_request(
-        ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, now=now
+        ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, options=options, now=now
     )
     if request.state == RequestState.PENDING:
         request = approve_request(request=request, actor=actor, now=now)
@@ -563,6 +656,28 @@ def renew_certificate(
 
 
 def chain_for(certificate: Certificate) -> Sequence[x509.Certificate]:
-    """Return the certificate followed by its issuing chain up to (and including) the root."""
+    """Return the certificate followed by its issuing chain up to (and including) the root.
+
+    The chain follows the CA generation that signed each certificate, so a certificate issued
+    before a rollover comes with the previous generation's CA certificate.
+    """
     assert certificate.ca is not None
-    return [certificate.x509(), *certificate.ca.chain()]
+    return certificate_chain(certificate)
+
+
+def latest_successor(certificate: Certificate) -> Certificate | None:
+    """The newest unrevoked certificate that renewed ``certificate`` (following renewals of
+    renewals), or None while it has none."""
+    found: Certificate | None = None
+    node = certificate
+    for _ in range(100):  # a renewal chain is short; a loop in the records must not hang
+        nxt = (
+            Certificate.objects.filter(renewed_from=node, revoked_at__isnull=True)
+            .select_related("ca", "profile")
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if nxt is None:
+            break
+        found = node = nxt
+    return found

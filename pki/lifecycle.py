@@ -12,25 +12,38 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import (
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
+from django.db.models.functions import Coalesce
 
 from pki import audit, exceptions
 from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, NotificationFailed, PKIError
 from pki.issuance import fail_request, renew_certificate, sign_csr
+from pki.key_controls import disable_cas_holding
 from pki.keystore import generate_key
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
 from pki.models.certificate import Certificate
-from pki.models.key import Key, KeyState
+from pki.models.key import Key, KeyPurpose, KeyState
 from pki.models.notification import (
     NotificationChannel,
     NotificationKind,
@@ -39,7 +52,7 @@ from pki.models.notification import (
 )
 from pki.models.profile import Profile
 from pki.notifications import send_email, send_webhook
-from pki.signals import notification_sent
+from pki.signals import notices_planned, notification_sent
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +82,9 @@ def _has_live_successor() -> Exists:
 
 
 def _renews_itself(cert: Certificate) -> bool:
-    """True when the auto-renewal job will replace ``cert`` (so its owner need not act)."""
-    return bool(cert.auto_renew and cert.key is not None and cert.key.state == KeyState.ACTIVE)
+    """True when the auto-renewal job will replace ``cert`` (so its owner need not act): it is
+    set to auto-renew, and its key is the client's or one KMI holds that is still active."""
+    return bool(cert.auto_renew and (cert.key is None or cert.key.state == KeyState.ACTIVE))
 
 
 def _channels(email: Iterable[str], webhook: str) -> list[tuple[str, str]]:
@@ -84,7 +98,13 @@ def _channels(email: Iterable[str], webhook: str) -> list[tuple[str, str]]:
 
 
 def _plan_rows(
-    cert: Certificate, kind: str, threshold: int, channels: list[tuple[str, str]], now: dt.datetime
+    cert: Certificate,
+    kind: str,
+    threshold: int,
+    channels: list[tuple[str, str]],
+    now: dt.datetime,
+    *,
+    payload: Mapping[str, object] | None = None,
 ) -> list[NotificationRecord]:
     return [
         NotificationRecord(
@@ -94,10 +114,85 @@ def _plan_rows(
             threshold_days=threshold,
             channel=channel,
             recipient=recipient,
+            payload=dict(payload or {}),
             created_at=now,
         )
         for channel, recipient in channels
     ]
+
+
+def _plan_now(rows: list[NotificationRecord]) -> int:
+    """Record notices to go out at once (delivery is enqueued when the transaction commits)."""
+    NotificationRecord.objects.bulk_create(rows, ignore_conflicts=True)
+    if rows:
+        transaction.on_commit(lambda: notices_planned.send(sender=NotificationRecord), robust=True)
+    return len(rows)
+
+
+def plan_alert(
+    *,
+    ca: CertificateAuthority,
+    event: str,
+    subject: str,
+    body: str,
+    details: Mapping[str, object],
+    now: dt.datetime,
+) -> int:
+    """An alert about a CA to its contacts and the ``KMI_ALERT_*`` recipients, sent at once."""
+    conf = lifecycle_settings()
+    cert = ca.certificate
+    if cert is None:
+        return 0
+    channels = _channels([ca.owner_email, *conf.alert_emails], ca.owner_webhook_url or conf.alert_webhook_url)
+    if not channels:
+        log.error("CA %s: %s, and no owner e-mail/webhook or KMI_ALERT_* is set: nobody told", ca.name, event)
+    payload = {
+        "event": event,
+        "subject": subject,
+        "body": body,
+        "details": dict(details),
+        "authority": ca.name,
+    }
+    return _plan_now(_plan_rows(cert, NotificationKind.CA_COMPROMISE, 0, channels, now, payload=payload))
+
+
+def plan_renewal_notice(*, certificate: Certificate, renewed_from: Certificate, now: dt.datetime) -> int:
+    """Deliver a renewed certificate to its owner: a signed webhook carrying the PEM chain, and an
+    e-mail saying where to fetch it (``GET /api/v1/certificates/<id>/successor/``)."""
+    payload = {
+        "event": "certificate.renewed",
+        "subject": f"[KMI] certificate {certificate.subject or certificate.serial} was renewed",
+        "renewed_from": renewed_from.serial,
+        "renewed_from_id": renewed_from.pk,
+    }
+    channels = notice_channels(certificate)
+    return _plan_now(
+        _plan_rows(certificate, NotificationKind.CERTIFICATE_RENEWED, 0, channels, now, payload=payload)
+    )
+
+
+def _acme_contacts(cert: Certificate) -> list[str]:
+    try:
+        order = cert.acme_order
+    except ObjectDoesNotExist:
+        return []
+    contacts = order.account.contact or []
+    return [str(c).removeprefix("mailto:") for c in contacts if str(c).startswith("mailto:")]
+
+
+def notice_channels(cert: Certificate) -> list[tuple[str, str]]:
+    """Where notices about ``cert`` go: its owner's e-mail and webhook (set at enrollment); else
+    the e-mail of the user who requested it; else, for an ACME certificate, the account's
+    contacts; only when none of these names anyone, the issuing CA's contacts."""
+    emails = [cert.owner_email] if cert.owner_email else []
+    if not emails and cert.owner is not None and cert.owner.email:
+        emails = [cert.owner.email]
+    if not emails:
+        emails = _acme_contacts(cert)
+    webhook = cert.owner_webhook_url
+    if not emails and not webhook and cert.ca is not None:
+        emails, webhook = [cert.ca.owner_email], cert.ca.owner_webhook_url
+    return _channels(emails, webhook)
 
 
 def plan_expiry_notices(*, now: dt.datetime | None = None) -> int:
@@ -117,18 +212,17 @@ def plan_expiry_notices(*, now: dt.datetime | None = None) -> int:
             Certificate.objects.expiring(before=horizon, now=now)
             .filter(is_ca=False)
             .exclude(_has_live_successor())
-            .select_related("ca", "key")
+            # KMI's own OCSP responder certificates renew themselves at half-life: nobody to tell.
+            .exclude(key__purpose=KeyPurpose.OCSP)
+            .select_related("ca", "key", "owner", "acme_order__account")
         )
         for cert in candidates.iterator(chunk_size=500):
             threshold = due_threshold(cert.not_after, conf.expiry_thresholds, now)
             if threshold is None or (_renews_itself(cert) and threshold != last):
                 continue
-            ca = cert.ca
-            channels = _channels(
-                [cert.owner_email or (ca.owner_email if ca else "")],
-                cert.owner_webhook_url or (ca.owner_webhook_url if ca else ""),
+            rows += _plan_rows(
+                cert, NotificationKind.CERTIFICATE_EXPIRY, threshold, notice_channels(cert), now
             )
-            rows += _plan_rows(cert, NotificationKind.CERTIFICATE_EXPIRY, threshold, channels, now)
     if conf.ca_expiry_thresholds:
         horizon = now + max(conf.ca_expiry_thresholds) * DAY
         authorities = CertificateAuthority.objects.exclude(state=CAState.DISABLED).select_related(
@@ -195,7 +289,61 @@ def _cert_summary(cert: Certificate) -> dict[str, object]:
     }
 
 
+def _send_event(record: NotificationRecord, now: dt.datetime) -> None:
+    """A notice whose words are in its payload: a renewed certificate's delivery, an alert."""
+    from pki.conf import pki_settings
+    from pki.issuance import chain_for
+
+    cert = record.certificate
+    payload = dict(record.payload)
+    event = str(payload.get("event", record.kind))
+    renewed = record.kind == NotificationKind.CERTIFICATE_RENEWED
+    pem = (
+        "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain_for(cert))
+        if renewed
+        else ""
+    )
+    if record.channel == NotificationChannel.WEBHOOK:
+        body: dict[str, object] = {
+            "event": event,
+            "delivery": record.idempotency_key,
+            "certificate": _cert_summary(cert),
+            **{k: v for k, v in payload.items() if k not in ("event", "subject", "body", "renewed_from_id")},
+        }
+        if renewed:
+            body["pem"] = pem  # the certificate and its chain, as the API's chain/ serves it
+        send_webhook(
+            url=record.recipient,
+            event=event,
+            payload=body,
+            delivery_id=record.idempotency_key,
+            timestamp=int(now.timestamp()),
+        )
+        return
+    if renewed:
+        successor = (
+            f"{pki_settings().base_url}/api/v1/certificates/{payload.get('renewed_from_id')}/successor/"
+        )
+        names = ", ".join(cert.san_text.splitlines()) or cert.subject
+        text = (
+            f"The certificate {payload.get('renewed_from')} was renewed: its successor is serial "
+            f"{cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC, for {names}.\n\n"
+            f"Deploy it; the API serves it at {successor}\n\n{pem}"
+        )
+    else:
+        text = str(payload.get("body", ""))
+    send_email(
+        recipients=record.recipient.splitlines(),
+        subject=str(payload.get("subject", f"[KMI] {event}")),
+        body=text,
+        delivery_id=record.idempotency_key,
+    )
+
+
 def _send(record: NotificationRecord, now: dt.datetime) -> None:
+    if record.kind in (NotificationKind.CERTIFICATE_RENEWED, NotificationKind.CA_COMPROMISE):
+        _send_event(record, now)
+        return
     cert = record.certificate
     days_left = max(0, (cert.not_after - now) // DAY)
     is_ca = record.kind == NotificationKind.CA_EXPIRY
@@ -305,12 +453,20 @@ def expiry_scan(*, now: dt.datetime | None = None) -> dict[str, int]:
 
 # --- auto-renewal ------------------------------------------------------------------------------
 def due_for_auto_renewal(now: dt.datetime) -> QuerySet[Certificate]:
-    """Unrevoked auto-renew certificates with an active KMI-held key, inside the renewal window."""
-    window = now + lifecycle_settings().auto_renew_days * DAY
+    """Unrevoked auto-renew certificates inside their renewal window: ``renew_before_days`` (set at
+    issuance from the enrollment or the profile; else ``KMI_AUTO_RENEW_DAYS``) before notAfter.
+
+    The key is the client's (renewed onto the same public key, the successor delivered to the
+    owner) or one KMI holds that is still active.
+    """
+    days = Coalesce(F("renew_before_days"), Value(lifecycle_settings().auto_renew_days))
+    window = ExpressionWrapper(days * Value(DAY, output_field=DurationField()), output_field=DurationField())
     return (
         Certificate.objects.valid(now)
-        .filter(auto_renew=True, is_ca=False, key__isnull=False, key__state=KeyState.ACTIVE)
-        .filter(not_after__lte=window)
+        .filter(auto_renew=True, is_ca=False)
+        .filter(Q(key__isnull=True) | Q(key__state=KeyState.ACTIVE))
+        .annotate(renew_from=ExpressionWrapper(F("not_after") - window, output_field=DateTimeField()))
+        .filter(renew_from__lte=now)
         .exclude(_has_live_successor())
     )
 
@@ -346,6 +502,7 @@ def auto_renew_certificates(*, actor: str = ACTOR, now: dt.datetime | None = Non
                     successor = renew_certificate(
                         certificate=cert, actor=actor, new_key=successor_key, now=now
                     )
+                    plan_renewal_notice(certificate=successor, renewed_from=cert, now=now)
             except PKIError as exc:
                 log.warning("auto-renewal of %s (%s) failed: %s", cert.serial, cert.subject, exc)
                 continue
@@ -375,20 +532,7 @@ def deactivate_key(*, key: Key, actor: str, reason: str = "", now: dt.datetime |
             details={"previous_state": previous, "reason": reason},
             now=now,
         )
-        for ca in (
-            CertificateAuthority.objects.select_for_update().filter(key=key).exclude(state=CAState.DISABLED)
-        ):
-            old_state = ca.state
-            ca.state = CAState.DISABLED
-            ca.save(update_fields=["state"])
-            audit.record(
-                action="ca.disabled",
-                actor=actor,
-                obj=ca,
-                details={"previous_state": old_state, "reason": f"its key was deactivated: {reason}"},
-                scope=f"ca:{ca.pk}",
-                now=now,
-            )
+        disable_cas_holding(key, actor=actor, reason=f"its key was deactivated: {reason}", now=now)
     return key
 
 
@@ -443,7 +587,13 @@ def destroy_keys_past_retention(*, actor: str = ACTOR, now: dt.datetime | None =
                 continue
             try:
                 with transaction.atomic():
-                    destroy_key(key=key, actor=actor, reason=f"retention of {days} days ended", now=now)
+                    destroy_key(
+                        key=key,
+                        actor=actor,
+                        reason=f"retention of {days} days ended",
+                        retention=True,
+                        now=now,
+                    )
             except InvalidState as exc:
                 log.warning("key %s is past retention but was not destroyed: %s", pk, exc)
                 continue

@@ -20,6 +20,7 @@ pre-sign that certificate, and what only a live signature could answer with ``tr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import struct
@@ -41,11 +42,12 @@ from pki.authorities import ensure_can_sign
 from pki.clock import resolve
 from pki.conf import ocsp_settings
 from pki.exceptions import PKIError
+from pki.generations import answering_generations, current_generation, ensure_generation_can_sign
 from pki.issuance import issue_for_key
 from pki.keys import get_backend, signature_hash
 from pki.keystore import generate_key
 from pki.lifecycle_conf import lifecycle_settings
-from pki.models.authority import CAState, CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import KeyPurpose, KeyState, KeyType
 from pki.models.ocsp import OCSPResponder, OCSPResponse
@@ -127,12 +129,19 @@ def _needs_renewal(responder: OCSPResponder, now: dt.datetime, fraction: float) 
 
 
 def ensure_ocsp_responder(
-    *, ca: CertificateAuthority, actor: str, now: dt.datetime | None = None
+    *,
+    ca: CertificateAuthority,
+    actor: str,
+    generation: CAGeneration | None = None,
+    now: dt.datetime | None = None,
 ) -> OCSPResponder:
-    """Return the CA's delegated OCSP responder, renewing it when it is missing, revoked or due.
+    """Return the delegated OCSP responder of a CA generation (the current one by default),
+    renewing it when it is missing, revoked or due.
 
     Renewal (a new key and certificate, the old key deactivated) happens once less than
-    ``KMI_OCSP_RESPONDER_RENEW_FRACTION`` of the certificate's validity is left.
+    ``KMI_OCSP_RESPONDER_RENEW_FRACTION`` of the certificate's validity is left. The responder
+    certificate is signed by that generation's key: after a rollover the previous key keeps
+    certifying its own responder for what it issued.
     """
     now = resolve(now)
     conf = ocsp_settings()
@@ -143,10 +152,22 @@ def ensure_ocsp_responder(
             .select_related("certificate", "key")
             .get(pk=ca.pk)
         )
-        current = OCSPResponder.objects.select_related("certificate", "key").filter(ca=ca).first()
+        number = ca.generation if generation is None else generation.number
+        current = (
+            OCSPResponder.objects.select_related("certificate", "key")
+            .filter(ca=ca, generation=number)
+            .first()
+        )
         if current is not None and not _needs_renewal(current, now, conf.responder_renew_fraction):
             return current
-        ensure_can_sign(ca, now=now)
+        if number == ca.generation:
+            signing_generation = None
+            ensure_can_sign(ca, now=now)
+        else:
+            assert generation is not None
+            generation.ca = ca
+            signing_generation = generation
+            ensure_generation_can_sign(generation, now=now)
         key = generate_key(
             key_type=conf.responder_key_type,
             purpose=KeyPurpose.OCSP,
@@ -161,10 +182,13 @@ def ensure_ocsp_responder(
             key=key,
             actor=actor,
             validity_days=conf.responder_validity_days,
+            generation=signing_generation,
             now=now,
         )
         if current is None:
-            responder = OCSPResponder.objects.create(ca=ca, certificate=cert, key=key, updated_at=now)
+            responder = OCSPResponder.objects.create(
+                ca=ca, generation=number, certificate=cert, key=key, updated_at=now
+            )
         else:
             old_key = current.key
             if old_key.state == KeyState.ACTIVE:
@@ -181,6 +205,7 @@ def ensure_ocsp_responder(
             obj=responder,
             details={
                 "ca": ca.name,
+                "generation": number,
                 "serial": cert.serial,
                 "not_after": cert.not_after.isoformat(),
                 "replaces": current.certificate.serial if current is not None else None,
@@ -199,6 +224,7 @@ class Signer:
     """What signing with a responder needs, loaded once (no private key material here)."""
 
     ca_id: int
+    generation: int
     backend: str
     handle: str
     hash_algorithm: hashes.HashAlgorithm | None
@@ -217,6 +243,7 @@ class Signer:
         oid = _SIGNATURE_OIDS[(family, algorithm.name if algorithm is not None else None)]
         return cls(
             ca_id=responder.ca_id,
+            generation=responder.generation,
             backend=key.backend,
             handle=key.handle,
             hash_algorithm=algorithm,
@@ -291,17 +318,22 @@ def single_status(
 
 @dataclass(frozen=True)
 class Issuer:
-    """A CA as OCSP requests name it: by the hashes of its subject and public key."""
+    """A CA generation as OCSP requests name it: by the hashes of its subject and public key.
+
+    ``name`` is the generation's repository name (the last segment of its OCSP URL).
+    """
 
     ca_id: int
+    generation: int
     name: str
     name_hashes: dict[str, bytes]
     key_hashes: dict[str, bytes]
 
     @classmethod
-    def of(cls, ca: CertificateAuthority) -> Issuer:
-        """Compute every supported CertID hash of ``ca``."""
-        cert = ca.x509_certificate()
+    def of(cls, ca: CertificateAuthority | CAGeneration) -> Issuer:
+        """Compute every supported CertID hash of a CA's current generation (or of ``generation``)."""
+        generation = current_generation(ca) if isinstance(ca, CertificateAuthority) else ca
+        cert = generation.x509_certificate()
         name_der = cert.subject.public_bytes()
         key_bits = ocsp_der.bit_string_content(
             cert.public_key().public_bytes(
@@ -309,8 +341,9 @@ class Issuer:
             )
         )
         return cls(
-            ca_id=ca.pk,
-            name=ca.name,
+            ca_id=generation.ca_id,
+            generation=generation.number,
+            name=generation.repository_name,
             name_hashes={h: f(name_der).digest() for h, f in _HASHES.items()},
             key_hashes={h: f(key_bits).digest() for h, f in _HASHES.items()},
         )
@@ -336,12 +369,13 @@ class IssuerIndex:
         self._lock = threading.Lock()
 
     def reload(self) -> None:
-        """Read every CA with a certificate from the database."""
+        """Read every generation of every CA with a certificate that still answers for what it issued."""
         issuers = [
-            Issuer.of(ca)
-            for ca in CertificateAuthority.objects.select_related("certificate").filter(
+            Issuer.of(generation)
+            for ca in CertificateAuthority.objects.select_related("certificate", "key").filter(
                 certificate__isnull=False
             )
+            for generation in answering_generations(ca)
         ]
         with self._lock:
             self._by_name = {i.name: i for i in issuers}
@@ -379,24 +413,30 @@ class IssuerIndex:
 
 
 class SignerCache:
-    """Per-process cache of each CA's responder (reloaded every minute and before it expires)."""
+    """Per-process cache of each CA generation's responder (reloaded every minute and before it
+    expires)."""
 
     def __init__(self) -> None:
-        self._signers: dict[int, tuple[float, Signer]] = {}
+        self._signers: dict[tuple[int, int], tuple[float, Signer]] = {}
 
-    def get(self, ca_id: int, now: dt.datetime) -> Signer | None:
-        """The signer of CA ``ca_id``'s current responder, or None when it has none (yet)."""
-        hit = self._signers.get(ca_id)
+    def get(self, ca_id: int, now: dt.datetime, generation: int = 1) -> Signer | None:
+        """The signer of the current responder of CA ``ca_id``'s ``generation``, or None when it
+        has none (yet)."""
+        hit = self._signers.get((ca_id, generation))
         fresh = hit is not None and time.monotonic() - hit[0] < RESPONDER_RELOAD_SECONDS
         if hit is not None and fresh and hit[1].not_after > now:
             return hit[1]
-        responder = OCSPResponder.objects.select_related("certificate", "key").filter(ca_id=ca_id).first()
+        responder = (
+            OCSPResponder.objects.select_related("certificate", "key")
+            .filter(ca_id=ca_id, generation=generation)
+            .first()
+        )
         if responder is None or responder.key.state != KeyState.ACTIVE:
             return None
         if responder.certificate.not_after <= now:
             return None
         signer = Signer.of(responder)
-        self._signers[ca_id] = (time.monotonic(), signer)
+        self._signers[(ca_id, generation)] = (time.monotonic(), signer)
         return signer
 
     def clear(self) -> None:
@@ -639,12 +679,49 @@ def presign_responses(
     ``certificate_ids`` limits it to those certificates, ``from_certificate_id`` to those with
     that id or a later one that have no response yet, ``stale_before`` to certificates whose
     stored response was signed before that time (or never). Returns how many certificates.
+    Each generation of the CA answers for what it issued, with its own responder.
     """
     now = resolve(now)
-    responder = ensure_ocsp_responder(ca=ca, actor=actor, now=now)
+    presign = functools.partial(
+        _presign_generation,
+        actor=actor,
+        certificate_ids=certificate_ids,
+        from_certificate_id=from_certificate_id,
+        stale_before=stale_before,
+        now=now,
+    )
+    done = 0
+    for generation in answering_generations(ca):
+        if generation.number != ca.generation:
+            # A previous generation answers only while it has something to answer for; a key
+            # it cannot use any more must not stop the current generation's responses.
+            if not Certificate.objects.filter(
+                ca_id=ca.pk, issuer_generation=generation.number, not_after__gt=now
+            ).exists():
+                continue
+            try:
+                done += presign(generation)
+            except PKIError as exc:
+                log.warning("OCSP: generation %s of CA %s cannot sign: %s", generation.number, ca.name, exc)
+            continue
+        done += presign(generation)
+    return done
+
+
+def _presign_generation(
+    generation: CAGeneration,
+    *,
+    actor: str,
+    certificate_ids: Sequence[int] | None,
+    from_certificate_id: int | None,
+    stale_before: dt.datetime | None,
+    now: dt.datetime,
+) -> int:
+    ca = generation.ca
+    responder = ensure_ocsp_responder(ca=ca, actor=actor, generation=generation, now=now)
     signer = Signer.of(responder)
-    issuer = Issuer.of(ca)
-    certs = Certificate.objects.filter(ca_id=ca.pk, not_after__gt=now)
+    issuer = Issuer.of(generation)
+    certs = Certificate.objects.filter(ca_id=ca.pk, issuer_generation=generation.number, not_after__gt=now)
     if certificate_ids is not None:
         certs = certs.filter(pk__in=list(certificate_ids))
     if from_certificate_id is not None:
@@ -760,7 +837,7 @@ def _answer(issuer: Issuer, parsed: ParsedRequest, now: dt.datetime) -> Answer:
     # §4.4.1) lets the responder leave it out: the client then judges freshness by thisUpdate
     # (openssl warns "no nonce in response" and verifies).
     if presignable and (parsed.nonce is None or not signs_live()):
-        hit = _presigned(issuer.ca_id, cert_id, now)
+        hit = _presigned(issuer, cert_id, now)
         if hit is not None:
             return Answer(hit.der, hit.this_update, hit.next_update)
     if signs_live():
@@ -781,7 +858,10 @@ def _ask_for_presigning(issuer: Issuer, cert_id: ocsp_der.CertID, now: dt.dateti
     """
     found = (
         Certificate.objects.filter(
-            ca_id=issuer.ca_id, serial=serial_hex(cert_id.serial_number), not_after__gt=now
+            ca_id=issuer.ca_id,
+            issuer_generation=issuer.generation,
+            serial=serial_hex(cert_id.serial_number),
+            not_after__gt=now,
         )
         .values_list("pk", flat=True)
         .first()
@@ -795,27 +875,28 @@ def _ask_for_presigning(issuer: Issuer, cert_id: ocsp_der.CertID, now: dt.dateti
     return TRY_LATER
 
 
-def _presigned(ca_id: int, cert_id: ocsp_der.CertID, now: dt.datetime) -> SignedResponse | None:
+def _presigned(issuer: Issuer, cert_id: ocsp_der.CertID, now: dt.datetime) -> SignedResponse | None:
     """The pre-signed response: local micro-cache, then Redis, then the database."""
     if cert_id.serial_number <= 0:
         return None
-    key = (ca_id, serial_hex(cert_id.serial_number), cert_id.hash_algorithm)
+    key = (issuer.ca_id, serial_hex(cert_id.serial_number), cert_id.hash_algorithm)
     hit = LOCAL.get(key)
-    if hit is not None and hit.next_update > now:
-        return hit
-    hit = STORE.get_cached(*key)
-    if hit is None:
-        hit = STORE.get_stored(*key, now)
     if hit is None or hit.next_update <= now:
-        return None
-    seconds = ocsp_settings().local_cache_seconds
-    if seconds > 0:
-        LOCAL.put(key, hit, seconds)
-    return hit
+        hit = STORE.get_cached(*key)
+        if hit is None:
+            hit = STORE.get_stored(*key, now)
+        if hit is None or hit.next_update <= now:
+            return None
+        seconds = ocsp_settings().local_cache_seconds
+        if seconds > 0:
+            LOCAL.put(key, hit, seconds)
+    # Serials are unique per CA, not per generation (CA key): a response pre-signed for this
+    # serial under another generation's key names another CertID and does not answer this one.
+    return hit if cert_id.issuer_key_hash in hit.der else None
 
 
 def _sign_live(issuer: Issuer, parsed: ParsedRequest, now: dt.datetime) -> Answer:
-    signer = SIGNERS.get(issuer.ca_id, now)
+    signer = SIGNERS.get(issuer.ca_id, now, issuer.generation)
     if signer is None:
         log.warning("OCSP: CA %s has no current responder yet; answering tryLater", issuer.name)
         return TRY_LATER
@@ -823,7 +904,7 @@ def _sign_live(issuer: Issuer, parsed: ParsedRequest, now: dt.datetime) -> Answe
     found = {
         serial: (revoked_at, reason)
         for serial, revoked_at, reason in Certificate.objects.filter(
-            ca_id=issuer.ca_id, serial__in=serials
+            ca_id=issuer.ca_id, issuer_generation=issuer.generation, serial__in=serials
         ).values_list("serial", "revoked_at", "revocation_reason")
     }
     singles = []

@@ -29,6 +29,8 @@ EDITABLE_FIELDS = frozenset(
         "requires_approval",
         "ocsp_no_check",
         "escrow",
+        "auto_renew",
+        "renew_before_days",
     }
 )
 

@@ -55,8 +55,13 @@ def record_certificate(
     der: bytes | None = None,
     crl_shard: int | None = None,
     owner_id: int | None = None,
+    issuer_generation: int | None = None,
 ) -> Certificate:
-    """Insert the row for a certificate ``ca`` signed (in the caller's transaction)."""
+    """Insert the row for a certificate ``ca`` signed (in the caller's transaction).
+
+    ``issuer_generation`` is the generation (key) of ``ca`` that signed it: the current one
+    unless said otherwise.
+    """
     der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
     return Certificate.objects.create(
         ca=ca,
@@ -76,6 +81,7 @@ def record_certificate(
         auto_renew=auto_renew,
         crl_shard=crl_shard,
         owner_id=owner_id,
+        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
         created_at=now,
     )
 
@@ -97,8 +103,10 @@ _CERT_COLUMNS = (
     "request_id",
     "renewed_from_id",
     "auto_renew",
+    "renew_before_days",
     "revocation_reason",
     "crl_shard",
+    "issuer_generation",
     "owner_email",
     "owner_webhook_url",
     "owner_id",
@@ -195,6 +203,7 @@ def record_issuance(
     request: CertificateRequest | None = None,
     renewed_from: Certificate | None = None,
     auto_renew: bool = False,
+    renew_before_days: int | None = None,
     san_text: str | None = None,
     key_fingerprint: str | None = None,
     crl_shard: int | None = None,
@@ -203,6 +212,7 @@ def record_issuance(
     owner_id: int | None = None,
     submitted: audit.PendingEvent | None = None,
     is_ca: bool | None = None,
+    issuer_generation: int | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -232,7 +242,9 @@ def record_issuance(
         request=request,
         renewed_from=renewed_from,
         auto_renew=auto_renew,
+        renew_before_days=renew_before_days,
         crl_shard=crl_shard,
+        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
         owner_email=owner_email,
         owner_webhook_url=owner_webhook_url,
         owner_id=owner_id,

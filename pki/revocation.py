@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from pki import audit
 from pki.clock import resolve
@@ -156,6 +157,31 @@ def release_hold(*, certificate: Certificate, actor: str, now: dt.datetime | Non
         )
         _announce([cert], now=now)
     return cert
+
+
+def revoke_certificates(
+    *,
+    certificates: QuerySet[Certificate],
+    reason: RevocationReason | str,
+    actor: str,
+    invalidity_date: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> list[Certificate]:
+    """Revoke every certificate of ``certificates`` (in the caller's transaction), each audited;
+    return those whose state changed. Revoked ones stay as they are unless ``reason`` raises them
+    to keyCompromise or cACompromise replaces a hold."""
+    now = resolve(now)
+    value = _check_reason(reason, invalidity_date, now)
+    changed: list[Certificate] = []
+    for cert in certificates.select_for_update().order_by("pk"):
+        already = cert.revoked_at is not None
+        other = cert.revocation_reason not in (RevocationReason.CERTIFICATE_HOLD, value)
+        if already and other and value != RevocationReason.KEY_COMPROMISE:
+            continue  # already revoked for another reason: it stays revoked as it is
+        if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
+            changed.append(cert)
+    _announce(changed)
+    return changed
 
 
 def revoke_key(

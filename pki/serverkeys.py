@@ -13,7 +13,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -69,7 +69,7 @@ class StoringKeyBackend(KeyBackend, Protocol):
         ...
 
 
-def _storing_backend(alias: str | None = None) -> StoringKeyBackend:
+def storing_backend(alias: str | None = None) -> StoringKeyBackend:
     """The backend that holds a server-generated key (``alias``), or for a new one the default
     backend when it can hand keys over, else the ``encrypted`` one (an HSM backend cannot: its
     keys never leave the token)."""
@@ -106,7 +106,7 @@ def request_server_key(
     kt = KeyType(key_type)
     if kt not in SERVER_KEY_TYPES:
         raise PolicyViolation(f"KMI does not generate {kt} keys for clients")
-    backend = _storing_backend()
+    backend = storing_backend()
     private_key = generate_private_key(kt)
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     if sans:
@@ -167,12 +167,13 @@ def request_server_key(
     return delivery
 
 
-def _pkcs12(
+def pkcs12_bundle(
     private_key: CertificateIssuerPrivateKeyTypes,
     chain: Sequence[x509.Certificate],
     serial: str,
     password: str,
 ) -> bytes:
+    """The key and its chain (leaf first; may be empty) as a PKCS#12 under AES-256 and ``password``."""
     encryption = (
         PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(KDF_ROUNDS)
@@ -183,13 +184,13 @@ def _pkcs12(
     return pkcs12.serialize_key_and_certificates(
         name=serial.encode(),
         key=private_key,  # type: ignore[arg-type]
-        cert=chain[0],
-        cas=list(chain[1:]),
+        cert=chain[0] if chain else None,
+        cas=list(chain[1:]) or None,
         encryption_algorithm=encryption,
     )
 
 
-def _check_password(password: str) -> None:
+def check_pkcs12_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise PolicyViolation(f"the PKCS#12 password needs at least {MIN_PASSWORD_LENGTH} characters")
 
@@ -213,7 +214,7 @@ def _hand_over(
         raise InvalidState(f"key {key.pk} was destroyed")
     certificate = Certificate.objects.select_related("ca").get(request_id=row.request_id)
     chain = chain_for(certificate)
-    private_key = _storing_backend(key.backend).export_private_key(key.handle)
+    private_key = storing_backend(key.backend).export_private_key(key.handle)
     row.delivered_at = now
     row.delivered_to = actor
     row.save(update_fields=["delivered_at", "delivered_to"])
@@ -239,24 +240,17 @@ def deliver_pkcs12(
     Where the KEK is not (``KMI_SIGNING=worker``), a signing worker hands the key over sealed
     to a one-time key of this process (``hand_over_sealed``) and the PKCS#12 is made here.
     """
-    from pki.signing import run_signing, signs_here
+    from pki.signing import signs_here
 
     now = resolve(now)
-    _check_password(password)
+    check_pkcs12_password(password)
     if not signs_here():
-        recipient = x25519.X25519PrivateKey.generate()
-        sealed = run_signing(
-            "hand_over_server_key",
-            delivery_id=str(delivery.pk),
-            actor=actor,
-            recipient=_b64(recipient.public_key().public_bytes_raw()),
-        )
-        private_key = load_der_private_key(_open(recipient, sealed), password=None)
+        private_key = receive_sealed("hand_over_server_key", delivery_id=str(delivery.pk), actor=actor)
         certificate = Certificate.objects.select_related("ca").get(request_id=delivery.request_id)
-        return _pkcs12(private_key, chain_for(certificate), certificate.serial, password)  # type: ignore[arg-type]
+        return pkcs12_bundle(private_key, chain_for(certificate), certificate.serial, password)
     with transaction.atomic():
         private_key, chain, serial = _hand_over(delivery_id=delivery.pk, actor=actor, now=now)
-        return _pkcs12(private_key, chain, serial, password)
+        return pkcs12_bundle(private_key, chain, serial, password)
 
 
 # --- a key handed from a signing worker to a web process -------------------------------------
@@ -283,13 +277,26 @@ def hand_over_sealed(
     AES-256-GCM with a key only its holder can derive.
     """
     now = resolve(now)
-    try:
-        peer = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(recipient, validate=True))
-    except ValueError:
-        raise PolicyViolation("the recipient must be a base64 X25519 public key") from None
+    peer = _recipient(recipient)
     with transaction.atomic():
         private_key, _chain, _serial = _hand_over(delivery_id=delivery_id, actor=actor, now=now)
-        der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    return seal_private_key(private_key, peer)
+
+
+def _recipient(recipient: str) -> x25519.X25519PublicKey:
+    try:
+        return x25519.X25519PublicKey.from_public_bytes(base64.b64decode(recipient, validate=True))
+    except ValueError:
+        raise PolicyViolation("the recipient must be a base64 X25519 public key") from None
+
+
+def seal_private_key(
+    private_key: CertificateIssuerPrivateKeyTypes, recipient: x25519.X25519PublicKey | str
+) -> dict[str, str]:
+    """The key as PKCS#8 under AES-256-GCM with a key only ``recipient`` (X25519, base64 or
+    object) can derive: what a signing worker hands to a web process through the broker."""
+    peer = _recipient(recipient) if isinstance(recipient, str) else recipient
+    der = private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
     ephemeral = x25519.X25519PrivateKey.generate()
     nonce = os.urandom(12)
     ciphertext = AESGCM(_seal_key(peer, ephemeral=ephemeral)).encrypt(nonce, der, _SEAL_INFO)
@@ -298,6 +305,18 @@ def hand_over_sealed(
         "nonce": _b64(nonce),
         "ciphertext": _b64(ciphertext),
     }
+
+
+def receive_sealed(use_case: str, **kwargs: Any) -> CertificateIssuerPrivateKeyTypes:
+    """Have a signing worker hand a private key over through ``use_case``, sealed to a one-time
+    X25519 key of this process (the plain key never crosses the broker)."""
+    from pki.signing import run_signing
+
+    recipient = x25519.X25519PrivateKey.generate()
+    sealed = run_signing(use_case, recipient=_b64(recipient.public_key().public_bytes_raw()), **kwargs)
+    return cast(
+        CertificateIssuerPrivateKeyTypes, load_der_private_key(_open(recipient, sealed), password=None)
+    )
 
 
 def _open(recipient: x25519.X25519PrivateKey, sealed: dict[str, str]) -> bytes:

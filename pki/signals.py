@@ -28,3 +28,7 @@ signing_finished = Signal()
 # OCSP responder that cannot sign (KMI_SIGNING=worker, no KEK) when it was asked about an unexpired
 # certificate that has no pre-signed response: the receiver enqueues its pre-signing.
 ocsp_response_missing = Signal()
+
+# Sent after commit (no arguments) when notices were planned that should go out now rather than
+# at the next expiry scan (a renewal's successor, an alert): the receiver enqueues delivery.
+notices_planned = Signal()

@@ -265,6 +265,61 @@ def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]
     return {"key_id": str(key.pk), "state": key.state}
 
 
+@signing_use_case("hand_over_recovered_key")
+def _hand_over_recovered_key(*, recovery_id: int, actor: str, user_id: int, recipient: str) -> dict[str, Any]:
+    """Take an approved key recovery's one download; return the key sealed to the caller's X25519 key."""
+    from pki.recovery import hand_over_recovered_key
+
+    return hand_over_recovered_key(recovery_id=recovery_id, actor=actor, user_id=user_id, recipient=recipient)
+
+
+def _ca_by_id(ca_id: int) -> Any:
+    from pki.models.authority import CertificateAuthority
+
+    try:
+        return CertificateAuthority.objects.select_related("key", "certificate", "parent").get(pk=ca_id)
+    except CertificateAuthority.DoesNotExist:
+        raise NotFound(f"no CA {ca_id}") from None
+
+
+@signing_use_case("rollover_ca")
+def _rollover_ca(
+    *,
+    ca_id: int,
+    actor: str,
+    key_type: str | None = None,
+    backend: str | None = None,
+    at: str | None = None,
+    validity_days: int | None = None,
+    from_generation: int | None = None,
+) -> dict[str, Any]:
+    """Give a CA a new key and certificate (``at``: ISO 8601 time issuance moves to it); a replay
+    with the same ``from_generation`` returns the generation made the first time."""
+    import datetime as dt
+
+    from pki.rotation import rollover_ca
+
+    generation = rollover_ca(
+        ca=_ca_by_id(ca_id),
+        actor=actor,
+        key_type=key_type,
+        backend=backend,
+        at=dt.datetime.fromisoformat(at) if at else None,
+        validity_days=validity_days,
+        from_generation=from_generation,
+    )
+    return {"ca_id": ca_id, "generation": generation.number, "certificate_id": generation.certificate_id}
+
+
+@signing_use_case("renew_ca")
+def _renew_ca(*, ca_id: int, actor: str, validity_days: int | None = None) -> dict[str, Any]:
+    """Re-certify a CA's current key with a new validity."""
+    from pki.rotation import renew_ca
+
+    cert = renew_ca(ca=_ca_by_id(ca_id), actor=actor, validity_days=validity_days)
+    return {"ca_id": ca_id, "certificate_id": cert.pk, "serial": cert.serial}
+
+
 def execute(use_case: str, /, **kwargs: Any) -> dict[str, Any]:
     """Run the signing use case ``use_case`` in this process (what a signing worker does)."""
     try:

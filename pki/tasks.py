@@ -24,7 +24,12 @@ from pki import lifecycle
 from pki.conf import pki_settings
 from pki.health import HEARTBEAT_SECONDS
 from pki.lifecycle_conf import lifecycle_settings
-from pki.signals import certificate_issued, certificate_status_changed, ocsp_response_missing
+from pki.signals import (
+    certificate_issued,
+    certificate_status_changed,
+    notices_planned,
+    ocsp_response_missing,
+)
 from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,22 @@ def expiry_scan() -> dict[str, int]:
     return lifecycle.expiry_scan()
 
 
+@shared_task(name="pki.lifecycle.deliver_notices", acks_late=True, reject_on_worker_lost=True)
+def deliver_notices() -> dict[str, int]:
+    """Send the notices due now (a renewed certificate's delivery, an alert) without waiting for
+    the next expiry scan."""
+    report = lifecycle.deliver_notices()
+    return {"sent": len(report.sent), "failed": len(report.failed), "abandoned": len(report.abandoned)}
+
+
+@receiver(notices_planned, dispatch_uid="pki.tasks.deliver_on_notices_planned")
+def _deliver_on_notices_planned(**_: object) -> None:
+    try:
+        deliver_notices.delay()
+    except Exception:  # the notices are stored; the hourly expiry scan delivers them anyway
+        log.exception("cannot enqueue the delivery of new notices")
+
+
 @shared_task(name="pki.signing.auto_renew", acks_late=True, reject_on_worker_lost=True)
 def auto_renew() -> dict[str, list[int]]:
     """Renew the auto-renew certificates whose keys KMI holds."""
@@ -130,6 +151,14 @@ def deactivate_expired_keys() -> dict[str, list[str]]:
 def destroy_keys_past_retention() -> dict[str, list[str]]:
     """Crypto-shred keys past their retention period."""
     return {"destroyed": lifecycle.destroy_keys_past_retention()}
+
+
+@shared_task(name="pki.lifecycle.ca_generations", acks_late=True, reject_on_worker_lost=True)
+def ca_generations() -> dict[str, list[tuple[str, int]]]:
+    """Move issuance to CA generations whose rollover time has come; retire idle old generations."""
+    from pki.rotation import update_generations
+
+    return update_generations(actor=lifecycle.ACTOR)
 
 
 @shared_task(name="pki.signing.renew_service_certificates", acks_late=True, reject_on_worker_lost=True)
@@ -301,6 +330,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "pki.lifecycle.destroy_keys_past_retention",
         **_every(_SIX_HOURS),
     },
+    # A rollover set for a later time takes over within a minute of it.
+    "lifecycle-ca-generations": {"task": "pki.lifecycle.ca_generations", **_every(60.0)},
     "lifecycle-renew-service-certificates": {
         "task": "pki.signing.renew_service_certificates",
         **_every(_SIX_HOURS),

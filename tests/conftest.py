@@ -124,7 +124,7 @@ def ca_from_key(
 
     from pki.keys import get_backend, key_type_of, signature_hash
     from pki.keys.base import issuer_public_key
-    from pki.models import Key, KeyState
+    from pki.models import CAGeneration, Key, KeyState
     from pki.models.key import KeyPurpose
     from pki.recording import record_certificate
     from pki.x509.builders import ca_certificate_builder
@@ -159,13 +159,14 @@ def ca_from_key(
         path_length=None,
         name_constraints=None,
         issuer=parent.x509_certificate() if parent is not None else None,
-        issuer_ca_name=parent.name if parent is not None else None,
+        issuer_ca_name=parent.repository_name if parent is not None else None,
     )
     cert = get_backend(signer.backend).sign_certificate(
         signer.handle, builder, signature_hash(signer.key_type)
     )
     ca.certificate = record_certificate(cert, ca=parent or ca, key=key, now=now)
     ca.save(update_fields=["certificate"])
+    CAGeneration.objects.create(ca=ca, number=1, key=key, certificate=ca.certificate, created_at=now)
     return ca
 
 

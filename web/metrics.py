@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 from pki.clock import utcnow
 from pki.keys.health import key_backend_status
 from pki.lifecycle_conf import lifecycle_settings
+from pki.locations import repository_name
 from pki.models import Certificate, CertificateAuthority
 from pki.signals import signing_finished
 from pki.signing import signs_here
@@ -139,9 +140,24 @@ class DatabaseCollector(Collector):
                     "pk", "certificate__not_before"
                 )
             )
-            for ca_id, ca_name in names.items():
+            # One series per CA generation that publishes (its repository name: issuing, issuing.g2):
+            # after a rollover the previous generation's CRL must stay fresh too.
+            scopes: list[tuple[int, dict[str, int], str]] = [
+                (ca_id, {}, ca_name) for ca_id, ca_name in names.items()
+            ]
+            if _model("CertificateRevocationList", "generation") is not None:
+                pairs = set(model._default_manager.filter(**shard).values_list("ca_id", "generation"))
+                published = {ca_id for ca_id, _ in pairs}
+                scopes = [
+                    (ca_id, {"generation": number}, repository_name(names[ca_id], number))
+                    for ca_id, number in sorted(pairs)
+                    if ca_id in names
+                ]
+                # A CA that never published keeps its series (below: as old as the CA itself).
+                scopes += [(ca_id, {}, ca_name) for ca_id, ca_name in names.items() if ca_id not in published]
+            for ca_id, generation, ca_name in scopes:
                 newest = (
-                    model._default_manager.filter(ca_id=ca_id, **shard)
+                    model._default_manager.filter(ca_id=ca_id, **shard, **generation)
                     .annotate(der_size=Length("der"))
                     .order_by("-this_update")
                     .values(

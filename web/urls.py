@@ -18,9 +18,15 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # HTTP repository (pki/locations.py writes these URLs into certificates).
-    re_path(r"^crl/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.crl(?P<as_pem>\.pem)?$", repository.crl),
-    re_path(r"^ca/(?P<name>[a-z0-9][a-z0-9-]{0,62})\.cer$", repository.ca_certificate),
-    re_path(r"^ca/(?P<stem>[a-z0-9][a-z0-9-]{0,68})\.pem$", repository.ca_pem),
+    # Names are a CA generation's repository name (pki.locations): "issuing", "issuing.g2".
+    re_path(
+        r"^crl/(?P<stem>[a-z0-9][a-z0-9-]{0,68}(?:\.g[1-9][0-9]{0,5}(?:-[0-9]{1,4})?)?)\.crl(?P<as_pem>\.pem)?$",
+        repository.crl,
+    ),
+    re_path(r"^ca/(?P<name>[a-z0-9][a-z0-9-]{0,62}(?:\.g[1-9][0-9]{0,5})?)\.cer$", repository.ca_certificate),
+    re_path(
+        r"^ca/(?P<stem>[a-z0-9][a-z0-9-]{0,68}(?:\.g[1-9][0-9]{0,5}(?:-chain)?)?)\.pem$", repository.ca_pem
+    ),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
     # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.

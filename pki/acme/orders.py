@@ -665,10 +665,18 @@ def revoke(
         raise Unauthorized(str(exc)) from None
 
 
-def certificate_pem_chain(order: AcmeOrder) -> bytes:
-    """The issued certificate and its chain as application/pem-certificate-chain (RFC 8555 §9.1)."""
+def certificate_pem_chains(order: AcmeOrder) -> list[bytes]:
+    """Every chain of the issued certificate as application/pem-certificate-chain (RFC 8555 §9.1):
+    the usual one first, then the ones through a root rollover's link certificates (§7.4.2)."""
+    from pki.generations import cross_chains
     from pki.issuance import chain_for
 
     if order.certificate is None:
         raise NotFoundAcme("the order has no certificate yet")
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain_for(order.certificate))
+    chains = [chain_for(order.certificate), *cross_chains(order.certificate)]
+    return [b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain) for chain in chains]
+
+
+def certificate_pem_chain(order: AcmeOrder) -> bytes:
+    """The issued certificate and its usual chain as application/pem-certificate-chain."""
+    return certificate_pem_chains(order)[0]

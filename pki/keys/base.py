@@ -6,8 +6,9 @@ import uuid
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -99,6 +100,35 @@ def issuer_public_key(public_key: PublicKeyTypes) -> CertificateIssuerPublicKeyT
     ):
         return public_key
     raise WeakKey(f"{type(public_key).__name__} cannot sign certificates")
+
+
+def signature_verifies(
+    public_key: PublicKeyTypes, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
+) -> bool:
+    """True when ``signature`` over ``data`` verifies as X.509 signs with this key type."""
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey):
+            if algorithm is None:
+                return False
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            if algorithm is None:
+                return False
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(
+            public_key,
+            ed25519.Ed25519PublicKey
+            | ed448.Ed448PublicKey
+            | mldsa.MLDSA44PublicKey
+            | mldsa.MLDSA65PublicKey
+            | mldsa.MLDSA87PublicKey,
+        ):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
 
 
 @runtime_checkable

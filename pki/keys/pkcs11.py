@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     PublicKeyTypes,
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from pki.exceptions import ConfigurationError, KeyBackendError
-from pki.keys.base import generate_private_key, issuer_public_key
+from pki.keys.base import generate_private_key, issuer_public_key, signature_verifies
 from pki.models.key import KeyType
 from pki.x509 import der
 
@@ -163,6 +162,41 @@ class Pkcs11KeyBackend:
                 raise KeyBackendError(
                     f"the token could not make a {kt.value} key: {type(exc).__name__}"
                 ) from None
+            return handle, self._public_key_locked(handle)
+
+    def find(self, *, label: str | None = None, key_id: str | None = None) -> tuple[str, PublicKeyTypes]:
+        """A key already on the token (made outside KMI), by CKA_LABEL or CKA_ID (hex): its handle
+        (the CKA_ID, as for KMI's own keys) and its public key (from the public object)."""
+        from pkcs11 import Attribute, ObjectClass
+        from pkcs11.exceptions import PKCS11Error
+
+        if (label is None) == (key_id is None):
+            raise ValueError("find a token key by its label or by its id, not both")
+        template: dict[Any, Any] = {Attribute.CLASS: ObjectClass.PRIVATE_KEY}
+        if label is not None:
+            template[Attribute.LABEL] = label
+        else:
+            try:
+                template[Attribute.ID] = bytes.fromhex(str(key_id))
+            except ValueError:
+                raise KeyBackendError(f"key id {key_id!r} is not hex") from None
+        with self._lock:
+            session = self._open()
+            try:
+                found = list(session.get_objects(template))
+            except PKCS11Error as exc:
+                raise KeyBackendError(f"cannot search the token: {type(exc).__name__}") from None
+            what = f"label {label!r}" if label is not None else f"id {key_id}"
+            if not found:
+                raise KeyBackendError(f"the token holds no private key with {what}")
+            if len(found) > 1:
+                raise KeyBackendError(
+                    f"the token holds {len(found)} private keys with {what}: name one by id"
+                )
+            cka_id = bytes(found[0][Attribute.ID] or b"")
+            if not cka_id:
+                raise KeyBackendError(f"the private key with {what} has no CKA_ID: give it one on the token")
+            handle = cka_id.hex()
             return handle, self._public_key_locked(handle)
 
     def public_key(self, handle: str) -> PublicKeyTypes:
@@ -336,14 +370,5 @@ def _verify(
     public_key: PublicKeyTypes, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None
 ) -> None:
     """Refuse a signature that does not verify (a token fault must not reach a certificate)."""
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), _hash(algorithm))
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(_hash(algorithm)))
-        elif isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            public_key.verify(signature, data)
-        else:
-            raise KeyBackendError(f"cannot check a signature of {type(public_key).__name__}")
-    except InvalidSignature:
-        raise KeyBackendError("the token's signature does not verify; nothing was issued") from None
+    if not signature_verifies(public_key, signature, data, algorithm):
+        raise KeyBackendError("the token's signature does not verify; nothing was issued")

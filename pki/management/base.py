@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import sys
 from collections.abc import Sequence
@@ -10,9 +11,10 @@ from typing import IO, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pki.exceptions import NotFound, PKIError
+from pki.issuance import CertificateOptions
 from pki.models import Certificate, CertificateAuthority, CertificateRequest, Profile
 from pki.x509.serials import normalize_serial
 
@@ -58,6 +60,46 @@ class PKICommand(BaseCommand):
             Path(path).write_bytes(data)
         except OSError as exc:
             raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """Parse an ISO 8601 time with a zone (``2026-05-01T10:00:00Z``)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time such as 2026-05-01T10:00:00Z") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z or +hh:mm")
+    return value
+
+
+def add_certificate_options(parser: CommandParser) -> None:
+    """The owner and auto-renewal options of a command that requests a certificate."""
+    renew = parser.add_mutually_exclusive_group()
+    renew.add_argument(
+        "--auto-renew",
+        action="store_true",
+        default=None,
+        help="KMI renews it by itself (default: the profile's)",
+    )
+    renew.add_argument(
+        "--no-auto-renew", dest="auto_renew", action="store_false", help="it does not renew itself"
+    )
+    parser.add_argument("--renew-before-days", type=int, help="auto-renewal this many days before notAfter")
+    parser.add_argument("--owner-email", default="", help="who hears about it (expiry, renewal)")
+    parser.add_argument(
+        "--owner-webhook", default="", help="signed webhook for its notices and its successor"
+    )
+
+
+def certificate_options(opts: dict[str, Any]) -> CertificateOptions:
+    """The ``CertificateOptions`` of ``add_certificate_options``' arguments."""
+    return CertificateOptions(
+        auto_renew=opts.get("auto_renew"),
+        renew_before_days=opts.get("renew_before_days"),
+        owner_email=opts.get("owner_email") or "",
+        owner_webhook_url=opts.get("owner_webhook") or "",
+    ).check()
 
 
 def get_ca(name: str) -> CertificateAuthority:
@@ -107,6 +149,46 @@ def get_request(request_id: int | str) -> CertificateRequest:
         return CertificateRequest.objects.select_related("ca", "profile").get(pk=pk)
     except CertificateRequest.DoesNotExist:
         raise NotFound(f"no certificate request with id {pk}") from None
+
+
+def certificate_files(paths: list[str]) -> list[Path]:
+    """The files named, and the .pem/.crt/.cer files inside the folders named."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix in {".pem", ".crt", ".cer"} and p.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CommandError(f"{raw}: no such file or folder")
+    return files
+
+
+def load_certificates(data: bytes, *, one: bool = False) -> list[x509.Certificate]:
+    """Certificates from PEM (several) or DER (one); ``one`` insists on exactly one."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise CommandError(f"not a certificate in PEM or DER: {exc}") from None
+    if one and len(certs) != 1:
+        raise CommandError(f"expected one certificate, found {len(certs)}")
+    return certs
+
+
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data.strip())
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise CommandError(f"not a CRL in PEM or DER: {exc}") from None
 
 
 def pem_bundle(certs: Sequence[x509.Certificate]) -> bytes:

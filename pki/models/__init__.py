@@ -11,12 +11,12 @@ from pki.models.acme import (
     AcmeOrder,
 )
 from pki.models.audit import AuditEvent, AuditStream
-from pki.models.authority import CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
 from pki.models.health import AuditVerification, CertificateSummary, WorkerHeartbeat
-from pki.models.key import Key, KeyState, KeyType, SealedKey
+from pki.models.key import Key, KeyDestruction, KeyRecovery, KeyState, KeyType, SealedKey, TwoPersonState
 from pki.models.notification import (
     NotificationChannel,
     NotificationKind,
@@ -39,6 +39,8 @@ __all__ = [
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
+    "CAGeneration",
+    "CAState",
     "CRLScope",
     "CRLStaleMark",
     "Certificate",
@@ -46,8 +48,11 @@ __all__ = [
     "CertificateRequest",
     "CertificateRevocationList",
     "CertificateSummary",
+    "GenerationState",
     "Key",
     "KeyDelivery",
+    "KeyDestruction",
+    "KeyRecovery",
     "KeyState",
     "KeyType",
     "NotificationChannel",
@@ -63,4 +68,5 @@ __all__ = [
     "RoleGrant",
     "SealedKey",
     "WorkerHeartbeat",
+    "TwoPersonState",
 ]

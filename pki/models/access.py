@@ -14,13 +14,14 @@ class Role(models.TextChoices):
     CA_OPERATOR = "ca_operator", "CA operator"
     REQUESTER = "requester", "Requester"
     AUDITOR = "auditor", "Auditor"
+    KEY_RECOVERY_OFFICER = "key_recovery_officer", "Key recovery officer"
 
 
 class RoleGrant(models.Model):
     """One role given to one user: ``ca`` for operators and requesters, ``profile`` for requesters."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="kmi_grants")
-    role = models.CharField(max_length=16, choices=Role.choices)
+    role = models.CharField(max_length=24, choices=Role.choices)
     ca = models.ForeignKey(
         "pki.CertificateAuthority", null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
     )

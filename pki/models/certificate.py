@@ -146,6 +146,11 @@ class Certificate(models.Model):
         help_text="the user who requested it (renewals inherit it)",
     )
     auto_renew = models.BooleanField(default=False)
+    renew_before_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="auto-renewal this many days before notAfter (none: KMI_AUTO_RENEW_DAYS)",
+    )
     # Who hears about this certificate's expiry (empty: the issuing CA's contacts, if any).
     owner_email = models.EmailField(blank=True)
     owner_webhook_url = models.URLField(blank=True, max_length=500)
@@ -154,6 +159,9 @@ class Certificate(models.Model):
     invalidity_date = models.DateTimeField(null=True, blank=True)
     crl_shard = models.PositiveIntegerField(
         null=True, blank=True, help_text="CRL partition its CDP names (None: the CA's full CRL)"
+    )
+    issuer_generation = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="the generation (key) of the issuing CA that signed it"
     )
     created_at = models.DateTimeField()
     # What the API's ``q=`` and the admin's search box look in, kept by the database. On

@@ -105,3 +105,67 @@ class SealedKey(models.Model):
 
     def __str__(self) -> str:
         return f"sealed key {self.key_id} under KEK {self.kek_id}"
+
+
+class TwoPersonState(models.TextChoices):
+    """A key operation that needs a second person: asked, then approved (done) or withdrawn."""
+
+    PENDING = "pending", "Waiting for a second person"
+    APPROVED = "approved", "Approved"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class KeyDestruction(models.Model):
+    """A request to destroy a CA key: one administrator asks, a different one approves, then the
+    key is destroyed (``pki.destruction``)."""
+
+    key = models.ForeignKey(Key, on_delete=models.PROTECT, related_name="destructions")
+    reason = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=TwoPersonState.choices, default=TwoPersonState.PENDING)
+    requester = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by = models.CharField(max_length=150, help_text="audit actor who asked")
+    approver = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.CharField(max_length=150, blank=True, help_text="audit actor who approved")
+    created_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(state="pending"), name="pki_keydestruction_one_pending"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"destruction of key {self.key_id} ({self.state})"
+
+
+class KeyRecovery(models.Model):
+    """Recovering an escrowed key: one key recovery officer asks, a different one approves, then the
+    one who asked downloads it once as a PKCS#12 (``pki.recovery``)."""
+
+    key = models.ForeignKey(Key, on_delete=models.PROTECT, related_name="recoveries")
+    reason = models.TextField()
+    state = models.CharField(max_length=16, choices=TwoPersonState.choices, default=TwoPersonState.PENDING)
+    requester = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.CharField(max_length=150)
+    approver = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.CharField(max_length=150, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "key recoveries"
+
+    def __str__(self) -> str:
+        return f"recovery of key {self.key_id} ({self.state})"

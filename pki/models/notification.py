@@ -17,6 +17,8 @@ class NotificationKind(models.TextChoices):
 
     CERTIFICATE_EXPIRY = "certificate_expiry", "Certificate nearing expiry"
     CA_EXPIRY = "ca_expiry", "CA certificate nearing expiry"
+    CERTIFICATE_RENEWED = "certificate_renewed", "Certificate renewed (its successor delivered)"
+    CA_COMPROMISE = "ca_compromise", "CA key compromised (alert)"
 
 
 class NotificationChannel(models.TextChoices):
@@ -54,6 +56,9 @@ class NotificationRecord(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    payload = models.JSONField(
+        default=dict, blank=True, help_text="what the notice says, for kinds that carry more than a date"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]

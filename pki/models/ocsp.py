@@ -8,21 +8,27 @@ from django.db import models
 
 
 class OCSPResponder(models.Model):
-    """The current delegated OCSP responder of a CA (RFC 6960 §4.2.2.2).
+    """The current delegated OCSP responder of one CA generation (RFC 6960 §4.2.2.2).
 
-    The certificate (id-kp-OCSPSigning, id-pkix-ocsp-nocheck) is issued by the CA itself to a
-    key KMI generated for the purpose, so the CA key never signs OCSP responses.
+    The certificate (id-kp-OCSPSigning, id-pkix-ocsp-nocheck) is issued by that generation's key
+    to a key KMI generated for the purpose, so the CA key never signs OCSP responses. After a
+    rollover the previous generation keeps its own responder for what it issued (a responder
+    certificate must come from the key that signed the certificates it answers for).
     """
 
-    ca = models.OneToOneField(
-        "pki.CertificateAuthority", on_delete=models.CASCADE, related_name="ocsp_responder"
+    ca = models.ForeignKey(
+        "pki.CertificateAuthority", on_delete=models.CASCADE, related_name="ocsp_responders"
     )
+    generation = models.PositiveIntegerField(default=1, db_default=1)
     certificate = models.ForeignKey("pki.Certificate", on_delete=models.PROTECT, related_name="+")
     key = models.ForeignKey("pki.Key", on_delete=models.PROTECT, related_name="+")
     updated_at = models.DateTimeField()
 
     class Meta:
         verbose_name = "OCSP responder"
+        constraints = [
+            models.UniqueConstraint(fields=["ca", "generation"], name="pki_ocsp_responder_unique_gen")
+        ]
 
     def __str__(self) -> str:
         return f"OCSP responder of {self.ca_id} ({self.certificate_id})"

@@ -34,6 +34,16 @@ class Profile(models.Model):
     escrow = models.BooleanField(
         default=False, help_text="keep server-generated keys after their one download (key escrow)"
     )
+    auto_renew = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="certificates requested under this profile renew themselves unless the request says no",
+    )
+    renew_before_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="auto-renewal this many days before notAfter (none: KMI_AUTO_RENEW_DAYS)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -44,6 +44,11 @@ class CertificateRequest(models.Model):
     )
     reviewed_by = models.CharField(max_length=150, blank=True)
     reason = models.TextField(blank=True)
+    # What the requester asked for the certificate beyond the CSR (kept until it is issued).
+    auto_renew = models.BooleanField(null=True, blank=True, help_text="none: the profile's default")
+    renew_before_days = models.PositiveIntegerField(null=True, blank=True)
+    owner_email = models.EmailField(blank=True, db_default="", help_text="who hears about the certificate")
+    owner_webhook_url = models.URLField(blank=True, max_length=500, db_default="")
     created_at = models.DateTimeField()
     reviewed_at = models.DateTimeField(null=True, blank=True)
 

@@ -166,3 +166,67 @@ def end_entity_builder(
         for ext in distribution_extensions(issuer_ca_name, crl_shard=crl_shard):
             builder = builder.add_extension(ext.value, critical=ext.critical)
     return builder
+
+
+# PKCS#9 extensionRequest (RFC 2985 §5.4.2): the extensions a CSR asks the issuer for.
+_OID_EXTENSION_REQUEST = bytes.fromhex("06092a864886f70d01090e")  # 1.2.840.113549.1.9.14
+_EXTENSION_OIDS = {
+    x509.BasicConstraints: bytes.fromhex("0603551d13"),  # 2.5.29.19
+    x509.KeyUsage: bytes.fromhex("0603551d0f"),  # 2.5.29.15
+    x509.NameConstraints: bytes.fromhex("0603551d1e"),  # 2.5.29.30
+    x509.SubjectKeyIdentifier: bytes.fromhex("0603551d0e"),  # 2.5.29.14
+}
+
+
+def ca_request_info(
+    *,
+    subject: x509.Name,
+    spki_der: bytes,
+    path_length: int | None,
+    name_constraints: x509.NameConstraints | None,
+    public_key: CertificatePublicKeyTypes,
+) -> bytes:
+    """The DER CertificationRequestInfo (RFC 2986 §4.1) of a CA asking for its certificate.
+
+    Encoded here rather than by ``cryptography``, which signs a request only with a private key
+    it holds: KMI signs these bytes through the key's backend (an HSM key never leaves it). The
+    extensionRequest asks for what ``ca_certificate_builder`` writes: critical basicConstraints
+    (cA, pathLen), critical keyUsage (keyCertSign, cRLSign, digitalSignature), the SKI, and the
+    name constraints if any.
+    """
+    from pki.x509 import der
+
+    extensions: list[x509.ExtensionType] = [
+        x509.BasicConstraints(ca=True, path_length=path_length),
+        x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        x509.SubjectKeyIdentifier.from_public_key(public_key),
+    ]
+    if name_constraints is not None:
+        extensions.append(name_constraints)
+    encoded = der.sequence(
+        *(
+            der.extension(
+                _EXTENSION_OIDS[type(ext)],
+                ext.public_bytes(),
+                critical=not isinstance(ext, x509.SubjectKeyIdentifier),
+            )
+            for ext in extensions
+        )
+    )
+    attribute = der.sequence(_OID_EXTENSION_REQUEST, der.tlv(0x31, encoded))  # SET OF one value
+    return der.sequence(
+        der.integer(0),  # version v1
+        subject.public_bytes(),
+        spki_der,
+        der.tlv(0xA0, attribute),  # attributes [0] IMPLICIT SET OF Attribute
+    )

@@ -118,6 +118,40 @@ class NameConstraints:
         """Build from two lists of ``kind:value`` strings."""
         return cls.from_json({"permitted": list(permitted), "excluded": list(excluded)})
 
+    @classmethod
+    def from_extension(cls, ext: x509.NameConstraints | None) -> NameConstraints:
+        """Read a certificate's NameConstraints extension (a CA KMI imports or installs)."""
+        if ext is None:
+            return cls()
+
+        def texts(subtrees: Sequence[x509.GeneralName] | None) -> list[str]:
+            out = []
+            for name in subtrees or []:
+                if isinstance(name, x509.DNSName):
+                    out.append(f"dns:{name.value}")
+                elif isinstance(name, x509.IPAddress):
+                    out.append(f"ip:{name.value}")
+                elif isinstance(name, x509.RFC822Name):
+                    out.append(f"email:{name.value}")
+                elif isinstance(name, x509.UniformResourceIdentifier):
+                    out.append(f"uri:{name.value}")
+                else:
+                    raise PolicyViolation(
+                        f"name constraints of type {type(name).__name__} are not supported by KMI"
+                    )
+            return out
+
+        return cls.from_lists(texts(ext.permitted_subtrees), texts(ext.excluded_subtrees))
+
+    @classmethod
+    def of_certificate(cls, cert: x509.Certificate) -> NameConstraints:
+        """The name constraints a CA certificate carries (none when it has no extension)."""
+        try:
+            ext = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return cls()
+        return cls.from_extension(ext)
+
     def to_json(self) -> dict[str, list[str]]:
         """Return the JSON form stored on the CA."""
         return {

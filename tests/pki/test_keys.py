@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from pki.destruction import destroy_key
+from pki.destruction import approve_key_destruction, destroy_key, request_key_destruction
 from pki.exceptions import ConfigurationError, InvalidState, KeyBackendError
 from pki.issuance import sign_csr
 from pki.keys import get_backend, key_type_of
@@ -155,10 +155,12 @@ def test_destroy_erases_the_material_and_keeps_the_record(issuing_ca):
     issuing_ca.save()
     handle = key.handle
     get_backend().public_key(handle)  # warm the cache: destruction must empty it too
-    destroyed = destroy_key(key=key, actor="officer", reason="retired", now=NOW)
+    # A CA key: one administrator asks, a second one approves (pki.destruction).
+    asked = request_key_destruction(key=key, actor="admin", reason="retired", now=NOW)
+    destroyed = approve_key_destruction(destruction=asked, actor="officer", now=NOW)
     assert (destroyed.state, destroyed.destroyed_by, destroyed.destroyed_at, destroyed.handle) == (
         KeyState.DESTROYED,
-        "officer",
+        "admin + officer",
         NOW,
         "",
     )

@@ -293,11 +293,28 @@ def test_auto_renewal_onto_a_new_key_when_configured(issuing_ca, profile, lifecy
 
 def test_certificates_kmi_cannot_renew_are_left_alone(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()
-    no_key = issue(issuing_ca, profile, auto_renew=True)  # the client holds the key
     revoked = issue(issuing_ca, profile, subject="CN=gone.example.test")
     hold_key(revoked)
     revoke_certificate(certificate=revoked, reason="superseded", actor="test", now=NOW)
-    assert auto_renew_certificates(now=no_key.not_after - 5 * DAY) == []
+    suspended = issue(issuing_ca, profile, subject="CN=held.example.test", key_name="ec-p256-b")
+    key = hold_key(suspended, "ec-p256-b")
+    Key.objects.filter(pk=key.pk).update(state=KeyState.COMPROMISED)
+    not_asked = issue(issuing_ca, profile, subject="CN=manual.example.test")
+    assert auto_renew_certificates(now=not_asked.not_after - 5 * DAY) == []
+
+
+def test_certificate_whose_key_the_client_holds_is_renewed_on_its_public_key(
+    issuing_ca, profile, lifecycle_conf
+):
+    lifecycle_conf()
+    cert = issue(issuing_ca, profile, auto_renew=True)  # the client holds the key
+    [new_id] = auto_renew_certificates(now=cert.not_after - 5 * DAY)
+    new = Certificate.objects.get(pk=new_id)
+    assert new.renewed_from_id == cert.pk
+    assert new.key_id is None
+    assert new.key_fingerprint == cert.key_fingerprint
+    assert new.auto_renew
+    assert auto_renew_certificates(now=cert.not_after - 4 * DAY) == []
 
 
 def test_auto_renewal_refused_by_policy_is_logged_and_the_rest_continue(

@@ -199,7 +199,7 @@ def test_certificate_and_crl_builders_signed_in_the_token_verify(hsm, key_type):
 
 
 def test_destroying_a_key_removes_it_from_the_token(hsm, db):
-    key = generate_key(key_type=KeyType.EC_P256, purpose=KeyPurpose.CA, actor="t", backend="pkcs11")
+    key = generate_key(key_type=KeyType.EC_P256, purpose=KeyPurpose.OCSP, actor="t", backend="pkcs11")
     assert len(_token_objects(hsm, key.handle)) == 2  # private and public
     destroy_key(key=key, actor="t", reason="test")
     assert _token_objects(hsm, key.handle) == []
@@ -283,3 +283,56 @@ def test_with_the_hsm_as_default_new_ca_keys_go_to_it_and_server_keys_stay_seale
     )
     assert bundle.key is not None
     assert bundle.cert is not None
+
+
+def test_an_existing_ca_key_in_the_hsm_is_imported_by_label(hsm, token, db, profile):
+    """A CA whose key was put on the token outside KMI (softhsm2-util --import): KMI finds it by
+    label, proves it matches the certificate, and signs with it in the token."""
+    from pki.importing import import_ca
+    from tests.conftest import FIXTURES
+
+    chain = FIXTURES / "chain"
+    label, key_id = f"corp-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    subprocess.run(
+        ["softhsm2-util", "--import", str(chain / "intermediate.key.pem"), "--token", token,
+         "--label", label, "--id", key_id, "--pin", PIN],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    certificate = x509.load_pem_x509_certificate((chain / "intermediate.pem").read_bytes())
+    root = x509.load_pem_x509_certificate((chain / "root.pem").read_bytes())
+    with pytest.raises(KeyBackendError, match="no private key with label"):
+        import_ca(
+            name="corp-hsm", certificate=certificate, hsm_label="nope", chain=[root], actor="t", now=NOW
+        )
+    ca = import_ca(
+        name="corp-hsm", certificate=certificate, hsm_label=label, chain=[root], actor="t", now=NOW
+    )
+    assert (ca.key.backend, ca.key.handle) == ("pkcs11", key_id)
+    assert hsm.find(key_id=key_id)[0] == key_id  # the same key by its CKA_ID
+    with pytest.raises(KeyBackendError, match="not hex"):
+        hsm.find(key_id="zz")
+    assert not SealedKey.objects.filter(key=ca.key).exists()
+    leaf = sign_csr(ca=ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    leaf.x509().verify_directly_issued_by(certificate)
+    crl = publish_crl(ca=ca, actor="t", now=NOW)
+    assert x509.load_der_x509_crl(bytes(crl.der)).is_signature_valid(certificate.public_key())  # type: ignore[arg-type]
+
+
+def test_an_hsm_key_that_is_not_the_certificates_is_refused(hsm, token, db):
+    from pki.exceptions import PolicyViolation
+    from pki.importing import import_ca
+    from pki.models import CertificateAuthority
+    from tests.conftest import FIXTURES
+
+    chain = FIXTURES / "chain"
+    label = f"other-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["softhsm2-util", "--import", str(FIXTURES / "keys" / "ec-p256.pem"), "--token", token,
+         "--label", label, "--id", uuid.uuid4().hex, "--pin", PIN],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    certificate = x509.load_pem_x509_certificate((chain / "intermediate.pem").read_bytes())
+    root = x509.load_pem_x509_certificate((chain / "root.pem").read_bytes())
+    with pytest.raises(PolicyViolation, match="does not match the certificate"):
+        import_ca(name="corp-hsm", certificate=certificate, hsm_label=label, chain=[root], actor="t", now=NOW)
+    assert not CertificateAuthority.objects.filter(name="corp-hsm").exists()

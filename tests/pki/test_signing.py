@@ -40,10 +40,13 @@ def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
         "create_intermediate_ca",
         "create_root_ca",
         "destroy_key",
+        "hand_over_recovered_key",
         "hand_over_server_key",
         "issue_request",
+        "renew_ca",
         "renew_certificate",
         "request_server_key",
+        "rollover_ca",
     ]
     with pytest.raises(NotFound, match="no signing use case 'sign_everything'"):
         run_signing("sign_everything", request_id=1, actor="t")

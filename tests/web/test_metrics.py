@@ -163,3 +163,14 @@ def test_gunicorn_workers_counts_are_summed_in_multiprocess_mode(tmp_path):
     assert status == 200, web.output()
     assert _value(text, "kmi_http_responses_total", endpoint="crl", status="404") == 12
     assert list((tmp_path / "prom").glob("counter_*.db"))  # counted through the shared folder
+
+
+def test_each_ca_generation_has_its_own_crl_series(client, issuing_ca):
+    from pki.crl import publish_due_crls
+    from pki.rotation import rollover_ca
+
+    rollover_ca(ca=issuing_ca, actor="t")
+    publish_due_crls(actor="t")
+    text = client.get("/metrics").content.decode()
+    for name in ("issuing", "issuing.g2", "root"):
+        assert _value(text, "kmi_crl_entries", ca=name) == 0

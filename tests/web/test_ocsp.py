@@ -314,3 +314,36 @@ def test_raw_path_without_a_host_header_uses_the_server_name(settings):
     settings.ALLOWED_HOSTS, settings.DEBUG = [], True  # Django's DEBUG default: localhost only
     assert host_allowed({**plain, "SERVER_NAME": "127.0.0.1"})
     assert not host_allowed(plain)
+
+
+def test_a_new_generation_answers_at_its_own_ocsp_url(issuing_ca, profile, ocsp_env):
+    from pki.rotation import rollover_ca
+
+    old_leaf = sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t", now=NOW)
+    old_issuer = issuing_ca.x509_certificate()
+    rollover_ca(ca=issuing_ca, actor="t", now=NOW)
+    issuing_ca.refresh_from_db()
+    new_leaf = sign_csr(
+        ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p384"), actor="t", now=NOW
+    )
+    presign_responses(ca=issuing_ca, actor="t", now=NOW)
+    responder.reset_caches()
+    with time_machine.travel(NOW + dt.timedelta(minutes=1), tick=False):
+        for path, leaf, issuer in (
+            ("/ocsp/issuing", old_leaf, old_issuer),
+            ("/ocsp/issuing.g2", new_leaf, issuing_ca.x509_certificate()),
+        ):
+            status, _headers, body = _raw(
+                "POST", path, request_der(leaf.x509(), issuer), {"CONTENT_TYPE": "application/ocsp-request"}
+            )
+            assert status == 200
+            resp = ocsp.load_der_ocsp_response(body)
+            assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+            assert resp.serial_number == leaf.serial_int
+        status, _headers, body = _raw(
+            "POST",
+            "/ocsp/issuing.g9",
+            request_der(new_leaf.x509(), old_issuer),
+            {"CONTENT_TYPE": "application/ocsp-request"},
+        )
+        assert _status(body) == ocsp.OCSPResponseStatus.UNAUTHORIZED

@@ -174,3 +174,57 @@ def test_crl_requests_stay_lean(client, published, django_assert_num_queries):
         client.get("/crl/issuing.crl", HTTP_IF_NONE_MATCH=f'"{published.sha256}"')
     with django_assert_num_queries(3):
         client.get("/crl/issuing.crl")
+
+
+def test_each_ca_generation_is_served_at_its_own_urls(client, issuing_ca, profile):
+    """After a rollover the first generation's URLs keep answering for what it signed."""
+    from pki.crl import set_crl_shards
+    from pki.issuance import sign_csr
+    from pki.rotation import rollover_ca
+    from tests.conftest import make_csr
+
+    first = issuing_ca.x509_certificate()
+    with time_machine.travel(NOW, tick=False):
+        rollover_ca(ca=issuing_ca, actor="t", now=NOW)
+        issuing_ca.refresh_from_db()
+        set_crl_shards(ca=issuing_ca, shards=2, actor="t", now=NOW)
+        leaf = sign_csr(
+            ca=issuing_ca,
+            profile=profile("tls-server"),
+            csr=make_csr(sans=[x509.DNSName("www.example.test")]),
+            actor="t",
+            now=NOW,
+        )
+        old_crl = publish_crl(ca=issuing_ca, generation=1, actor="t", now=NOW)
+        new_crl = publish_crl(ca=issuing_ca, actor="t", now=NOW)
+        shard_crl = publish_crl(ca=issuing_ca, shard=leaf.crl_shard, actor="t", now=NOW)
+        second = issuing_ca.x509_certificate()
+        served = {
+            path: client.get(path)
+            for path in (
+                "/ca/issuing.cer",
+                "/ca/issuing.g2.cer",
+                "/crl/issuing.crl",
+                "/crl/issuing.g2.crl",
+                f"/crl/issuing.g2-{leaf.crl_shard}.crl",
+                "/ca/issuing.g2-chain.pem",
+                "/crl/issuing.g3.crl",
+                "/ca/issuing.g3.cer",
+                "/ca/issuing.g1.cer",
+            )
+        }
+    assert x509.load_der_x509_certificate(served["/ca/issuing.cer"].content) == first
+    assert x509.load_der_x509_certificate(served["/ca/issuing.g2.cer"].content) == second
+    assert served["/ca/issuing.g2.cer"]["Content-Disposition"] == 'attachment; filename="issuing.g2.cer"'
+    assert served["/crl/issuing.crl"].content == bytes(old_crl.der)
+    assert served["/crl/issuing.g2.crl"].content == bytes(new_crl.der)
+    assert served[f"/crl/issuing.g2-{leaf.crl_shard}.crl"].content == bytes(shard_crl.der)
+    chain = x509.load_pem_x509_certificates(served["/ca/issuing.g2-chain.pem"].content)
+    assert chain == [second, issuing_ca.parent.x509_certificate()]  # type: ignore[union-attr]
+    for missing in ("/crl/issuing.g3.crl", "/ca/issuing.g3.cer", "/ca/issuing.g1.cer"):
+        assert served[missing].status_code == 404, missing
+    # The partition's IssuingDistributionPoint names the partition URL of generation 2.
+    idp = x509.load_der_x509_crl(bytes(shard_crl.der)).extensions.get_extension_for_class(
+        x509.IssuingDistributionPoint
+    )
+    assert idp.value.full_name[0].value.endswith(f"/crl/issuing.g2-{leaf.crl_shard}.crl")  # type: ignore[index]

@@ -16,14 +16,20 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from pki.clock import utcnow
 from pki.enrollment import load_targets
 from pki.exceptions import PolicyViolation
+from pki.issuance import CertificateOptions
+from pki.key_controls import KeyAction
+from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.models import (
     ApiToken,
     AuditEvent,
+    CAGeneration,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
     Key,
     KeyDelivery,
+    KeyDestruction,
+    KeyRecovery,
     KeyType,
     Profile,
     RevocationReason,
@@ -129,9 +135,97 @@ class CertificateAuthoritySerializer(serializers.ModelSerializer[CertificateAuth
             "path_length",
             "name_constraints",
             "certificate_id",
+            "generation",
             "created_at",
         )
         read_only_fields = fields
+
+
+class CAGenerationSerializer(serializers.ModelSerializer[CAGeneration]):
+    """One generation (key) of a CA: its certificate, its state and the URLs it answers at."""
+
+    key_type = serializers.CharField(source="key.key_type", read_only=True)
+    key_backend = serializers.CharField(source="key.backend", read_only=True)
+    key_state = serializers.CharField(source="key.state", read_only=True)
+    serial = serializers.CharField(source="certificate.serial", read_only=True, allow_null=True)
+    not_before = serializers.DateTimeField(source="certificate.not_before", read_only=True, allow_null=True)
+    not_after = serializers.DateTimeField(source="certificate.not_after", read_only=True, allow_null=True)
+    certificate = serializers.SerializerMethodField()
+    link_from_previous = serializers.SerializerMethodField(
+        help_text="this key certified by the previous generation's key (roots)"
+    )
+    link_to_previous = serializers.SerializerMethodField(
+        help_text="the previous generation's key certified by this key (roots)"
+    )
+    crl_url = serializers.SerializerMethodField()
+    ocsp_url = serializers.SerializerMethodField()
+    ca_certificate_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CAGeneration
+        fields = (
+            "number",
+            "state",
+            "key_id",
+            "key_type",
+            "key_backend",
+            "key_state",
+            "serial",
+            "not_before",
+            "not_after",
+            "certificate",
+            "activates_at",
+            "activated_at",
+            "retired_at",
+            "link_from_previous",
+            "link_to_previous",
+            "crl_url",
+            "ocsp_url",
+            "ca_certificate_url",
+        )
+        read_only_fields = fields
+
+    def _cert_url(self, cert_id: int | None) -> str | None:
+        return None if cert_id is None else _url("api:certificate-detail", cert_id, self.context)
+
+    def get_certificate(self, obj: CAGeneration) -> str | None:
+        """The API URL of this generation's certificate."""
+        return self._cert_url(obj.certificate_id)
+
+    def get_link_from_previous(self, obj: CAGeneration) -> str | None:
+        """The API URL of the link certificate from the previous generation."""
+        return self._cert_url(obj.link_from_previous_id)
+
+    def get_link_to_previous(self, obj: CAGeneration) -> str | None:
+        """The API URL of the link certificate to the previous generation."""
+        return self._cert_url(obj.link_to_previous_id)
+
+    def get_crl_url(self, obj: CAGeneration) -> str:
+        """Where this generation's full CRL is published."""
+        return crl_url(obj.repository_name)
+
+    def get_ocsp_url(self, obj: CAGeneration) -> str:
+        """This generation's OCSP responder."""
+        return ocsp_url(obj.repository_name)
+
+    def get_ca_certificate_url(self, obj: CAGeneration) -> str:
+        """This generation's certificate in the repository (AIA caIssuers)."""
+        return ca_certificate_url(obj.repository_name)
+
+
+class RolloverSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``rollover_ca``: every field optional (the current key's type and backend)."""
+
+    key_type = serializers.ChoiceField(choices=KeyType.choices, required=False)
+    backend = serializers.RegexField(r"^[a-zA-Z0-9_-]{1,32}$", required=False)
+    at = serializers.DateTimeField(required=False, help_text="when issuance moves to the new key")
+    validity_days = validity_days_field(required=False)
+
+
+class RenewCASerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of ``renew_ca``."""
+
+    validity_days = validity_days_field(required=False)
 
 
 class NameConstraintsSerializer(serializers.Serializer[dict[str, Any]]):
@@ -194,6 +288,8 @@ class ProfileSerializer(serializers.ModelSerializer[Profile]):
             "path_length",
             "ocsp_no_check",
             "escrow",
+            "auto_renew",
+            "renew_before_days",
             "updated_at",
         )
         read_only_fields = tuple(f for f in fields if f not in EDITABLE_FIELDS)
@@ -208,10 +304,14 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
     status = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     revocation_reason = serializers.CharField(read_only=True, help_text="CRLReason, empty when not revoked")
+    owner_email = serializers.CharField(
+        read_only=True, help_text="who hears about it (empty: see the manual)"
+    )
+    owner_webhook_url = serializers.CharField(read_only=True, help_text="its owner's webhook (may be empty)")
 
     class Meta:
         model = Certificate
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "url",
             "serial",
@@ -231,9 +331,13 @@ class CertificateSerializer(serializers.ModelSerializer[Certificate]):
             "revoked_at",
             "revocation_reason",
             "invalidity_date",
+            "auto_renew",
+            "renew_before_days",
+            "owner_email",
+            "owner_webhook_url",
             "created_at",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_sans(self, obj: Certificate) -> list[str]:
         """SANs as ``kind:value`` strings."""
@@ -257,6 +361,16 @@ class RevokeSerializer(serializers.Serializer[dict[str, Any]]):
         default=RevocationReason.UNSPECIFIED,
     )
     invalidity_date = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class SuccessorSerializer(CertificateSerializer):
+    """A certificate's successor: its facts and its chain as PEM."""
+
+    pem = serializers.CharField(read_only=True, help_text="the certificate and its chain, PEM")
+
+    class Meta(CertificateSerializer.Meta):
+        fields = (*CertificateSerializer.Meta.fields, "pem")
+        read_only_fields = fields
 
 
 class RenewSerializer(serializers.Serializer[dict[str, Any]]):
@@ -324,6 +438,35 @@ class SubmitSerializer(serializers.Serializer[dict[str, Any]]):
     ca = serializers.CharField(max_length=64, help_text="CA name")
     profile = serializers.CharField(max_length=64, help_text="profile name")
     validity_days = validity_days_field(required=False, allow_null=True)
+    auto_renew = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="renew by itself (null: the profile's default)",
+    )
+    renew_before_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=3650, help_text="days before notAfter"
+    )
+    owner_email = serializers.EmailField(
+        required=False, allow_blank=True, default="", help_text="who hears about it (default: you)"
+    )
+    owner_webhook_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="signed webhook for its notices and, when it renews itself, its successor",
+    )
+
+    def options(self) -> CertificateOptions:
+        """The certificate options the body asks for."""
+        v = self.validated_data
+        return CertificateOptions(
+            auto_renew=v.get("auto_renew"),
+            renew_before_days=v.get("renew_before_days"),
+            owner_email=v.get("owner_email", ""),
+            owner_webhook_url=v.get("owner_webhook_url", ""),
+        )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Validate the fields, then resolve the CA and profile names together."""
@@ -483,6 +626,58 @@ class KeyDeliverySerializer(serializers.ModelSerializer[KeyDelivery]):
     def get_pkcs12_url(self, obj: KeyDelivery) -> str:
         """Where the PKCS#12 is downloaded (POST the password), once."""
         return _url("api:server-key-pkcs12", obj.pk, self.context)
+
+
+class KeyStateSerializer(serializers.Serializer[dict[str, Any]]):
+    """Input of a key control (NIST SP 800-57 states)."""
+
+    action = serializers.ChoiceField(choices=[a.value for a in KeyAction])
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    revoke_issued = serializers.BooleanField(
+        required=False, default=False, help_text="compromised CA key: also revoke what it signed"
+    )
+    invalidity_date = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class KeyDestructionSerializer(serializers.ModelSerializer[KeyDestruction]):
+    """A CA key's destruction waiting for (or done by) a second administrator."""
+
+    class Meta:
+        model = KeyDestruction
+        fields = ("id", "key_id", "state", "reason", "requested_by", "approved_by", "created_at", "done_at")
+        read_only_fields = fields
+
+
+class KeyRecoverySerializer(serializers.ModelSerializer[KeyRecovery]):
+    """A recovery of an escrowed key: who asked, who approved, whether it was downloaded."""
+
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyRecovery
+        fields = (
+            "id",
+            "url",
+            "key_id",
+            "state",
+            "reason",
+            "requested_by",
+            "approved_by",
+            "approved_at",
+            "delivered_at",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_url(self, obj: KeyRecovery) -> str:
+        """This recovery's URL."""
+        return _url("api:key-recovery-detail", obj.pk, self.context)
+
+
+class KeyRecoveryRequestSerializer(serializers.Serializer[dict[str, Any]]):
+    """Why an escrowed key is to be recovered."""
+
+    reason = serializers.CharField(max_length=1000)
 
 
 class Pkcs12PasswordSerializer(serializers.Serializer[dict[str, Any]]):

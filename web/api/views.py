@@ -43,21 +43,26 @@ from pki.access import (
 from pki.authorities import create_intermediate_ca
 from pki.clock import utcnow
 from pki.enrollment import approve_and_issue, enroll
-from pki.issuance import chain_for, reject_request, renew_certificate
+from pki.exceptions import NotFound
+from pki.issuance import chain_for, latest_successor, reject_request, renew_certificate
+from pki.key_controls import KeyAction, change_key_state
 from pki.models import (
     ApiToken,
     AuditEvent,
+    CAGeneration,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
     Key,
     KeyDelivery,
+    KeyRecovery,
     Profile,
     RequestState,
     Role,
     RoleGrant,
 )
 from pki.profile_changes import update_profile
+from pki.recovery import approve_key_recovery, deliver_recovered_key, request_key_recovery
 from pki.revocation import revoke_certificate
 from pki.serverkeys import deliver_pkcs12, request_server_key
 from pki.signing import run_signing, signs_here
@@ -189,7 +194,10 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
         "retrieve": Action.VIEW_CA,
         "certificate": Action.VIEW_CA,
         "chain": Action.VIEW_CA,
+        "generations": Action.VIEW_CA,
         "create": Action.CREATE_CA,
+        "rollover": Action.MANAGE_CA,
+        "renew": Action.MANAGE_CA,
     }
 
     @extend_schema(
@@ -230,6 +238,67 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
         """The CA certificate followed by its parents'."""
         ca = self.get_object()
         return _download(_pem(ca.chain()), PEM_CHAIN, f"{ca.name}-chain.pem")
+
+    @extend_schema(
+        summary="The CA's generations (keys), oldest first",
+        responses={200: s.CAGenerationSerializer(many=True)},
+    )
+    @action(detail=True)
+    def generations(self, request: Request, name: str) -> Response:
+        """Every generation with its state, certificate, link certificates and URLs."""
+        ca = self.get_object()
+        rows = (
+            CAGeneration.objects.filter(ca=ca).select_related("ca", "key", "certificate").order_by("number")
+        )
+        return Response(s.CAGenerationSerializer(rows, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Roll over: a new key and certificate (administrators)",
+        request=s.RolloverSerializer,
+        responses={201: s.CAGenerationSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def rollover(self, request: Request, name: str) -> Response:
+        """``rollover_ca`` where signing runs; a retried call returns the generation made the first time."""
+        ca = self.get_object()
+        data = s.RolloverSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = run_signing(
+            "rollover_ca",
+            ca_id=ca.pk,
+            actor=actor_of(request),
+            key_type=v.get("key_type"),
+            backend=v.get("backend"),
+            at=v["at"].isoformat() if v.get("at") else None,
+            validity_days=v.get("validity_days"),
+            from_generation=ca.generation,
+        )
+        row = CAGeneration.objects.select_related("ca", "key", "certificate").get(
+            ca=ca, number=result["generation"]
+        )
+        body = s.CAGenerationSerializer(row, context=self.get_serializer_context()).data
+        location = reverse("api:ca-generations", kwargs={"name": ca.name}, request=request)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+    @extend_schema(
+        summary="Renew: the same key with a new validity (administrators)",
+        request=s.RenewCASerializer,
+        responses={200: s.CertificateAuthoritySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def renew(self, request: Request, name: str) -> Response:
+        """``renew_ca`` where signing runs."""
+        ca = self.get_object()
+        data = s.RenewCASerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run_signing(
+            "renew_ca",
+            ca_id=ca.pk,
+            actor=actor_of(request),
+            validity_days=data.validated_data.get("validity_days"),
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=ca.pk)).data)
 
 
 # --- profiles ------------------------------------------------------------------------------------
@@ -331,6 +400,7 @@ class CertificateRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
             profile=v["profile"],
             csr=v["csr"],
             validity_days=v.get("validity_days"),
+            options=data.options(),
             requester=request.user,  # type: ignore[arg-type]
             actor=actor_of(request),
         )
@@ -393,6 +463,7 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         "pkcs7": Action.VIEW_CERTIFICATE,
         "renew": Action.RENEW_CERTIFICATE,
         "revoke": Action.REVOKE_CERTIFICATE,
+        "successor": Action.VIEW_CERTIFICATE,
     }
 
     def get_queryset(self) -> models.QuerySet[Certificate]:
@@ -496,6 +567,22 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         )
 
     @extend_schema(
+        summary="The certificate that renewed this one (auto-renewal delivers it here too)",
+        responses={200: s.SuccessorSerializer, 404: PROBLEM},
+    )
+    @action(detail=True)
+    def successor(self, request: Request, pk: str) -> Response:
+        """The newest unrevoked renewal of this certificate, with its chain as PEM; 404 until one exists."""
+        cert = self._cert()
+        new = latest_successor(cert)
+        if new is None:
+            raise NotFound(f"certificate {cert.serial} has no successor yet")
+        body = dict(s.CertificateSerializer(new, context=self.get_serializer_context()).data)
+        body["pem"] = _pem(chain_for(new)).decode()
+        location = detail_url(request, "api:certificate-detail", new.pk)
+        return Response(body, headers={"Location": location})
+
+    @extend_schema(
         summary="Revoke with a reason", request=s.RevokeSerializer, responses={200: s.CertificateSerializer}
     )
     @action(detail=True, methods=["post"])
@@ -519,15 +606,113 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
     list=extend_schema(summary="List keys (metadata)"), retrieve=extend_schema(summary="One key")
 )
 class KeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiViewSet):
-    """Key metadata only: never a handle, never private material."""
+    """Key metadata only: never a handle, never private material. Administrators change a key's
+    state; key recovery officers ask for an escrowed key's recovery."""
 
     serializer_class = s.KeySerializer
     pagination_class = IdCursorPagination
-    required = {"list": Action.VIEW_KEY, "retrieve": Action.VIEW_KEY}
+    required = {
+        "list": Action.VIEW_KEY,
+        "retrieve": Action.VIEW_KEY,
+        "state": Action.MANAGE_KEY,
+        "recovery": Action.RECOVER_KEY,
+    }
 
     def get_queryset(self) -> models.QuerySet[Key]:
         """Visible keys, without the handle column."""
         return visible_keys(self.request.user).defer("handle", "public_key_der")
+
+    @extend_schema(
+        summary="Suspend, reactivate, deactivate, mark compromised or destroy (administrators)",
+        request=s.KeyStateSerializer,
+        responses={200: s.KeySerializer, 202: s.KeyDestructionSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def state(self, request: Request, pk: str) -> Response:
+        """``change_key_state``; a CA key's destruction answers 202 until a second administrator
+        makes the same call."""
+        data = s.KeyStateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        outcome = change_key_state(
+            key=self.get_object(),
+            action=KeyAction(v["action"]),
+            actor=actor_of(request),
+            reason=v["reason"],
+            revoke_issued=v["revoke_issued"],
+            invalidity_date=v["invalidity_date"],
+            user=request.user,  # type: ignore[arg-type]
+        )
+        if outcome.waiting is not None:
+            return Response(s.KeyDestructionSerializer(outcome.waiting).data, status=status.HTTP_202_ACCEPTED)
+        key = Key.objects.defer("handle", "public_key_der").get(pk=outcome.key.pk)
+        return Response(self.get_serializer(key).data)
+
+    @extend_schema(
+        summary="Ask to recover an escrowed key (key recovery officers; a second one approves)",
+        request=s.KeyRecoveryRequestSerializer,
+        responses={201: s.KeyRecoverySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def recovery(self, request: Request, pk: str) -> Response:
+        """``request_key_recovery``."""
+        data = s.KeyRecoveryRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = request_key_recovery(
+            key=self.get_object(),
+            requester=request.user,  # type: ignore[arg-type]
+            actor=actor_of(request),
+            reason=data.validated_data["reason"],
+        )
+        body = s.KeyRecoverySerializer(row, context=self.get_serializer_context()).data
+        location = detail_url(request, "api:key-recovery-detail", row.pk)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class KeyRecoveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiViewSet):
+    """Escrowed keys being recovered: a second officer approves, the first downloads once."""
+
+    serializer_class = s.KeyRecoverySerializer
+    pagination_class = IdCursorPagination
+    queryset = KeyRecovery.objects.order_by("-pk")
+    required = {
+        "list": Action.RECOVER_KEY,
+        "retrieve": Action.RECOVER_KEY,
+        "approve": Action.RECOVER_KEY,
+        "pkcs12": Action.RECOVER_KEY,
+    }
+
+    @extend_schema(summary="Approve a key recovery (a second key recovery officer)", request=None)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str) -> Response:
+        """``approve_key_recovery``: the officer who asked cannot approve."""
+        row = approve_key_recovery(
+            recovery=self.get_object(),
+            approver=request.user,  # type: ignore[arg-type]
+            actor=actor_of(request),
+        )
+        return Response(self.get_serializer(row).data)
+
+    @extend_schema(
+        summary="Download the recovered key as PKCS#12, once (the officer who asked)",
+        request=s.Pkcs12PasswordSerializer,
+        responses={(200, "application/x-pkcs12"): DOWNLOAD},
+    )
+    @action(detail=True, methods=["post"], renderer_classes=[Pkcs12Renderer, JSONRenderer])
+    def pkcs12(self, request: Request, pk: str) -> HttpResponse:
+        """``deliver_recovered_key``: AES-256 under the officer's password; a second try is 410."""
+        row = self.get_object()
+        data = s.Pkcs12PasswordSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        blob = deliver_recovered_key(
+            recovery=row,
+            user=request.user,  # type: ignore[arg-type]
+            password=data.validated_data["password"],
+            actor=actor_of(request),
+        )
+        response = _download(blob, "application/x-pkcs12", f"{row.key_id}.p12")
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -651,6 +836,7 @@ class EnrollView(APIView):
             profile=v["profile"],
             csr=v["csr"],
             validity_days=v.get("validity_days"),
+            options=data.options(),
             requester=request.user,  # type: ignore[arg-type]
             actor=actor_of(request),
         )

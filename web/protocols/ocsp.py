@@ -35,7 +35,8 @@ host_log = logging.getLogger("django.security.DisallowedHost")
 PREFIX = "/ocsp/"
 CONTENT_TYPE = "application/ocsp-response"
 ALLOWED = "GET, POST"
-_CA_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# A CA generation's repository name (pki.locations): "issuing", "issuing.g2".
+_CA_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}(?:\.g[1-9][0-9]{0,5})?$")
 _B64_TRANSLATE = str.maketrans("-_", "+/")  # some clients send the URL-safe alphabet
 
 Headers = list[tuple[str, str]]

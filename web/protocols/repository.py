@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
@@ -32,7 +31,9 @@ from django.views.decorators.http import require_safe
 from pki.clock import utcnow
 from pki.conf import pki_settings
 from pki.crl import pem
-from pki.models import CertificateAuthority, CertificateRevocationList
+from pki.locations import parse_repository_name
+from pki.models import CAGeneration, Certificate, CertificateAuthority, CertificateRevocationList
+from pki.models.authority import certificate_chain
 
 CRL_DER = "application/pkix-crl"  # RFC 2585 §4
 CERT_DER = "application/pkix-cert"  # RFC 2585 §4
@@ -53,12 +54,24 @@ def _text(status: int, message: str, **headers: str) -> HttpResponse:
     return response
 
 
-def _ca_row(name: str) -> Mapping[str, Any] | None:
-    return CertificateAuthority.objects.filter(name=name).values("id", "name", "crl_shards").first()
+def _ca_row(name: str) -> dict[str, Any] | None:
+    """The CA row of a repository name (``issuing``, ``issuing.g2``), with the generation asked for."""
+    parsed = parse_repository_name(name)
+    if parsed is None:
+        return None
+    found = (
+        CertificateAuthority.objects.filter(name=parsed[0])
+        .values("id", "name", "crl_shards", "generation", "certificate_id")
+        .first()
+    )
+    if found is None:
+        return None
+    return {**found, "asked": parsed[1], "label": name}
 
 
-def _resolve_crl_stem(stem: str) -> tuple[Mapping[str, Any], int] | None:
-    """``issuing`` is CA issuing's full CRL; ``issuing-3`` its partition 3 (an exact CA name wins)."""
+def _resolve_crl_stem(stem: str) -> tuple[dict[str, Any], int] | None:
+    """``issuing`` is CA issuing's full CRL; ``issuing-3`` its partition 3 (an exact CA name wins);
+    ``issuing.g2`` and ``issuing.g2-3`` the same for the CA's second generation."""
     ca = _ca_row(stem)
     if ca is not None:
         return ca, 0
@@ -198,17 +211,19 @@ def _crl(request: HttpRequest, stem: str, as_pem: str | None) -> HttpResponseBas
         return _text(404, f"no CA and no CRL partition named {stem!r}")
     ca, shard = resolved
     latest = (
-        CertificateRevocationList.objects.filter(ca_id=ca["id"], shard=shard)
+        CertificateRevocationList.objects.filter(ca_id=ca["id"], generation=ca["asked"], shard=shard)
         .order_by("-crl_number")
         .values("id", "sha256", "this_update", "next_update", size=Length("der"))
         .first()
     )
     if latest is None:
+        if ca["asked"] > 1 and not _generation_exists(ca):
+            return _text(404, f"CA {ca['name']} has no generation {ca['asked']}")
         if shard and shard > ca["crl_shards"]:
-            return _text(404, f"CA {ca['name']} has no CRL partition {shard}")
+            return _text(404, f"CA {ca['label']} has no CRL partition {shard}")
         return _text(
             503,
-            f"no CRL of CA {ca['name']} has been published yet; the scheduler publishes it shortly",
+            f"no CRL of CA {ca['label']} has been published yet; the scheduler publishes it shortly",
             Retry_After="30",
         )
     now = utcnow()
@@ -246,17 +261,30 @@ def _crl(request: HttpRequest, stem: str, as_pem: str | None) -> HttpResponseBas
     )
 
 
-def _ca_with_certificate(name: str) -> CertificateAuthority | None:
-    return (
-        CertificateAuthority.objects.select_related("certificate")
-        .filter(name=name, certificate__isnull=False)
-        .first()
+def _generation_exists(ca: dict[str, Any]) -> bool:
+    return CAGeneration.objects.filter(ca_id=ca["id"], number=ca["asked"]).exists()
+
+
+def _generation_certificate(name: str) -> Certificate | None:
+    """The certificate of the CA generation a repository name names (``issuing``, ``issuing.g2``).
+
+    The first generation's URL keeps serving the first generation's certificate after a
+    rollover: it is the caIssuers URL of every certificate that generation signed.
+    """
+    ca = _ca_row(name)
+    if ca is None or ca["certificate_id"] is None:
+        return None
+    if ca["asked"] == ca["generation"]:
+        return Certificate.objects.filter(pk=ca["certificate_id"]).first()
+    row = (
+        CAGeneration.objects.filter(ca_id=ca["id"], number=ca["asked"]).select_related("certificate").first()
     )
+    return row.certificate if row is not None else None
 
 
 @require_safe
 def ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
-    """``/ca/<ca>.cer``: the CA's certificate, DER (the AIA caIssuers URL)."""
+    """``/ca/<ca>.cer``: the CA generation's certificate, DER (the AIA caIssuers URL)."""
     try:
         return _ca_certificate(request, name)
     except DatabaseError as exc:
@@ -264,10 +292,9 @@ def ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
 
 
 def _ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
-    ca = _ca_with_certificate(name)
-    if ca is None:
+    cert = _generation_certificate(name)
+    if cert is None:
         return _text(404, f"no CA named {name!r}")
-    cert = ca.own_certificate()
     data = bytes(cert.der)
     return _serve(
         request,
@@ -275,7 +302,7 @@ def _ca_certificate(request: HttpRequest, name: str) -> HttpResponseBase:
         load=None,
         size=len(data),
         content_type=CERT_DER,
-        filename=f"{ca.name}.cer",
+        filename=f"{name}.cer",
         etag=cert.fingerprint_sha256,
         last_modified=cert.not_before,
         max_age=CA_CACHE_SECONDS,
@@ -293,14 +320,14 @@ def ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
 
 
 def _ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
-    ca = _ca_with_certificate(stem)
+    cert = _generation_certificate(stem)
     chain = False
-    if ca is None and stem.endswith("-chain"):
-        ca = _ca_with_certificate(stem.removesuffix("-chain"))
+    if cert is None and stem.endswith("-chain"):
+        cert = _generation_certificate(stem.removesuffix("-chain"))
         chain = True
-    if ca is None:
+    if cert is None:
         return _text(404, f"no CA named {stem.removesuffix('-chain')!r}")
-    certs = ca.chain() if chain else [ca.x509_certificate()]
+    certs = certificate_chain(cert) if chain else [cert.x509()]
     data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     return _serve(
         request,
@@ -310,7 +337,7 @@ def _ca_pem(request: HttpRequest, stem: str) -> HttpResponseBase:
         content_type=CHAIN_PEM if chain else PEM,
         filename=f"{stem}.pem",
         etag=hashlib.sha256(data).hexdigest(),
-        last_modified=ca.own_certificate().not_before,
+        last_modified=cert.not_before,
         max_age=CA_CACHE_SECONDS,
         expires=None,
     )

@@ -11,22 +11,7 @@ from tqdm import tqdm
 
 from pki.exceptions import PolicyViolation
 from pki.importing import import_certificate
-from pki.management.base import PKICommand, get_ca
-
-
-def _pem_files(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files += sorted(
-                p for p in path.rglob("*") if p.suffix in {".pem", ".crt", ".cer"} and p.is_file()
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CommandError(f"{raw}: no such file or folder")
-    return files
+from pki.management.base import PKICommand, certificate_files, get_ca
 
 
 class Command(PKICommand):
@@ -46,7 +31,7 @@ class Command(PKICommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["ca"])
         certificates: list[tuple[Path, x509.Certificate]] = []
-        for path in _pem_files(opts["paths"]):
+        for path in certificate_files(opts["paths"]):
             try:
                 certificates += [(path, c) for c in x509.load_pem_x509_certificates(path.read_bytes())]
             except ValueError as exc:

@@ -1,15 +1,22 @@
-"""``init_ca --name NAME [--parent P] --subject DN --key-type T``: create a root or intermediate CA."""
+"""``init_ca --name NAME [--parent P] --subject DN --key-type T [--csr-out FILE]``: create a CA.
+
+A root (no ``--parent``) or an intermediate of a KMI CA. With ``--csr-out`` only the key and a
+CSR are made: the CA waits for the certificate an issuer outside KMI signs (an offline root),
+installed with ``install_ca_cert``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from django.core.management.base import CommandParser
 
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.crl import set_crl_shards
 from pki.management.base import PKICommand, get_ca
 from pki.models import KeyType
+from pki.offline import request_ca_certificate
 from pki.x509.names import parse_subject
 
 
@@ -32,6 +39,10 @@ class Command(PKICommand):
         parser.add_argument("--exclude", action="append", default=[], help="excluded subtree (repeatable)")
         parser.add_argument("--backend", help="key backend alias (default from settings)")
         parser.add_argument("--crl-shards", type=int, default=1, help="CRL partitions (default 1: one CRL)")
+        parser.add_argument(
+            "--csr-out",
+            help="make the key and write a CSR here; the CA waits for its certificate (install_ca_cert)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         common: dict[str, Any] = {
@@ -43,6 +54,9 @@ class Command(PKICommand):
             "backend": opts["backend"],
             "actor": self.actor(),
         }
+        if opts["csr_out"]:
+            self._request(common, opts)
+            return
         if opts["validity_days"] is not None:
             common["validity_days"] = opts["validity_days"]
         if opts["parent"]:
@@ -56,4 +70,19 @@ class Command(PKICommand):
         self.stdout.write(
             f"created {kind}: {cert.subject}, serial {cert.serial}, "
             f"{ca.key.key_type}, valid until {cert.not_after:%Y-%m-%d %H:%M:%S}Z"
+        )
+
+    def _request(self, common: dict[str, Any], opts: dict[str, Any]) -> None:
+        if opts["parent"] or opts["validity_days"] is not None:
+            raise ValueError(
+                "with --csr-out the issuer decides the parent and the validity: drop --parent/--validity-days"
+            )
+        ca, csr = request_ca_certificate(**common)
+        self.write_output(opts["csr_out"], csr.public_bytes(serialization.Encoding.PEM))
+        if opts["crl_shards"] != 1:
+            set_crl_shards(ca=ca, shards=opts["crl_shards"], actor=self.actor())
+        self.stdout.write(
+            f"CA {ca.name} waits for its certificate: {ca.key.key_type} key made, CSR for "
+            f"{csr.subject.rfc4514_string()} written to {opts['csr_out']} "
+            f"(install the signed certificate with install_ca_cert {ca.name} --cert FILE)"
         )

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.management.base import PKICommand, get_certificate
+from pki.management.base import PKICommand, get_certificate, parse_instant
 from pki.models import RevocationReason
 from pki.revocation import revoke_certificate
 
 REASONS = [r for r in RevocationReason.values if r != RevocationReason.REMOVE_FROM_CRL]
-
-
-def parse_instant(text: str) -> dt.datetime:
-    """Parse an ISO 8601 time with a zone (``2026-05-01T10:00:00Z``)."""
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 time such as 2026-05-01T10:00:00Z") from None
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone: add Z or +hh:mm")
-    return value
 
 
 class Command(PKICommand):

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.management.base import PKICommand
-from pki.management.commands.revoke import REASONS, parse_instant
+from pki.management.base import PKICommand, parse_instant
+from pki.management.commands.revoke import REASONS
 from pki.models import RevocationReason
 from pki.revocation import revoke_key
 

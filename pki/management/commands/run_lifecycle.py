@@ -11,6 +11,7 @@ from django.db import transaction
 
 from pki import lifecycle
 from pki.management.base import PKICommand
+from pki.rotation import update_generations
 
 JOBS: dict[str, tuple[str, Callable[[], object]]] = {
     "expiry": ("pki.lifecycle.expiry_scan", lifecycle.expiry_scan),
@@ -19,6 +20,7 @@ JOBS: dict[str, tuple[str, Callable[[], object]]] = {
     "destroy": ("pki.lifecycle.destroy_keys_past_retention", lifecycle.destroy_keys_past_retention),
     "service-certs": ("pki.signing.renew_service_certificates", lifecycle.renew_service_certificates),
     "reconcile": ("pki.signing.reconcile_requests", lifecycle.reconcile_approved_requests),
+    "ca-generations": ("pki.lifecycle.ca_generations", lambda: update_generations(actor=lifecycle.ACTOR)),
 }
 
 

@@ -7,7 +7,15 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from pki.issuance import sign_csr
-from pki.management.base import PKICommand, describe, get_ca, get_profile, pem_bundle
+from pki.management.base import (
+    PKICommand,
+    add_certificate_options,
+    certificate_options,
+    describe,
+    get_ca,
+    get_profile,
+    pem_bundle,
+)
 
 
 class Command(PKICommand):
@@ -25,13 +33,19 @@ class Command(PKICommand):
             "--chain-out", help="where to write the CA chain (issuing CA up to the root), PEM"
         )
         parser.add_argument("--validity-days", type=int, help="shorter validity than the profile default")
+        add_certificate_options(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         ca = get_ca(opts["ca"])
         profile = get_profile(opts["profile"])
         csr = self.read_input(opts["csr"], opts, what="CSR")
         cert = sign_csr(
-            ca=ca, profile=profile, csr=csr, actor=self.actor(), validity_days=opts["validity_days"]
+            ca=ca,
+            profile=profile,
+            csr=csr,
+            actor=self.actor(),
+            validity_days=opts["validity_days"],
+            options=certificate_options(opts),
         )
         self.write_output(opts["out"], pem_bundle([cert.x509()]))
         if opts["chain_out"]:

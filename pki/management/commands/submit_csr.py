@@ -7,7 +7,15 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from pki.issuance import issue_certificate, submit_request
-from pki.management.base import PKICommand, describe, get_ca, get_profile, pem_bundle
+from pki.management.base import (
+    PKICommand,
+    add_certificate_options,
+    certificate_options,
+    describe,
+    get_ca,
+    get_profile,
+    pem_bundle,
+)
 from pki.models import RequestState
 
 
@@ -26,6 +34,7 @@ class Command(PKICommand):
         parser.add_argument(
             "--no-issue", action="store_true", help="stop at 'approved' even when the profile auto-approves"
         )
+        add_certificate_options(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         actor = self.actor()
@@ -35,6 +44,7 @@ class Command(PKICommand):
             csr=self.read_input(opts["csr"], opts, what="CSR"),
             actor=actor,
             validity_days=opts["validity_days"],
+            options=certificate_options(opts),
         )
         if request.state == RequestState.APPROVED and not opts["no_issue"]:
             cert = issue_certificate(request=request, actor=actor)

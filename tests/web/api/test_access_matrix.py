@@ -60,6 +60,24 @@ TABLE = [
         "auth deny ok deny deny deny",
         lambda: {"name": "matrix-ca", "parent": "root", "subject": "CN=Matrix CA"},
     ),
+    Endpoint("ca-generations", "get", lambda w: "/api/v1/cas/issuing/generations/", "auth deny ok ok ok ok"),
+    Endpoint("ca-rollover", "post", lambda w: "/api/v1/cas/issuing/rollover/", "auth deny ok deny deny deny"),
+    Endpoint(
+        "ca-renew",
+        "post",
+        lambda w: "/api/v1/cas/root/renew/",
+        "auth deny ok deny deny deny",
+        lambda: {"validity_days": 4000},
+    ),
+    Endpoint(
+        "key-state",
+        "post",
+        lambda w: f"/api/v1/keys/{w['issuing_key']}/state/",
+        "auth deny ok deny deny deny",
+        lambda: {"action": "suspend"},
+    ),
+    # Recovering escrowed keys is the key recovery officers' alone: administrators included, no one else.
+    Endpoint("key-recoveries", "get", lambda w: "/api/v1/key-recoveries/", "auth deny deny deny deny deny"),
     Endpoint("profile-list", "get", lambda w: "/api/v1/profiles/", "auth deny ok ok ok ok"),
     Endpoint(
         "profile-edit",

@@ -581,6 +581,35 @@ def issued(acme, http01, django_capture_on_commit_callbacks):
     return x509.load_pem_x509_certificates(pem)[0]
 
 
+def test_after_a_root_rollover_the_cross_signed_chain_is_an_alternate(acme, issued, root_ca):
+    """RFC 8555 §7.4.2: the chain through the link certificate is offered as rel="alternate"."""
+    from pki.models import CAGeneration
+    from pki.rotation import rollover_ca
+
+    order_url = acme.post(acme.kid + "/orders", None).json()["orders"][0]
+    cert_url = acme.post(order_url, None).json()["certificate"]
+    single = acme.post(cert_url, None)
+    assert "alternate" not in single.headers.get("Link", "")
+    rollover_ca(ca=root_ca, actor="t")
+    default = acme.post(cert_url, None)
+    links = [part.strip() for part in default.headers["Link"].split(",")]
+    alternates = [link[1 : link.index(">")] for link in links if 'rel="alternate"' in link]
+    assert alternates == [cert_url + "/1"]
+    other = acme.post(alternates[0], None)
+    assert other.status == 200
+    assert f'<{cert_url}>;rel="alternate"' in other.headers["Link"]
+    usual, cross = (x509.load_pem_x509_certificates(r.body) for r in (default, other))
+    new_root = CAGeneration.objects.get(ca=root_ca, number=2)
+    assert usual[0] == cross[0] == issued
+    assert usual[1] == cross[1]
+    assert cross[2] == new_root.link_to_previous.x509()  # the old root key certified by the new
+    assert cross[3] == new_root.x509_certificate()
+    cross[2].verify_directly_issued_by(cross[3])
+    usual[1].verify_directly_issued_by(cross[2])
+    missing = acme.post(cert_url + "/2", None)
+    assert missing.status == 404
+
+
 def test_revoke_by_account_then_already_revoked(acme, issued):
     der = issued.public_bytes(serialization.Encoding.DER)
     bad = acme.post(acme.directory["revokeCert"], {"certificate": _b64(der), "reason": 2})

@@ -21,6 +21,9 @@ urlpatterns = [
     path("<slug:name>/authz/<str:token>", views.authorization_view, name="authz"),
     path("<slug:name>/chall/<str:token>", views.challenge_view, name="challenge"),
     path("<slug:name>/cert/<str:token>", views.certificate_view, name="certificate"),
+    path(
+        "<slug:name>/cert/<str:token>/<int:alternate>", views.certificate_view, name="certificate-alternate"
+    ),
     # Anything else under an endpoint is a problem document too (with a nonce, like every answer).
     path("<slug:name>/<path:rest>", views.unknown_resource, name="unknown"),
 ]

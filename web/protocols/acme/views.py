@@ -498,15 +498,32 @@ def challenge_view(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> 
 
 
 @acme_view
-def certificate_view(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> HttpResponse:
-    """RFC 8555 §7.4.2: download the chain as application/pem-certificate-chain (POST-as-GET)."""
+def certificate_view(
+    request: HttpRequest, endpoint: AcmeEndpoint, token: str, alternate: int = 0
+) -> HttpResponse:
+    """RFC 8555 §7.4.2: download the chain as application/pem-certificate-chain (POST-as-GET).
+
+    After a root rollover the certificate also chains to the other root generation through a
+    link certificate: those chains are at ``cert/<token>/<n>``, each announced by the others in
+    ``Link: <…>;rel="alternate"``.
+    """
     if (denied := _only(request, "POST")) is not None:
         return denied
-    verified = _auth(request, endpoint, resource_url(endpoint.name, "cert", token))
+    base = resource_url(endpoint.name, "cert", token)
+    verified = _auth(request, endpoint, f"{base}/{alternate}" if alternate else base)
     if not verified.jws.is_post_as_get:
         raise Malformed("a certificate is fetched with POST-as-GET")
     order = _order_of(verified.account, token)
-    return HttpResponse(orders.certificate_pem_chain(order), content_type="application/pem-certificate-chain")
+    chains = orders.certificate_pem_chains(order)
+    if alternate >= len(chains):
+        raise NotFoundAcme(f"the certificate has no alternate chain {alternate}")
+    response = HttpResponse(chains[alternate], content_type="application/pem-certificate-chain")
+    others = [
+        f'<{f"{base}/{n}" if n else base}>;rel="alternate"' for n in range(len(chains)) if n != alternate
+    ]
+    if others:
+        response["Link"] = ", ".join(others)
+    return response
 
 
 @acme_view
