@@ -180,7 +180,7 @@ def revoke_certificates(
             continue  # already revoked for another reason: it stays revoked as it is
         if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
             changed.append(cert)
-    _announce(changed)
+    _announce(changed, now=now)
     return changed
 
 

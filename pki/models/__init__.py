@@ -67,6 +67,6 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
-    "WorkerHeartbeat",
     "TwoPersonState",
+    "WorkerHeartbeat",
 ]

@@ -17,6 +17,7 @@ from cryptography import x509
 from django.db import DatabaseError
 
 from pki.crl import is_due, publish_crl, publish_due_crls
+from pki.generations import generation_of
 from pki.models import Certificate, CertificateRevocationList, CRLStaleMark
 from pki.revocation import release_hold, revoke_certificate
 from pki.signals import certificate_status_changed
@@ -45,7 +46,7 @@ def test_the_stale_mark_is_written_in_the_revocation_transaction(issuing_ca, pro
         certificate_status_changed.disconnect(dispatch_uid="test-broken")
     # No on_commit callback ran in this test transaction: the mark is there all the same.
     assert CRLStaleMark.objects.filter(ca=issuing_ca, shard=0).exists()
-    assert is_due(issuing_ca, 0, NOW + dt.timedelta(seconds=1))
+    assert is_due(generation_of(issuing_ca, None), 0, NOW + dt.timedelta(seconds=1))
 
 
 @pytest.mark.django_db
@@ -80,7 +81,7 @@ def test_a_revocation_without_a_mark_is_still_found_by_publication(issuing_ca, p
     Certificate.objects.filter(pk=cert.pk).update(
         revoked_at=NOW + dt.timedelta(seconds=5), revocation_reason="keyCompromise"
     )
-    assert is_due(issuing_ca, 0, NOW + dt.timedelta(seconds=6))
+    assert is_due(generation_of(issuing_ca, None), 0, NOW + dt.timedelta(seconds=6))
 
 
 # The revoking process: revoke certificate argv[1], killing itself with SIGKILL at point argv[2].
