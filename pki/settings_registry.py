@@ -569,6 +569,23 @@ declare(
     "Hash chains of the audit trail written side by side (concurrent writers).",
     group=_G,
 )
+declare(
+    "KMI_AUDIT_CHECKPOINT_PATH",
+    path(),
+    None,
+    "Append-only file each signed audit checkpoint is written to (fsync) as it is made: keep it "
+    "(or a copy) where a database writer cannot reach, and check it with "
+    "`verify_audit --checkpoints FILE` ([Security model](../guide/security-model.md)).",
+    group=_G,
+    default_doc="`KMI_DATA_DIR/audit-checkpoints.jsonl`",
+)
+declare(
+    "KMI_AUDIT_CHECKPOINT_SECONDS",
+    integer(minimum=10),
+    "300",
+    "A signed audit checkpoint is made this often (a worker of the `signing` queue).",
+    group=_G,
+)
 
 _G = "Revocation and CRLs"
 declare(

@@ -226,6 +226,9 @@ KMI = {
     "AUDIT_LANES": env["KMI_AUDIT_LANES"],
     "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
 }
+# Signed audit checkpoints (pki.audit_checkpoints): exported to this file as they are made.
+KMI_AUDIT_CHECKPOINT_PATH = env["KMI_AUDIT_CHECKPOINT_PATH"] or str(DATA_DIR / "audit-checkpoints.jsonl")
+KMI_AUDIT_CHECKPOINT_SECONDS = env["KMI_AUDIT_CHECKPOINT_SECONDS"]
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
 if env["KMI_PKCS11_MODULE"]:

@@ -10,7 +10,7 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
-from pki.models.audit import AuditEvent, AuditStream
+from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
@@ -36,6 +36,7 @@ __all__ = [
     "AcmeNonce",
     "AcmeOrder",
     "ApiToken",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
