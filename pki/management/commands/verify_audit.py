@@ -54,7 +54,9 @@ class Command(PKICommand):
             self.stdout.write(f"note: {note}")
         summary = f"{report.streams} streams, {report.events} events, {report.checkpoints} checkpoints"
         if report.ok:
-            self.stdout.write(f"{summary}: OK")
+            self.stdout.write(
+                f"{report.streams} streams, {report.events} events: OK ({report.checkpoints} checkpoints)"
+            )
             return
         for brk in report.breaks:
             event = f" (event id {brk.event_id})" if brk.event_id is not None else ""
