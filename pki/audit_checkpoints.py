@@ -12,7 +12,8 @@ it. Three things close that:
   database holds it only sealed under the KEK. Before it signs, the checkpointer verifies every
   event written since the previous checkpoint, so a checkpoint never blesses a forgery;
 - each checkpoint is appended to ``KMI_AUDIT_CHECKPOINT_PATH`` (fsync) before its row commits,
-  so a copy outside the database remembers what the trail held.
+  so a copy outside the database remembers what the trail held (and, once committed, posted to
+  ``KMI_AUDIT_CHECKPOINT_WEBHOOK_URL`` when one is set).
 
 ``verify_trail`` then detects truncation, lane deletion, re-chaining and an emptied trail against
 the database's own checkpoints, and with an exported file proves the database still holds
@@ -43,7 +44,7 @@ from django.db.models.functions import Cast
 
 from pki import audit
 from pki.clock import resolve
-from pki.exceptions import AuditChainBroken, PKIError
+from pki.exceptions import AuditChainBroken, NotificationFailed, PKIError
 from pki.keys import get_backend
 from pki.keys.base import signature_verifies
 from pki.keystore import generate_key
@@ -51,6 +52,7 @@ from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
+from pki.notifications import send_webhook
 from pki.signals import checkpoint_made
 from pki.x509.csr import spki_fingerprint
 
@@ -227,8 +229,25 @@ def make_checkpoint(*, actor: str, now: dt.datetime | None = None) -> AuditCheck
         )
         # Exported before the row commits: a checkpoint the database keeps is always in the file.
         _append_to_file(checkpoint_file(), export_line(row))
-        transaction.on_commit(lambda: checkpoint_made.send(sender=AuditCheckpoint, checkpoint_id=row.pk))
+        transaction.on_commit(lambda: _announce(row))
     return row
+
+
+def _announce(row: AuditCheckpoint) -> None:
+    """After commit: post the checkpoint to the webhook (if one is set), then send the signal."""
+    url = getattr(settings, "KMI_AUDIT_CHECKPOINT_WEBHOOK_URL", "")
+    if url:
+        try:
+            send_webhook(
+                url=url,
+                event="audit.checkpoint",
+                payload=json.loads(export_line(row)),
+                delivery_id=f"audit-checkpoint-{row.number}",
+                timestamp=int(row.created_at.timestamp()),
+            )
+        except NotificationFailed as exc:
+            log.error("audit checkpoint %s not posted to its webhook: %s", row.number, exc)
+    checkpoint_made.send(sender=AuditCheckpoint, checkpoint_id=row.pk)
 
 
 # --- verification ---------------------------------------------------------------------------------

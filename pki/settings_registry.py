@@ -580,6 +580,14 @@ declare(
     default_doc="`KMI_DATA_DIR/audit-checkpoints.jsonl`",
 )
 declare(
+    "KMI_AUDIT_CHECKPOINT_WEBHOOK_URL",
+    http_url(optional=True),
+    "",
+    "Webhook each audit checkpoint is also posted to once it is stored (event `audit.checkpoint`, "
+    "signed like every KMI webhook); a failed post is logged, the file stays the record.",
+    group=_G,
+)
+declare(
     "KMI_AUDIT_CHECKPOINT_SECONDS",
     integer(minimum=10),
     "300",

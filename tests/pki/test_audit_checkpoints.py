@@ -342,3 +342,28 @@ def test_the_database_refuses_to_rewrite_audit_rows_or_delete_certificates(trail
     with pytest.raises(DatabaseError, match="is refused"), transaction.atomic():
         Certificate.objects.filter(pk=trail["certs"][1].pk).delete()
     assert verify_trail().ok
+
+
+def test_each_checkpoint_is_posted_to_the_webhook_once_stored(
+    trail, settings, webhook_receiver, django_capture_on_commit_callbacks
+):
+    settings.KMI_AUDIT_CHECKPOINT_WEBHOOK_URL = webhook_receiver.url
+    with django_capture_on_commit_callbacks(execute=True):
+        row = make_checkpoint(actor="test", now=NOW)
+    [(headers, body)] = webhook_receiver.calls
+    assert headers["x-kmi-event"] == "audit.checkpoint"
+    line = json.loads(body)
+    assert line["payload"] == row.payload
+    assert line["signature"] == row.signature
+    # A webhook that fails is logged; the checkpoint (and its file line) stays.
+    webhook_receiver.status = 500
+    with django_capture_on_commit_callbacks(execute=True):
+        make_checkpoint(actor="test", now=NOW)
+    assert AuditCheckpoint.objects.count() == 3
+
+
+def test_a_process_without_the_kek_verifies_with_the_rows_public_key(trail, without_kek):
+    without_kek()
+    report = verify_trail()
+    assert report.ok, problems(report)
+    assert any("cannot be unsealed here" in note for note in report.notes)
