@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from pki import health
 from pki.access import Action, visible_audit_events
+from pki.audit_checkpoints import latest_checkpoint
 from pki.models import AuditVerification
 from web.console.auth import console_view
 from web.console.common import actor_of, keyset_page, require, utc
@@ -45,6 +46,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         "page": keyset_page(request, qs),
         "export_url": export,
         "verification": AuditVerification.objects.first(),
+        "checkpoint": latest_checkpoint(),
     }
     return render(request, "console/audit.html", context)
 
