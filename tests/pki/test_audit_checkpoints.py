@@ -353,3 +353,13 @@ def test_a_process_without_the_kek_verifies_with_the_rows_public_key(trail, with
     report = verify_trail()
     assert report.ok, problems(report)
     assert any("cannot be unsealed here" in note for note in report.notes)
+
+
+def test_beat_makes_checkpoints_on_the_signing_queue(trail, export):
+    from pki.tasks import BEAT_SCHEDULE, audit_checkpoint
+
+    entry = BEAT_SCHEDULE["audit-checkpoint"]
+    assert entry["task"] == "pki.signing.audit_checkpoint"  # routed to the signers (they hold the KEK)
+    assert entry["schedule"] == 300.0
+    assert audit_checkpoint() == {"number": 2, "events": AuditEvent.objects.count()}
+    assert len(read_exported(export)[0]) == 2
