@@ -233,7 +233,12 @@ def _hand_over(
 
 
 def deliver_pkcs12(
-    *, delivery: KeyDelivery, password: str, actor: str, now: dt.datetime | None = None
+    *,
+    delivery: KeyDelivery,
+    password: str,
+    actor: str,
+    user: User | None = None,
+    now: dt.datetime | None = None,
 ) -> bytes:
     """Return the key and its chain as an AES-256 PKCS#12, once; then destroy KMI's copy (unless escrow).
 
@@ -245,7 +250,9 @@ def deliver_pkcs12(
     now = resolve(now)
     check_pkcs12_password(password)
     if not signs_here():
-        private_key = receive_sealed("hand_over_server_key", delivery_id=str(delivery.pk), actor=actor)
+        private_key = receive_sealed(
+            "hand_over_server_key", user=user, delivery_id=str(delivery.pk), actor=actor
+        )
         certificate = Certificate.objects.select_related("ca").get(request_id=delivery.request_id)
         return pkcs12_bundle(private_key, chain_for(certificate), certificate.serial, password)
     with transaction.atomic():
@@ -307,13 +314,15 @@ def seal_private_key(
     }
 
 
-def receive_sealed(use_case: str, **kwargs: Any) -> CertificateIssuerPrivateKeyTypes:
-    """Have a signing worker hand a private key over through ``use_case``, sealed to a one-time
-    X25519 key of this process (the plain key never crosses the broker)."""
+def receive_sealed(use_case: str, *, user: User | None, **kwargs: Any) -> CertificateIssuerPrivateKeyTypes:
+    """Have a signing worker hand a private key over through ``use_case`` (for ``user``), sealed to
+    a one-time X25519 key of this process (the plain key never crosses the broker)."""
     from pki.signing import run_signing
 
     recipient = x25519.X25519PrivateKey.generate()
-    sealed = run_signing(use_case, recipient=_b64(recipient.public_key().public_bytes_raw()), **kwargs)
+    sealed = run_signing(
+        use_case, user=user, recipient=_b64(recipient.public_key().public_bytes_raw()), **kwargs
+    )
     return cast(
         CertificateIssuerPrivateKeyTypes, load_der_private_key(_open(recipient, sealed), password=None)
     )

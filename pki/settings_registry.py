@@ -742,6 +742,15 @@ declare(
     group=_G,
 )
 declare(
+    "KMI_SIGNING_SECRET",
+    TEXT,
+    "",
+    "Key (at least 32 characters) of the HMAC-SHA256 over every signing job and its result, "
+    "held by web processes and signing workers only; required with `KMI_SIGNING=worker`.",
+    group=_G,
+    secret=True,
+)
+declare(
     "KMI_SIGNING_TIMEOUT",
     integer(minimum=1),
     "30",

@@ -1,11 +1,20 @@
 """Where CA-key operations run: in the calling process, or only on Celery workers of the ``signing`` queue.
 
-Adapters (API views, ACME finalize, commands) never sign themselves; they call
-``run_signing("issue_request", request_id=…, actor=…)``. With ``KMI_SIGNING=inprocess`` (the
-default) that calls the use case here and now. With ``KMI_SIGNING=worker`` it sends the task
-``pki.signing.run`` to the ``signing`` queue and waits up to ``KMI_SIGNING_TIMEOUT`` seconds for
-its result, so the calling process needs no key-encryption key at all; only the workers that
-consume ``signing`` hold it.
+Adapters (API views, ACME finalize, commands) never sign or decide placement themselves; they
+call ``run_signing("issue_request", request_id=…, actor=…, user=…)``. With
+``KMI_SIGNING=inprocess`` (the default) that calls the use case here and now: the checked use
+case that decided the work runs in this process. With ``KMI_SIGNING=worker`` the caller commits a
+``SigningJob`` row (the use case, its ids and public parameters, the acting user as the database
+knows it) and sends the task ``pki.signing.run`` with the job's id and an HMAC-SHA256 over the
+job under ``KMI_SIGNING_SECRET``, then waits up to ``KMI_SIGNING_TIMEOUT`` seconds for the
+worker's answer (MAC'd the same way), so the calling process needs no key-encryption key at all.
+
+The broker carries work, never authority. The worker (``handle_message``) verifies the MAC,
+re-reads the job row, re-checks the acting user's current grants and the objects' state
+(``pki.access``), runs the use case once and records the actor the row names. A message that
+is malformed, names no committed job or carries a bad MAC, and a job whose authority is gone,
+are refused: logged, audited as ``signing.refused``, nothing signed, delivered or destroyed. A
+redelivered job returns the stored result (a key hand-over is never repeated).
 
 Arguments are ids and public data only (a request id, a certificate id, a CSR in PEM): never
 key material. Every signing use case is idempotent on its ids (issuing a request twice returns
@@ -351,7 +360,8 @@ def _raise_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     raise cls(str(envelope.get("message", "signing failed")))
 
 
-def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _send_and_wait(job: Any, mac: str, timeout: float) -> dict[str, Any]:
+    """Send job ``job`` (committed) with its MAC to the ``signing`` queue; wait for the signer's answer."""
     from celery import current_app
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -361,8 +371,7 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
     try:
         async_result = current_app.send_task(
             SIGNING_TASK,
-            args=[use_case],
-            kwargs=kwargs,
+            kwargs={"job": str(job.pk), "mac": mac},
             queue=SIGNING_QUEUE,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
@@ -399,29 +408,39 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
         async_result.forget()  # the result key has served its purpose
     except Exception:  # noqa: BLE001 - best effort; it expires with CELERY_RESULT_EXPIRES anyway
         log.debug("could not forget result %s", async_result.id)
-    if not isinstance(envelope, dict):
-        raise SigningFailed(f"the signing worker returned {type(envelope).__name__}, not a result")
-    return _raise_from_envelope(envelope)
+    from pki.signing_channel import open_answer
+
+    return _raise_from_envelope(open_answer(job, envelope))
 
 
-def run_signing(use_case: str, /, *, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+def run_signing(
+    use_case: str, /, *, timeout: float | None = None, user: Any = None, **kwargs: Any
+) -> dict[str, Any]:
     """Run a signing use case where ``KMI_SIGNING`` says: here, or on the ``signing`` queue.
 
-    ``kwargs`` are ids and public data (JSON types). Returns the use case's result, e.g.
-    ``{"certificate_id": 7, "serial": "…", "replayed": False}``; raises the domain error the
-    use case raised, or ``SigningUnavailable`` when no worker could be reached in time.
+    This is the one place that decides where signing runs. ``kwargs`` are ids and public data
+    (JSON types) and the audit ``actor``; ``user`` is the acting user (None for protocol
+    enrollments and KMI's own jobs), whose grants a signing worker checks again. Returns the use
+    case's result, e.g. ``{"certificate_id": 7, "serial": "…", "replayed": False}``; raises the
+    domain error the use case raised, ``SigningRefused`` when the worker refused the job, or
+    ``SigningUnavailable`` when no worker could be reached in time.
     """
     conf = lifecycle_settings()
-    placement = "worker" if conf.signs_on_worker else "inprocess"
+    placement = "inprocess" if signs_here() else "worker"
     started = time.monotonic()
     outcome = "ok"
     try:
         if placement == "inprocess":
+            # The checked use case that decided this work runs here: no job row, no MAC.
             return execute(use_case, **kwargs)
         if transaction.get_connection().in_atomic_block:
             # The worker reads the database from another connection: it must see what we wrote.
             raise RuntimeError("run_signing in worker mode must be called after the transaction commits")
-        return _send_and_wait(use_case, kwargs, float(timeout or conf.signing_timeout))
+        from pki.signing_channel import create_job
+
+        params = {k: v for k, v in kwargs.items() if k != "actor"}
+        job, mac = create_job(use_case=use_case, params=params, actor=str(kwargs.get("actor", "")), user=user)
+        return _send_and_wait(job, mac, float(timeout or conf.signing_timeout))
     except PKIError as exc:
         outcome = exc.code
         raise

@@ -30,7 +30,6 @@ from pki.signals import (
     notices_planned,
     ocsp_response_missing,
 )
-from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +101,12 @@ def _crl_check_interval() -> float:
 
 
 @shared_task(name="pki.signing.run", acks_late=True, reject_on_worker_lost=True)
-def signing_run(use_case: str, **kwargs: Any) -> dict[str, Any]:
-    """Run one signing use case for ``pki.signing.run_signing`` (domain errors come back as data)."""
-    return execute_enveloped(use_case, **kwargs)
+def signing_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run the signing job a message names (``job`` id and ``mac`` only) for ``pki.signing.run_signing``;
+    anything else is refused, logged and audited (``pki.signing_channel.handle_message``)."""
+    from pki.signing_channel import handle_message
+
+    return handle_message(args, kwargs)
 
 
 @shared_task(name="pki.lifecycle.expiry_scan", acks_late=True, reject_on_worker_lost=True)

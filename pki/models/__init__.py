@@ -26,6 +26,7 @@ from pki.models.notification import (
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
+from pki.models.signing import SigningJob, SigningJobState
 
 __all__ = [
     "AcmeAccount",
@@ -67,6 +68,8 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
+    "SigningJob",
+    "SigningJobState",
     "TwoPersonState",
     "WorkerHeartbeat",
 ]

@@ -179,6 +179,7 @@ def renew(request: HttpRequest, pk: int) -> HttpResponse:
                 csr_pem=csr_text(csr) if csr else None,
                 validity_days=form.cleaned_data["validity_days"],
                 actor=actor_of(request),
+                user=request.user,
             )
         except PKIError as exc:
             add_domain_error(form, exc, "csr" if csr else None)

@@ -92,6 +92,7 @@ def server_key(request: HttpRequest) -> HttpResponse:
                     validity_days=f["validity_days"],
                     requester_id=request.user.pk,
                     actor=actor_of(request),
+                    user=user_of(request),
                 )
             except PKIError as exc:
                 field = {"csr": "sans"}.get(submission_field(exc) or "", submission_field(exc))
@@ -121,7 +122,10 @@ def server_key_download(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             blob = deliver_pkcs12(
-                delivery=delivery, password=form.cleaned_data["password"], actor=actor_of(request)
+                delivery=delivery,
+                password=form.cleaned_data["password"],
+                actor=actor_of(request),
+                user=user_of(request),
             )
         except PKIError as exc:
             add_domain_error(form, exc, "password")
