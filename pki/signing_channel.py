@@ -101,6 +101,9 @@ def create_job(
 
 def open_answer(job: SigningJob, answer: object) -> dict[str, Any]:
     """The signer's envelope for ``job`` once its MAC verifies; ``SigningRefused`` otherwise."""
+    if isinstance(answer, dict) and answer.get("code") == SigningRefused.code and "envelope" not in answer:
+        # Refused before the job could be read (no such job, bad MAC): nothing to authenticate.
+        raise SigningRefused(f"the signer refused job {job.pk}: {answer.get('message', '')}"[:300])
     if not isinstance(answer, dict) or not isinstance(answer.get("envelope"), dict):
         raise SigningRefused(f"the answer to signing job {job.pk} is not a signer's answer")
     envelope: dict[str, Any] = answer["envelope"]
@@ -176,14 +179,14 @@ def handle_message(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str
             return _refuse("bad MAC", job_id=job_id, details={"use_case": job.use_case})
         if job.state != SigningJobState.PENDING:
             if job.use_case in HAND_OVERS or job.state == SigningJobState.REFUSED:
-                return _refuse(f"job already {job.state}: not run again", job_id=job_id)
+                return _answer(job, _refuse(f"job already {job.state}: not run again", job_id=job_id))
             log.info("signing job %s replayed: returning its stored result", job.pk)
             return _answer(job, dict(job.result or {}))
         if params_digest(job.params) != job.params_sha256:
-            return _refuse("the job's parameters changed after it was committed", job=job)
+            return _answer(job, _refuse("the job's parameters changed after it was committed", job=job))
         problem = authority_problem(job)
         if problem is not None:
-            return _refuse(problem, job=job)
+            return _answer(job, _refuse(problem, job=job))
         try:
             with transaction.atomic():
                 result = execute(job.use_case, **job.params, actor=job.actor)
