@@ -277,11 +277,21 @@ def acme_validate_challenge(challenge_id: int) -> str:
 
 
 @shared_task(name="pki.signing.acme_finalize", acks_late=True, reject_on_worker_lost=True)
-def acme_finalize(order_id: int, actor: str) -> str:
-    """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent."""
-    from pki.acme.orders import complete_finalization
+def acme_finalize(order_id: int, actor: str = "") -> str:
+    """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent.
 
-    return str(complete_finalization(order_id=order_id, actor=actor).status)
+    Only an order that finalize turned ``processing`` (a checked path) is issued, and the actor
+    recorded is its account as the database knows it: ``actor`` (sent by older web processes) is
+    ignored, so a forged message can neither pick an order's state nor name someone else.
+    """
+    from pki.acme.orders import complete_finalization, order_actor
+    from pki.models import AcmeOrder
+
+    order = AcmeOrder.objects.select_related("account__endpoint").filter(pk=order_id).first()
+    if order is None:
+        log.warning("ACME finalize: no order %s; nothing issued", order_id)
+        return "unknown"
+    return str(complete_finalization(order_id=order_id, actor=order_actor(order)).status)
 
 
 @shared_task(name="pki.signing.acme_finalize_pending", acks_late=True, reject_on_worker_lost=True)

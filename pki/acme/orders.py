@@ -18,7 +18,6 @@ from pki import audit
 from pki.clock import resolve
 from pki.exceptions import InvalidCSR, InvalidState, PolicyViolation
 from pki.issuance import issue_certificate, parse_csr
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.acme import (
     AcmeAccount,
     AcmeAuthorization,
@@ -33,6 +32,7 @@ from pki.models.acme import (
 from pki.models.certificate import Certificate, RevocationReason
 from pki.profiles import check_public_key
 from pki.revocation import revoke_certificate
+from pki.signing import signs_here
 from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN
 
@@ -475,7 +475,7 @@ def finalize_order(
         if order.status != OrderStatus.READY:
             raise OrderNotReady(f"order is {order.status}, not ready")
         checked = _checked_csr(order, endpoint, csr_der)
-        if lifecycle_settings().signs_on_worker:
+        if not signs_here():  # pki.signing decides where signing runs
             order.status = OrderStatus.PROCESSING
             order.csr_der = csr_der
             order.save(update_fields=["status", "csr_der"])
@@ -490,10 +490,15 @@ def finalize_order(
             from pki.tasks import enqueue
 
             # Sent after commit; if the broker is down, the sweep on the beat schedule sends it.
-            enqueue("pki.signing.acme_finalize", order_id=order.pk, actor=actor)
+            enqueue("pki.signing.acme_finalize", order_id=order.pk)
             return order
         _issue_for_order(order, endpoint, checked, actor=actor, now=now)
     return order
+
+
+def order_actor(order: AcmeOrder) -> str:
+    """The audit actor of an order's account (as the ACME views name it): ``acme:<endpoint>:<account>``."""
+    return f"acme:{order.account.endpoint.name}:{order.account.token}"
 
 
 def complete_finalization(*, order_id: int, actor: str, now: dt.datetime | None = None) -> AcmeOrder:
