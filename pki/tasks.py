@@ -25,6 +25,8 @@ from pki.conf import pki_settings
 from pki.health import HEARTBEAT_SECONDS
 from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import (
+    acme_challenge_ready,
+    acme_order_processing,
     certificate_issued,
     certificate_status_changed,
     notices_planned,
@@ -271,9 +273,15 @@ def _enqueue_presign(certificate_ids: list[int]) -> None:
 @shared_task(name="pki.acme_validate_challenge")
 def acme_validate_challenge(challenge_id: int) -> str:
     """Validate one ACME challenge that a client marked ready (idempotent)."""
-    from pki.acme.orders import validate_challenge
+    from pki.acme.authorizations import validate_challenge
 
     return str(validate_challenge(challenge_id=challenge_id, actor="acme:validator").status)
+
+
+@receiver(acme_challenge_ready, dispatch_uid="pki.tasks.acme_validate_on_ready")
+def _acme_validate_on_ready(challenge_id: int, **_: object) -> None:
+    # Sent after commit: the challenge is processing and the client polls it.
+    acme_validate_challenge.delay(challenge_id)
 
 
 @shared_task(name="pki.signing.acme_finalize", acks_late=True, reject_on_worker_lost=True)
@@ -284,7 +292,7 @@ def acme_finalize(order_id: int, actor: str = "") -> str:
     recorded is its account as the database knows it: ``actor`` (sent by older web processes) is
     ignored, so a forged message can neither pick an order's state nor name someone else.
     """
-    from pki.acme.orders import complete_finalization, order_actor
+    from pki.acme.finalize import complete_finalization, order_actor
     from pki.models import AcmeOrder
 
     order = AcmeOrder.objects.select_related("account__endpoint").filter(pk=order_id).first()
@@ -294,10 +302,17 @@ def acme_finalize(order_id: int, actor: str = "") -> str:
     return str(complete_finalization(order_id=order_id, actor=order_actor(order)).status)
 
 
+@receiver(acme_order_processing, dispatch_uid="pki.tasks.acme_finalize_on_processing")
+def _acme_finalize_on_processing(order_id: int, **_: object) -> None:
+    # Sent after commit; if the broker is down, acme_finalize_pending on the beat schedule sends it.
+    # The order's id only: the signer names the order's account as the actor (acme_finalize).
+    enqueue("pki.signing.acme_finalize", order_id=order_id)
+
+
 @shared_task(name="pki.signing.acme_finalize_pending", acks_late=True, reject_on_worker_lost=True)
 def acme_finalize_pending() -> int:
     """Issue ``processing`` orders whose hand-over message was lost."""
-    from pki.acme.orders import finalize_pending_orders
+    from pki.acme.finalize import finalize_pending_orders
 
     return finalize_pending_orders(actor="acme:signer")
 
