@@ -207,6 +207,7 @@ def _request_server_key(
     sans: list[str],
     key_type: str,
     actor: str,
+    download_secret_sha256: str,
     requester_id: int | None = None,
     validity_days: int | None = None,
 ) -> dict[str, Any]:
@@ -239,6 +240,7 @@ def _request_server_key(
             sans=[parse_san(text) for text in sans],
             key_type=key_type,
             actor=actor,
+            download_secret_sha256=download_secret_sha256,
             requester=requester,
             validity_days=validity_days,
             delivery_id=delivery_id,
@@ -251,11 +253,16 @@ def _request_server_key(
 
 
 @signing_use_case("hand_over_server_key")
-def _hand_over_server_key(*, delivery_id: str, actor: str, recipient: str) -> dict[str, Any]:
-    """Take a server-generated key's one delivery; return it sealed to the caller's X25519 key."""
+def _hand_over_server_key(
+    *, delivery_id: str, download_secret: str, actor: str, recipient: str
+) -> dict[str, Any]:
+    """Take a server-generated key's one delivery (its one-time secret given); return it sealed to
+    the caller's X25519 key."""
     from pki.serverkeys import hand_over_sealed
 
-    return hand_over_sealed(delivery_id=delivery_id, actor=actor, recipient=recipient)
+    return hand_over_sealed(
+        delivery_id=delivery_id, download_secret=download_secret, actor=actor, recipient=recipient
+    )
 
 
 @signing_use_case("destroy_key")

@@ -108,7 +108,9 @@ def open_answer(job: SigningJob, answer: object) -> dict[str, Any]:
         raise SigningRefused(f"the answer to signing job {job.pk} is not a signer's answer")
     envelope: dict[str, Any] = answer["envelope"]
     mac = answer.get("mac")
-    if not (isinstance(mac, str) and hmac.compare_digest(mac, result_mac(str(job.pk), envelope))):
+    if not (
+        isinstance(mac, str) and hmac.compare_digest(mac.encode(), result_mac(str(job.pk), envelope).encode())
+    ):
         log.error("signing job %s: the answer's MAC does not verify; ignored", job.pk)
         raise SigningRefused(f"the answer to signing job {job.pk} does not carry a valid MAC")
     return envelope
@@ -153,10 +155,11 @@ def _answer(job: SigningJob, envelope: dict[str, Any]) -> dict[str, Any]:
     return {"job": str(job.pk), "envelope": envelope, "mac": result_mac(str(job.pk), envelope)}
 
 
-def handle_message(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:  # noqa: PLR0911 - one refusal per check, in order
-    """Run the job a ``pki.signing.run`` message names, or refuse the message (logged and audited)."""
-    from pki.signing import execute
-
+def handle_message(  # noqa: PLR0911 - one refusal per check, in order
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], *, execute: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    """Run the job a ``pki.signing.run`` message names with ``execute`` (``pki.signing.execute``), or
+    refuse the message (logged and audited)."""
     if args or set(kwargs) != {"job", "mac"} or not all(isinstance(v, str) for v in kwargs.values()):
         return _refuse(
             "malformed message: only a job id and its MAC are accepted", details=_summary(args, kwargs)
@@ -174,7 +177,7 @@ def handle_message(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str
         job = SigningJob.objects.select_for_update(of=("self",)).select_related("user").filter(pk=pk).first()
         if job is None:
             return _refuse("no such signing job", job_id=job_id)
-        if not hmac.compare_digest(mac, job_mac(job)):
+        if not hmac.compare_digest(mac.encode(), job_mac(job).encode()):
             # The job stays as it was: a forged MAC must not cancel someone's real work.
             return _refuse("bad MAC", job_id=job_id, details={"use_case": job.use_case})
         if job.state != SigningJobState.PENDING:
@@ -221,14 +224,12 @@ def _int(params: Mapping[str, Any], name: str) -> int:
 
 
 def _check_issue_request(user: User | None, params: Mapping[str, Any]) -> str | None:
-    from pki.models.request import CertificateRequest, RequestState
+    from pki.models.request import CertificateRequest
 
+    # The request's state (approved, or issued for a replay) is checked by the use case itself,
+    # which refuses anything else with its domain error and signs nothing.
     request = CertificateRequest.objects.filter(pk=_int(params, "request_id")).first()
-    if request is None:
-        return "no such certificate request"
-    if request.state not in (RequestState.APPROVED, RequestState.ISSUED):
-        return f"request {request.pk} is {request.state}, not approved"
-    if user is None:
+    if request is None or user is None:
         return None  # protocol enrollments (EST, SCEP) and KMI's own jobs: the approved row decides
     if can(user, Action.SUBMIT_REQUEST, (request.ca_id, request.profile_id)) or can(
         user, Action.REVIEW_REQUEST, request
@@ -337,3 +338,14 @@ def authority_problem(job: SigningJob) -> str | None:
 
         forget_grants(user)  # the grants as they are now, not as cached
     return check(user, job.params)
+
+
+JOB_RETENTION_DAYS = 30
+
+
+def purge_signing_jobs(*, now: dt.datetime | None = None) -> int:
+    """Delete signing jobs made more than ``JOB_RETENTION_DAYS`` ago (the audit trail keeps what they
+    did); a message naming one afterwards is refused as an unknown job. Returns how many."""
+    cutoff = resolve(now) - dt.timedelta(days=JOB_RETENTION_DAYS)
+    deleted, _ = SigningJob.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

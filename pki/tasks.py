@@ -106,9 +106,18 @@ def _crl_check_interval() -> float:
 def signing_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run the signing job a message names (``job`` id and ``mac`` only) for ``pki.signing.run_signing``;
     anything else is refused, logged and audited (``pki.signing_channel.handle_message``)."""
+    from pki.signing import execute
     from pki.signing_channel import handle_message
 
-    return handle_message(args, kwargs)
+    return handle_message(args, kwargs, execute=execute)
+
+
+@shared_task(name="pki.purge_signing_jobs")
+def purge_signing_jobs() -> int:
+    """Delete signing jobs past their retention (they need no key: any worker runs this)."""
+    from pki.signing_channel import purge_signing_jobs as purge
+
+    return purge()
 
 
 @shared_task(name="pki.lifecycle.expiry_scan", acks_late=True, reject_on_worker_lost=True)
@@ -345,6 +354,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
     "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},
     "acme-purge-nonces": {"task": "pki.acme_purge_nonces", **_every(3600.0)},
+    "purge-signing-jobs": {"task": "pki.purge_signing_jobs", **_every(_SIX_HOURS)},
     "acme-finalize-pending": {"task": "pki.signing.acme_finalize_pending", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},

@@ -13,7 +13,9 @@ from pki.access import grant_role, revoke_grant
 from pki.exceptions import ConfigurationError, SigningRefused
 from pki.issuance import submit_request
 from pki.models import AuditEvent, Certificate, RequestState, Role, RoleGrant, SigningJob, SigningJobState
-from pki.signing_channel import REFUSED, create_job, handle_message, job_mac, open_answer, result_mac
+from pki.signing import execute
+from pki.signing_channel import REFUSED, create_job, job_mac, open_answer, result_mac
+from pki.signing_channel import handle_message as _handle
 from tests.conftest import make_csr
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +39,11 @@ def approved(issuing_ca, profile, rita):
     return submit_request(
         ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="rita", requester=rita
     )
+
+
+def handle_message(args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
+    """What the ``pki.signing.run`` task does with a message."""
+    return _handle(args, kwargs, execute=execute)
 
 
 def _envelope(answer: dict[str, object]) -> dict[str, object]:
@@ -71,6 +78,7 @@ def test_messages_that_are_not_a_job_id_and_its_mac_are_refused_and_audited(appr
         (("issue_request",), {"request_id": approved.pk, "actor": "mallory"}),  # the old message form
         ((), {"job": str(job.pk)}),  # no MAC
         ((), {"job": str(job.pk), "mac": "0" * 64}),  # a bad MAC
+        ((), {"job": str(job.pk), "mac": "\u00e9" * 64}),  # a bad MAC that is not even ASCII
         ((), {"job": str(job.pk), "mac": mac, "actor": "mallory"}),  # an extra argument
         ((), {"job": "not-a-uuid", "mac": mac}),
         ((), {"job": "6f1c2a4e-0000-4000-8000-000000000000", "mac": mac}),  # no such job
@@ -82,6 +90,7 @@ def test_messages_that_are_not_a_job_id_and_its_mac_are_refused_and_audited(appr
     assert _refusals() == [
         "malformed message: only a job id and its MAC are accepted",
         "malformed message: only a job id and its MAC are accepted",
+        "bad MAC",
         "bad MAC",
         "malformed message: only a job id and its MAC are accepted",
         "malformed job id",
@@ -176,3 +185,16 @@ def test_the_mac_covers_the_user_and_the_actor(approved, rita):
     assert job_mac(job) == mac
     job.actor = "alice"
     assert job_mac(job) != mac
+
+
+def test_old_signing_jobs_are_purged_and_their_messages_then_refused(approved, rita):
+    import datetime as dt
+
+    from pki.signing_channel import purge_signing_jobs
+    from pki.tasks import BEAT_SCHEDULE
+
+    job, mac = _job("issue_request", rita, request_id=approved.pk)
+    assert purge_signing_jobs(now=job.created_at + dt.timedelta(days=29)) == 0
+    assert purge_signing_jobs(now=job.created_at + dt.timedelta(days=31)) == 1
+    assert _envelope(handle_message((), {"job": str(job.pk), "mac": mac}))["message"] == "no such signing job"
+    assert "pki.purge_signing_jobs" in {entry["task"] for entry in BEAT_SCHEDULE.values()}

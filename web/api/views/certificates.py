@@ -16,10 +16,10 @@ from rest_framework.reverse import reverse
 
 from pki.access import Action, visible_certificates
 from pki.exceptions import NotFound
-from pki.issuance import chain_for, latest_successor, renew_certificate
+from pki.issuance import chain_for, latest_successor
 from pki.models import Certificate
 from pki.revocation import revoke_certificate
-from pki.signing import run_signing, signs_here
+from pki.signing import run_signing
 from web.api import serializers as s
 from web.api.filters import CertificateFilter
 from web.api.pagination import IdCursorPagination
@@ -112,19 +112,15 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         data.is_valid(raise_exception=True)
         csr = data.validated_data.get("csr")
         validity_days = data.validated_data.get("validity_days")
-        if signs_here():
-            new_pk = renew_certificate(
-                certificate=cert, csr=csr, validity_days=validity_days, actor=actor_of(request)
-            ).pk
-        else:
-            # KMI_SIGNING=worker: the signing worker renews (nothing is stored before it does).
-            new_pk = run_signing(
-                "renew_certificate",
-                certificate_id=cert.pk,
-                csr_pem=csr,
-                validity_days=validity_days,
-                actor=actor_of(request),
-            )["certificate_id"]
+        # In process or on a signing worker (nothing is stored before it renews): pki.signing decides.
+        new_pk = run_signing(
+            "renew_certificate",
+            certificate_id=cert.pk,
+            csr_pem=csr,
+            validity_days=validity_days,
+            actor=actor_of(request),
+            user=request.user,
+        )["certificate_id"]
         new = Certificate.objects.select_related("ca", "profile").get(pk=new_pk)
         location = reverse("api:certificate-detail", kwargs={"pk": new.pk}, request=request)
         return Response(
