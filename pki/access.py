@@ -173,6 +173,16 @@ def _view_or_renew_certificate(g: Grants, obj: object) -> bool:
     return True  # lists are narrowed by visible_certificates
 
 
+def _renew_certificate(g: Grants, obj: object) -> bool:
+    # Renewal is issuance: the owner renews only while she may still request under the
+    # certificate's CA and profile (a revoked requester grant ends it); operators of the CA may.
+    if isinstance(obj, Certificate):
+        if obj.ca_id in g.operator_cas:
+            return True
+        return _owned(g, obj.owner_id) and (obj.ca_id, obj.profile_id) in g.requester_pairs
+    return True  # lists are narrowed by visible_certificates
+
+
 def _revoke_certificate(g: Grants, obj: object) -> bool:
     if isinstance(obj, Certificate):
         return obj.ca_id in g.operator_cas
@@ -221,7 +231,7 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.VIEW_REQUEST: _view_request,
     Action.REVIEW_REQUEST: _review_request,
     Action.VIEW_CERTIFICATE: _view_or_renew_certificate,
-    Action.RENEW_CERTIFICATE: _view_or_renew_certificate,
+    Action.RENEW_CERTIFICATE: _renew_certificate,
     Action.REVOKE_CERTIFICATE: _revoke_certificate,
     Action.VIEW_KEY: _view_key,
     Action.VIEW_AUDIT: _nobody,

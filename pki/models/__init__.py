@@ -12,6 +12,7 @@ from pki.models.acme import (
 )
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
+from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
@@ -39,6 +40,7 @@ __all__ = [
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
+    "BlockedKey",
     "CAGeneration",
     "CAState",
     "CRLScope",

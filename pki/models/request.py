@@ -49,6 +49,14 @@ class CertificateRequest(models.Model):
     renew_before_days = models.PositiveIntegerField(null=True, blank=True)
     owner_email = models.EmailField(blank=True, db_default="", help_text="who hears about the certificate")
     owner_webhook_url = models.URLField(blank=True, max_length=500, db_default="")
+    renews = models.ForeignKey(
+        "pki.Certificate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="renewal_requests",
+        help_text="the certificate this request renews (a renewal under a profile that needs approval)",
+    )
     created_at = models.DateTimeField()
     reviewed_at = models.DateTimeField(null=True, blank=True)
 

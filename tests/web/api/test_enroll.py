@@ -229,3 +229,26 @@ def test_api_enroll_answers_400_bad_csr_for_a_hostile_csr(requester, case):
         CertificateRequest.objects.count(),
         AuditEvent.objects.count(),
     ) == before
+
+
+def test_enroll_with_a_key_revoked_for_key_compromise_is_refused_and_audited(requester, operator):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.models import BlockedKey
+
+    enrolled = _enroll(requester)
+    assert enrolled.status_code == 201
+    cert = Certificate.objects.get(pk=int(enrolled["Location"].rstrip("/").rsplit("/", 1)[1]))
+    count = Certificate.objects.count()
+    revoked = operator.client.post(
+        f"/api/v1/certificates/{cert.pk}/revoke/", {"reason": "keyCompromise"}, format="json"
+    )
+    assert revoked.status_code == 200, revoked.content
+    assert BlockedKey.objects.filter(spki_sha256=cert.key_fingerprint).exists()
+    response = _enroll(requester)
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "key_blocked"
+    assert Certificate.objects.count() == count
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert refusal.actor.startswith("rita")
+    assert refusal.details["spki_sha256"] == cert.key_fingerprint
