@@ -4,6 +4,33 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+# The seeded profiles allowed every DNS name and IP address (0002); they now allow what the
+# operator names in KMI_ALLOWED_DOMAINS (unset: special-use names and private ranges only).
+# A profile an operator already edited (no "dns:**" left) is left as it is.
+OPERATOR_NAMES = "$KMI_ALLOWED_DOMAINS"
+ANYTHING = ["dns:**", "ip:0.0.0.0/0", "ip:::/0"]
+SEEDED = ["tls-server", "tls-client", "tls-server-client"]
+
+
+def narrow_seeded_names(apps, schema_editor):
+    Profile = apps.get_model("pki", "Profile")
+    for profile in Profile.objects.filter(name__in=SEEDED):
+        if "dns:**" not in profile.allowed_names:
+            continue
+        rest = [p for p in profile.allowed_names if p not in ANYTHING]
+        profile.allowed_names = [OPERATOR_NAMES, *rest]
+        profile.save(update_fields=["allowed_names", "updated_at"])
+
+
+def widen_seeded_names(apps, schema_editor):
+    Profile = apps.get_model("pki", "Profile")
+    for profile in Profile.objects.filter(name__in=SEEDED):
+        if OPERATOR_NAMES in profile.allowed_names:
+            rest = [p for p in profile.allowed_names if p != OPERATOR_NAMES]
+            profile.allowed_names = [*ANYTHING, *rest]
+            profile.save(update_fields=["allowed_names", "updated_at"])
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -31,4 +58,5 @@ class Migration(migrations.Migration):
                 'ordering': ['-created_at', '-pk'],
             },
         ),
+        migrations.RunPython(narrow_seeded_names, widen_seeded_names),
     ]
