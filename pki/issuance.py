@@ -26,7 +26,7 @@ from pki.models.authority import CAGeneration, CertificateAuthority, certificate
 from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import Approval, CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
 from pki.recording import new_request_id, record_issuance
 from pki.signals import certificate_issued
@@ -276,6 +276,13 @@ def submit_and_issue(
     return request, cert
 
 
+def _same_reviewer(approval: Approval, *, reviewer: User | None, actor: str) -> bool:
+    """Whether ``approval`` was given by this reviewer (their account; at the command line, their name)."""
+    if reviewer is not None:
+        return approval.approver_id == reviewer.pk
+    return approval.approver_id is None and approval.approved_by == actor
+
+
 def approve_request(
     *,
     request: CertificateRequest,
@@ -283,7 +290,14 @@ def approve_request(
     reviewer: User | None = None,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
-    """Approve a pending request (re-checking it against the current policy)."""
+    """Record one reviewer's approval of a pending request (re-checking it against today's policy).
+
+    Separation of duties: whoever submitted the request cannot approve it, and a profile's
+    ``approvals_required`` approvals must come from distinct reviewers. The request turns
+    ``approved`` with the last one (audited ``request.approved`` with every approver); until
+    then it stays ``pending`` (each approval audited ``request.approval_recorded``).
+    ``reviewer`` None is an operator at the command line, known by ``actor`` only.
+    """
     now = resolve(now)
     with transaction.atomic():
         request = (
@@ -304,13 +318,34 @@ def approve_request(
                 csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
                 validity_days=request.validity_days,
             )
+        earlier = list(request.approvals.all())
+        if any(_same_reviewer(a, reviewer=reviewer, actor=actor) for a in earlier):
+            raise PolicyViolation(f"you approved request {request.pk} already: it needs another reviewer")
+        Approval.objects.create(request=request, approver=reviewer, approved_by=actor, created_at=now)
+        approvers = [a.approved_by for a in earlier] + [actor]
+        required = request.profile.approvals_required if request.profile.requires_approval else 1
+        if len(approvers) < required:
+            audit.record(
+                action="request.approval_recorded",
+                actor=actor,
+                obj=request,
+                details={"approvals": len(approvers), "required": required, "approvers": approvers},
+                scope=f"ca:{request.ca_id}",
+                now=now,
+            )
+            return request
         request.state = RequestState.APPROVED
         request.reviewer = reviewer
         request.reviewed_by = actor
         request.reviewed_at = now
         request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
         audit.record(
-            action="request.approved", actor=actor, obj=request, scope=f"ca:{request.ca_id}", now=now
+            action="request.approved",
+            actor=actor,
+            obj=request,
+            details={"approvals": len(approvers), "required": required, "approvers": approvers},
+            scope=f"ca:{request.ca_id}",
+            now=now,
         )
     return request
 

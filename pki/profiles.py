@@ -90,6 +90,9 @@ def name_matches(san: SAN, pattern: str) -> bool:
     return fnmatch.fnmatchcase(san.value, value)
 
 
+# Distinct reviewers a profile may ask for (separation of duties, not a quorum of the whole staff).
+MAX_APPROVALS = 5
+
 # An ``allowed_names`` entry standing for the names the operator allows (KMI_ALLOWED_DOMAINS);
 # the seeded profiles carry it instead of allowing every name.
 OPERATOR_NAMES = "$KMI_ALLOWED_DOMAINS"
@@ -154,6 +157,7 @@ class ProfilePolicy:
     is_ca: bool
     path_length: int | None
     ocsp_no_check: bool
+    approvals_required: int = 1
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ProfilePolicy:
@@ -170,6 +174,10 @@ class ProfilePolicy:
             validate_name_pattern(pattern)
         if profile.default_validity_days > profile.validity_days:
             raise PolicyViolation(f"profile {profile.name}: default validity exceeds the cap")
+        if not 1 <= profile.approvals_required <= MAX_APPROVALS:
+            raise PolicyViolation(
+                f"profile {profile.name}: approvals_required must be between 1 and {MAX_APPROVALS}"
+            )
         return cls(
             name=profile.name,
             validity_days=profile.validity_days,
@@ -184,6 +192,7 @@ class ProfilePolicy:
             is_ca=profile.is_ca,
             path_length=profile.path_length,
             ocsp_no_check=profile.ocsp_no_check,
+            approvals_required=profile.approvals_required,
         )
 
     # --- derived values -------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pki.models.notification import (
 )
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import Approval, CertificateRequest, RequestState
 
 __all__ = [
     "AcmeAccount",
@@ -37,6 +37,7 @@ __all__ = [
     "AcmeNonce",
     "AcmeOrder",
     "ApiToken",
+    "Approval",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",

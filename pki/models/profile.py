@@ -28,6 +28,11 @@ class Profile(models.Model):
     )
     require_san = models.BooleanField(default=False)
     requires_approval = models.BooleanField(default=False)
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1,
+        db_default=1,
+        help_text="approvals by distinct reviewers a request needs when the profile requires approval",
+    )
     is_ca = models.BooleanField(default=False)
     path_length = models.PositiveIntegerField(null=True, blank=True)
     ocsp_no_check = models.BooleanField(default=False)

@@ -71,3 +71,37 @@ class CertificateRequest(models.Model):
 
     def __str__(self) -> str:
         return f"request {self.pk} ({self.state}) {self.subject}"
+
+
+class Approval(models.Model):
+    """One reviewer's approval of a pending request; a profile may need several, by distinct people."""
+
+    request = models.ForeignKey(CertificateRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the reviewer's account (none: an operator at the command line)",
+    )
+    approved_by = models.CharField(max_length=150, help_text="the audit actor that approved")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "approver"],
+                condition=models.Q(approver__isnull=False),
+                name="pki_approval_one_per_reviewer",
+            ),
+            models.UniqueConstraint(
+                fields=["request", "approved_by"],
+                condition=models.Q(approver__isnull=True),
+                name="pki_approval_one_per_actor",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id} approved by {self.approved_by}"
