@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from pki import audit
 from pki.clock import resolve
-from pki.exceptions import PolicyViolation
+from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.access import ApiToken, Role, RoleGrant
 from pki.models.acme import AcmeEndpoint, AcmeExternalAccountKey
 from pki.models.audit import AuditEvent
@@ -405,8 +405,22 @@ def grant_role(
     return grant
 
 
+def _administrators_without(grant: RoleGrant) -> set[int]:
+    """Active administrators that remain once ``grant`` is gone (grants and active superusers)."""
+    from django.contrib.auth import get_user_model
+
+    remaining = set(
+        RoleGrant.objects.filter(role=Role.ADMINISTRATOR, user__is_active=True)
+        .exclude(pk=grant.pk)
+        .values_list("user_id", flat=True)
+    )
+    users = get_user_model().objects.filter(is_superuser=True, is_active=True)
+    return remaining | set(users.values_list("pk", flat=True))
+
+
 def revoke_grant(*, grant: RoleGrant, actor: str, now: dt.datetime | None = None) -> None:
-    """Take a role away; audited."""
+    """Take a role away; audited. The last active administrator's grant is never revoked:
+    nobody could grant roles afterwards."""
     now = resolve(now)
     with transaction.atomic():
         row = (
@@ -414,6 +428,14 @@ def revoke_grant(*, grant: RoleGrant, actor: str, now: dt.datetime | None = None
             .select_related("user", "ca", "profile")
             .get(pk=grant.pk)
         )
+        if row.role == Role.ADMINISTRATOR:
+            # Every administrator grant is locked, so two revocations cannot each leave the other.
+            list(RoleGrant.objects.select_for_update().filter(role=Role.ADMINISTRATOR).values_list("pk"))
+            if not _administrators_without(row):
+                raise InvalidState(
+                    f"{row.user.get_username()} holds the last administrator grant: grant the role "
+                    "to someone else first"
+                )
         audit.record(
             action="access.revoked",
             actor=actor,
