@@ -32,6 +32,32 @@ def widen_seeded_names(apps, schema_editor):
             profile.save(update_fields=["allowed_names", "updated_at"])
 
 
+def seal_eab_keys(apps, schema_editor):
+    """ACME EAB HMAC keys were stored in clear: seal each under the KEK (like every other secret)."""
+    Key = apps.get_model("pki", "AcmeExternalAccountKey")
+    rows = list(Key.objects.all())
+    if not rows:
+        return
+    from pki.keys.encrypted import seal_secret
+
+    for row in rows:  # ConfigurationError without a KEK: run the migration where the KEK is
+        row.kek_id, row.sealed_hmac_key = seal_secret(
+            purpose="acme-eab", name=row.key_id, plaintext=bytes(row.hmac_key)
+        )
+        row.save(update_fields=["kek_id", "sealed_hmac_key"])
+
+
+def unseal_eab_keys(apps, schema_editor):
+    Key = apps.get_model("pki", "AcmeExternalAccountKey")
+    from pki.keys.encrypted import open_secret
+
+    for row in Key.objects.all():
+        row.hmac_key = open_secret(
+            purpose="acme-eab", name=row.key_id, kek_id=row.kek_id, sealed=bytes(row.sealed_hmac_key)
+        )
+        row.save(update_fields=["hmac_key"])
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -81,4 +107,24 @@ class Migration(migrations.Migration):
         ),
     
         migrations.RunPython(narrow_seeded_names, widen_seeded_names),
+        migrations.AddField(
+            model_name="acmeexternalaccountkey",
+            name="kek_id",
+            field=models.CharField(blank=True, default="", help_text="KEK that seals the HMAC key", max_length=64),
+        ),
+        migrations.AddField(
+            model_name="acmeexternalaccountkey",
+            name="sealed_hmac_key",
+            field=models.BinaryField(default=b""),
+        ),
+        migrations.RunPython(seal_eab_keys, unseal_eab_keys),
+        migrations.AlterField(
+            model_name="acmeexternalaccountkey",
+            name="hmac_key",
+            field=models.BinaryField(default=b"", editable=False),
+        ),
+        migrations.RemoveField(
+            model_name="acmeexternalaccountkey",
+            name="hmac_key",
+        ),
     ]
