@@ -650,6 +650,11 @@ def sign_csr(
     )
     if request.state == RequestState.PENDING:
         request = approve_request(request=request, actor=actor, now=now)
+        if request.state == RequestState.PENDING:
+            raise ApprovalRequired(
+                f"profile {profile.name} needs {profile.approvals_required} approvals by different "
+                f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
+            )
     return issue_certificate(request=request, actor=actor, now=now)
 
 
