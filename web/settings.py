@@ -225,6 +225,7 @@ KMI = {
     "BACKDATE_SECONDS": env["KMI_BACKDATE_SECONDS"],
     "AUDIT_LANES": env["KMI_AUDIT_LANES"],
     "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
+    "ALLOWED_DOMAINS": env["KMI_ALLOWED_DOMAINS"],  # what the seeded profiles certify
 }
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
