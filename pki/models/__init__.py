@@ -10,7 +10,7 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
-from pki.models.audit import AuditEvent, AuditStream
+from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
@@ -39,6 +39,7 @@ __all__ = [
     "AcmeOrder",
     "ApiToken",
     "Approval",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
