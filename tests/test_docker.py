@@ -43,6 +43,10 @@ def test_compose_file_is_valid_and_only_the_signer_holds_the_kek():
     assert with_kek == {"signer", "init"}  # init signs the first CAs and KMI's own TLS certificate
     assert {s["source"] if isinstance(s, dict) else s for s in services["signer"]["secrets"]} >= {"kmi_kek"}
     assert "kmi_kek" not in str(services["web"].get("secrets"))
+    # The signing channel's MAC key: every process that sends or runs signing jobs holds it.
+    for name in ("web", "worker", "beat", "signer"):
+        assert services[name]["environment"]["KMI_SIGNING_SECRET_FILE"] == "/run/secrets/kmi_signing_secret"
+        assert "kmi_signing_secret" in str(services[name].get("secrets")), name
     assert services["web"]["environment"]["KMI_SIGNING"] == "worker"
     assert services["web"]["command"] == ["web"]
     assert sorted(

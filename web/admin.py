@@ -406,7 +406,7 @@ class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
     """EAB keys; the HMAC key is never shown (minted by an endpoint action); deleting revokes."""
 
     list_display = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
-    exclude = ("hmac_key",)
+    exclude = ("sealed_hmac_key", "kek_id")
     readonly_fields = ("key_id", "endpoint", "created_by", "created_at", "bound_at")
 
     def has_add_permission(self, request: object) -> bool:

@@ -63,7 +63,7 @@ def drop_triggers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pki", "0014_lifecycle_controls"),
+        ("pki", "0016_policy"),
     ]
 
     operations = [
