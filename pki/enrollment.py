@@ -151,11 +151,12 @@ def approve_and_issue(
     actor: str,
     reviewer: User | None = None,
     now: dt.datetime | None = None,
-) -> Certificate:
-    """Approve a pending request and issue its certificate, both or neither.
+) -> Certificate | None:
+    """Approve a pending request and, with its last required approval, issue its certificate.
 
-    With ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues
-    it; when no worker answers, ``SigningUnavailable`` leaves the request approved.
+    Returns None while the profile waits for more approvals (by other reviewers). With
+    ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues it;
+    when no worker answers, ``SigningUnavailable`` leaves the request approved.
     """
     now = resolve(now)
     if not signs_here():
@@ -163,9 +164,13 @@ def approve_and_issue(
         fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
         if fresh.state != RequestState.APPROVED:
             fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
+            if fresh.state != RequestState.APPROVED:
+                return None
         return issue_through_signer(request=fresh, actor=actor, user=reviewer)
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
+        if approved.state != RequestState.APPROVED:
+            return None
         return issue_certificate(request=approved, actor=actor, now=now)
 
 

@@ -246,6 +246,8 @@ def _check_renew(user: User | None, params: Mapping[str, Any]) -> str | None:
         return "no such certificate"
     if user is None or not can(user, Action.RENEW_CERTIFICATE, cert):
         return f"{_name(user)} may not renew certificate {cert.pk}"
+    if params.get("renewer_id") not in (None, user.pk):
+        return "a renewal names as renewer the user the job names"
     return None
 
 

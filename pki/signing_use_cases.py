@@ -41,9 +41,16 @@ def _issue_request(*, request_id: int, actor: str) -> dict[str, Any]:
 
 @signing_use_case("renew_certificate")
 def _renew_certificate(
-    *, certificate_id: int, actor: str, csr_pem: str | None = None, validity_days: int | None = None
+    *,
+    certificate_id: int,
+    actor: str,
+    csr_pem: str | None = None,
+    validity_days: int | None = None,
+    renewer_id: int | None = None,
 ) -> dict[str, Any]:
-    """Renew a certificate (same key, or the key of ``csr_pem``)."""
+    """Renew a certificate (same key, or the key of ``csr_pem``); a person renewing needs a current grant."""
+    from django.contrib.auth.models import User
+
     from pki.issuance import renew_certificate
     from pki.models.certificate import Certificate
 
@@ -51,7 +58,14 @@ def _renew_certificate(
         cert = Certificate.objects.select_related("ca", "profile", "key").get(pk=certificate_id)
     except Certificate.DoesNotExist:
         raise NotFound(f"no certificate {certificate_id}") from None
-    new = renew_certificate(certificate=cert, actor=actor, csr=csr_pem, validity_days=validity_days)
+    renewer = None
+    if renewer_id is not None:
+        renewer = User.objects.filter(pk=renewer_id).first()
+        if renewer is None:
+            raise NotFound(f"no user {renewer_id}")
+    new = renew_certificate(
+        certificate=cert, actor=actor, csr=csr_pem, validity_days=validity_days, renewer=renewer
+    )
     return {"certificate_id": new.pk, "serial": new.serial, "replayed": False}
 
 

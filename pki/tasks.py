@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -61,6 +62,15 @@ def verify_audit_chain() -> dict[str, Any]:
     for brk in report.breaks:
         log.error("audit chain %s broken at seq %s: %s", brk["stream"], brk["seq"], brk["problem"])
     return {"streams": report.streams, "events": report.events, "ok": report.ok}
+
+
+@shared_task(name="pki.signing.audit_checkpoint")
+def audit_checkpoint() -> dict[str, Any]:
+    """Sign, store and export an audit checkpoint (on a signing worker: it holds the audit key)."""
+    from pki.audit_checkpoints import make_checkpoint
+
+    row = make_checkpoint(actor="system:celery")
+    return {"number": row.number, "events": row.events}
 
 
 @shared_task(name="pki.refresh_certificate_summaries")
@@ -344,6 +354,10 @@ _SIX_HOURS = 6 * 3600.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    "audit-checkpoint": {
+        "task": "pki.signing.audit_checkpoint",
+        **_every(float(getattr(settings, "KMI_AUDIT_CHECKPOINT_SECONDS", 300))),
+    },
     "console-summaries": {
         "task": "pki.refresh_certificate_summaries",
         **_every(float(lifecycle_settings().summary_seconds)),

@@ -18,6 +18,11 @@ _prefix = os.environ.get("KMI_CACHE_PREFIX", "")
 if not _prefix or (_worker and not _prefix.endswith(f"-{_worker}")):
     os.environ["KMI_CACHE_PREFIX"] = f"kmi-test-{os.getpid()}-{_worker or 'main'}"
 
+# Exported audit checkpoints go to a file of this test process, never the source tree's var/.
+os.environ.setdefault(
+    "KMI_AUDIT_CHECKPOINT_PATH", f"/tmp/kmi-test-checkpoints-{os.getpid()}-{_worker or 'main'}.jsonl"
+)
+
 from web.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only

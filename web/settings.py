@@ -225,7 +225,12 @@ KMI = {
     "BACKDATE_SECONDS": env["KMI_BACKDATE_SECONDS"],
     "AUDIT_LANES": env["KMI_AUDIT_LANES"],
     "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
+    "ALLOWED_DOMAINS": env["KMI_ALLOWED_DOMAINS"],  # what the seeded profiles certify
 }
+# Signed audit checkpoints (pki.audit_checkpoints): exported to this file as they are made.
+KMI_AUDIT_CHECKPOINT_PATH = env["KMI_AUDIT_CHECKPOINT_PATH"] or str(DATA_DIR / "audit-checkpoints.jsonl")
+KMI_AUDIT_CHECKPOINT_SECONDS = env["KMI_AUDIT_CHECKPOINT_SECONDS"]
+KMI_AUDIT_CHECKPOINT_WEBHOOK_URL = env["KMI_AUDIT_CHECKPOINT_WEBHOOK_URL"]
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
 if env["KMI_PKCS11_MODULE"]:

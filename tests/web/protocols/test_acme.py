@@ -922,3 +922,25 @@ def test_a_processing_order_fails_cleanly_when_the_policy_changed_before_the_wor
     assert order_row.certificate is None
     assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "invalid"
     assert acme.post(order_url, None).json()["status"] == "invalid"
+
+
+def test_finalize_with_a_key_revoked_for_key_compromise_is_bad_public_key(
+    acme, http01, django_capture_on_commit_callbacks
+):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.revocation import revoke_key
+    from pki.x509.csr import spki_fingerprint
+
+    fingerprint = spki_fingerprint(load_key("ec-p256-b").public_key())
+    revoke_key(spki_sha256=fingerprint, actor="ops")
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    before = Certificate.objects.count()
+    response = _finalize(acme, order, ["www.example.test"])
+    assert (response.status, response.problem_type) == (400, "badPublicKey")
+    assert "never certified again" in response.json()["detail"]
+    assert Certificate.objects.count() == before
+    assert acme.post(order_url, None).json()["status"] == "ready"
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert refusal.details["path"] == "acme.finalize"
+    assert refusal.details["spki_sha256"] == fingerprint
