@@ -103,3 +103,10 @@ class AlreadyExists(InvalidState):
     """An object with that name exists already (a duplicate ACME endpoint name, …)."""
 
     code = "already_exists"
+
+
+class NotAuthenticated(PKIError):
+    """A device's credential (enrollment code, challenge password, client certificate) is
+    missing, wrong, expired or used up."""
+
+    code = "not_authenticated"

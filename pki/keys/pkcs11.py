@@ -254,6 +254,20 @@ class Pkcs11KeyBackend:
         _verify(public_key, signature, data, algorithm)
         return signature
 
+    def decrypt(self, handle: str, ciphertext: bytes) -> bytes:
+        """RSA PKCS#1 v1.5 decryption on the token (CKM_RSA_PKCS) of a wrapped content key."""
+        from pkcs11 import Mechanism
+        from pkcs11.exceptions import PKCS11Error
+
+        if not isinstance(self.public_key(handle), rsa.RSAPublicKey):
+            raise KeyBackendError(f"key {handle} is not an RSA key: it cannot decrypt")
+        with self._lock:
+            key = self._private_key_locked(handle)
+            try:
+                return bytes(key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS))
+            except PKCS11Error as exc:
+                raise KeyBackendError(f"the token could not decrypt: {type(exc).__name__}") from None
+
     def destroy(self, handle: str) -> None:
         """C_DestroyObject on the key's private and public objects (idempotent)."""
         from pkcs11 import Attribute

@@ -15,6 +15,7 @@ from pki.models.authority import CAGeneration, CAState, CertificateAuthority, Ge
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
+from pki.models.device import EnrollmentCode, EstLabel, ScepChallenge, ScepLabel, ScepTransaction
 from pki.models.health import AuditVerification, CertificateSummary, WorkerHeartbeat
 from pki.models.key import Key, KeyDestruction, KeyRecovery, KeyState, KeyType, SealedKey, TwoPersonState
 from pki.models.notification import (
@@ -48,6 +49,8 @@ __all__ = [
     "CertificateRequest",
     "CertificateRevocationList",
     "CertificateSummary",
+    "EnrollmentCode",
+    "EstLabel",
     "GenerationState",
     "Key",
     "KeyDelivery",
@@ -66,6 +69,9 @@ __all__ = [
     "RevocationReason",
     "Role",
     "RoleGrant",
+    "ScepChallenge",
+    "ScepLabel",
+    "ScepTransaction",
     "SealedKey",
     "TwoPersonState",
     "WorkerHeartbeat",
