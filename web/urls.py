@@ -9,6 +9,7 @@ from web.metrics import metrics_view
 from web.protocols import repository
 from web.protocols.est import est_view
 from web.protocols.ocsp import ocsp_view
+from web.protocols.scep import scep_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -36,6 +37,8 @@ urlpatterns = [
     # Device enrollment: EST (RFC 7030 §3.2.2) and SCEP (RFC 8894 §4.1).
     path(".well-known/est/<slug:operation>", est_view, name="est"),
     path(".well-known/est/<slug:label>/<slug:operation>", est_view, name="est-label"),
+    path("scep/<slug:label>", scep_view, name="scep"),
+    path("scep/<slug:label>/pkiclient.exe", scep_view, name="scep-cisco"),
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.

@@ -106,19 +106,27 @@ class ScepChallenge(models.Model):
 
 
 class ScepTransaction(models.Model):
-    """A SCEP transaction (RFC 8894 §3.2.1.1 transactionID): the request it stored, so CertPoll
-    finds it; bound to the key that signed the first message."""
+    """A SCEP transaction (RFC 8894 §3.2.1.1 transactionID): the request it stored (or, for a
+    renewal, the certificate it issued), so CertPoll and a retransmission find it; bound to the
+    key that signed the first message."""
 
     label = models.ForeignKey(ScepLabel, on_delete=models.CASCADE, related_name="transactions")
     transaction_id = models.CharField(max_length=128)
-    signer_key_sha256 = models.CharField(max_length=64)
-    request = models.ForeignKey("pki.CertificateRequest", on_delete=models.CASCADE, related_name="+")
+    signer_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the certificate that signed it")
+    request = models.ForeignKey(
+        "pki.CertificateRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    certificate = models.ForeignKey(
+        "pki.Certificate", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     created_at = models.DateTimeField()
 
     class Meta:
         verbose_name = "SCEP transaction"
         constraints = [
-            models.UniqueConstraint(fields=["label", "transaction_id"], name="pki_scep_unique_transaction")
+            models.UniqueConstraint(
+                fields=["label", "transaction_id", "signer_sha256"], name="pki_scep_unique_transaction"
+            )
         ]
 
     def __str__(self) -> str:
