@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AttributeOID
 from django.db import IntegrityError, transaction
 
@@ -121,6 +122,9 @@ def _dispatch(
         raise m.Refused(m.FailInfo.BAD_TIME, f"signingTime {message.signing_time.isoformat()} is too far off")
     if not message.envelope:
         raise m.Refused(m.FailInfo.BAD_REQUEST, "the pkiMessage carries no pkcsPKIEnvelope")
+    if not isinstance(message.signer.public_key(), rsa.RSAPublicKey):
+        # The reply is encrypted to the signer's key: RSA key transport only (RFC 8894 §2.1).
+        raise m.Refused(m.FailInfo.BAD_ALG, "the signer's key must be RSA: the reply is encrypted to it")
     key = label.ra_key
     content = m.decrypt_envelope(
         message.envelope, backend=get_backend(key.backend), handle=key.handle, recipient=ra_certificate
