@@ -8,6 +8,7 @@ The audit actor names the protocol, the label and the authenticated device:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import AttributeOID
 from django.db import transaction
 
 from pki.clock import resolve
@@ -108,11 +110,29 @@ def ca_certificates(label: EstLabel) -> list[x509.Certificate]:
     return chain
 
 
-def _check_csr(csr: bytes) -> CheckedCSR:
-    return parse_csr(csr)
+def _check_csr(csr: bytes, tls_unique: bytes | None = None) -> CheckedCSR:
+    checked = parse_csr(csr)
+    check_channel_binding(checked, tls_unique)
+    return checked
 
 
-def simple_enroll(*, device: Device, csr: bytes, now: dt.datetime | None = None) -> Enrollment:
+def check_channel_binding(csr: CheckedCSR, tls_unique: bytes | None) -> None:
+    """RFC 7030 §3.5: a CSR whose challengePassword carries the tls-unique value (base64) is
+    bound to the TLS connection that sent it; refuse it on another. ``tls_unique`` is None where
+    KMI does not see the TLS session (TLS 1.3 has no tls-unique; a proxy terminates TLS)."""
+    if tls_unique is None:
+        return
+    try:
+        value = csr.csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
+    except x509.AttributeNotFound:
+        return
+    if value != base64.b64encode(tls_unique):
+        raise NotAuthenticated("the CSR's tls-unique does not match this TLS connection (RFC 7030 §3.5)")
+
+
+def simple_enroll(
+    *, device: Device, csr: bytes, tls_unique: bytes | None = None, now: dt.datetime | None = None
+) -> Enrollment:
     """Enroll ``csr`` for an authenticated device (RFC 7030 §4.2.1).
 
     With an enrollment code: the code is used up by the request it stores (both or neither);
@@ -120,7 +140,7 @@ def simple_enroll(*, device: Device, csr: bytes, now: dt.datetime | None = None)
     """
     now = resolve(now)
     label = device.label
-    checked = _check_csr(csr)
+    checked = _check_csr(csr, tls_unique)
     if device.code is None:
         return enroll(ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now)
     with transaction.atomic():
@@ -147,7 +167,9 @@ def _repeat(*, code: EnrollmentCode, checked: CheckedCSR) -> Enrollment:
     return Enrollment(request=request, certificate=certificate)
 
 
-def simple_reenroll(*, device: Device, csr: bytes, now: dt.datetime | None = None) -> Certificate:
+def simple_reenroll(
+    *, device: Device, csr: bytes, tls_unique: bytes | None = None, now: dt.datetime | None = None
+) -> Certificate:
     """Re-enroll the certificate the device authenticated with (RFC 7030 §4.2.2): the CSR keeps
     its subject and names (a new key is allowed); ``renew_certificate`` issues the successor."""
     now = resolve(now)
@@ -156,7 +178,7 @@ def simple_reenroll(*, device: Device, csr: bytes, now: dt.datetime | None = Non
         raise NotAuthenticated("re-enrollment is authenticated by the certificate being renewed")
     if old.ca_id != device.label.ca_id:
         raise NotAuthenticated(f"certificate {old.serial} was not issued by label {device.label.name}'s CA")
-    checked = _check_csr(csr)
+    checked = _check_csr(csr, tls_unique)
     if checked.subject != old.x509().subject:
         # RFC 7030 §4.2.2: "the Subject field ... MUST be identical to the corresponding field
         # in the certificate being renewed".

@@ -30,7 +30,7 @@ from pki.est import enrollment as est
 from pki.est.labels import OPERATIONS
 from pki.models.certificate import Certificate
 from pki.models.device import EstLabel
-from web.protocols.devices import client_certificate, device_settings
+from web.protocols.devices import ENVIRON_TLS_UNIQUE, client_certificate, device_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def _text(status: int, message: str, **headers: str) -> HttpResponse:
 
 def _b64(data: bytes) -> bytes:
     text = base64.b64encode(data)
-    return b"\r\n".join(text[i : i + _B64_LINE] for i in range(0, len(text), _B64_LINE)) + b"\r\n"
+    # LF line ends: what `base64 -d` (the usual smoke test) reads; CR would be "invalid input".
+    return b"\n".join(text[i : i + _B64_LINE] for i in range(0, len(text), _B64_LINE)) + b"\n"
 
 
 def _base64_response(data: bytes, content_type: str, status: int = 200) -> HttpResponse:
@@ -116,6 +117,11 @@ def _device(request: HttpRequest, label: EstLabel, *, renewal: bool = False) -> 
     )
 
 
+def _tls_unique(request: HttpRequest) -> bytes | None:
+    value = request.META.get(ENVIRON_TLS_UNIQUE)
+    return value if isinstance(value, bytes) else None
+
+
 def _pending(done: Enrollment) -> HttpResponse:
     # RFC 7030 §4.2.3: 202 with Retry-After; the device repeats the same request later.
     seconds = device_settings().retry_after
@@ -132,7 +138,7 @@ def _cacerts(request: HttpRequest, label: EstLabel) -> HttpResponse:
 
 def _simpleenroll(request: HttpRequest, label: EstLabel) -> HttpResponse:
     device = _device(request, label)
-    done = est.simple_enroll(device=device, csr=_body(request))
+    done = est.simple_enroll(device=device, csr=_body(request), tls_unique=_tls_unique(request))
     if done.certificate is None:
         return _pending(done)
     return _base64_response(_certs_only([done.certificate.x509()]), CERTS_ONLY)
@@ -140,7 +146,9 @@ def _simpleenroll(request: HttpRequest, label: EstLabel) -> HttpResponse:
 
 def _simplereenroll(request: HttpRequest, label: EstLabel) -> HttpResponse:
     device = _device(request, label, renewal=True)
-    cert: Certificate = est.simple_reenroll(device=device, csr=_body(request))
+    cert: Certificate = est.simple_reenroll(
+        device=device, csr=_body(request), tls_unique=_tls_unique(request)
+    )
     return _base64_response(_certs_only([cert.x509()]), CERTS_ONLY)
 
 
