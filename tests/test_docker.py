@@ -77,6 +77,20 @@ def test_nginx_serves_repository_paths_over_http_and_the_rest_over_https():
     assert "location = /metrics { return 404; }" in https_server
 
 
+def test_nginx_passes_est_client_certificates_only_with_the_proxy_secret():
+    conf = (DOCKER / "nginx.conf.template").read_text()
+    est = conf.split("location /.well-known/est/ {", 1)[1].split("\n    }", 1)[0]
+    # Set by nginx on every EST request: a client-sent header of that name never reaches KMI.
+    assert "proxy_set_header X-KMI-Client-Cert $ssl_client_escaped_cert;" in est
+    assert 'proxy_set_header X-KMI-Proxy-Secret "${KMI_EST_PROXY_SECRET}";' in est
+    assert "proxy_set_header Host $host;" in est  # a location's own headers replace the inherited ones
+    assert "ssl_verify_client optional_no_ca;" in conf
+    assert conf.count("location /scep/") == 2  # plain HTTP and HTTPS
+    compose = (DOCKER / "compose.yaml").read_text()
+    # KMI and nginx; unset, KMI never trusts the header (EST then authenticates by code only).
+    assert compose.count("KMI_EST_PROXY_SECRET: ${KMI_EST_PROXY_SECRET:-}") == 2
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_init_role_creates_the_cas_once_and_issues_kmis_own_certificate(tmp_path):
