@@ -17,11 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import AttributeOID
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 
 from pki.clock import resolve
 from pki.conf import pki_settings
-from pki.enrollment import Enrollment, enroll
+from pki.enrollment import Enrollment, enroll, load_targets
 from pki.exceptions import InvalidCSR, NotAuthenticated, PolicyViolation
 from pki.issuance import parse_csr, renew_certificate
 from pki.keys import generate_private_key, signature_hash
@@ -29,7 +30,8 @@ from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.device import EnrollmentCode, EstLabel
 from pki.models.key import KeyType
-from pki.models.request import RequestState
+from pki.models.request import CertificateRequest, RequestState
+from pki.recording import execute_prepared
 from pki.x509.csr import CheckedCSR
 
 from .labels import secret_matches
@@ -55,20 +57,79 @@ class Device:
 
 
 def authenticate_code(
-    *, label: EstLabel, code_id: str, secret: str, now: dt.datetime | None = None
+    *, label_name: str | None, code_id: str, secret: str, now: dt.datetime | None = None
 ) -> Device:
-    """The device holding enrollment code ``code_id`` of ``label`` (HTTP Basic), or ``NotAuthenticated``.
+    """The device holding enrollment code ``code_id`` of label ``label_name`` (None: the default
+    label), or ``NotAuthenticated``. One query finds the code and its label; the CA and profile
+    come from the per-process cache (``load_targets``).
 
     A used code still authenticates the repeat of the request it was used for (RFC 7030 §4.2.3);
-    ``simpleenroll`` checks that the repeat is the same key.
+    ``simple_enroll`` checks that the repeat is the same key.
     """
     now = resolve(now)
-    code = EnrollmentCode.objects.filter(pk=code_id[:32], label=label).select_related("request").first()
+    code = _load_code(label_name, code_id[:32])
     if code is None or not secret_matches(code.secret_sha256, secret):
         raise NotAuthenticated("unknown enrollment code or wrong password")
     if code.used_at is None and code.not_after <= now:
         raise NotAuthenticated(f"enrollment code {code.id} expired at {code.not_after.isoformat()}")
+    ca, profile = load_targets(ca_name=code.ca_name, profile_name=code.profile_name)  # type: ignore[attr-defined]
+    if ca is None or profile is None:
+        raise NotAuthenticated("the label's CA or profile is gone")
+    label = code.label
+    label.ca, label.profile = ca, profile
     return Device(label=label, code=code)
+
+
+_CODE_FIELDS = list(EnrollmentCode._meta.concrete_fields)
+_LABEL_FIELDS = list(EstLabel._meta.concrete_fields)
+_COLUMNS = ", ".join([*(f"c.{f.column}" for f in _CODE_FIELDS), *(f"l.{f.column}" for f in _LABEL_FIELDS)])
+# The hot lookup of every code-authenticated request: the code, its label and the names of the
+# label's CA and profile in one prepared statement (PostgreSQL).
+_CODE_SQL = f"""
+SELECT {_COLUMNS}, ca.name, p.name
+  FROM pki_enrollmentcode c
+  JOIN pki_estlabel l ON l.id = c.label_id
+  JOIN pki_certificateauthority ca ON ca.id = l.ca_id
+  JOIN pki_profile p ON p.id = l.profile_id
+ WHERE c.id = %(code)s AND l.enabled
+   AND (l.name = %(label)s OR (%(label)s::text IS NULL AND l.is_default))
+"""  # noqa: S608 - the columns are the models' own; every value is a bound parameter
+_CLAIM_SQL = """
+UPDATE pki_enrollmentcode SET used_at = %(now)s, request_id = %(request)s
+ WHERE id = %(code)s AND used_at IS NULL RETURNING id
+"""
+
+
+def _load_code(label_name: str | None, code_id: str) -> EnrollmentCode | None:
+    """The code ``code_id`` of an enabled label (by name, or the default one), its label loaded
+    and ``ca_name``/``profile_name`` set."""
+    if connection.vendor != "postgresql":
+        where = {"label__name": label_name} if label_name is not None else {"label__is_default": True}
+        return (
+            EnrollmentCode.objects.select_related("label")
+            .annotate(ca_name=F("label__ca__name"), profile_name=F("label__profile__name"))
+            .filter(pk=code_id, label__enabled=True, **where)
+            .first()
+        )
+    row = execute_prepared(_CODE_SQL, {"code": code_id, "label": label_name})
+    if row is None:
+        return None
+    n, m = len(_CODE_FIELDS), len(_LABEL_FIELDS)
+    code = EnrollmentCode.from_db(connection.alias, [f.attname for f in _CODE_FIELDS], row[:n])
+    code.label = EstLabel.from_db(connection.alias, [f.attname for f in _LABEL_FIELDS], row[n : n + m])
+    code.ca_name, code.profile_name = row[n + m], row[n + m + 1]  # type: ignore[attr-defined]
+    return code
+
+
+def _claim(code: EnrollmentCode, request: CertificateRequest, now: dt.datetime) -> bool:
+    """Mark ``code`` used by ``request``, unless another request used it first."""
+    if connection.vendor != "postgresql":
+        return bool(
+            EnrollmentCode.objects.filter(pk=code.pk, used_at__isnull=True).update(
+                used_at=now, request=request
+            )
+        )
+    return execute_prepared(_CLAIM_SQL, {"now": now, "request": request.pk, "code": code.pk}) is not None
 
 
 def authenticate_certificate(
@@ -143,17 +204,26 @@ def simple_enroll(
     checked = _check_csr(csr, tls_unique)
     if device.code is None:
         return enroll(ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now)
-    with transaction.atomic():
-        code = EnrollmentCode.objects.select_for_update().get(pk=device.code.pk)
-        if code.used_at is not None:
-            return _repeat(code=code, checked=checked)
-        if code.not_after <= now:
-            raise NotAuthenticated(f"enrollment code {code.id} expired at {code.not_after.isoformat()}")
-        done = enroll(ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now)
-        code.used_at = now
-        code.request = done.request
-        code.save(update_fields=["used_at", "request"])
-    return done
+    code = device.code
+    if code.used_at is None:
+        try:
+            with transaction.atomic():
+                done = enroll(
+                    ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now
+                )
+                # Claim the code with the request it stored: of two requests racing with one
+                # code, the second finds it used here and its issuance rolls back.
+                if not _claim(code, done.request, now):
+                    raise _CodeTaken
+            return done
+        except _CodeTaken:
+            pass
+    code = EnrollmentCode.objects.select_related("request").get(pk=code.pk)
+    return _repeat(code=code, checked=checked)
+
+
+class _CodeTaken(Exception):
+    """Another request used the code first (rolls back this one's issuance)."""
 
 
 def _repeat(*, code: EnrollmentCode, checked: CheckedCSR) -> Enrollment:

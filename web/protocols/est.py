@@ -97,14 +97,19 @@ def _label(name: str | None) -> EstLabel:
     return label
 
 
-def _device(request: HttpRequest, label: EstLabel, *, renewal: bool = False) -> est.Device:
+def _device(request: HttpRequest, name: str | None, *, renewal: bool = False) -> est.Device:
     auth = request.META.get("HTTP_AUTHORIZATION", "")
     if auth[:6].lower() == "basic " and not renewal:
         try:
             user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, ValueError):
             raise errors.NotAuthenticated("malformed Basic credentials") from None
-        return est.authenticate_code(label=label, code_id=user, secret=password)
+        try:
+            return est.authenticate_code(label_name=name, code_id=user, secret=password)
+        except errors.NotAuthenticated:
+            _label(name)  # an unknown label is 404, not 401
+            raise
+    label = _label(name)
     der = client_certificate(request)
     if der is not None:
         return est.authenticate_certificate(label=label, der=der, renewal=renewal)
@@ -132,35 +137,35 @@ def _pending(done: Enrollment) -> HttpResponse:
     )
 
 
-def _cacerts(request: HttpRequest, label: EstLabel) -> HttpResponse:
-    return _base64_response(_certs_only(est.ca_certificates(label)), "application/pkcs7-mime")
+def _cacerts(request: HttpRequest, name: str | None) -> HttpResponse:
+    return _base64_response(_certs_only(est.ca_certificates(_label(name))), "application/pkcs7-mime")
 
 
-def _simpleenroll(request: HttpRequest, label: EstLabel) -> HttpResponse:
-    device = _device(request, label)
+def _simpleenroll(request: HttpRequest, name: str | None) -> HttpResponse:
+    device = _device(request, name)
     done = est.simple_enroll(device=device, csr=_body(request), tls_unique=_tls_unique(request))
     if done.certificate is None:
         return _pending(done)
     return _base64_response(_certs_only([done.certificate.x509()]), CERTS_ONLY)
 
 
-def _simplereenroll(request: HttpRequest, label: EstLabel) -> HttpResponse:
-    device = _device(request, label, renewal=True)
+def _simplereenroll(request: HttpRequest, name: str | None) -> HttpResponse:
+    device = _device(request, name, renewal=True)
     cert: Certificate = est.simple_reenroll(
         device=device, csr=_body(request), tls_unique=_tls_unique(request)
     )
     return _base64_response(_certs_only([cert.x509()]), CERTS_ONLY)
 
 
-def _csrattrs(request: HttpRequest, label: EstLabel) -> HttpResponse:
-    return _base64_response(est.csr_attributes(label), "application/csrattrs")
+def _csrattrs(request: HttpRequest, name: str | None) -> HttpResponse:
+    return _base64_response(est.csr_attributes(_label(name)), "application/csrattrs")
 
 
-def _serverkeygen(request: HttpRequest, label: EstLabel) -> HttpResponse:
+def _serverkeygen(request: HttpRequest, name: str | None) -> HttpResponse:
     if not request.is_secure() and client_certificate(request) is None:
         # RFC 7030 §4.4.2: an unencrypted key travels only inside TLS.
         raise errors.PolicyViolation("serverkeygen returns the private key only over TLS")
-    device = _device(request, label)
+    device = _device(request, name)
     made = est.server_keygen(device=device, csr=_body(request))
     done = made.enrollment
     if done.certificate is None:
@@ -181,7 +186,7 @@ def _serverkeygen(request: HttpRequest, label: EstLabel) -> HttpResponse:
     return response
 
 
-Handler = Callable[[HttpRequest, EstLabel], HttpResponse]
+Handler = Callable[[HttpRequest, str | None], HttpResponse]
 _OPERATIONS: dict[str, tuple[str, Handler]] = {
     "cacerts": ("GET", _cacerts),
     "csrattrs": ("GET", _csrattrs),
@@ -222,4 +227,4 @@ def est_view(request: HttpRequest, operation: str, label: str | None = None) -> 
         return _text(405, f"{operation} takes {method}", Allow=method)
     if method == "POST" and len(request.body) > pki_settings().max_csr_bytes * 2:
         return _text(413, "request too large")
-    return handler(request, _label(label))
+    return handler(request, label)
