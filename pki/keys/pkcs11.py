@@ -255,18 +255,12 @@ class Pkcs11KeyBackend:
         return signature
 
     def decrypt(self, handle: str, ciphertext: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 decryption on the token (CKM_RSA_PKCS) of a wrapped content key."""
-        from pkcs11 import Mechanism
-        from pkcs11.exceptions import PKCS11Error
-
-        if not isinstance(self.public_key(handle), rsa.RSAPublicKey):
-            raise KeyBackendError(f"key {handle} is not an RSA key: it cannot decrypt")
-        with self._lock:
-            key = self._private_key_locked(handle)
-            try:
-                return bytes(key.decrypt(ciphertext, mechanism=Mechanism.RSA_PKCS))
-            except PKCS11Error as exc:
-                raise KeyBackendError(f"the token could not decrypt: {type(exc).__name__}") from None
+        """Refused: KMI makes signing-only keys on the token (CKA_DECRYPT false), so a CA key can
+        never double as a decryption oracle; SCEP RA keys live in the encrypted backend."""
+        raise KeyBackendError(
+            f"the PKCS#11 backend does not decrypt with key {handle}: its keys only sign "
+            "(SCEP RA keys are kept by the encrypted backend)"
+        )
 
     def destroy(self, handle: str) -> None:
         """C_DestroyObject on the key's private and public objects (idempotent)."""

@@ -12,9 +12,12 @@ from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.conf import pki_settings
 from pki.est.labels import check_label_name, check_profile, secret_digest
-from pki.exceptions import AlreadyExists, NotAuthenticated, NotFound, PolicyViolation
+from pki.exceptions import AlreadyExists, ConfigurationError, NotAuthenticated, NotFound, PolicyViolation
 from pki.issuance import issue_for_key
+from pki.keys import get_backend
+from pki.keys.encrypted import EncryptedKeyBackend
 from pki.keystore import generate_key
 from pki.models.authority import CertificateAuthority
 from pki.models.device import ScepChallenge, ScepLabel
@@ -50,7 +53,13 @@ def create_scep_label(
     with transaction.atomic():
         if ScepLabel.objects.filter(name=name).exists():
             raise AlreadyExists(f"a SCEP label named {name!r} exists")
-        key = generate_key(key_type=RA_KEY_TYPE, purpose=KeyPurpose.SCEP_RA, actor=actor, scope=f"ca:{ca.pk}")
+        key = generate_key(
+            key_type=RA_KEY_TYPE,
+            purpose=KeyPurpose.SCEP_RA,
+            actor=actor,
+            backend=ra_backend(),
+            scope=f"ca:{ca.pk}",
+        )
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, f"KMI SCEP RA {name}"[:64]),
@@ -81,6 +90,16 @@ def create_scep_label(
             now=now,
         )
     return label
+
+
+def ra_backend() -> str:
+    """The key backend for an RA key, which must decrypt: the default backend when it is the
+    encrypted one, else the configured ``encrypted`` backend (an HSM backend's keys only sign)."""
+    conf = pki_settings()
+    for alias in (conf.default_key_backend, "encrypted"):
+        if alias in conf.key_backends and isinstance(get_backend(alias), EncryptedKeyBackend):
+            return alias
+    raise ConfigurationError("SCEP needs the encrypted key backend for its RA keys; none is configured")
 
 
 def create_scep_challenge(
