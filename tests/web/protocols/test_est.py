@@ -299,3 +299,32 @@ def test_commands_create_a_label_and_print_codes(issuing_ca: CertificateAuthorit
         "/.well-known/est/simpleenroll", csr, content_type=P10, HTTP_AUTHORIZATION=f"Basic {token}"
     )
     assert response.status_code == 200, response.content
+
+
+def test_a_csr_bound_to_another_tls_connection_is_refused(label: EstLabel) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import AttributeOID
+
+    from tests.conftest import load_key
+    from web.protocols.devices import ENVIRON_TLS_UNIQUE
+
+    def bound(value: bytes) -> bytes:
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "device-1.example.test")]))
+            .add_attribute(AttributeOID.CHALLENGE_PASSWORD, base64.b64encode(value))
+            .sign(load_key("ec-p256"), hashes.SHA256())  # type: ignore[arg-type]
+        )
+        return base64.encodebytes(csr.public_bytes(serialization.Encoding.DER))
+
+    url = "/.well-known/est/devices/simpleenroll"
+    tls_unique = {ENVIRON_TLS_UNIQUE: b"finished-message-1"}
+    other = Client().post(
+        url, bound(b"finished-message-2"), content_type=P10, **basic(code_for(label)), **tls_unique
+    )
+    assert other.status_code == 401
+    assert "tls-unique" in other.content.decode()
+    same = Client().post(
+        url, bound(b"finished-message-1"), content_type=P10, **basic(code_for(label)), **tls_unique
+    )
+    assert same.status_code == 200, same.content
