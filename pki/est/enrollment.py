@@ -1,6 +1,6 @@
 """EST operations (RFC 7030 §4): authenticate a device, then enroll, re-enroll or have KMI make
 the key — through the same use cases as the REST API (``pki.enrollment.enroll`` and
-``pki.issuance.renew_certificate``), so profile policy, approval, audit and signing apply.
+``pki.renewal.renew``), so profile policy, approval, audit and signing apply.
 
 The audit actor names the protocol, the label and the authenticated device:
 ``est:<label>/code:<code id>`` or ``est:<label>/cert:<SHA-256 of the client certificate>``.
@@ -24,7 +24,7 @@ from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.enrollment import Enrollment, enroll, load_targets
 from pki.exceptions import InvalidCSR, NotAuthenticated, PolicyViolation
-from pki.issuance import parse_csr, renew_certificate
+from pki.issuance import parse_csr
 from pki.keys import generate_private_key, signature_hash
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
@@ -32,6 +32,7 @@ from pki.models.device import EnrollmentCode, EstLabel
 from pki.models.key import KeyType
 from pki.models.request import CertificateRequest, RequestState
 from pki.recording import execute_prepared
+from pki.renewal import Renewal, renew
 from pki.x509.csr import CheckedCSR
 
 from .labels import secret_matches
@@ -239,9 +240,10 @@ def _repeat(*, code: EnrollmentCode, checked: CheckedCSR) -> Enrollment:
 
 def simple_reenroll(
     *, device: Device, csr: bytes, tls_unique: bytes | None = None, now: dt.datetime | None = None
-) -> Certificate:
+) -> Renewal:
     """Re-enroll the certificate the device authenticated with (RFC 7030 §4.2.2): the CSR keeps
-    its subject and names (a new key is allowed); ``renew_certificate`` issues the successor."""
+    its subject and names (a new key is allowed); ``pki.renewal.renew`` issues the successor, or
+    submits it for review when the profile needs approval."""
     now = resolve(now)
     old = device.certificate
     if old is None:
@@ -255,7 +257,7 @@ def simple_reenroll(
         raise PolicyViolation(
             f"re-enrollment must keep the subject {old.subject!r}, not {checked.subject.rfc4514_string()!r}"
         )
-    return renew_certificate(certificate=old, csr=checked.csr, actor=device.actor, now=now)
+    return renew(certificate=old, csr=checked.csr, actor=device.actor, now=now)
 
 
 # RFC 7030 §4.4: KMI makes the key; the CSR's key only says which type (and proves nothing).

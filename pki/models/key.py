@@ -45,6 +45,7 @@ class KeyPurpose(models.TextChoices):
     SCEP_RA = "scep_ra", "SCEP registration authority"
     END_ENTITY = "end_entity", "End entity (server-generated)"
     EXTERNAL = "external", "External (public key only)"
+    AUDIT = "audit", "Audit checkpoint signing"
 
 
 class KeyQuerySet(models.QuerySet["Key"]):

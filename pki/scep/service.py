@@ -1,7 +1,7 @@
 """SCEP operations (RFC 8894 §3.3, §4): GetCACaps, GetCACert and PKIOperation.
 
 Enrollment goes through the same use cases as the REST API: ``pki.enrollment.enroll`` for
-PKCSReq (profile policy, approval, audit, signing path) and ``pki.issuance.renew_certificate``
+PKCSReq (profile policy, approval, audit, signing path) and ``pki.renewal.renew``
 for RenewalReq. The audit actor names the protocol, the label and the device:
 ``scep:<label>/challenge:<id>``, ``scep:<label>/static`` or ``scep:<label>/cert:<SHA-256 prefix>``.
 Every refusal is a CertRep FAILURE with a failInfo; only a body that is no pkiMessage at all
@@ -23,13 +23,14 @@ from django.db import IntegrityError, transaction
 from pki import exceptions as errors
 from pki.clock import resolve
 from pki.enrollment import enroll
-from pki.issuance import parse_csr, renew_certificate
+from pki.issuance import parse_csr
 from pki.keys import get_backend
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.crl import CertificateRevocationList
 from pki.models.device import ScepLabel, ScepTransaction
 from pki.models.request import RequestState
+from pki.renewal import renew
 from pki.x509.csr import spki_fingerprint
 
 from . import messages as m
@@ -189,12 +190,14 @@ def _enrollment(*, label: ScepLabel, message: m.PkiMessage, content: bytes, now:
             if message.message_type == m.MessageType.RENEWAL_REQ:
                 old = _renewable(label, message.signer, now)
                 actor = f"scep:{label.name}/cert:{old.fingerprint_sha256[:CERT_ID_CHARS]}"
-                certificate = renew_certificate(certificate=old, csr=checked.csr, actor=actor, now=now)
+                # The REST API's renewal: issued at once, or pending when the profile needs approval.
+                renewal = renew(certificate=old, csr=checked.csr, actor=actor, now=now)
                 tx = ScepTransaction.objects.create(
                     label=label,
                     transaction_id=message.transaction_id,
                     signer_sha256=_cert_id(message.signer),
-                    certificate=certificate,
+                    request=renewal.request,
+                    certificate=renewal.certificate,
                     created_at=now,
                 )
                 return _outcome(tx)

@@ -25,10 +25,8 @@ from redis.exceptions import RedisError
 
 from pki import exceptions as errors
 from pki.conf import pki_settings
-from pki.enrollment import Enrollment
 from pki.est import enrollment as est
 from pki.est.labels import OPERATIONS
-from pki.models.certificate import Certificate
 from pki.models.device import EstLabel
 from web.protocols.devices import ENVIRON_TLS_UNIQUE, client_certificate, device_settings
 
@@ -127,12 +125,12 @@ def _tls_unique(request: HttpRequest) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
-def _pending(done: Enrollment) -> HttpResponse:
+def _pending(request_id: int) -> HttpResponse:
     # RFC 7030 §4.2.3: 202 with Retry-After; the device repeats the same request later.
     seconds = device_settings().retry_after
     return _text(
         202,
-        f"request {done.request.pk} waits for an operator's approval; repeat it after {seconds} s",
+        f"request {request_id} waits for an operator's approval; repeat it after {seconds} s",
         Retry_After=str(seconds),
     )
 
@@ -145,16 +143,17 @@ def _simpleenroll(request: HttpRequest, name: str | None) -> HttpResponse:
     device = _device(request, name)
     done = est.simple_enroll(device=device, csr=_body(request), tls_unique=_tls_unique(request))
     if done.certificate is None:
-        return _pending(done)
+        return _pending(done.request.pk)
     return _base64_response(_certs_only([done.certificate.x509()]), CERTS_ONLY)
 
 
 def _simplereenroll(request: HttpRequest, name: str | None) -> HttpResponse:
     device = _device(request, name, renewal=True)
-    cert: Certificate = est.simple_reenroll(
-        device=device, csr=_body(request), tls_unique=_tls_unique(request)
-    )
-    return _base64_response(_certs_only([cert.x509()]), CERTS_ONLY)
+    renewal = est.simple_reenroll(device=device, csr=_body(request), tls_unique=_tls_unique(request))
+    if renewal.certificate is None:
+        assert renewal.request is not None
+        return _pending(renewal.request.pk)
+    return _base64_response(_certs_only([renewal.certificate.x509()]), CERTS_ONLY)
 
 
 def _csrattrs(request: HttpRequest, name: str | None) -> HttpResponse:
@@ -169,7 +168,7 @@ def _serverkeygen(request: HttpRequest, name: str | None) -> HttpResponse:
     made = est.server_keygen(device=device, csr=_body(request))
     done = made.enrollment
     if done.certificate is None:
-        return _pending(done)
+        return _pending(done.request.pk)
     boundary = f"est-{secrets.token_hex(12)}"
     parts = [
         ("application/pkcs8", made.pkcs8_der()),
