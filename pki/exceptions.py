@@ -124,6 +124,13 @@ class AlreadyExists(InvalidState):
     code = "already_exists"
 
 
+class NotAuthenticated(PKIError):
+    """A device's credential (enrollment code, challenge password, client certificate) is
+    missing, wrong, expired or used up."""
+
+    code = "not_authenticated"
+
+
 class SigningRefused(PKIError):
     """A signing worker refused a job: no committed job, a bad MAC, or the authority behind it is gone."""
 

@@ -395,6 +395,7 @@ GROUPS = {
     "OCSP": "The responder, pre-signing and serving: [OCSP](../api/ocsp.md).",
     "REST API": "[Throttling](../api/rest.md#throttling).",
     "ACME": "[ACME](../api/acme.md).",
+    "Device enrollment": "[EST](../guide/est.md) and [SCEP](../guide/scep.md).",
     "Signing and lifecycle": "[Signing only on workers](../guide/deployment.md#signing-only-on-workers), "
     "[Scheduled lifecycle](../guide/lifecycle.md).",
     "Notifications": "[Who is told](../guide/lifecycle.md#who-is-told).",
@@ -795,6 +796,25 @@ declare(
     BOOLEAN,
     "true",
     "An account's valid authorization (until its order's expiry) counts again for its next order.",
+    group=_G,
+)
+
+_G = "Device enrollment"
+declare(
+    "KMI_EST_PROXY_SECRET",
+    TEXT,
+    "",
+    "Shared with the TLS proxy (docker/'s nginx), which sends it in `X-KMI-Proxy-Secret` with the "
+    "verified client certificate in `X-KMI-Client-Cert`; without it that header is never trusted.",
+    group=_G,
+    secret=True,
+    default_doc="none: no proxy-passed client certificates",
+)
+declare(
+    "KMI_DEVICE_RETRY_AFTER",
+    integer(minimum=1, maximum=86400),
+    "300",
+    "Seconds an EST device (202) or SCEP client (PENDING) is told to wait for an approval.",
     group=_G,
 )
 

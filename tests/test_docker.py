@@ -86,6 +86,25 @@ def test_nginx_serves_repository_paths_over_http_and_the_rest_over_https():
     assert "location = /metrics { return 404; }" in https_server
 
 
+def test_nginx_passes_est_client_certificates_only_with_the_proxy_secret(services):
+    conf = (DOCKER / "nginx.conf.template").read_text()
+    est = conf.split("location /.well-known/est/ {", 1)[1].split("\n    }", 1)[0]
+    # Set by nginx on every EST request: a client-sent header of that name never reaches KMI.
+    assert "proxy_set_header X-KMI-Client-Cert $ssl_client_escaped_cert;" in est
+    assert 'proxy_set_header X-KMI-Proxy-Secret "${KMI_EST_PROXY_SECRET}";' in est
+    assert "proxy_set_header Host $host;" in est  # a location's own headers replace the inherited ones
+    assert "ssl_verify_client optional_no_ca;" in conf
+    assert conf.count("location /scep/") == 2  # plain HTTP and HTTPS
+    # The same secret file for KMI's web process and for nginx, which writes it into its config.
+    assert services["web"]["environment"]["KMI_EST_PROXY_SECRET_FILE"] == "/run/secrets/est_proxy_secret"
+    assert "est_proxy_secret" in _secrets(services["web"])
+    assert "est_proxy_secret" in _secrets(services["proxy"])
+    # ($$ in the file: compose's escape for a literal $; its config output may keep either form)
+    assert 'cat /run/secrets/est_proxy_secret)"' in services["proxy"]["command"][-1]
+    assert services["proxy"]["command"][-1].startswith("export KMI_EST_PROXY_SECRET=")
+    assert "file: ./secrets/est_proxy_secret" in (DOCKER / "compose.yaml").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_init_role_creates_the_cas_once_and_issues_kmis_own_certificate(tmp_path):

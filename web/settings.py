@@ -386,6 +386,12 @@ KMI_ACME = {
     "REUSE_AUTHORIZATIONS": env["KMI_ACME_REUSE_AUTHORIZATIONS"],
 }
 
+# --- device enrollment (web/protocols/est.py, web/protocols/scep.py) ----------------------------
+KMI_DEVICES = {
+    "EST_PROXY_SECRET": env["KMI_EST_PROXY_SECRET"],
+    "RETRY_AFTER": env["KMI_DEVICE_RETRY_AFTER"],
+}
+
 # --- operator console (web/console; README "Operator console") --------------------------------
 # Sessions with a TOTP second factor (django-otp) for the roles web.console.auth names, login
 # throttling (django-axes, per user name and address), a Content-Security-Policy without inline

@@ -7,7 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from web.health import healthz
 from web.metrics import metrics_view
 from web.protocols import repository
+from web.protocols.est import est_view
 from web.protocols.ocsp import ocsp_view
+from web.protocols.scep import scep_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -32,6 +34,11 @@ urlpatterns = [
     # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.
     path("ocsp/<path:path>", ocsp_view, name="ocsp"),
     path("acme/", include("web.protocols.acme.urls")),
+    # Device enrollment: EST (RFC 7030 §3.2.2) and SCEP (RFC 8894 §4.1).
+    path(".well-known/est/<slug:operation>", est_view, name="est"),
+    path(".well-known/est/<slug:label>/<slug:operation>", est_view, name="est-label"),
+    path("scep/<slug:label>", scep_view, name="scep"),
+    path("scep/<slug:label>/pkiclient.exe", scep_view, name="scep-cisco"),
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.

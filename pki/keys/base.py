@@ -165,6 +165,12 @@ class KeyBackend(Protocol):
         and OCSP responses are signed with (pki/crl.py and pki/ocsp/responses.py encode their TBS)."""
         ...
 
+    def decrypt(self, handle: str, ciphertext: bytes) -> bytes:
+        """RSA key transport (PKCS#1 v1.5, as CMS rsaEncryption recipients use): return the
+        content-encryption key ``ciphertext`` wraps; ``KeyBackendError`` when it does not decrypt.
+        What SCEP's RA does with its key (RFC 8894 §3.2.2)."""
+        ...
+
     def destroy(self, handle: str) -> None:
         """Erase the key behind ``handle`` for good."""
         ...

@@ -175,6 +175,16 @@ class EncryptedKeyBackend:
             return key.sign(data)
         raise KeyBackendError(f"cannot sign raw data with {type(key).__name__}")
 
+    def decrypt(self, handle: str, ciphertext: bytes) -> bytes:
+        """RSA PKCS#1 v1.5 decryption of a wrapped content-encryption key (CMS key transport)."""
+        key = self._private_key(handle)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise KeyBackendError(f"key {handle} is not an RSA key: it cannot decrypt")
+        try:
+            return key.decrypt(ciphertext, padding.PKCS1v15())
+        except ValueError:
+            raise KeyBackendError("the wrapped key does not decrypt") from None
+
     def destroy(self, handle: str) -> None:
         """Crypto-shred: erase the wrapped DEK and the ciphertext."""
         with transaction.atomic():

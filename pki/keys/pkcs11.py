@@ -254,6 +254,14 @@ class Pkcs11KeyBackend:
         _verify(public_key, signature, data, algorithm)
         return signature
 
+    def decrypt(self, handle: str, ciphertext: bytes) -> bytes:
+        """Refused: KMI makes signing-only keys on the token (CKA_DECRYPT false), so a CA key can
+        never double as a decryption oracle; SCEP RA keys live in the encrypted backend."""
+        raise KeyBackendError(
+            f"the PKCS#11 backend does not decrypt with key {handle}: its keys only sign "
+            "(SCEP RA keys are kept by the encrypted backend)"
+        )
+
     def destroy(self, handle: str) -> None:
         """C_DestroyObject on the key's private and public objects (idempotent)."""
         from pkcs11 import Attribute

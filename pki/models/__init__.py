@@ -16,6 +16,7 @@ from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
+from pki.models.device import EnrollmentCode, EstLabel, ScepChallenge, ScepLabel, ScepTransaction
 from pki.models.health import AuditVerification, CertificateSummary, WorkerHeartbeat
 from pki.models.key import Key, KeyDestruction, KeyRecovery, KeyState, KeyType, SealedKey, TwoPersonState
 from pki.models.notification import (
@@ -53,6 +54,8 @@ __all__ = [
     "CertificateRequest",
     "CertificateRevocationList",
     "CertificateSummary",
+    "EnrollmentCode",
+    "EstLabel",
     "GenerationState",
     "Key",
     "KeyDelivery",
@@ -71,6 +74,9 @@ __all__ = [
     "RevocationReason",
     "Role",
     "RoleGrant",
+    "ScepChallenge",
+    "ScepLabel",
+    "ScepTransaction",
     "SealedKey",
     "SigningJob",
     "SigningJobState",

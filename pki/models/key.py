@@ -42,6 +42,7 @@ class KeyPurpose(models.TextChoices):
 
     CA = "ca", "CA signing"
     OCSP = "ocsp", "OCSP responder"
+    SCEP_RA = "scep_ra", "SCEP registration authority"
     END_ENTITY = "end_entity", "End entity (server-generated)"
     EXTERNAL = "external", "External (public key only)"
     AUDIT = "audit", "Audit checkpoint signing"

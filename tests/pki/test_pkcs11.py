@@ -340,3 +340,18 @@ def test_an_hsm_key_that_is_not_the_certificates_is_refused(hsm, token, db):
     with pytest.raises(PolicyViolation, match="does not match the certificate"):
         import_ca(name="corp-hsm", certificate=certificate, hsm_label=label, chain=[root], actor="t", now=NOW)
     assert not CertificateAuthority.objects.filter(name="corp-hsm").exists()
+
+
+def test_with_the_hsm_as_default_scep_ra_keys_stay_sealed_and_hsm_keys_never_decrypt(
+    hsm, kmi_settings, issuing_ca, profile
+):
+    from pki.exceptions import KeyBackendError
+    from pki.scep.labels import create_scep_label
+
+    kmi_settings(DEFAULT_KEY_BACKEND="pkcs11")
+    label = create_scep_label(name="mdm", ca=issuing_ca, profile=profile("tls-client"), actor="t")
+    assert label.ra_key.backend == "encrypted"  # the RA decrypts: not a job for signing-only keys
+    handle, _ = hsm.generate(key_id=uuid.uuid4(), key_type=KeyType.RSA_2048)
+    with pytest.raises(KeyBackendError, match="does not decrypt"):
+        hsm.decrypt(handle, b"\x00" * 256)
+    hsm.destroy(handle)

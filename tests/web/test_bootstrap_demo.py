@@ -69,3 +69,34 @@ def test_printed_certbot_line_uses_the_validation_port_and_a_private_state_dir()
     assert "certonly --standalone --http-01-port 8080 --http-01-address 127.0.0.1" in line
     assert "--server http://127.0.0.1:8000/acme/demo/directory -d www.example.test" in line
     assert "--config-dir /tmp/kmi/certbot --work-dir /tmp/kmi/certbot --logs-dir /tmp/kmi/certbot" in line
+
+
+def test_bootstrap_creates_the_demo_est_and_scep_labels_and_make_run_prints_working_lines(tmp_path):
+    import base64
+    import re
+
+    from django.test import Client
+
+    from pki.models import EstLabel, ScepLabel
+    from tests.conftest import make_csr
+    from web.devices_demo import client_lines
+
+    first = _run()
+    assert "created EST label demo (CA issuing, profile tls-client)" in first
+    assert "created SCEP label demo (CA issuing, profile tls-client)" in first
+    assert "EST label present: demo" in _run()
+    assert (EstLabel.objects.count(), ScepLabel.objects.count()) == (1, 1)
+    lines = client_lines("http://127.0.0.1:8000", tmp_path)
+    est, scep = lines.splitlines()
+    assert "scepclient -server-url http://127.0.0.1:8000/scep/demo -challenge " in scep
+    assert "-ca-fingerprint " in scep
+    user, password = re.search(r"-u (\S+):(\S+) ", est).groups()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    der = base64.b64decode(b"".join(make_csr(subject="CN=device-1.example.test").splitlines()[1:-1]))
+    response = Client().post(
+        "/.well-known/est/demo/simpleenroll",
+        base64.encodebytes(der),
+        content_type="application/pkcs10",
+        HTTP_AUTHORIZATION=f"Basic {token}",
+    )
+    assert response.status_code == 200, response.content

@@ -1,4 +1,5 @@
-"""``manage.py bootstrap_demo``: demo root and issuing CAs when no CA exists; the ACME endpoint ``demo``."""
+"""``manage.py bootstrap_demo``: demo root and issuing CAs when no CA exists; the ACME endpoint,
+EST label and SCEP label ``demo``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pki.acme.locations import directory_url
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import AcmeEndpoint, CertificateAuthority, Profile
 from pki.x509.names import parse_subject
+from web.devices_demo import ensure_demo_labels
 
 ACTOR = "system:bootstrap"
 DEMO_ENDPOINT = "demo"
@@ -35,6 +37,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         self._cas()
         self._acme_endpoint()
+        issuing = CertificateAuthority.objects.filter(name="issuing").first()
+        if issuing is not None:
+            for line in ensure_demo_labels(issuing):  # EST and SCEP labels "demo"
+                self.stdout.write(line)
 
     def _cas(self) -> None:
         if CertificateAuthority.objects.exists():

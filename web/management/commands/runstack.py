@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from pki.acme.locations import directory_url
 from pki.conf import parse_kek_lines
 from pki.models import AcmeEndpoint
+from web.devices_demo import client_lines
 from web.management.commands.bootstrap_demo import DEMO_ENDPOINT
 
 # `make run` serves on 127.0.0.1 without root: http-01 validation (on the Celery worker) goes to
@@ -107,6 +108,7 @@ class Command(BaseCommand):
             )
         else:
             acme = f"  ACME:       {base}/acme/<endpoint>/directory (after create_acme_endpoint)\n"
+        acme += client_lines(base, data_dir)  # EST and SCEP labels "demo"
         for name in filled:
             acme += f"  note:       {name} was not set: using {env[name]} for this run\n"
         self.stdout.write(
