@@ -2,8 +2,9 @@
 §5) and of an OCSP response (RFC 6960 §4.2.1; pki.x509.ocsp_der).
 
 ``cryptography`` builds one Python object per CRL entry, which costs seconds for a million
-entries; these helpers encode the TBSCertList straight from database rows instead. Everything
-here is checked against ``cryptography``'s own encoding in tests/pki/test_der.py.
+entries; these helpers encode the TBSCertList straight from database rows instead. They may
+never diverge from ``cryptography``'s own encoding, byte for byte: tests/pki/test_der.py and
+tests/pki/test_ocsp_der.py compare the two.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 OCSP responses; RFC 6960 allows several of each. Both structures are small, so KMI reads and
 writes them here, byte for byte, and signs the ``ResponseData`` through a ``KeyBackend``.
 CertIDs are echoed exactly as the client sent them (RFC 6960 §4.2.1: the responder answers
-the CertID it was asked about).
+the CertID it was asked about). The parser may never accept what ``cryptography`` refuses or
+read a field differently, and the responses must load in ``cryptography`` and lint clean with
+pkilint: tests/pki/test_ocsp_der.py and tests/pki/test_ocsp.py hold the twins.
 """
 
 from __future__ import annotations

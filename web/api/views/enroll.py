@@ -28,7 +28,11 @@ CHAIN_CACHE_SECONDS = 60.0
 
 
 def _ca_chain_pem(ca: CertificateAuthority) -> bytes:
-    """The CA's chain as PEM, cached a minute per process (it changes only at CA rollover)."""
+    """The CA's chain as PEM, cached a minute per process (it changes only at CA rollover).
+
+    A per-process cache: keyed by the CA's certificate too, so a rollover is never answered with
+    the previous chain (tests/web/api/test_fast_enroll.py compares the fast and DRF paths).
+    """
     key = (ca.pk, ca.certificate_id)
     now = time.monotonic()
     hit = _CHAIN_CACHE.get(key)
