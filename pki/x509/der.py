@@ -3,8 +3,8 @@
 
 ``cryptography`` builds one Python object per CRL entry, which costs seconds for a million
 entries; these helpers encode the TBSCertList straight from database rows instead. They may
-never diverge from ``cryptography``'s own encoding, byte for byte: tests/pki/test_der.py and
-tests/pki/test_ocsp_der.py compare the two.
+never diverge from ``cryptography``'s own encoding, byte for byte: tests/pki/x509/test_der.py and
+tests/pki/x509/test_ocsp_der.py compare the two.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ writes them here, byte for byte, and signs the ``ResponseData`` through a ``KeyB
 CertIDs are echoed exactly as the client sent them (RFC 6960 §4.2.1: the responder answers
 the CertID it was asked about). The parser may never accept what ``cryptography`` refuses or
 read a field differently, and the responses must load in ``cryptography`` and lint clean with
-pkilint: tests/pki/test_ocsp_der.py and tests/pki/test_ocsp.py hold the twins.
+pkilint: tests/pki/x509/test_ocsp_der.py and tests/pki/test_ocsp.py hold the twins.
 """
 
 from __future__ import annotations
