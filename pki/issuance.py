@@ -574,13 +574,21 @@ def sign_csr(
     options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> Certificate:
-    """Submit, approve (as ``actor``, an operator) and issue in one step."""
-    request = submit_request(
-        ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, options=options, now=now
-    )
-    if request.state == RequestState.PENDING:
-        request = approve_request(request=request, actor=actor, now=now)
-    return issue_certificate(request=request, actor=actor, now=now)
+    """Submit, approve (as ``actor``, an operator) and issue in one step, in one transaction: a
+    signing failure leaves no approved request behind."""
+    with transaction.atomic():
+        request = submit_request(
+            ca=ca,
+            profile=profile,
+            csr=csr,
+            actor=actor,
+            validity_days=validity_days,
+            options=options,
+            now=now,
+        )
+        if request.state == RequestState.PENDING:
+            request = approve_request(request=request, actor=actor, now=now)
+        return issue_certificate(request=request, actor=actor, now=now)
 
 
 def renew_certificate(
