@@ -10,8 +10,9 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
-from pki.models.audit import AuditEvent, AuditStream
+from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
+from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
@@ -25,7 +26,8 @@ from pki.models.notification import (
 )
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import Approval, CertificateRequest, RequestState
+from pki.models.signing import SigningJob, SigningJobState
 
 __all__ = [
     "AcmeAccount",
@@ -36,9 +38,12 @@ __all__ = [
     "AcmeNonce",
     "AcmeOrder",
     "ApiToken",
+    "Approval",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
+    "BlockedKey",
     "CAGeneration",
     "CAState",
     "CRLScope",
@@ -67,6 +72,8 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
+    "SigningJob",
+    "SigningJobState",
     "TwoPersonState",
     "WorkerHeartbeat",
 ]
