@@ -80,8 +80,9 @@ def sign_ca_certificate(
 def validity_window(
     *, validity_days: int, now: dt.datetime, cap: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
-    """notBefore (backdated by ``KMI_BACKDATE_SECONDS``) and notAfter of a new CA certificate,
-    never past ``cap`` (the issuer's notAfter). RFC 5280 §4.1.2.5 counts both ends."""
+    """notBefore (backdated by ``KMI_BACKDATE_SECONDS``) and notAfter of a new certificate (a CA's
+    or an end entity's), never past ``cap`` (the issuer's notAfter). RFC 5280 §4.1.2.5 counts
+    both ends: ``validity_days`` exactly, not a second more. The one place this is computed."""
     if validity_days < 1:
         raise PolicyViolation("validity must be at least one day")
     not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)

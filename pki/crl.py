@@ -58,13 +58,13 @@ def shard_for(serial: int, shards: int) -> int | None:
 # --- encoding ---------------------------------------------------------------------------------
 
 _REASON_EXTENSIONS: dict[bytes, bytes] = {
-    reason.encode(): der.reason_extension(reason)
-    for reason in der.REASON_CODES
+    reason.value.encode(): der.reason_extension(reason.code)
+    for reason in RevocationReason
     # RFC 5280 §5.3.1: leave the reasonCode out rather than say "unspecified"; removeFromCRL
     # only belongs in delta CRLs, which KMI does not issue.
     if reason not in (RevocationReason.UNSPECIFIED, RevocationReason.REMOVE_FROM_CRL)
 }
-_KNOWN_REASONS = {r.encode() for r in der.REASON_CODES}
+_KNOWN_REASONS = {r.value.encode() for r in RevocationReason}
 # Everything of an invalidityDate extension before its 14 stamp digits and "Z".
 _INVALIDITY_PREFIX = der.invalidity_date_extension("20000101000000")[:-15]
 

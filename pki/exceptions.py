@@ -106,6 +106,12 @@ class SigningUnavailable(PKIError):
     request_id: int | None = None
 
 
+class SigningFailed(PKIError):
+    """The signing worker failed with an unexpected error (not a domain error); see its log."""
+
+    code = "signing_failed"
+
+
 class NotificationFailed(PKIError):
     """A notice could not be delivered (SMTP or webhook error); it is retried later."""
 

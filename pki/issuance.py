@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
-from pki.authorities import ensure_can_sign
+from pki.authorities import ensure_can_sign, validity_window
 from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.conf import pki_settings
@@ -33,7 +33,7 @@ from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
 from pki.x509.csr import CheckedCSR, check_csr, load_csr, spki_fingerprint
-from pki.x509.names import SAN, san_from_general_name
+from pki.x509.names import SAN, certificate_sans
 from pki.x509.serials import random_serial
 
 
@@ -462,10 +462,8 @@ def _sign_and_record(
         signer, issuer_cert = generation.key, generation.x509_certificate()
         issuer_name, number = generation.repository_name, generation.number
     key_type = key_type_of(subject.public_key)
-    not_before = now - dt.timedelta(seconds=pki_settings().backdate_seconds)
     # The issuer's notAfter caps the validity (a certificate never outlives its CA).
-    # RFC 5280 §4.1.2.5 counts both ends: validity_days exactly, not a second more.
-    not_after = min(not_before + dt.timedelta(days=validity_days, seconds=-1), ca_cert.not_after)
+    not_before, not_after = validity_window(validity_days=validity_days, now=now, cap=ca_cert.not_after)
     serial = random_serial()
     # A partitioned CA names one CRL shard in the CDP; the row records it for publish_crl.
     crl_shard = None if policy.ocsp_no_check else shard_for(serial, ca.crl_shards)
@@ -644,26 +642,27 @@ def sign_csr(
     options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
 ) -> Certificate:
-    """Submit, approve (as ``actor``, an operator) and issue in one step."""
-    request = submit_request(
-        ca=ca, profile=profile, csr=csr, actor=actor, validity_days=validity_days, options=options, now=now
-    )
-    if request.state == RequestState.PENDING:
-        request = approve_request(request=request, actor=actor, now=now)
+    """Submit, approve (as ``actor``, an operator) and issue in one step, in one transaction: a
+    signing failure leaves no approved request behind. A profile that needs more approvers keeps
+    the request pending (committed) and raises ``ApprovalRequired``."""
+    with transaction.atomic():
+        request = submit_request(
+            ca=ca,
+            profile=profile,
+            csr=csr,
+            actor=actor,
+            validity_days=validity_days,
+            options=options,
+            now=now,
+        )
         if request.state == RequestState.PENDING:
-            raise ApprovalRequired(
-                f"profile {profile.name} needs {profile.approvals_required} approvals by different "
-                f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
-            )
-    return issue_certificate(request=request, actor=actor, now=now)
-
-
-def _sans_of(cert: x509.Certificate) -> tuple[SAN, ...]:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(san_from_general_name(gn) for gn in ext)
+            request = approve_request(request=request, actor=actor, now=now)
+        if request.state != RequestState.PENDING:
+            return issue_certificate(request=request, actor=actor, now=now)
+    raise ApprovalRequired(
+        f"profile {profile.name} needs {profile.approvals_required} approvals by different "
+        f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
+    )
 
 
 @dataclass(frozen=True)
@@ -721,7 +720,7 @@ def plan_renewal(
     ca = certificate.ca
     policy = profile.policy()
     old = certificate.x509()
-    old_sans = _sans_of(old)
+    old_sans = certificate_sans(old)
     checked: CheckedCSR | None = None
     if csr is None:
         public_key = issuer_public_key((new_key or old).public_key())

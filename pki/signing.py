@@ -36,7 +36,7 @@ from typing import Any
 from django.db import transaction
 
 from pki import exceptions
-from pki.exceptions import NotFound, PKIError, SigningUnavailable
+from pki.exceptions import NotFound, PKIError, SigningFailed, SigningUnavailable
 from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import signing_finished
 
@@ -55,12 +55,6 @@ _executing: contextvars.ContextVar[bool] = contextvars.ContextVar("kmi_signing_e
 def signs_here() -> bool:
     """True when CA keys are used in this process now: ``KMI_SIGNING=inprocess``, or inside a use case."""
     return _executing.get() or not lifecycle_settings().signs_on_worker
-
-
-class SigningFailed(PKIError):
-    """The signing worker failed with an unexpected error (not a domain error); see its log."""
-
-    code = "signing_failed"
 
 
 def signing_use_case(name: str) -> Callable[[UseCase], UseCase]:

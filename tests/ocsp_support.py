@@ -10,7 +10,9 @@ from pkilint.pkix import certificate, extension, name
 from pkilint.pkix import ocsp as pkilint_ocsp
 from pkilint.validation import ValidationFindingSeverity
 
-from pki.x509.ocsp_der import OCTET_STRING, SEQUENCE, tlv
+from pki.x509.der import TAG_OCTET_STRING as OCTET_STRING
+from pki.x509.der import TAG_SEQUENCE as SEQUENCE
+from pki.x509.der import tlv
 
 _SEVERE = {
     ValidationFindingSeverity.WARNING,
@@ -35,7 +37,7 @@ def request_der(
 
 def multi_request_der(cert_ids: list[bytes], *, nonce: bytes | None = None) -> bytes:
     """An OCSP request for several CertIDs (``cryptography`` builds only one)."""
-    from pki.x509.ocsp_der import encode_oid
+    from pki.x509.der import oid as encode_oid
 
     request_list = tlv(SEQUENCE, b"".join(tlv(SEQUENCE, cid) for cid in cert_ids))
     extensions = b""

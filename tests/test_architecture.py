@@ -187,3 +187,146 @@ def test_the_cycle_scan_counts_function_level_and_relative_imports_but_not_type_
     assert imported_modules(source, "pki.x", is_package=False, known=known) == {"pki.a", "pki.b", "pki.pkg.d"}
     graph = {"pki.a": {"pki.b"}, "pki.b": {"pki.c"}, "pki.c": {"pki.a"}, "pki.d": {"pki.a"}}
     assert import_cycles(graph) == [["pki.a", "pki.b", "pki.c"]]
+
+
+# --- one vocabulary for RFC facts ---------------------------------------------------------------
+
+ROOT = PKI.parent
+REASON_NAMES = {
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "removeFromCRL",
+    "privilegeWithdrawn",
+    "aACompromise",
+}
+REASON_MEMBERS = {
+    "UNSPECIFIED",
+    "KEY_COMPROMISE",
+    "CA_COMPROMISE",
+    "AFFILIATION_CHANGED",
+    "SUPERSEDED",
+    "CESSATION_OF_OPERATION",
+    "CERTIFICATE_HOLD",
+    "REMOVE_FROM_CRL",
+    "PRIVILEGE_WITHDRAWN",
+    "AA_COMPROMISE",
+}
+
+
+def _sources() -> dict[str, ast.AST]:
+    paths = [*PKI.rglob("*.py"), *(ROOT / "web").rglob("*.py")]
+    return {
+        str(p.relative_to(ROOT)): ast.parse(p.read_text(encoding="utf-8"))
+        for p in sorted(paths)
+        if "migrations" not in p.parts
+    }
+
+
+def _is_reason(node: ast.AST | None) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value in REASON_NAMES
+    return isinstance(node, ast.Attribute) and node.attr in REASON_MEMBERS
+
+
+def _is_int(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
+def _where(predicate) -> list[str]:
+    return sorted(name for name, tree in _sources().items() if any(predicate(n) for n in ast.walk(tree)))
+
+
+def test_rfc5280_reason_codes_are_one_table_on_revocation_reason():
+    def reason_code_table(node: ast.AST) -> bool:
+        if not isinstance(node, ast.Dict):
+            return False
+        pairs = list(zip(node.keys, node.values, strict=True))
+        matches = sum((_is_reason(k) and _is_int(v)) or (_is_int(k) and _is_reason(v)) for k, v in pairs)
+        return matches >= 3
+
+    assert _where(reason_code_table) == ["pki/models/certificate.py"]
+    from pki.models import RevocationReason
+
+    assert [r.code for r in RevocationReason] == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10]
+    assert all(RevocationReason.from_code(r.code) is r for r in RevocationReason)
+
+
+def _string_constants_containing(*needles: str):
+    def predicate(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+            text = node.value if isinstance(node.value, str) else node.value.hex()
+            return any(n in text for n in needles)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "fromhex" and node.args:
+            first = node.args[0]
+            return isinstance(first, ast.Constant) and any(n in str(first.value) for n in needles)
+        return False
+
+    return predicate
+
+
+def test_the_acme_error_namespace_is_written_once():
+    assert _where(_string_constants_containing("urn:ietf:params:acme:error:")) == ["pki/acme/exceptions.py"]
+
+
+def test_signature_algorithm_identifiers_are_written_once():
+    # ecdsa-with-SHA2 (RFC 5758) and sha*WithRSAEncryption (RFC 4055), dotted or DER-encoded.
+    needles = ("1.2.840.10045.4.3.", "1.2.840.113549.1.1.1", "2a8648ce3d0403", "2a864886f70d01010")
+    assert _where(_string_constants_containing(*needles)) == ["pki/x509/der.py"]
+
+
+def test_one_der_encoder_for_crl_and_ocsp():
+    def encoder(node: ast.AST) -> bool:
+        if isinstance(node, ast.FunctionDef):
+            return node.name in {"tlv", "encode_oid", "length"}
+        if isinstance(node, ast.Assign):
+            return any(isinstance(t, ast.Name) and t.id in {"SEQUENCE", "TAG_SEQUENCE"} for t in node.targets)
+        return False
+
+    assert _where(encoder) == ["pki/x509/der.py"]
+
+
+def test_validity_windows_are_computed_once():
+    def window(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "backdate_seconds"
+
+    assert _where(window) == ["pki/authorities.py"]
+
+
+def test_certificate_sans_are_read_in_one_place():
+    def san_read(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "") == "get_extension_for_class"
+            and any(getattr(a, "attr", "") == "SubjectAlternativeName" for a in node.args)
+        )
+
+    assert _where(san_read) == [
+        "pki/acme/validation.py",  # tls-alpn-01: the peer's certificate, compared as raw GeneralNames
+        "pki/x509/csr.py",  # a CSR's requested SANs, checked while it is parsed
+        "pki/x509/describe.py",  # display of any GeneralName, supported or not
+        "pki/x509/names.py",  # certificate_sans: every certificate KMI reads
+    ]
+
+
+def test_domain_errors_are_defined_in_the_exceptions_modules():
+    import importlib
+    import pkgutil
+
+    import pki
+    from pki.exceptions import PKIError
+
+    for info in pkgutil.walk_packages(pki.__path__, "pki."):
+        if ".migrations" not in info.name:
+            importlib.import_module(info.name)
+    seen, todo = set(), [PKIError]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls)
+        todo.extend(c for c in cls.__subclasses__() if c not in seen)
+    defined_in = {c.__module__ for c in seen if c.__module__.split(".")[0] == "pki"}  # not tests' own
+    assert defined_in == {"pki.exceptions", "pki.acme.exceptions"}

@@ -21,13 +21,7 @@ from . import jws as jose
 from .exceptions import AlreadyRevoked, BadRevocationReason, Malformed, NotFoundAcme, Unauthorized
 
 # RFC 5280 §5.3.1 reason codes a subscriber may give (RFC 8555 §7.6).
-REASON_CODES = {
-    0: RevocationReason.UNSPECIFIED,
-    1: RevocationReason.KEY_COMPROMISE,
-    3: RevocationReason.AFFILIATION_CHANGED,
-    4: RevocationReason.SUPERSEDED,
-    5: RevocationReason.CESSATION_OF_OPERATION,
-}
+SUBSCRIBER_REASON_CODES = frozenset({0, 1, 3, 4, 5})
 
 
 def cert_id(cert: x509.Certificate) -> str:
@@ -97,7 +91,11 @@ def revoke(
     except ValueError:
         raise Malformed("certificate is not a DER certificate") from None
     reason_code = payload.get("reason", 0)
-    if not isinstance(reason_code, int) or isinstance(reason_code, bool) or reason_code not in REASON_CODES:
+    if (
+        not isinstance(reason_code, int)
+        or isinstance(reason_code, bool)
+        or reason_code not in SUBSCRIBER_REASON_CODES
+    ):
         raise BadRevocationReason(f"reason {reason_code!r} is not allowed (use 0, 1, 3, 4 or 5)")
     import hashlib
 
@@ -119,7 +117,9 @@ def revoke(
     if row.revoked_at is not None:
         raise AlreadyRevoked(f"certificate {row.serial} is already revoked")
     try:
-        return revoke_certificate(certificate=row, reason=REASON_CODES[reason_code], actor=actor, now=now)
+        return revoke_certificate(
+            certificate=row, reason=RevocationReason.from_code(reason_code), actor=actor, now=now
+        )
     except InvalidState as exc:
         raise Unauthorized(str(exc)) from None
 

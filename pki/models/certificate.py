@@ -29,6 +29,32 @@ class RevocationReason(models.TextChoices):
         """Return the matching ``cryptography`` flag."""
         return _REASON_FLAGS[self.value]
 
+    @property
+    def code(self) -> int:
+        """The CRLReason ENUMERATED value (RFC 5280 §5.3.1), as CRLs and OCSP encode it."""
+        return _REASON_CODES[self.value]
+
+    @classmethod
+    def from_code(cls, code: int) -> RevocationReason:
+        """The reason whose CRLReason value is ``code`` (KeyError for 7, unused, or any other)."""
+        return cls(_REASON_NAMES[code])
+
+
+# The one table of RFC 5280 §5.3.1 CRLReason values (7 is unused).
+_REASON_CODES = {
+    "unspecified": 0,
+    "keyCompromise": 1,
+    "cACompromise": 2,
+    "affiliationChanged": 3,
+    "superseded": 4,
+    "cessationOfOperation": 5,
+    "certificateHold": 6,
+    "removeFromCRL": 8,
+    "privilegeWithdrawn": 9,
+    "aACompromise": 10,
+}
+_REASON_NAMES = {code: name for name, code in _REASON_CODES.items()}
+
 
 _REASON_FLAGS = {
     "unspecified": x509.ReasonFlags.unspecified,

@@ -9,7 +9,7 @@ certificate's notAfter; ``LOCAL`` serves a response no longer than
 ``KMI_OCSP_LOCAL_CACHE_SECONDS`` after it was read and never past its nextUpdate. Their twin
 tests: tests/pki/test_ocsp.py (``test_released_hold_is_good_again_at_once``,
 ``test_revocation_resigns_the_presigned_response_at_once``: the cached path answers what the
-database says) and tests/web/test_ocsp.py (``test_a_new_generation_answers_at_its_own_ocsp_url``).
+database says) and tests/web/protocols/test_ocsp.py (``test_a_new_generation_answers_at_its_own_ocsp_url``).
 """
 
 from __future__ import annotations

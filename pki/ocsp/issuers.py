@@ -10,13 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pki.generations import current_generation
 from pki.models.authority import CAGeneration, CertificateAuthority
-from pki.x509 import ocsp_der
-from pki.x509.ocsp_der import (
-    INTEGER,
-    OCTET_STRING,
-    SEQUENCE,
-    tlv,
-)
+from pki.x509 import der, ocsp_der
 
 HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _HASH_OIDS = {name: oid for oid, name in ocsp_der.HASH_OIDS.items()}
@@ -56,10 +50,10 @@ class Issuer:
 
     def cert_id(self, serial: int, algorithm: str) -> bytes:
         """The DER CertID of ``serial`` under this issuer (hash AlgorithmIdentifier with NULL)."""
-        return tlv(
-            SEQUENCE,
-            ocsp_der.algorithm_identifier(_HASH_OIDS[algorithm], null_parameters=True)
-            + tlv(OCTET_STRING, self.name_hashes[algorithm])
-            + tlv(OCTET_STRING, self.key_hashes[algorithm])
-            + tlv(INTEGER, serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True)),
+        return der.tlv(
+            der.TAG_SEQUENCE,
+            der.algorithm_identifier(_HASH_OIDS[algorithm], null_parameters=True)
+            + der.tlv(der.TAG_OCTET_STRING, self.name_hashes[algorithm])
+            + der.tlv(der.TAG_OCTET_STRING, self.key_hashes[algorithm])
+            + der.tlv(der.TAG_INTEGER, serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=True)),
         )

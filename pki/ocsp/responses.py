@@ -13,35 +13,9 @@ from cryptography.hazmat.primitives import hashes
 from pki.conf import ocsp_settings
 from pki.keys import get_backend, signature_hash
 from pki.models.certificate import RevocationReason
-from pki.models.key import KeyType
 from pki.models.ocsp import OCSPResponder
-from pki.x509 import ocsp_der
-from pki.x509.ocsp_der import (
-    SingleStatus,
-)
-
-_REASON_CODES = {
-    RevocationReason.UNSPECIFIED: 0,
-    RevocationReason.KEY_COMPROMISE: 1,
-    RevocationReason.CA_COMPROMISE: 2,
-    RevocationReason.AFFILIATION_CHANGED: 3,
-    RevocationReason.SUPERSEDED: 4,
-    RevocationReason.CESSATION_OF_OPERATION: 5,
-    RevocationReason.CERTIFICATE_HOLD: 6,
-    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
-    RevocationReason.AA_COMPROMISE: 10,
-}
-# Signature AlgorithmIdentifiers by responder key family and hash (RFC 5758, RFC 4055, RFC 8410).
-_SIGNATURE_OIDS = {
-    ("ec", "sha256"): "1.2.840.10045.4.3.2",
-    ("ec", "sha384"): "1.2.840.10045.4.3.3",
-    ("ec", "sha512"): "1.2.840.10045.4.3.4",
-    ("rsa", "sha256"): "1.2.840.113549.1.1.11",
-    ("rsa", "sha384"): "1.2.840.113549.1.1.12",
-    ("rsa", "sha512"): "1.2.840.113549.1.1.13",
-    ("ed25519", None): "1.3.101.112",
-    ("ed448", None): "1.3.101.113",
-}
+from pki.x509 import der, ocsp_der
+from pki.x509.ocsp_der import SingleStatus
 
 
 @dataclass(frozen=True)
@@ -63,16 +37,13 @@ class Signer:
         """Describe how to sign with ``responder``."""
         key = responder.key
         algorithm = signature_hash(key.key_type)
-        kt = KeyType(key.key_type)
-        family = "ec" if kt.startswith("ec-") else "rsa" if kt.startswith("rsa-") else kt.value
-        oid = _SIGNATURE_OIDS[(family, algorithm.name if algorithm is not None else None)]
         return cls(
             ca_id=responder.ca_id,
             generation=responder.generation,
             backend=key.backend,
             handle=key.handle,
             hash_algorithm=algorithm,
-            signature_algorithm=ocsp_der.algorithm_identifier(oid, null_parameters=family == "rsa"),
+            signature_algorithm=der.signature_algorithm(key.public_key(), algorithm),
             key_hash=hashlib.sha1(ocsp_der.bit_string_content(bytes(key.public_key_der))).digest(),  # noqa: S324
             certificate_der=bytes(responder.certificate.der),
             not_after=responder.certificate.not_after,
@@ -128,7 +99,7 @@ def single_status(
         return SingleStatus(cert_id_der=cert_id_der, status="unknown")
     if revoked_at is None:
         return SingleStatus(cert_id_der=cert_id_der, status="good")
-    code = _REASON_CODES.get(RevocationReason(reason), 0) if reason else 0
+    code = RevocationReason(reason).code if reason else 0
     # RFC 5280 §5.3.1: the reason code unspecified SHOULD be absent.
     return SingleStatus(
         cert_id_der=cert_id_der,

@@ -12,6 +12,20 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.x509.names import SAN
 
+# RFC 5280 §4.2.1.3: the keyUsage of every CA certificate KMI makes or asks for (keyCertSign,
+# cRLSign, digitalSignature), always critical.
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
 
 def _ski_of(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
     try:
@@ -93,20 +107,7 @@ def ca_certificate_builder(
     )
     # RFC 5280 §4.2.1.9 and §4.2.1.3: CA certs carry critical basicConstraints and keyUsage.
     builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-    builder = builder.add_extension(
-        x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        ),
-        critical=True,
-    )
+    builder = builder.add_extension(CA_KEY_USAGE, critical=True)
     if issuer is None:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
             x509.SubjectKeyIdentifier.from_public_key(public_key)
@@ -198,17 +199,7 @@ def ca_request_info(
 
     extensions: list[x509.ExtensionType] = [
         x509.BasicConstraints(ca=True, path_length=path_length),
-        x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        ),
+        CA_KEY_USAGE,
         x509.SubjectKeyIdentifier.from_public_key(public_key),
     ]
     if name_constraints is not None:

@@ -14,8 +14,9 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from pki.exceptions import InvalidCSR, PolicyViolation, UnsupportedExtension
 from pki.keys.base import key_type_of
 from pki.models.key import KeyType
+from pki.x509 import der
 from pki.x509.names import SAN, check_subject, san_from_general_name
-from pki.x509.ocsp_der import SEQUENCE, MalformedRequest, der_children, der_expect
+from pki.x509.ocsp_der import MalformedRequest, der_children, der_expect
 
 # Extensions a CSR may request that KMI understands; the profile decides what is issued.
 UNDERSTOOD_EXTENSIONS = {
@@ -149,11 +150,11 @@ def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: Certif
     """
     try:
         tbs = csr.tbs_certrequest_bytes
-        start, end = der_expect(tbs, 0, len(tbs), SEQUENCE)
+        start, end = der_expect(tbs, 0, len(tbs), der.TAG_SEQUENCE)
         fields = der_children(tbs, start, end)
     except (MalformedRequest, ValueError) as exc:
         raise InvalidCSR(f"CSR does not parse: {_reason(exc)}") from None
-    if len(fields) < 3 or fields[2][0] != SEQUENCE:
+    if len(fields) < 3 or fields[2][0] != der.TAG_SEQUENCE:
         raise InvalidCSR("CSR does not parse: no SubjectPublicKeyInfo")
     _, tlv_start, _, tlv_end = fields[2]
     canonical = spki_der(public_key)

@@ -1,8 +1,10 @@
-"""A small DER encoder for exactly the structures of a CRL (X.690 §8 and §10, RFC 5280 §5).
+"""The one DER encoder of KMI, for exactly the structures of a CRL (X.690 §8 and §10, RFC 5280
+§5) and of an OCSP response (RFC 6960 §4.2.1; pki.x509.ocsp_der).
 
 ``cryptography`` builds one Python object per CRL entry, which costs seconds for a million
-entries; these helpers encode the TBSCertList straight from database rows instead. Everything
-here is checked against ``cryptography``'s own encoding in tests/pki/test_der.py.
+entries; these helpers encode the TBSCertList straight from database rows instead. They may
+never diverge from ``cryptography``'s own encoding, byte for byte: tests/pki/x509/test_der.py and
+tests/pki/x509/test_ocsp_der.py compare the two.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from pki.models.certificate import RevocationReason
-
 TAG_BOOLEAN = 0x01
 TAG_INTEGER = 0x02
 TAG_BIT_STRING = 0x03
 TAG_OCTET_STRING = 0x04
+TAG_NULL = 0x05
+TAG_OID = 0x06
 TAG_ENUMERATED = 0x0A
 TAG_UTC_TIME = 0x17
 TAG_GENERALIZED_TIME = 0x18
@@ -31,20 +33,6 @@ OID_CRL_NUMBER = bytes.fromhex("0603551d14")  # 2.5.29.20
 OID_ISSUING_DISTRIBUTION_POINT = bytes.fromhex("0603551d1c")  # 2.5.29.28
 OID_REASON_CODE = bytes.fromhex("0603551d15")  # 2.5.29.21
 OID_INVALIDITY_DATE = bytes.fromhex("0603551d18")  # 2.5.29.24
-
-# RFC 5280 §5.3.1 CRLReason values (7 is unused).
-REASON_CODES: dict[str, int] = {
-    RevocationReason.UNSPECIFIED: 0,
-    RevocationReason.KEY_COMPROMISE: 1,
-    RevocationReason.CA_COMPROMISE: 2,
-    RevocationReason.AFFILIATION_CHANGED: 3,
-    RevocationReason.SUPERSEDED: 4,
-    RevocationReason.CESSATION_OF_OPERATION: 5,
-    RevocationReason.CERTIFICATE_HOLD: 6,
-    RevocationReason.REMOVE_FROM_CRL: 8,
-    RevocationReason.PRIVILEGE_WITHDRAWN: 9,
-    RevocationReason.AA_COMPROMISE: 10,
-}
 
 # AlgorithmIdentifier DER of each signature KMI makes (RFC 3279, RFC 4055, RFC 5758, RFC 8410).
 _RSA_ALGORITHMS = {
@@ -150,15 +138,39 @@ def time(when: dt.datetime) -> bytes:
     return time_from_stamp(stamp(when))
 
 
-def extension(oid: bytes, value: bytes, *, critical: bool = False) -> bytes:
+def oid(dotted: str) -> bytes:
+    """Encode a dotted OBJECT IDENTIFIER (X.690 §8.19)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        out.extend(reversed(chunk))
+    return tlv(TAG_OID, bytes(out))
+
+
+def generalized_time(when: dt.datetime) -> bytes:
+    """Encode an aware datetime as GeneralizedTime in UTC, seconds, no fractions (RFC 5280 §4.1.2.5.2)."""
+    return generalized_time_from_stamp(stamp(when))
+
+
+def algorithm_identifier(dotted: str, *, null_parameters: bool = False) -> bytes:
+    """Encode an AlgorithmIdentifier (NULL parameters for RSA PKCS#1 v1.5, absent otherwise)."""
+    return sequence(oid(dotted), tlv(TAG_NULL, b"") if null_parameters else b"")
+
+
+def extension(identifier: bytes, value: bytes, *, critical: bool = False) -> bytes:
     """Encode an Extension; DER omits ``critical`` when it is the DEFAULT FALSE."""
     flag = tlv(TAG_BOOLEAN, b"\xff") if critical else b""
-    return sequence(oid, flag, octet_string(value))
+    return sequence(identifier, flag, octet_string(value))
 
 
-def reason_extension(reason: str) -> bytes:
-    """Encode the reasonCode CRL entry extension (RFC 5280 §5.3.1)."""
-    return extension(OID_REASON_CODE, enumerated(REASON_CODES[reason]))
+def reason_extension(code: int) -> bytes:
+    """Encode the reasonCode CRL entry extension (RFC 5280 §5.3.1) of CRLReason value ``code``."""
+    return extension(OID_REASON_CODE, enumerated(code))
 
 
 def invalidity_date_extension(stamp_text: str) -> bytes:

@@ -209,6 +209,15 @@ def san_from_general_name(gn: x509.GeneralName) -> SAN:
     raise NameNotAllowed(f"SAN type {type(gn).__name__} is not supported")
 
 
+def certificate_sans(cert: x509.Certificate) -> tuple[SAN, ...]:
+    """The SANs of a certificate (none without a subjectAltName extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san_from_general_name(gn) for gn in ext)
+
+
 def parse_san(text: str) -> SAN:
     """Parse ``dns:www.example.test``, ``ip:10.0.0.1``, ``email:a@b.test`` or ``uri:https://…``."""
     kind, sep, value = text.partition(":")

@@ -1,10 +1,12 @@
-"""OCSP in DER (RFC 6960): a strict request parser and a response encoder.
+"""OCSP in DER (RFC 6960): a strict request parser and a response encoder (on pki.x509.der).
 
 ``cryptography`` parses only single-request OCSP requests and builds only single-response
 OCSP responses; RFC 6960 allows several of each. Both structures are small, so KMI reads and
 writes them here, byte for byte, and signs the ``ResponseData`` through a ``KeyBackend``.
 CertIDs are echoed exactly as the client sent them (RFC 6960 §4.2.1: the responder answers
-the CertID it was asked about).
+the CertID it was asked about). The parser may never accept what ``cryptography`` refuses or
+read a field differently, and the responses must load in ``cryptography`` and lint clean with
+pkilint: tests/pki/x509/test_ocsp_der.py and tests/pki/test_ocsp.py hold the twins.
 """
 
 from __future__ import annotations
@@ -13,16 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Universal tags.
-BOOLEAN = 0x01
-INTEGER = 0x02
-BIT_STRING = 0x03
-OCTET_STRING = 0x04
-NULL = 0x05
-OID = 0x06
-ENUMERATED = 0x0A
-GENERALIZED_TIME = 0x18
-SEQUENCE = 0x30
+from pki.x509 import der
 
 OCSP_BASIC = "1.3.6.1.5.5.7.48.1.1"  # id-pkix-ocsp-basic
 OCSP_NONCE = "1.3.6.1.5.5.7.48.1.2"  # id-pkix-ocsp-nonce
@@ -60,7 +53,7 @@ class ResponseStatus:
 
 def error_response(status: int) -> bytes:
     """An unsuccessful OCSPResponse: just the status (no responseBytes, nothing signed)."""
-    return bytes([SEQUENCE, 3, ENUMERATED, 1, status])
+    return bytes([der.TAG_SEQUENCE, 3, der.TAG_ENUMERATED, 1, status])
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -152,10 +145,15 @@ class ParsedRequest:
 
 def _parse_cert_id(data: bytes, tlv_start: int, start: int, end: int) -> CertID:
     parts = _children(data, start, end)
-    if len(parts) != 4 or [p[0] for p in parts] != [SEQUENCE, OCTET_STRING, OCTET_STRING, INTEGER]:
+    if len(parts) != 4 or [p[0] for p in parts] != [
+        der.TAG_SEQUENCE,
+        der.TAG_OCTET_STRING,
+        der.TAG_OCTET_STRING,
+        der.TAG_INTEGER,
+    ]:
         raise MalformedRequest("CertID is SEQUENCE { AlgorithmIdentifier, OCTET STRING x2, INTEGER }")
     alg = _children(data, parts[0][2], parts[0][3])
-    if not alg or alg[0][0] != OID or len(alg) > 2 or (len(alg) == 2 and alg[1][0] != NULL):
+    if not alg or alg[0][0] != der.TAG_OID or len(alg) > 2 or (len(alg) == 2 and alg[1][0] != der.TAG_NULL):
         raise MalformedRequest("bad hash AlgorithmIdentifier")
     oid = decode_oid(data[alg[0][2] : alg[0][3]])
     serial_bytes = data[parts[3][2] : parts[3][3]]
@@ -185,7 +183,7 @@ def _parse_extensions(data: bytes, start: int, end: int) -> dict[str, bytes]:
     (so ``critical`` is absent or TRUE as 0xFF), one extension of each type, and a critical
     extension KMI does not understand makes the request unanswerable.
     """
-    ext_start, ext_end = _expect(data, start, end, SEQUENCE)
+    ext_start, ext_end = _expect(data, start, end, der.TAG_SEQUENCE)
     if ext_end != end:
         raise MalformedRequest("trailing bytes after Extensions")
     items = _children(data, ext_start, ext_end)
@@ -193,14 +191,14 @@ def _parse_extensions(data: bytes, start: int, end: int) -> dict[str, bytes]:
         raise MalformedRequest("Extensions must not be empty")
     found: dict[str, bytes] = {}
     for tag, _, cstart, cend in items:
-        if tag != SEQUENCE:
+        if tag != der.TAG_SEQUENCE:
             raise MalformedRequest("an extension is a SEQUENCE")
         fields = _children(data, cstart, cend)
-        if not 2 <= len(fields) <= 3 or fields[0][0] != OID or fields[-1][0] != OCTET_STRING:
+        if not 2 <= len(fields) <= 3 or fields[0][0] != der.TAG_OID or fields[-1][0] != der.TAG_OCTET_STRING:
             raise MalformedRequest("an extension is SEQUENCE { OID, BOOLEAN OPTIONAL, OCTET STRING }")
         critical = False
         if len(fields) == 3:
-            if fields[1][0] != BOOLEAN or data[fields[1][2] : fields[1][3]] != b"\xff":
+            if fields[1][0] != der.TAG_BOOLEAN or data[fields[1][2] : fields[1][3]] != b"\xff":
                 # X.690 §11.5: DER leaves out a DEFAULT value, and TRUE is 0xFF.
                 raise MalformedRequest("critical is a DER BOOLEAN TRUE when present")
             critical = True
@@ -215,7 +213,7 @@ def _parse_extensions(data: bytes, start: int, end: int) -> dict[str, bytes]:
 
 def _check_nonce(value: bytes) -> bytes:
     """RFC 9654 §2.1: the nonce's extnValue is the DER of ``OCTET STRING (SIZE(1..32))``."""
-    inner_start, inner_end = _expect(value, 0, len(value), OCTET_STRING)
+    inner_start, inner_end = _expect(value, 0, len(value), der.TAG_OCTET_STRING)
     if inner_end != len(value):
         raise MalformedRequest("trailing bytes after the nonce")
     if not 1 <= inner_end - inner_start <= MAX_NONCE_OCTETS:
@@ -225,21 +223,21 @@ def _check_nonce(value: bytes) -> bytes:
 
 def parse_request(data: bytes, *, max_requests: int = 16) -> ParsedRequest:
     """Parse a DER OCSPRequest; raise ``MalformedRequest`` for anything else."""
-    outer_start, outer_end = _expect(data, 0, len(data), SEQUENCE)
+    outer_start, outer_end = _expect(data, 0, len(data), der.TAG_SEQUENCE)
     if outer_end != len(data):
         raise MalformedRequest("trailing bytes after the request")
     top = _children(data, outer_start, outer_end)
-    if not top or top[0][0] != SEQUENCE or len(top) > 2 or (len(top) == 2 and top[1][0] != 0xA0):
+    if not top or top[0][0] != der.TAG_SEQUENCE or len(top) > 2 or (len(top) == 2 and top[1][0] != 0xA0):
         raise MalformedRequest("OCSPRequest is SEQUENCE { TBSRequest, [0] Signature OPTIONAL }")
     fields = _children(data, top[0][2], top[0][3])
     index = 0
     if index < len(fields) and fields[index][0] == 0xA0:  # version [0] EXPLICIT: v1 (0) only
-        if data[fields[index][2] : fields[index][3]] != bytes([INTEGER, 1, 0]):
+        if data[fields[index][2] : fields[index][3]] != bytes([der.TAG_INTEGER, 1, 0]):
             raise MalformedRequest("unsupported request version")
         index += 1
     if index < len(fields) and fields[index][0] == 0xA1:  # requestorName: not used
         index += 1
-    if index >= len(fields) or fields[index][0] != SEQUENCE:
+    if index >= len(fields) or fields[index][0] != der.TAG_SEQUENCE:
         raise MalformedRequest("no requestList")
     requests = _children(data, fields[index][2], fields[index][3])
     index += 1
@@ -260,10 +258,15 @@ def parse_request(data: bytes, *, max_requests: int = 16) -> ParsedRequest:
 
 def _parse_single(data: bytes, request: tuple[int, int, int, int]) -> CertID:
     tag, _, start, end = request
-    if tag != SEQUENCE:
+    if tag != der.TAG_SEQUENCE:
         raise MalformedRequest("a Request is a SEQUENCE")
     parts = _children(data, start, end)
-    if not parts or parts[0][0] != SEQUENCE or len(parts) > 2 or (len(parts) == 2 and parts[1][0] != 0xA0):
+    if (
+        not parts
+        or parts[0][0] != der.TAG_SEQUENCE
+        or len(parts) > 2
+        or (len(parts) == 2 and parts[1][0] != 0xA0)
+    ):
         raise MalformedRequest("Request is SEQUENCE { CertID, [0] Extensions OPTIONAL }")
     if len(parts) == 2:
         single = _parse_extensions(data, parts[1][2], parts[1][3])
@@ -274,42 +277,14 @@ def _parse_single(data: bytes, request: tuple[int, int, int, int]) -> CertID:
 
 def bit_string_content(spki_der: bytes) -> bytes:
     """Return the subjectPublicKey bits of a SubjectPublicKeyInfo (what issuerKeyHash hashes)."""
-    start, end = _expect(spki_der, 0, len(spki_der), SEQUENCE)
+    start, end = _expect(spki_der, 0, len(spki_der), der.TAG_SEQUENCE)
     parts = _children(spki_der, start, end)
-    if len(parts) != 2 or parts[1][0] != BIT_STRING:
+    if len(parts) != 2 or parts[1][0] != der.TAG_BIT_STRING:
         raise MalformedRequest("not a SubjectPublicKeyInfo")
     return spki_der[parts[1][2] + 1 : parts[1][3]]  # skip the unused-bits octet
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    """Encode one DER TLV."""
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(octets)]) + octets + content
-
-
-def encode_oid(dotted: str) -> bytes:
-    """Encode a dotted OID as a DER OBJECT IDENTIFIER."""
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        rest = arc >> 7
-        while rest:
-            chunk.append(0x80 | (rest & 0x7F))
-            rest >>= 7
-        out.extend(reversed(chunk))
-    return tlv(OID, bytes(out))
-
-
-def generalized_time(when: dt.datetime) -> bytes:
-    """RFC 5280 §4.1.2.5.2: GeneralizedTime in UTC, seconds, no fractions."""
-    return tlv(GENERALIZED_TIME, when.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode())
 
 
 @dataclass(frozen=True)
@@ -329,18 +304,18 @@ def single_response(single: SingleStatus, *, this_update: dt.datetime, next_upda
     elif single.status == "unknown":
         status = bytes([0x82, 0])  # [2] IMPLICIT UnknownInfo (NULL)
     elif single.status == "revoked" and single.revocation_time is not None:
-        info = generalized_time(single.revocation_time)
+        info = der.generalized_time(single.revocation_time)
         if single.reason_code is not None:
-            info += tlv(0xA0, tlv(ENUMERATED, bytes([single.reason_code])))
-        status = tlv(0xA1, info)  # [1] IMPLICIT RevokedInfo
+            info += der.tlv(0xA0, der.tlv(der.TAG_ENUMERATED, bytes([single.reason_code])))
+        status = der.tlv(0xA1, info)  # [1] IMPLICIT RevokedInfo
     else:
         raise ValueError(f"bad certificate status {single.status!r}")
-    return tlv(
-        SEQUENCE,
+    return der.tlv(
+        der.TAG_SEQUENCE,
         single.cert_id_der
         + status
-        + generalized_time(this_update)
-        + tlv(0xA0, generalized_time(next_update)),
+        + der.generalized_time(this_update)
+        + der.tlv(0xA0, der.generalized_time(next_update)),
     )
 
 
@@ -352,26 +327,24 @@ def response_data(
     nonce: bytes | None,
 ) -> bytes:
     """Encode ResponseData (v1, responder by key hash) over already encoded SingleResponses."""
-    body = tlv(0xA2, tlv(OCTET_STRING, responder_key_hash))  # ResponderID byKey [2]
-    body += generalized_time(produced_at)
-    body += tlv(SEQUENCE, b"".join(singles))
+    body = der.tlv(0xA2, der.tlv(der.TAG_OCTET_STRING, responder_key_hash))  # ResponderID byKey [2]
+    body += der.generalized_time(produced_at)
+    body += der.tlv(der.TAG_SEQUENCE, b"".join(singles))
     if nonce is not None:
-        extension = tlv(SEQUENCE, encode_oid(OCSP_NONCE) + tlv(OCTET_STRING, nonce))
-        body += tlv(0xA1, tlv(SEQUENCE, extension))
-    return tlv(SEQUENCE, body)
+        extension = der.tlv(der.TAG_SEQUENCE, der.oid(OCSP_NONCE) + der.tlv(der.TAG_OCTET_STRING, nonce))
+        body += der.tlv(0xA1, der.tlv(der.TAG_SEQUENCE, extension))
+    return der.tlv(der.TAG_SEQUENCE, body)
 
 
 def ocsp_response(
     *, tbs_response_data: bytes, signature_algorithm: bytes, signature: bytes, certificates: Sequence[bytes]
 ) -> bytes:
     """Wrap signed ResponseData into a successful OCSPResponse with a BasicOCSPResponse."""
-    basic = tbs_response_data + signature_algorithm + tlv(BIT_STRING, b"\x00" + signature)
+    basic = tbs_response_data + signature_algorithm + der.tlv(der.TAG_BIT_STRING, b"\x00" + signature)
     if certificates:
-        basic += tlv(0xA0, tlv(SEQUENCE, b"".join(certificates)))
-    response_bytes = tlv(SEQUENCE, encode_oid(OCSP_BASIC) + tlv(OCTET_STRING, tlv(SEQUENCE, basic)))
-    return tlv(SEQUENCE, tlv(ENUMERATED, b"\x00") + tlv(0xA0, response_bytes))
-
-
-def algorithm_identifier(dotted: str, *, null_parameters: bool = False) -> bytes:
-    """Encode an AlgorithmIdentifier (NULL parameters for RSA PKCS#1 v1.5, absent otherwise)."""
-    return tlv(SEQUENCE, encode_oid(dotted) + (bytes([NULL, 0]) if null_parameters else b""))
+        basic += der.tlv(0xA0, der.tlv(der.TAG_SEQUENCE, b"".join(certificates)))
+    response_bytes = der.tlv(
+        der.TAG_SEQUENCE,
+        der.oid(OCSP_BASIC) + der.tlv(der.TAG_OCTET_STRING, der.tlv(der.TAG_SEQUENCE, basic)),
+    )
+    return der.tlv(der.TAG_SEQUENCE, der.tlv(der.TAG_ENUMERATED, b"\x00") + der.tlv(0xA0, response_bytes))

@@ -298,3 +298,16 @@ def test_renewal_refuses_ca_certificates_and_names_the_policy_no_longer_allows(i
         PolicyViolation, match=r"dns:www\.example\.test is no longer allowed by profile tls-server"
     ):
         renew_certificate(certificate=old, actor="t", now=NOW)
+
+
+def test_sign_csr_is_one_transaction_a_signing_failure_leaves_no_request(issuing_ca, profile, monkeypatch):
+    from pki.keys.encrypted import EncryptedKeyBackend
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the key backend failed while signing")
+
+    requests, events = CertificateRequest.objects.count(), AuditEvent.objects.count()
+    monkeypatch.setattr(EncryptedKeyBackend, "sign_certificate", broken)
+    with pytest.raises(RuntimeError, match="while signing"):
+        sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t")
+    assert (CertificateRequest.objects.count(), AuditEvent.objects.count()) == (requests, events)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from pki.exceptions import InvalidState, NotFound, PolicyViolation, SigningUnavailable
+from pki.exceptions import InvalidState, NotFound, PolicyViolation, SigningFailed, SigningUnavailable
 from pki.issuance import submit_request
 from pki.models import Certificate, RequestState
 from pki.signals import signing_finished
-from pki.signing import SigningFailed, _raise_from_envelope, execute_enveloped, run_signing, use_case_names
+from pki.signing import _raise_from_envelope, execute_enveloped, run_signing, use_case_names
 from pki.tasks import BEAT_SCHEDULE, enqueue
 from tests.conftest import make_csr
 

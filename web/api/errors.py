@@ -16,7 +16,6 @@ from rest_framework.reverse import reverse
 from rest_framework.views import set_rollback
 
 from pki import exceptions as pki_errors
-from pki.signing import SigningFailed
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kmi.example/problems/"
@@ -29,7 +28,7 @@ OUTAGE_RETRY_AFTER = 30
 # Domain errors (no HTTP codes in pki/) mapped once, most specific first.
 DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
     (pki_errors.SigningUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE, "Signing unavailable"),
-    (SigningFailed, status.HTTP_500_INTERNAL_SERVER_ERROR, "Signing failed"),
+    (pki_errors.SigningFailed, status.HTTP_500_INTERNAL_SERVER_ERROR, "Signing failed"),
     (pki_errors.SigningRefused, status.HTTP_403_FORBIDDEN, "Signing refused"),
     (pki_errors.NotFound, status.HTTP_404_NOT_FOUND, "Not found"),
     (pki_errors.NotAuthorized, status.HTTP_403_FORBIDDEN, "Not authorized"),

@@ -17,8 +17,9 @@ it always did: errors, their problem documents, the 202 of a request that waits 
 worker signing and the OpenAPI description all come from one place. When ``enroll`` itself
 refuses the request (a bad CSR, a policy violation: nothing is written then either), the DRF
 view runs it again to produce its problem document; the throttle count taken here is handed
-over, so the request is counted once. tests/web/api/test_fast_enroll.py compares the two paths
-response for response.
+over, so the request is counted once. It may never diverge from the DRF view in the response
+(status, body, headers), the rows and audit events written, or the throttle count;
+tests/web/api/test_fast_enroll.py compares the two paths response for response.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ session, messages or static files: ``web.wsgi`` sends it to a second Django hand
 middleware is only what still applies to it (metrics, security headers, common URL handling,
 X-Frame-Options). Everything else, the browser's session-authenticated API calls included,
 goes through the full stack.
+
+It may never diverge from the full stack in what a token-authenticated call is answered: the
+same URL map and views, the same security headers, no cookie; tests/web/api/test_wsgi.py runs
+both.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ before Django's middleware, and a pre-signed response costs one Redis GET and no
 query. ``ocsp_view`` is the same responder behind Django's URL map (``runserver``, tests'
 live server, deployments that do not use ``web.wsgi``). Skipping the middleware also skips
 Django's ``ALLOWED_HOSTS`` check, so ``wsgi_app`` makes the same check itself (``host_allowed``).
+
+``wsgi_app`` may never diverge from ``ocsp_view``: the same response bytes, status, caching
+headers (RFC 5019 §6) and host check; tests/web/protocols/test_ocsp.py runs both
+(``test_raw_get_carries_the_same_caching_headers``, ``test_raw_path_checks_the_host_like_django``).
 """
 
 from __future__ import annotations

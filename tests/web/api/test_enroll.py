@@ -194,8 +194,7 @@ def test_unmatched_api_urls_and_server_errors_are_problem_documents(client, rf):
 
 
 def test_signing_errors_are_503_with_retry_after_or_500_problem_documents(rf):
-    from pki.exceptions import SigningUnavailable
-    from pki.signing import SigningFailed
+    from pki.exceptions import SigningFailed, SigningUnavailable
     from web.api.errors import exception_handler
 
     unavailable = SigningUnavailable("no signing worker answered within 30 s")

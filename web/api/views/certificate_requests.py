@@ -12,9 +12,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from pki.access import Action, visible_requests
-from pki.enrollment import approve_and_issue, enroll
+from pki.enrollment import Enrollment, approve_and_issue, enroll
 from pki.issuance import reject_request
 from pki.models import CertificateRequest
 from web.api import serializers as s
@@ -22,6 +23,26 @@ from web.api.filters import CertificateRequestFilter
 from web.api.pagination import IdCursorPagination
 from web.api.throttles import EnrollThrottle
 from web.api.views.base import KmiViewSet, actor_of
+
+
+def submit_csr(view: APIView, request: Request) -> tuple[dict[str, Any], Enrollment]:
+    """Read a ``SubmitSerializer`` body, check that the caller may submit to its CA and profile,
+    and ``enroll`` it (``POST /requests/`` and ``POST /enroll``); the validated fields and the
+    outcome."""
+    data = s.SubmitSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    v = data.validated_data
+    view.check_object_permissions(request, (v["ca"], v["profile"]))
+    result = enroll(
+        ca=v["ca"],
+        profile=v["profile"],
+        csr=v["csr"],
+        validity_days=v.get("validity_days"),
+        options=data.options(),
+        requester=request.user,  # type: ignore[arg-type]
+        actor=actor_of(request),
+    )
+    return v, result
 
 
 @extend_schema_view(
@@ -63,19 +84,7 @@ class CertificateRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
     )
     def create(self, request: Request) -> Response:
         """Submit with ``enroll``: the request is stored, and issued when auto-approved."""
-        data = s.SubmitSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        self.check_object_permissions(request, (v["ca"], v["profile"]))
-        result = enroll(
-            ca=v["ca"],
-            profile=v["profile"],
-            csr=v["csr"],
-            validity_days=v.get("validity_days"),
-            options=data.options(),
-            requester=request.user,  # type: ignore[arg-type]
-            actor=actor_of(request),
-        )
+        _, result = submit_csr(self, request)
         response = self._respond(result.request, status.HTTP_201_CREATED)
         response["Location"] = reverse(
             "api:request-detail", kwargs={"pk": result.request.pk}, request=request

@@ -15,20 +15,24 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from pki.access import Action
-from pki.enrollment import enroll
 from pki.models import Certificate, CertificateAuthority, CertificateRequest
 from web.api import fast_enroll
 from web.api import serializers as s
 from web.api.renderers import PemRenderer
 from web.api.throttles import EnrollThrottle
-from web.api.views.base import DOWNLOAD, PEM_CHAIN, actor_of, detail_url, pem_bytes
+from web.api.views.base import DOWNLOAD, PEM_CHAIN, detail_url, pem_bytes
+from web.api.views.certificate_requests import submit_csr
 
 _CHAIN_CACHE: dict[tuple[int, int | None], tuple[float, bytes]] = {}
 CHAIN_CACHE_SECONDS = 60.0
 
 
 def _ca_chain_pem(ca: CertificateAuthority) -> bytes:
-    """The CA's chain as PEM, cached a minute per process (it changes only at CA rollover)."""
+    """The CA's chain as PEM, cached a minute per process (it changes only at CA rollover).
+
+    A per-process cache: keyed by the CA's certificate too, so a rollover is never answered with
+    the previous chain (tests/web/api/test_fast_enroll.py compares the fast and DRF paths).
+    """
     key = (ca.pk, ca.certificate_id)
     now = time.monotonic()
     hit = _CHAIN_CACHE.get(key)
@@ -74,19 +78,7 @@ class EnrollView(APIView):
     )
     def post(self, request: Request) -> HttpResponse | Response:
         """Submit and, when the profile auto-approves, issue in the same transaction."""
-        data = s.SubmitSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        self.check_object_permissions(request, (v["ca"], v["profile"]))
-        result = enroll(
-            ca=v["ca"],
-            profile=v["profile"],
-            csr=v["csr"],
-            validity_days=v.get("validity_days"),
-            options=data.options(),
-            requester=request.user,  # type: ignore[arg-type]
-            actor=actor_of(request),
-        )
+        v, result = submit_csr(self, request)
         if result.certificate is None:
             obj = CertificateRequest.objects.select_related("ca", "profile").get(pk=result.request.pk)
             location = reverse("api:request-detail", kwargs={"pk": obj.pk}, request=request)

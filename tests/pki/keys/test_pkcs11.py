@@ -246,7 +246,7 @@ def test_a_wrong_pin_or_module_is_a_clear_error(token):
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     ).stdout
     assert f"cannot open PKCS#11 token '{token}': PinIncorrect" in out
     with pytest.raises(ConfigurationError, match="does not exist"):

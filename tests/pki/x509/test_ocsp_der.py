@@ -10,16 +10,13 @@ from cryptography.x509 import ocsp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pki.x509 import ocsp_der
-from pki.x509.ocsp_der import (
-    INTEGER,
-    OCTET_STRING,
-    SEQUENCE,
-    MalformedRequest,
-    encode_oid,
-    parse_request,
-    tlv,
-)
+from pki.x509 import der, ocsp_der
+from pki.x509.der import TAG_INTEGER as INTEGER
+from pki.x509.der import TAG_OCTET_STRING as OCTET_STRING
+from pki.x509.der import TAG_SEQUENCE as SEQUENCE
+from pki.x509.der import oid as encode_oid
+from pki.x509.der import tlv
+from pki.x509.ocsp_der import MalformedRequest, parse_request
 
 SHA1_ALG = tlv(SEQUENCE, encode_oid("1.3.14.3.2.26") + bytes([0x05, 0]))
 CERT_ID = tlv(
@@ -100,13 +97,13 @@ def test_response_encoding_is_what_cryptography_reads():
     tbs = ocsp_der.response_data(
         responder_key_hash=b"h" * 20, produced_at=this_update, singles=singles, nonce=None
     )
-    der = ocsp_der.ocsp_response(
+    encoded = ocsp_der.ocsp_response(
         tbs_response_data=tbs,
-        signature_algorithm=ocsp_der.algorithm_identifier("1.2.840.10045.4.3.2"),
+        signature_algorithm=der.algorithm_identifier("1.2.840.10045.4.3.2"),
         signature=b"\x30\x06\x02\x01\x01\x02\x01\x01",
         certificates=[],
     )
-    resp = ocsp.load_der_ocsp_response(der)
+    resp = ocsp.load_der_ocsp_response(encoded)
     assert resp.responder_key_hash == b"h" * 20
     assert resp.tbs_response_bytes == tbs
     assert resp.revocation_time_utc == this_update
