@@ -124,17 +124,19 @@ def _enroll_through_signer(
         )
     if request.state != RequestState.APPROVED:
         return Enrollment(request=request, certificate=None)
-    return Enrollment(request=request, certificate=issue_through_signer(request=request, actor=actor))
+    return Enrollment(
+        request=request, certificate=issue_through_signer(request=request, actor=actor, user=requester)
+    )
 
 
-def issue_through_signer(*, request: CertificateRequest, actor: str) -> Certificate:
+def issue_through_signer(*, request: CertificateRequest, actor: str, user: User | None = None) -> Certificate:
     """Issue a committed, approved request with ``run_signing("issue_request")`` and load the result.
 
     Raises ``SigningUnavailable`` (with ``request_id`` set) when no signer answered: the request
     stays approved.
     """
     try:
-        result = run_signing("issue_request", request_id=request.pk, actor=actor)
+        result = run_signing("issue_request", request_id=request.pk, actor=actor, user=user)
     except SigningUnavailable as exc:
         exc.request_id = request.pk
         raise
@@ -164,7 +166,7 @@ def approve_and_issue(
             fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
             if fresh.state != RequestState.APPROVED:
                 return None
-        return issue_through_signer(request=fresh, actor=actor)
+        return issue_through_signer(request=fresh, actor=actor, user=reviewer)
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
         if approved.state != RequestState.APPROVED:

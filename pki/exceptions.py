@@ -122,3 +122,9 @@ class AlreadyExists(InvalidState):
     """An object with that name exists already (a duplicate ACME endpoint name, …)."""
 
     code = "already_exists"
+
+
+class SigningRefused(PKIError):
+    """A signing worker refused a job: no committed job, a bad MAC, or the authority behind it is gone."""
+
+    code = "signing_refused"

@@ -598,6 +598,31 @@ declare(
     "Hash chains of the audit trail written side by side (concurrent writers).",
     group=_G,
 )
+declare(
+    "KMI_AUDIT_CHECKPOINT_PATH",
+    path(),
+    None,
+    "Append-only file each signed audit checkpoint is written to (fsync) as it is made: keep it "
+    "(or a copy) where a database writer cannot reach, and check it with "
+    "`verify_audit --checkpoints FILE` ([Security model](../guide/security-model.md)).",
+    group=_G,
+    default_doc="`KMI_DATA_DIR/audit-checkpoints.jsonl`",
+)
+declare(
+    "KMI_AUDIT_CHECKPOINT_WEBHOOK_URL",
+    http_url(optional=True),
+    "",
+    "Webhook each audit checkpoint is also posted to once it is stored (event `audit.checkpoint`, "
+    "signed like every KMI webhook); a failed post is logged, the file stays the record.",
+    group=_G,
+)
+declare(
+    "KMI_AUDIT_CHECKPOINT_SECONDS",
+    integer(minimum=10),
+    "300",
+    "A signed audit checkpoint is made this often (a worker of the `signing` queue).",
+    group=_G,
+)
 
 declare(
     "KMI_ALLOWED_DOMAINS",
@@ -780,6 +805,15 @@ declare(
     "inprocess",
     "`worker`: CA keys are used only on Celery workers of the `signing` queue, so web processes need no KEK.",
     group=_G,
+)
+declare(
+    "KMI_SIGNING_SECRET",
+    TEXT,
+    "",
+    "Key (at least 32 characters) of the HMAC-SHA256 over every signing job and its result, "
+    "held by web processes and signing workers only; required with `KMI_SIGNING=worker`.",
+    group=_G,
+    secret=True,
 )
 declare(
     "KMI_SIGNING_TIMEOUT",

@@ -16,10 +16,10 @@ from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.exceptions import InvalidCSR, KeyBlocked, PolicyViolation
 from pki.issuance import issue_certificate, parse_csr
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.acme import AcmeAccount, AcmeEndpoint, AcmeOrder, OrderStatus
 from pki.profiles import check_public_key
 from pki.signals import acme_order_processing
+from pki.signing import signs_here
 from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN
 
@@ -63,7 +63,7 @@ def finalize_order(
         if order.status != OrderStatus.READY:
             raise OrderNotReady(f"order is {order.status}, not ready")
         checked = _checked_csr(order, endpoint, csr_der)
-        if lifecycle_settings().signs_on_worker:
+        if not signs_here():  # pki.signing decides where signing runs
             order.status = OrderStatus.PROCESSING
             order.csr_der = csr_der
             order.save(update_fields=["status", "csr_der"])
@@ -85,6 +85,11 @@ def finalize_order(
             return order
         _issue_for_order(order, endpoint, checked, actor=actor, now=now)
     return order
+
+
+def order_actor(order: AcmeOrder) -> str:
+    """The audit actor of an order's account (as the ACME views name it): ``acme:<endpoint>:<account>``."""
+    return f"acme:{order.account.endpoint.name}:{order.account.token}"
 
 
 def complete_finalization(*, order_id: int, actor: str, now: dt.datetime | None = None) -> AcmeOrder:

@@ -61,7 +61,7 @@ def unseal_eab_keys(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pki', '0014_lifecycle_controls'),
+        ('pki', '0015_signing_jobs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

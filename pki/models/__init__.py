@@ -10,7 +10,7 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
-from pki.models.audit import AuditEvent, AuditStream
+from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
@@ -27,6 +27,7 @@ from pki.models.notification import (
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import Approval, CertificateRequest, RequestState
+from pki.models.signing import SigningJob, SigningJobState
 
 __all__ = [
     "AcmeAccount",
@@ -38,6 +39,7 @@ __all__ = [
     "AcmeOrder",
     "ApiToken",
     "Approval",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
@@ -70,6 +72,8 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SealedKey",
+    "SigningJob",
+    "SigningJobState",
     "TwoPersonState",
     "WorkerHeartbeat",
 ]

@@ -44,6 +44,7 @@ class KeyPurpose(models.TextChoices):
     OCSP = "ocsp", "OCSP responder"
     END_ENTITY = "end_entity", "End entity (server-generated)"
     EXTERNAL = "external", "External (public key only)"
+    AUDIT = "audit", "Audit checkpoint signing"
 
 
 class KeyQuerySet(models.QuerySet["Key"]):

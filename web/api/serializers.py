@@ -708,6 +708,38 @@ class Pkcs12PasswordSerializer(serializers.Serializer[dict[str, Any]]):
     password = serializers.CharField(min_length=MIN_PASSWORD_LENGTH, max_length=1024, trim_whitespace=False)
 
 
+class ServerKeyPkcs12Serializer(Pkcs12PasswordSerializer):
+    """The password of the PKCS#12 and the delivery's one-time download secret."""
+
+    download_secret = serializers.CharField(
+        max_length=128, help_text="the `download_secret` of the creation response (given once)"
+    )
+
+
+class CreatedKeyDeliverySerializer(KeyDeliverySerializer):
+    """A new delivery, with its one-time download secret (shown in this response only)."""
+
+    download_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyDelivery
+        fields = (
+            "id",
+            "url",
+            "key_id",
+            "request",
+            "pkcs12_url",
+            "created_at",
+            "delivered_at",
+            "download_secret",
+        )
+        read_only_fields = fields
+
+    def get_download_secret(self, obj: KeyDelivery) -> str:
+        """The secret the PKCS#12 download needs; KMI keeps only its SHA-256."""
+        return str(self.context["download_secret"])
+
+
 class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):
     """A token's metadata (the secret is shown only in the creation response)."""
 

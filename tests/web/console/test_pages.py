@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from django.contrib.auth.models import User
+from django.test import Client
 
 from pki import health
 from pki.crl import publish_crl
@@ -25,6 +26,7 @@ from pki.models import (
 )
 from pki.models.authority import CAState, CertificateAuthority
 from tests.conftest import make_csr
+from tests.web.console.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -351,6 +353,13 @@ def test_server_key_is_downloaded_once_then_destroyed(c_requester, c_admin, issu
     url = made["Location"]
     short = c_requester.client.post(url, {"password": "short", "confirm": "short"})
     assert short.status_code == 400
+    # Her other browser has no one-time download secret (it stays in the session that asked).
+    other = Client()
+    sign_in(other, "rita")
+    elsewhere = other.post(url, {"password": "a-good-password-1", "confirm": "a-good-password-1"})
+    assert elsewhere.status_code == 400
+    assert "wrong download secret" in elsewhere.content.decode()
+    assert Key.objects.get(purpose="end_entity").state == KeyState.ACTIVE
     blob = c_requester.client.post(url, {"password": "a-good-password-1", "confirm": "a-good-password-1"})
     assert blob["Content-Type"] == "application/x-pkcs12"
     key, cert, _ = pkcs12.load_key_and_certificates(blob.content, b"a-good-password-1")

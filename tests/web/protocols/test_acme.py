@@ -879,14 +879,22 @@ def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(
     [(_task, queue, body)] = [p for p in published_tasks if p[0] == "pki.signing.acme_finalize"]
     assert queue == "signing"
     order_row = AcmeOrder.objects.get(token=order_url.rsplit("/", 1)[1])
-    assert body[1] == {"order_id": order_row.pk, "actor": body[1]["actor"]}  # ids only, no CSR, no key
+    assert body[1] == {"order_id": order_row.pk}  # the id only: no CSR, no key, no actor
 
-    # What the signing worker runs; a replayed message changes nothing.
-    assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
+    # What the signing worker runs: the actor is the order's account from the database, not the
+    # message's; a replayed message changes nothing.
+    from pki.tasks import acme_finalize
+
+    assert acme_finalize(order_row.pk, "alice") == "valid"
+    order_row.refresh_from_db()
+    issued = AuditEvent.objects.get(action="certificate.issued", object_id=str(order_row.certificate_id))
+    assert issued.actor == f"acme:{order_row.account.endpoint.name}:{order_row.account.token}"
+    assert not AuditEvent.objects.filter(actor="alice").exists()
     assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
     final = acme.post(order_url, None).json()
     assert final["status"] == "valid"
     assert Certificate.objects.filter(acme_order__pk=order_row.pk).count() == 1
+    assert acme_finalize(10**9) == "unknown"
     chain = x509.load_pem_x509_certificates(acme.post(final["certificate"], None).body)
     assert chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName

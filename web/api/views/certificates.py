@@ -17,11 +17,11 @@ from rest_framework.reverse import reverse
 
 from pki.access import Action, visible_certificates
 from pki.exceptions import NotFound
-from pki.issuance import chain_for, check_renewer, latest_successor, renew_certificate
+from pki.issuance import chain_for, latest_successor
 from pki.models import Certificate
 from pki.renewal import needs_approval, submit_renewal
 from pki.revocation import revoke_certificate
-from pki.signing import run_signing, signs_here
+from pki.signing import run_signing
 from web.api import serializers as s
 from web.api.filters import CertificateFilter
 from web.api.pagination import IdCursorPagination
@@ -123,22 +123,17 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
             location = reverse("api:request-detail", kwargs={"pk": pending.pk}, request=request)
             body = s.CertificateRequestSerializer(pending, context=self.get_serializer_context()).data
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
-        if signs_here():
-            new_pk = renew_certificate(
-                certificate=cert, csr=csr, validity_days=validity_days, actor=actor_of(request), renewer=user
-            ).pk
-        else:
-            # KMI_SIGNING=worker: the signing worker renews (nothing is stored before it does);
-            # the renewer's current grant is checked here first.
-            if user is not None:
-                check_renewer(certificate=cert, renewer=user)
-            new_pk = run_signing(
-                "renew_certificate",
-                certificate_id=cert.pk,
-                csr_pem=csr,
-                validity_days=validity_days,
-                actor=actor_of(request),
-            )["certificate_id"]
+        # In process or on a signing worker (nothing is stored before it renews): pki.signing decides.
+        # The renewer's current grant is checked by the renewal itself, wherever it runs.
+        new_pk = run_signing(
+            "renew_certificate",
+            certificate_id=cert.pk,
+            csr_pem=csr,
+            validity_days=validity_days,
+            renewer_id=user.pk if user is not None else None,
+            actor=actor_of(request),
+            user=request.user,
+        )["certificate_id"]
         new = Certificate.objects.select_related("ca", "profile").get(pk=new_pk)
         location = reverse("api:certificate-detail", kwargs={"pk": new.pk}, request=request)
         return Response(

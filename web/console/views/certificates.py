@@ -197,7 +197,9 @@ def renew(request: HttpRequest, pk: int) -> HttpResponse:
                 certificate_id=cert.pk,
                 csr_pem=csr_text(csr) if csr else None,
                 validity_days=form.cleaned_data["validity_days"],
+                renewer_id=request.user.pk,
                 actor=actor_of(request),
+                user=request.user,
             )
         except PKIError as exc:
             add_domain_error(form, exc, "csr" if csr else None)
