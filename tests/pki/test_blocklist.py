@@ -6,6 +6,7 @@ import pytest
 from cryptography import x509
 
 from pki.blocklist import REFUSED_ACTION, block_key, is_blocked
+from pki.enrollment import approve_and_issue
 from pki.exceptions import KeyBlocked, PolicyViolation
 from pki.issuance import approve_request, renew_certificate, sign_csr, submit_request
 from pki.key_controls import mark_key_compromised
@@ -67,8 +68,12 @@ def test_a_pending_request_whose_key_is_blocked_since_cannot_be_approved(issuing
     assert is_blocked(B_KEY)
     with pytest.raises(KeyBlocked):
         approve_request(request=request, actor="oscar", now=NOW)
+    with pytest.raises(KeyBlocked):
+        approve_and_issue(request=request, actor="oscar", now=NOW)
     request.refresh_from_db()
     assert request.state == "pending"
+    refusals = AuditEvent.objects.filter(action=REFUSED_ACTION, details__path="approve_request")
+    assert refusals.count() == 2  # each refused attempt is kept in the trail
 
 
 def test_other_revocation_reasons_do_not_block_the_key(issuing_ca, profile):
