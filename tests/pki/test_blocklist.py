@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from cryptography import x509
 
@@ -111,3 +113,18 @@ def test_a_malformed_fingerprint_is_refused_and_nothing_is_written(db, bad):
         block_key(spki_sha256=bad, reason="keyCompromise", source="test", actor="ops", now=NOW)
     assert not BlockedKey.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_auto_renewal_leaves_a_certificate_whose_key_is_blocked_alone(
+    issuing_ca, profile, lifecycle_conf, caplog
+):
+    from pki.lifecycle import auto_renew_certificates
+
+    lifecycle_conf()
+    cert = _issue(issuing_ca, profile)
+    Certificate.objects.filter(pk=cert.pk).update(auto_renew=True)
+    other = _issue(issuing_ca, profile, name="mail.example.test")
+    revoke_certificate(certificate=other, reason="keyCompromise", actor="ops", now=NOW)
+    assert auto_renew_certificates(now=cert.not_after - dt.timedelta(days=5)) == []
+    assert not Certificate.objects.filter(renewed_from=cert).exists()
+    assert "auto-renewal of" not in caplog.text  # not even tried (and refused) at every scan
