@@ -9,14 +9,16 @@ signs, and audits each refusal as ``issuance.refused_blocked_key``.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from django.db import transaction
+from django.db import connection, transaction
 
 from pki import audit
 from pki.clock import resolve
 from pki.exceptions import KeyBlocked, PolicyViolation
 from pki.models.blocklist import BlockedKey
+from pki.recording import execute_prepared
 from pki.x509.csr import spki_fingerprint
 
 REFUSED_ACTION = "issuance.refused_blocked_key"
@@ -63,6 +65,24 @@ def is_blocked(spki_sha256: str) -> bool:
     return BlockedKey.objects.filter(spki_sha256=spki_sha256.lower()).exists()
 
 
+# Every issuance asks: on PostgreSQL one prepared statement (planned once per connection).
+_LOOKUP_SQL = "SELECT reason, created_at FROM pki_blockedkey WHERE spki_sha256 = %s"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    reason: str
+    created_at: dt.datetime
+
+
+def _lookup(fingerprint: str) -> _Entry | None:
+    if connection.vendor == "postgresql":
+        row = execute_prepared(_LOOKUP_SQL, [fingerprint])
+        return _Entry(row[0], row[1]) if row is not None else None
+    found = BlockedKey.objects.filter(spki_sha256=fingerprint).values_list("reason", "created_at").first()
+    return _Entry(*found) if found is not None else None
+
+
 def ensure_not_blocked(
     *,
     actor: str,
@@ -81,7 +101,7 @@ def ensure_not_blocked(
         if public_key is None:
             raise ValueError("ensure_not_blocked needs a public_key or a spki_sha256")
         fingerprint = spki_fingerprint(public_key)
-    entry = BlockedKey.objects.filter(spki_sha256=fingerprint).only("reason", "created_at").first()
+    entry = _lookup(fingerprint)
     if entry is None:
         return
     now = resolve(now)

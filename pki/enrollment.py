@@ -16,6 +16,7 @@ from cryptography import x509
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.exceptions import SigningUnavailable
 from pki.issuance import (
@@ -159,6 +160,8 @@ def approve_and_issue(
     when no worker answers, ``SigningUnavailable`` leaves the request approved.
     """
     now = resolve(now)
+    # Before any transaction, so a refusal's audit event is kept (approve_request checks again).
+    ensure_not_blocked(spki_sha256=request.key_fingerprint, actor=actor, path="approve_request", now=now)
     if not signs_here():
         # An approval whose issuance the signer did not finish is approved already: issue it.
         fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)

@@ -299,6 +299,8 @@ def approve_request(
     ``reviewer`` None is an operator at the command line, known by ``actor`` only.
     """
     now = resolve(now)
+    # Checked before the transaction too, so the refusal's audit event is kept.
+    ensure_not_blocked(spki_sha256=request.key_fingerprint, actor=actor, path="approve_request", now=now)
     with transaction.atomic():
         request = (
             CertificateRequest.objects.select_for_update().select_related("ca", "profile").get(pk=request.pk)

@@ -42,6 +42,7 @@ from pki.issuance import fail_request, renew_certificate, sign_csr
 from pki.keystore import generate_key
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
+from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState
 from pki.models.notification import (
@@ -470,6 +471,8 @@ def due_for_auto_renewal(now: dt.datetime) -> QuerySet[Certificate]:
         .annotate(renew_from=ExpressionWrapper(F("not_after") - window, output_field=DateTimeField()))
         .filter(renew_from__lte=now)
         .exclude(_has_live_successor())
+        # A key revoked for keyCompromise is never certified again: nothing to renew onto.
+        .exclude(key_fingerprint__in=BlockedKey.objects.values("spki_sha256"))
     )
 
 

@@ -205,11 +205,11 @@ def _refuse_blocked_key(csr_der: bytes, *, actor: str, now: dt.datetime) -> None
     """A CSR whose key is on the compromised-key blocklist is ``badPublicKey`` (audited)."""
     try:
         public_key = x509.load_der_x509_csr(csr_der).public_key()
-    except ValueError:
-        return  # not a DER CSR: _checked_csr says why (badCSR)
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except Exception:  # noqa: BLE001 - hostile bytes of any kind: _checked_csr says why (badCSR)
+        return
     try:
         ensure_not_blocked(
             spki_sha256=hashlib.sha256(spki).hexdigest(), actor=actor, path="acme.finalize", now=now

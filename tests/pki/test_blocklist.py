@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from cryptography import x509
 
 from pki.blocklist import REFUSED_ACTION, block_key, is_blocked
+from pki.enrollment import approve_and_issue
 from pki.exceptions import KeyBlocked, PolicyViolation
 from pki.issuance import approve_request, renew_certificate, sign_csr, submit_request
 from pki.key_controls import mark_key_compromised
@@ -67,8 +70,12 @@ def test_a_pending_request_whose_key_is_blocked_since_cannot_be_approved(issuing
     assert is_blocked(B_KEY)
     with pytest.raises(KeyBlocked):
         approve_request(request=request, actor="oscar", now=NOW)
+    with pytest.raises(KeyBlocked):
+        approve_and_issue(request=request, actor="oscar", now=NOW)
     request.refresh_from_db()
     assert request.state == "pending"
+    refusals = AuditEvent.objects.filter(action=REFUSED_ACTION, details__path="approve_request")
+    assert refusals.count() == 2  # each refused attempt is kept in the trail
 
 
 def test_other_revocation_reasons_do_not_block_the_key(issuing_ca, profile):
@@ -106,3 +113,18 @@ def test_a_malformed_fingerprint_is_refused_and_nothing_is_written(db, bad):
         block_key(spki_sha256=bad, reason="keyCompromise", source="test", actor="ops", now=NOW)
     assert not BlockedKey.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_auto_renewal_leaves_a_certificate_whose_key_is_blocked_alone(
+    issuing_ca, profile, lifecycle_conf, caplog
+):
+    from pki.lifecycle import auto_renew_certificates
+
+    lifecycle_conf()
+    cert = _issue(issuing_ca, profile)
+    Certificate.objects.filter(pk=cert.pk).update(auto_renew=True)
+    other = _issue(issuing_ca, profile, name="mail.example.test")
+    revoke_certificate(certificate=other, reason="keyCompromise", actor="ops", now=NOW)
+    assert auto_renew_certificates(now=cert.not_after - dt.timedelta(days=5)) == []
+    assert not Certificate.objects.filter(renewed_from=cert).exists()
+    assert "auto-renewal of" not in caplog.text  # not even tried (and refused) at every scan
