@@ -26,6 +26,7 @@ from pki.models.notification import (
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
+from pki.models.transparency import LogEntry, MerkleNode, PendingLeaf, SignedTreeHead, TransparencyLog
 
 __all__ = [
     "AcmeAccount",
@@ -55,18 +56,23 @@ __all__ = [
     "KeyRecovery",
     "KeyState",
     "KeyType",
+    "LogEntry",
+    "MerkleNode",
     "NotificationChannel",
     "NotificationKind",
     "NotificationRecord",
     "NotificationState",
     "OCSPResponder",
     "OCSPResponse",
+    "PendingLeaf",
     "Profile",
     "RequestState",
     "RevocationReason",
     "Role",
     "RoleGrant",
     "SealedKey",
+    "SignedTreeHead",
+    "TransparencyLog",
     "TwoPersonState",
     "WorkerHeartbeat",
 ]
