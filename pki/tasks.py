@@ -298,6 +298,18 @@ def acme_purge_nonces() -> int:
     return purge_expired_nonces()
 
 
+@shared_task(name="pki.signing.transparency_tick")
+def transparency_tick() -> dict[str, int]:
+    """Sequence queued certificates into the transparency logs; sign a tree head where one grew.
+
+    Runs every few seconds, so a certificate is under a signed tree head well within the log's
+    maximum merge delay (60 s) even after a crash: its leaf was queued in its own transaction.
+    """
+    from pki.transparency.log import tick
+
+    return tick(actor="system:celery")
+
+
 def _every(seconds: float) -> dict[str, Any]:
     # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
     return {"schedule": seconds, "options": {"expires": seconds}}
@@ -308,6 +320,8 @@ _SIX_HOURS = 6 * 3600.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    # Signs with the log key: on the signing queue like every other use of a KMI key.
+    "transparency-tick": {"task": "pki.signing.transparency_tick", **_every(10.0)},
     "console-summaries": {
         "task": "pki.refresh_certificate_summaries",
         **_every(float(lifecycle_settings().summary_seconds)),

@@ -32,6 +32,8 @@ urlpatterns = [
     # OCSP (RFC 6960 Appendix A): POST /ocsp/<ca>, GET /ocsp/<ca>/<base64 request>.
     path("ocsp/<path:path>", ocsp_view, name="ocsp"),
     path("acme/", include("web.protocols.acme.urls")),
+    # Transparency logs (RFC 6962 §4 under /ct/<log-name>/ct/v1/; log.json for monitors).
+    path("ct/", include("web.protocols.ct")),
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.

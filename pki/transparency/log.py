@@ -87,6 +87,8 @@ def create_log(
             scope=f"log:{name}",
             now=now,
         )
+    # A log answers get-sth from its first minute: its first tree head covers what is queued.
+    sign_tree_head(log=log, actor=actor, force=True, now=now)
     return log
 
 
@@ -353,6 +355,41 @@ def roots() -> list[bytes]:
 def entry_for_certificate(certificate: Certificate, log: TransparencyLog) -> LogEntry | None:
     """The certificate's leaf in ``log``, or None while it is still queued."""
     return LogEntry.objects.filter(log=log, certificate=certificate).first()
+
+
+@dataclass(frozen=True)
+class InclusionReceipt:
+    """Where a certificate is in a log: its leaf, the tree head that covers it, the audit path."""
+
+    log: TransparencyLog
+    entry: LogEntry
+    tree_head: SignedTreeHead
+    audit_path: list[bytes]
+
+
+def inclusion_receipt(*, certificate: Certificate, log: TransparencyLog | None = None) -> InclusionReceipt:
+    """The certificate's inclusion proof against the log's latest tree head (an SCT-like receipt).
+
+    ``log`` defaults to the first log that takes KMI's issuance. InvalidState while the
+    certificate is not yet under a signed tree head (it will be within the log's MMD).
+    """
+    if log is None:
+        log = TransparencyLog.objects.filter(feeds_issuance=True).select_related("key").order_by("pk").first()
+        if log is None:
+            raise NotFound("KMI runs no transparency log")
+    entry = entry_for_certificate(certificate, log)
+    sth = latest_tree_head(log)
+    if entry is None or sth is None or entry.leaf_index >= sth.tree_size:
+        raise InvalidState(
+            f"certificate {certificate.serial} is not yet under a signed tree head of log {log.name}: "
+            f"retry within {log.mmd_seconds} s"
+        )
+    return InclusionReceipt(
+        log=log,
+        entry=entry,
+        tree_head=sth,
+        audit_path=proof_for_index(log=log, index=entry.leaf_index, tree_size=sth.tree_size),
+    )
 
 
 # --- verification -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from web.api import acme, views
+from web.api.inclusion import InclusionView
 
 app_name = "api"
 
@@ -27,5 +28,6 @@ router.register(
 
 urlpatterns = [
     path("enroll", views.EnrollView.as_view(), name="enroll"),
+    path("certificates/<int:pk>/inclusion/", InclusionView.as_view(), name="certificate-inclusion"),
     *router.urls,
 ]
