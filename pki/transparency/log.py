@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Subquery
 
 from pki import audit
 from pki.clock import resolve
@@ -108,28 +108,35 @@ def public_key_der(log: TransparencyLog) -> bytes:
 # --- the tree in the database ------------------------------------------------------------------
 
 
+_PG_NODES = (
+    "SELECT 0, leaf_index, leaf_hash FROM pki_logentry WHERE log_id = %s AND leaf_index = ANY(%s) "
+    "UNION ALL SELECT n.level, n.index, n.hash FROM unnest(%s::integer[], %s::bigint[]) AS w(level, idx) "
+    "JOIN pki_merklenode n ON n.log_id = %s AND n.level = w.level AND n.index = w.idx"
+)
+
+
 def lookup_nodes(log_id: int, nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
-    """Stored hashes of complete subtrees (level 0 from the entries), in two queries at most."""
+    """Stored hashes of complete subtrees (level 0 from the entries): one indexed query."""
     wanted = set(nodes)
     found: dict[merkle.Node, bytes] = {}
     leaves = [i for level, i in wanted if level == 0]
-    if leaves:
+    inner = [(level, i) for level, i in wanted if level]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _PG_NODES, [log_id, leaves, [lv for lv, _ in inner], [i for _, i in inner], log_id]
+            )
+            found = {(level, index): bytes(h) for level, index, h in cursor.fetchall()}
+    else:
         for index, h in LogEntry.objects.filter(log_id=log_id, leaf_index__in=leaves).values_list(
             "leaf_index", "leaf_hash"
         ):
             found[(0, index)] = bytes(h)
-    by_level: dict[int, list[int]] = {}
-    for level, i in wanted:
-        if level:
-            by_level.setdefault(level, []).append(i)
-    if by_level:
-        q = Q()
-        for level, indexes in by_level.items():
-            q |= Q(level=level, index__in=indexes)
-        for level, index, h in MerkleNode.objects.filter(q, log_id=log_id).values_list(
-            "level", "index", "hash"
-        ):
-            found[(level, index)] = bytes(h)
+        for level, index in inner:
+            for value in MerkleNode.objects.filter(log_id=log_id, level=level, index=index).values_list(
+                "hash", flat=True
+            ):
+                found[(level, index)] = bytes(value)
     missing = wanted - found.keys()
     if missing:
         raise InvalidState(f"log {log_id} lacks the subtree hashes {sorted(missing)[:5]}")
@@ -174,11 +181,31 @@ def append_leaves(*, log: TransparencyLog, leaves: Sequence[NewLeaf]) -> int:
         nodes.extend(
             MerkleNode(log_id=log.pk, level=lv, index=ix, hash=nh) for lv, ix, nh in frontier.append(h)
         )
-    LogEntry.objects.bulk_create(entries, batch_size=5000)
-    MerkleNode.objects.bulk_create(nodes, batch_size=5000)
+    _insert(entries, nodes)
     log.tree_size = frontier.size
     TransparencyLog.objects.filter(pk=log.pk).update(tree_size=log.tree_size)
     return len(leaves)
+
+
+def _insert(entries: list[LogEntry], nodes: list[MerkleNode]) -> None:
+    """Bulk-insert entries and nodes: COPY on PostgreSQL (the sequencer's hot path), ORM elsewhere."""
+    if connection.vendor != "postgresql":
+        LogEntry.objects.bulk_create(entries, batch_size=2000)
+        MerkleNode.objects.bulk_create(nodes, batch_size=2000)
+        return
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg 3's cursor: COPY FROM STDIN with binary-safe rows
+        with raw.copy(
+            "COPY pki_logentry (log_id, leaf_index, certificate_id, timestamp_ms, leaf_hash, leaf_input) "
+            "FROM STDIN"
+        ) as copy:
+            for e in entries:
+                copy.write_row(
+                    (e.log_id, e.leaf_index, e.certificate_id, e.timestamp_ms, e.leaf_hash, e.leaf_input)
+                )
+        with raw.copy('COPY pki_merklenode (log_id, level, "index", hash) FROM STDIN') as copy:
+            for n in nodes:
+                copy.write_row((n.log_id, n.level, n.index, n.hash))
 
 
 def sequence(*, limit: int = SEQUENCE_BATCH) -> int:
@@ -276,14 +303,18 @@ def _published_size(log: TransparencyLog) -> int:
 
 def inclusion_proof(*, log: TransparencyLog, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
     """(leaf index, audit path) of the leaf with this hash in the tree of ``tree_size`` (§4.5)."""
-    if not 0 < tree_size <= _published_size(log):
-        raise PolicyViolation(f"tree_size {tree_size} is not a published tree size of log {log.name}")
-    index = (
-        LogEntry.objects.filter(log=log, leaf_hash=leaf_hash, leaf_index__lt=tree_size)
-        .order_by("leaf_index")
-        .values_list("leaf_index", flat=True)
-        .first()
+    published = SignedTreeHead.objects.filter(log_id=log.pk).order_by("-timestamp_ms").values("tree_size")[:1]
+    # No ORDER BY on the entry: it would tempt the planner to walk the (log, leaf_index) index
+    # instead of looking the hash up. A hash names one leaf (a certificate is logged once).
+    index_of = LogEntry.objects.filter(log_id=log.pk, leaf_hash=leaf_hash, leaf_index__lt=tree_size).values(
+        "leaf_index"
+    )[:1]
+    row = (
+        TransparencyLog.objects.filter(pk=log.pk).values_list(Subquery(published), Subquery(index_of)).first()
     )
+    size, index = row if row is not None else (None, None)
+    if not 0 < tree_size <= (size or 0):
+        raise PolicyViolation(f"tree_size {tree_size} is not a published tree size of log {log.name}")
     if index is None:
         raise NotFound(f"no leaf with that hash in the first {tree_size} entries of log {log.name}")
     return index, proof_for_index(log=log, index=index, tree_size=tree_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,13 +45,30 @@ def _int_param(request: HttpRequest, name: str) -> int:
     return int(raw)
 
 
+_LOG_TTL = 30.0  # seconds a process keeps a log's row (name, key, id never change)
+_logs: dict[str, tuple[float, TransparencyLog]] = {}
+
+
+def _cached_log(name: str) -> TransparencyLog:
+    """The log named ``name``: one query per process and half-minute, not one per proof."""
+    now = time.monotonic()
+    hit = _logs.get(name)
+    if hit is not None and now - hit[0] < _LOG_TTL:
+        return hit[1]
+    log = ct.get_log(name)
+    if len(_logs) > 100:
+        _logs.clear()
+    _logs[name] = (now, log)
+    return log
+
+
 def log_view(view: Callable[[HttpRequest, TransparencyLog], dict[str, Any]]) -> View:
     """Look the log up, run the view, map domain errors to RFC 6962-style JSON errors."""
 
     @require_safe
     def wrapped(request: HttpRequest, log_name: str) -> HttpResponse:
         try:
-            log = ct.get_log(log_name)
+            log = _cached_log(log_name)
             body = view(request, log)
         except NotFound as exc:
             return _error(404, str(exc))

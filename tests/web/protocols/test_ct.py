@@ -14,9 +14,16 @@ from pki.transparency import log as ct
 from pki.transparency import merkle
 from pki.transparency.structures import parse_digitally_signed, parse_x509_leaf, tree_head_input
 from tests.conftest import NOW, make_csr
+from web.protocols import ct as ct_views
 
 pytestmark = pytest.mark.django_db
 BASE = "/ct/kmi/ct/v1"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_cache():
+    # Each test makes its own log "kmi": a row the views cached for the previous one is gone.
+    ct_views._logs.clear()
 
 
 @pytest.fixture
