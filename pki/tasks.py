@@ -310,6 +310,19 @@ def transparency_tick() -> dict[str, int]:
     return tick(actor="system:celery")
 
 
+@shared_task(name="pki.threat_monitor")
+def threat_monitor() -> dict[str, int]:
+    """Run the threat monitor once: raise, refresh and resolve alerts; deliver new episodes."""
+    from pki.transparency.monitor import run_monitor
+
+    report = run_monitor()
+    return {
+        "raised": len(report.raised),
+        "refreshed": len(report.refreshed),
+        "resolved": len(report.resolved),
+    }
+
+
 def _every(seconds: float) -> dict[str, Any]:
     # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
     return {"schedule": seconds, "options": {"expires": seconds}}
@@ -322,6 +335,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
     # Signs with the log key: on the signing queue like every other use of a KMI key.
     "transparency-tick": {"task": "pki.signing.transparency_tick", **_every(10.0)},
+    "threat-monitor": {"task": "pki.threat_monitor", **_every(60.0)},
     "console-summaries": {
         "task": "pki.refresh_certificate_summaries",
         **_every(float(lifecycle_settings().summary_seconds)),

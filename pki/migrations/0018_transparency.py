@@ -224,6 +224,100 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.CreateModel(
+            name="MonitorRun",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("window_end", models.DateTimeField(help_text="events up to here were examined")),
+                ("raised", models.PositiveIntegerField(default=0)),
+                ("refreshed", models.PositiveIntegerField(default=0)),
+            ],
+        ),
+        migrations.CreateModel(
+            name="Alert",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("issuance_spike", "Issuance far above its baseline"),
+                            ("new_domain", "A registrable domain never issued under this profile"),
+                            ("blocked_key", "Attempts to certify a blocked key"),
+                            ("challenge_failures", "ACME challenges failing in a burst"),
+                            ("token_errors", "An API token hitting many 4xx"),
+                            ("login_failures", "Failed console logins in a burst"),
+                            ("audit_chain", "Audit chain broken"),
+                            ("crl_stale", "CRL past its nextUpdate"),
+                            ("ocsp_stale", "OCSP responses stale"),
+                            ("signer_down", "Signer unreachable"),
+                            ("key_backend", "CA key backend unreachable"),
+                            ("ca_expiry", "CA certificate close to expiry"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("subject", models.CharField(help_text="what it is about, e.g. ca:issuing", max_length=255)),
+                (
+                    "episode",
+                    models.CharField(
+                        help_text="kind, subject and first sighting, hashed", max_length=64, unique=True
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("warning", "Warning"), ("critical", "Critical")],
+                        default="warning",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open"),
+                            ("acknowledged", "Acknowledged"),
+                            ("resolved", "Resolved"),
+                        ],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("summary", models.CharField(max_length=300)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("count", models.PositiveIntegerField(default=1, help_text="monitor runs that saw it")),
+                ("acknowledged_by", models.CharField(blank=True, max_length=150)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("resolved_by", models.CharField(blank=True, max_length=150)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                ("notified_at", models.DateTimeField(blank=True, null=True)),
+                ("delivery_error", models.TextField(blank=True)),
+            ],
+            options={
+                "indexes": [models.Index(fields=["state", "kind"], name="pki_alert_state_kind")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("state", "resolved"), _negated=True),
+                        fields=("kind", "subject"),
+                        name="pki_alert_one_live_episode",
+                    )
+                ],
+            },
+        ),
         migrations.RunPython(
             _run({"postgresql": _PG_UP, "sqlite": _SQLITE_UP}),
             _run({"postgresql": _PG_DOWN, "sqlite": _SQLITE_DOWN}),

@@ -10,6 +10,7 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
+from pki.models.alert import Alert, AlertKind, AlertSeverity, AlertState, MonitorRun
 from pki.models.audit import AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate, RevocationReason
@@ -36,6 +37,10 @@ __all__ = [
     "AcmeExternalAccountKey",
     "AcmeNonce",
     "AcmeOrder",
+    "Alert",
+    "AlertKind",
+    "AlertSeverity",
+    "AlertState",
     "ApiToken",
     "AuditEvent",
     "AuditStream",
@@ -58,6 +63,7 @@ __all__ = [
     "KeyType",
     "LogEntry",
     "MerkleNode",
+    "MonitorRun",
     "NotificationChannel",
     "NotificationKind",
     "NotificationRecord",
