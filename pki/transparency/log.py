@@ -13,7 +13,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -109,10 +111,18 @@ def public_key_der(log: TransparencyLog) -> bytes:
 
 
 _PG_NODES = (
-    "SELECT 0, leaf_index, leaf_hash FROM pki_logentry WHERE log_id = %s AND leaf_index = ANY(%s) "
+    "SELECT 0, leaf_index, leaf_hash FROM pki_logentry WHERE log_id = %s AND leaf_index = ANY(%s::bigint[]) "
     "UNION ALL SELECT n.level, n.index, n.hash FROM unnest(%s::integer[], %s::bigint[]) AS w(level, idx) "
     "JOIN pki_merklenode n ON n.log_id = %s AND n.level = w.level AND n.index = w.idx"
 )
+
+
+def _pg_rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run a hot read as a server-side prepared statement (planned once per connection)."""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
 
 
 def lookup_nodes(log_id: int, nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
@@ -122,11 +132,8 @@ def lookup_nodes(log_id: int, nodes: Iterable[merkle.Node]) -> dict[merkle.Node,
     leaves = [i for level, i in wanted if level == 0]
     inner = [(level, i) for level, i in wanted if level]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _PG_NODES, [log_id, leaves, [lv for lv, _ in inner], [i for _, i in inner], log_id]
-            )
-            found = {(level, index): bytes(h) for level, index, h in cursor.fetchall()}
+        rows = _pg_rows(_PG_NODES, [log_id, leaves, [lv for lv, _ in inner], [i for _, i in inner], log_id])
+        found = {(level, index): bytes(h) for level, index, h in rows}
     else:
         for index, h in LogEntry.objects.filter(log_id=log_id, leaf_index__in=leaves).values_list(
             "leaf_index", "leaf_hash"
@@ -299,6 +306,12 @@ def tree_head_at(log: TransparencyLog, tree_size: int) -> SignedTreeHead | None:
 def _published_size(log: TransparencyLog) -> int:
     sth = latest_tree_head(log)
     return sth.tree_size if sth is not None else 0
+
+
+_PG_PROOF_INDEX = (
+    "SELECT (SELECT tree_size FROM pki_signedtreehead WHERE log_id = %s ORDER BY timestamp_ms DESC LIMIT 1), "
+    "(SELECT leaf_index FROM pki_logentry WHERE log_id = %s AND leaf_hash = %s AND leaf_index < %s LIMIT 1)"
+)
 
 
 def inclusion_proof(*, log: TransparencyLog, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
