@@ -316,16 +316,24 @@ _PG_PROOF_INDEX = (
 
 def inclusion_proof(*, log: TransparencyLog, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
     """(leaf index, audit path) of the leaf with this hash in the tree of ``tree_size`` (§4.5)."""
-    published = SignedTreeHead.objects.filter(log_id=log.pk).order_by("-timestamp_ms").values("tree_size")[:1]
-    # No ORDER BY on the entry: it would tempt the planner to walk the (log, leaf_index) index
-    # instead of looking the hash up. A hash names one leaf (a certificate is logged once).
-    index_of = LogEntry.objects.filter(log_id=log.pk, leaf_hash=leaf_hash, leaf_index__lt=tree_size).values(
-        "leaf_index"
-    )[:1]
-    row = (
-        TransparencyLog.objects.filter(pk=log.pk).values_list(Subquery(published), Subquery(index_of)).first()
-    )
-    size, index = row if row is not None else (None, None)
+    # One round trip: the published size and the leaf's index. No ORDER BY on the entry: it
+    # would tempt the planner to walk the (log, leaf_index) index instead of looking the hash
+    # up. A hash names one leaf (a certificate is logged once).
+    if connection.vendor == "postgresql":
+        size, index = _pg_rows(_PG_PROOF_INDEX, [log.pk, log.pk, leaf_hash, tree_size])[0]
+    else:
+        published = (
+            SignedTreeHead.objects.filter(log_id=log.pk).order_by("-timestamp_ms").values("tree_size")[:1]
+        )
+        index_of = LogEntry.objects.filter(
+            log_id=log.pk, leaf_hash=leaf_hash, leaf_index__lt=tree_size
+        ).values("leaf_index")[:1]
+        row = (
+            TransparencyLog.objects.filter(pk=log.pk)
+            .values_list(Subquery(published), Subquery(index_of))
+            .first()
+        )
+        size, index = row if row is not None else (None, None)
     if not 0 < tree_size <= (size or 0):
         raise PolicyViolation(f"tree_size {tree_size} is not a published tree size of log {log.name}")
     if index is None:
