@@ -152,41 +152,52 @@ def _dns_names(san_text: str) -> Iterator[str]:
             yield value
 
 
+def _had_domain(scope: dict[str, Any], domain: str, since: dt.datetime) -> bool:
+    """Did a certificate of ``scope`` (a profile, an ACME account) before ``since`` name ``domain``?"""
+    before = Certificate.objects.filter(created_at__lt=since, search_text__icontains=domain, **scope)
+    return any(
+        registrable_domain(n) == domain
+        for text in before.values_list("san_text", flat=True)[:50]
+        for n in _dns_names(text)
+    )
+
+
 def new_domains(*, since: dt.datetime, now: dt.datetime) -> Iterator[Signal]:
-    """Certificates issued since the last run under a profile with a history, for a registrable
-    domain that profile never had a certificate for before."""
+    """Certificates issued since the last run for a registrable domain that their profile, or
+    their ACME account, never had a certificate for before (once that scope has a history)."""
     fresh = (
         Certificate.objects.filter(created_at__gte=since, created_at__lt=now, profile__isnull=False)
-        .values_list("profile_id", "profile__name", "san_text", "serial", "created_at")
+        .values_list(
+            "profile_id", "profile__name", "acme_order__account_id", "san_text", "serial", "created_at"
+        )
         .order_by("created_at")
     )
     seen: dict[str, dict[str, Any]] = {}
-    history: dict[int, int] = {}
-    for profile_id, profile_name, san_text, serial, created_at in fresh:
-        if profile_id not in history:
-            history[profile_id] = Certificate.objects.filter(
-                profile_id=profile_id, created_at__lt=since
-            ).count()
-        if history[profile_id] < NEW_DOMAIN_MIN_HISTORY:
-            continue  # a new profile's first names are not unusual yet
-        for domain in {registrable_domain(n) for n in _dns_names(san_text)}:
-            if domain in seen:
-                continue
-            before = Certificate.objects.filter(
-                profile_id=profile_id, created_at__lt=since, search_text__icontains=domain
-            )
-            if any(
-                registrable_domain(n) == domain
-                for text in before.values_list("san_text", flat=True)[:50]
-                for n in _dns_names(text)
-            ):
-                continue
-            seen[domain] = {"profile": profile_name, "serial": serial, "first_issued": created_at.isoformat()}
+    history: dict[tuple[str, int], int] = {}
+    for profile_id, profile_name, account_id, san_text, serial, created_at in fresh:
+        scopes: list[tuple[str, dict[str, Any]]] = [(f"profile {profile_name}", {"profile_id": profile_id})]
+        if account_id is not None:
+            scopes.append((f"ACME account {account_id}", {"acme_order__account_id": account_id}))
+        for label, scope in scopes:
+            key = (label, 0)
+            if key not in history:
+                history[key] = Certificate.objects.filter(created_at__lt=since, **scope).count()
+            if history[key] < NEW_DOMAIN_MIN_HISTORY:
+                continue  # a new profile's or account's first names are not unusual yet
+            for domain in {registrable_domain(n) for n in _dns_names(san_text)}:
+                if domain in seen and label in seen[domain]["new_for"]:
+                    continue
+                if _had_domain(scope, domain, since):
+                    continue
+                entry = seen.setdefault(
+                    domain, {"serial": serial, "first_issued": created_at.isoformat(), "new_for": []}
+                )
+                entry["new_for"].append(label)
     for domain, info in seen.items():
         yield Signal(
             AlertKind.NEW_DOMAIN,
             f"domain:{domain}",
-            f"{domain} was never issued under profile {info['profile']} before",
+            f"{domain} was never issued under {' nor '.join(info['new_for'])} before",
             {"domain": domain, **info},
         )
 
