@@ -14,7 +14,7 @@ from django.db import transaction
 from pki import audit
 from pki.clock import resolve
 from pki.conf import pki_settings
-from pki.exceptions import CAUnavailable, InvalidState, PolicyViolation
+from pki.exceptions import CAUnavailable, InvalidCSR, InvalidState, PolicyViolation
 from pki.keys import get_backend, signature_hash
 from pki.keys.base import issuer_public_key
 from pki.keystore import generate_key
@@ -22,6 +22,7 @@ from pki.models.authority import CAGeneration, CAState, CertificateAuthority, Ge
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.recording import record_certificate
+from pki.x509 import der
 from pki.x509.builders import ca_certificate_builder
 from pki.x509.constraints import NameConstraints
 from pki.x509.serials import random_serial
@@ -327,3 +328,33 @@ def set_ca_state(
             now=now,
         )
     return row
+
+
+def signed_request(key: Key, info: bytes) -> x509.CertificateSigningRequest:
+    """Sign a CertificationRequestInfo through the key's backend and check the result (a CSR)."""
+    algorithm = signature_hash(key.key_type)
+    signature = get_backend(key.backend).sign_data(key.handle, info, algorithm)
+    csr = x509.load_der_x509_csr(
+        der.sequence(info, der.signature_algorithm(key.public_key(), algorithm), der.bit_string(signature))
+    )
+    if not csr.is_signature_valid:  # a backend fault must not leave with the request
+        raise InvalidCSR("the request KMI signed does not verify")
+    return csr
+
+
+def disable_cas_holding(key: Key, *, actor: str, reason: str, now: dt.datetime) -> None:
+    """Disable (audited) every CA whose current key is ``key``: it issues nothing more."""
+    for ca in (
+        CertificateAuthority.objects.select_for_update().filter(key=key).exclude(state=CAState.DISABLED)
+    ):
+        previous = ca.state
+        ca.state = CAState.DISABLED
+        ca.save(update_fields=["state"])
+        audit.record(
+            action="ca.disabled",
+            actor=actor,
+            obj=ca,
+            details={"previous_state": previous, "reason": reason},
+            scope=f"ca:{ca.pk}",
+            now=now,
+        )

@@ -33,9 +33,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
+from pki.authorities import disable_cas_holding
 from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, PolicyViolation
-from pki.models.authority import CAGeneration, CAState, CertificateAuthority
+from pki.models.authority import CAGeneration, CertificateAuthority
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.key import Key, KeyDestruction, KeyPurpose, KeyState
 
@@ -76,24 +77,6 @@ def find_key(text: str) -> Key:
 
 def _locked(key: Key) -> Key:
     return Key.objects.select_for_update().get(pk=key.pk)
-
-
-def disable_cas_holding(key: Key, *, actor: str, reason: str, now: dt.datetime) -> None:
-    """Disable (audited) every CA whose current key is ``key``: it issues nothing more."""
-    for ca in (
-        CertificateAuthority.objects.select_for_update().filter(key=key).exclude(state=CAState.DISABLED)
-    ):
-        previous = ca.state
-        ca.state = CAState.DISABLED
-        ca.save(update_fields=["state"])
-        audit.record(
-            action="ca.disabled",
-            actor=actor,
-            obj=ca,
-            details={"previous_state": previous, "reason": reason},
-            scope=f"ca:{ca.pk}",
-            now=now,
-        )
 
 
 def suspend_key(*, key: Key, actor: str, reason: str = "", now: dt.datetime | None = None) -> Key:

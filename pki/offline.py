@@ -33,18 +33,18 @@ from pki.authorities import (
     child_path_length,
     ensure_can_sign,
     sign_ca_certificate,
+    signed_request,
     validity_window,
 )
 from pki.clock import resolve
 from pki.exceptions import InvalidCSR, InvalidState, PolicyViolation
-from pki.keys import get_backend, key_type_of, signature_hash
+from pki.keys import key_type_of
 from pki.keys.base import issuer_public_key
 from pki.keystore import generate_key
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.recording import record_certificate
-from pki.x509 import der
 from pki.x509.builders import ca_request_info
 from pki.x509.constraints import NameConstraints
 from pki.x509.csr import load_csr, spki_der, spki_fingerprint
@@ -54,18 +54,6 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 # --- a KMI CA that asks an outside issuer ----------------------------------------------------------
-
-
-def signed_request(key: Key, info: bytes) -> x509.CertificateSigningRequest:
-    """Sign a CertificationRequestInfo through the key's backend and check the result (a CSR)."""
-    algorithm = signature_hash(key.key_type)
-    signature = get_backend(key.backend).sign_data(key.handle, info, algorithm)
-    csr = x509.load_der_x509_csr(
-        der.sequence(info, der.signature_algorithm(key.public_key(), algorithm), der.bit_string(signature))
-    )
-    if not csr.is_signature_valid:  # a backend fault must not leave with the request
-        raise InvalidCSR("the request KMI signed does not verify")
-    return csr
 
 
 def request_ca_certificate(
@@ -445,10 +433,10 @@ def install_ca_certificate(
             )
         if ca.certificate_id is not None:
             # A rollover under an outside parent: issuance moves now, or at the time it set.
-            from pki.rotation import _activate
+            from pki.rotation import activate_generation
 
             if generation.activates_at is None or generation.activates_at <= now:
-                _activate(ca=ca, generation=generation, actor=actor, now=now)
+                activate_generation(ca=ca, generation=generation, actor=actor, now=now)
         else:
             generation.state, generation.activated_at = GenerationState.CURRENT, now
             generation.save(update_fields=["state", "activated_at"])

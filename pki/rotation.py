@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from pki import audit
-from pki.authorities import ensure_can_sign, sign_ca_certificate, validity_window
+from pki.authorities import ensure_can_sign, sign_ca_certificate, signed_request, validity_window
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.generations import current_generation
@@ -37,7 +37,6 @@ from pki.models.authority import CAGeneration, CAState, CertificateAuthority, Ge
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.models.ocsp import OCSPResponder
-from pki.offline import signed_request
 from pki.recording import record_certificate
 from pki.x509.builders import ca_request_info
 from pki.x509.constraints import NameConstraints
@@ -298,11 +297,13 @@ def rollover_ca(
             now=now,
         )
         if activate_now:
-            _activate(ca=ca, generation=generation, actor=actor, now=now)
+            activate_generation(ca=ca, generation=generation, actor=actor, now=now)
     return generation
 
 
-def _activate(*, ca: CertificateAuthority, generation: CAGeneration, actor: str, now: dt.datetime) -> None:
+def activate_generation(
+    *, ca: CertificateAuthority, generation: CAGeneration, actor: str, now: dt.datetime
+) -> None:
     """Move issuance of ``ca`` (locked by the caller) to ``generation``."""
     previous = ca.generation
     CAGeneration.objects.filter(ca=ca, state=GenerationState.CURRENT).update(state=GenerationState.PREVIOUS)
@@ -337,7 +338,7 @@ def activate_due_generations(*, actor: str, now: dt.datetime | None = None) -> l
                 continue
             ca = _locked(generation.ca)
             generation.ca = ca
-            _activate(ca=ca, generation=generation, actor=actor, now=now)
+            activate_generation(ca=ca, generation=generation, actor=actor, now=now)
         done.append((ca.name, generation.number))
     return done
 

@@ -29,6 +29,14 @@ signing_finished = Signal()
 # certificate that has no pre-signed response: the receiver enqueues its pre-signing.
 ocsp_response_missing = Signal()
 
+# Sent after commit with ``challenge_id: int`` when an ACME client said a challenge is ready and it
+# is not validated in process (KMI_ACME_VALIDATE_INLINE off): the receiver enqueues its validation.
+acme_challenge_ready = Signal()
+
+# Sent after commit with ``order_id: int`` and ``actor: str`` when an ACME order waits for a signing
+# worker (KMI_SIGNING=worker): the receiver hands it over (a beat sweep catches a lost hand-over).
+acme_order_processing = Signal()
+
 # Sent after commit (no arguments) when notices were planned that should go out now rather than
 # at the next expiry scan (a renewal's successor, an alert): the receiver enqueues delivery.
 notices_planned = Signal()

@@ -25,6 +25,8 @@ from pki.conf import pki_settings
 from pki.health import HEARTBEAT_SECONDS
 from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import (
+    acme_challenge_ready,
+    acme_order_processing,
     certificate_issued,
     certificate_status_changed,
     notices_planned,
@@ -269,23 +271,35 @@ def _enqueue_presign(certificate_ids: list[int]) -> None:
 @shared_task(name="pki.acme_validate_challenge")
 def acme_validate_challenge(challenge_id: int) -> str:
     """Validate one ACME challenge that a client marked ready (idempotent)."""
-    from pki.acme.orders import validate_challenge
+    from pki.acme.authorizations import validate_challenge
 
     return str(validate_challenge(challenge_id=challenge_id, actor="acme:validator").status)
+
+
+@receiver(acme_challenge_ready, dispatch_uid="pki.tasks.acme_validate_on_ready")
+def _acme_validate_on_ready(challenge_id: int, **_: object) -> None:
+    # Sent after commit: the challenge is processing and the client polls it.
+    acme_validate_challenge.delay(challenge_id)
 
 
 @shared_task(name="pki.signing.acme_finalize", acks_late=True, reject_on_worker_lost=True)
 def acme_finalize(order_id: int, actor: str) -> str:
     """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent."""
-    from pki.acme.orders import complete_finalization
+    from pki.acme.finalize import complete_finalization
 
     return str(complete_finalization(order_id=order_id, actor=actor).status)
+
+
+@receiver(acme_order_processing, dispatch_uid="pki.tasks.acme_finalize_on_processing")
+def _acme_finalize_on_processing(order_id: int, actor: str, **_: object) -> None:
+    # Sent after commit; if the broker is down, acme_finalize_pending on the beat schedule sends it.
+    enqueue("pki.signing.acme_finalize", order_id=order_id, actor=actor)
 
 
 @shared_task(name="pki.signing.acme_finalize_pending", acks_late=True, reject_on_worker_lost=True)
 def acme_finalize_pending() -> int:
     """Issue ``processing`` orders whose hand-over message was lost."""
-    from pki.acme.orders import finalize_pending_orders
+    from pki.acme.finalize import finalize_pending_orders
 
     return finalize_pending_orders(actor="acme:signer")
 

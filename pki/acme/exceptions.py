@@ -9,6 +9,9 @@ from typing import Any
 
 from pki.exceptions import PKIError
 
+# RFC 8555 §6.7: an error type is this URN followed by the ``code``.
+ERROR_NAMESPACE = "urn:ietf:params:acme:error:"
+
 
 class AcmeError(PKIError):
     """An ACME request failed; ``code`` is the RFC 8555 error type without its URN prefix."""

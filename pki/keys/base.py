@@ -162,7 +162,7 @@ class KeyBackend(Protocol):
 
     def sign_data(self, handle: str, data: bytes, algorithm: hashes.HashAlgorithm | None) -> bytes:
         """Return the raw signature over ``data`` (DER-encoded for ECDSA, as in X.509): what CRLs
-        and OCSP responses are signed with (pki/crl.py and pki/ocsp.py encode their TBS)."""
+        and OCSP responses are signed with (pki/crl.py and pki/ocsp/responses.py encode their TBS)."""
         ...
 
     def destroy(self, handle: str) -> None:

@@ -16,7 +16,7 @@ SHA256 = 4
 ECDSA = 3
 # A private entry type (RFC 6962 leaves 2..65535 unassigned) for leaves that are not X.509
 # certificates: KMI's audit checkpoints in a sibling log. Monitors skip what they do not know.
-KMI_RECORD_ENTRY = 0x4B4D
+RECORD_ENTRY_TYPE = 0x4B4D
 
 
 def _u24(n: int) -> bytes:
@@ -41,9 +41,9 @@ def x509_leaf(*, timestamp: int, certificate_der: bytes) -> bytes:
 
 
 def record_leaf(*, timestamp: int, record: bytes) -> bytes:
-    """A MerkleTreeLeaf carrying a KMI record (``KMI_RECORD_ENTRY``) instead of a certificate."""
+    """A MerkleTreeLeaf carrying a KMI record (``RECORD_ENTRY_TYPE``) instead of a certificate."""
     return (
-        struct.pack(">BBQH", V1, TIMESTAMPED_ENTRY, timestamp, KMI_RECORD_ENTRY)
+        struct.pack(">BBQH", V1, TIMESTAMPED_ENTRY, timestamp, RECORD_ENTRY_TYPE)
         + _u24(len(record))
         + record
         + b"\x00\x00"

@@ -33,7 +33,7 @@ from pki.exceptions import PolicyViolation
 from pki.models import AcmeEndpoint, AcmeExternalAccountKey, CertificateAuthority, Profile
 from pki.profiles import KEY_FAMILIES
 from web.api.serializers import NameField, validity_days_field
-from web.api.views import KmiViewSet, actor_of
+from web.api.views.base import KmiViewSet, actor_of
 
 NAME_REGEX = ENDPOINT_NAME.pattern.removeprefix(r"\A").removesuffix(r"\Z")
 KEY_ID_REGEX = r"[A-Za-z0-9_-]{1,64}"

@@ -42,7 +42,7 @@ from web.api.serializers import MAX_CSR_CHARS, MAX_VALIDITY_DAYS, SLUG_RE
 from web.api.throttles import EnrollThrottle
 
 if TYPE_CHECKING:
-    from web.api.views import EnrollView
+    from web.api.views.enroll import EnrollView
 
 REQUIRED = frozenset({"csr", "ca", "profile"})
 FIELDS = REQUIRED | {"validity_days"}

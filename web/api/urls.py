@@ -5,29 +5,42 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from web.api import acme, views
+from web.api import acme
 from web.api.inclusion import InclusionView
+from web.api.views import (
+    audit_events,
+    cas,
+    certificate_requests,
+    certificates,
+    enroll,
+    grants,
+    key_recoveries,
+    keys,
+    profiles,
+    server_keys,
+    tokens,
+)
 
 app_name = "api"
 
 router = SimpleRouter()
-router.register("cas", views.CertificateAuthorityViewSet, basename="ca")
-router.register("profiles", views.ProfileViewSet, basename="profile")
-router.register("requests", views.CertificateRequestViewSet, basename="request")
-router.register("certificates", views.CertificateViewSet, basename="certificate")
-router.register("keys", views.KeyViewSet, basename="key")
-router.register("key-recoveries", views.KeyRecoveryViewSet, basename="key-recovery")
-router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
-router.register("server-keys", views.ServerKeyViewSet, basename="server-key")
-router.register("tokens", views.ApiTokenViewSet, basename="token")
-router.register("grants", views.RoleGrantViewSet, basename="grant")
+router.register("cas", cas.CertificateAuthorityViewSet, basename="ca")
+router.register("profiles", profiles.ProfileViewSet, basename="profile")
+router.register("requests", certificate_requests.CertificateRequestViewSet, basename="request")
+router.register("certificates", certificates.CertificateViewSet, basename="certificate")
+router.register("keys", keys.KeyViewSet, basename="key")
+router.register("key-recoveries", key_recoveries.KeyRecoveryViewSet, basename="key-recovery")
+router.register("audit-events", audit_events.AuditEventViewSet, basename="audit-event")
+router.register("server-keys", server_keys.ServerKeyViewSet, basename="server-key")
+router.register("tokens", tokens.ApiTokenViewSet, basename="token")
+router.register("grants", grants.RoleGrantViewSet, basename="grant")
 router.register("acme/endpoints", acme.AcmeEndpointViewSet, basename="acme-endpoint")
 router.register(
     rf"acme/endpoints/(?P<endpoint>{acme.NAME_REGEX})/eab-keys", acme.EabKeyViewSet, basename="acme-eab-key"
 )
 
 urlpatterns = [
-    path("enroll", views.EnrollView.as_view(), name="enroll"),
+    path("enroll", enroll.EnrollView.as_view(), name="enroll"),
     path("certificates/<int:pk>/inclusion/", InclusionView.as_view(), name="certificate-inclusion"),
     *router.urls,
 ]

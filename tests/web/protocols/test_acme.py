@@ -473,7 +473,7 @@ def test_domain_errors_at_finalize_get_their_acme_type_in_one_place(
     acme, http01, django_capture_on_commit_callbacks, monkeypatch, error, problem_type, status, retry_after
 ):
     from pki import exceptions
-    from pki.acme import orders
+    from pki.acme import finalize
 
     order, order_url = _order(acme, "www.example.test")
     _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
@@ -481,7 +481,7 @@ def test_domain_errors_at_finalize_get_their_acme_type_in_one_place(
     def failing(*_, **__):
         raise getattr(exceptions, error)(f"injected {error}")
 
-    monkeypatch.setattr(orders, "issue_certificate", failing)
+    monkeypatch.setattr(finalize, "issue_certificate", failing)
     response = _finalize(acme, order, ["www.example.test"])
     assert (response.status, response.problem_type) == (status, problem_type), response.body
     assert response.headers.get("Retry-After") == retry_after
@@ -640,7 +640,7 @@ def test_revoke_signed_by_the_certificate_key_and_not_by_a_stranger(acme, issued
 
 
 def test_renewal_info_window_and_replaces(acme, issued, http01, django_capture_on_commit_callbacks):
-    from pki.acme.orders import cert_id
+    from pki.acme.certificates import cert_id
 
     cid = cert_id(issued)
     info = acme.get(f"{acme.directory['renewalInfo']}/{cid}")
@@ -730,7 +730,7 @@ def test_validation_runs_through_celery_when_not_inline(
 
 
 def test_renewal_window_of_a_revoked_certificate_is_in_the_past(acme, issued):
-    from pki.acme.orders import cert_id
+    from pki.acme.certificates import cert_id
 
     der = issued.public_bytes(serialization.Encoding.DER)
     acme.post(acme.directory["revokeCert"], {"certificate": _b64(der)})
@@ -741,7 +741,7 @@ def test_renewal_window_of_a_revoked_certificate_is_in_the_past(acme, issued):
 
 
 def test_replaces_must_name_a_certificate_of_this_account(acme, issued, client, endpoint):
-    from pki.acme.orders import cert_id
+    from pki.acme.certificates import cert_id
 
     other = AcmeTestClient(client, directory_url(endpoint.name), load_key("ec-p384"))
     other.register()
@@ -865,7 +865,7 @@ def worker_signing(settings):
 def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(
     acme, http01, django_capture_on_commit_callbacks, worker_signing, published_tasks, private_key_loads
 ):
-    from pki.acme.orders import complete_finalization
+    from pki.acme.finalize import complete_finalization
 
     order, order_url = _order(acme, "www.example.test")
     _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
@@ -896,7 +896,7 @@ def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(
 def test_a_processing_order_fails_cleanly_when_the_policy_changed_before_the_worker_ran(
     acme, http01, endpoint, django_capture_on_commit_callbacks, worker_signing
 ):
-    from pki.acme.orders import complete_finalization, finalize_pending_orders
+    from pki.acme.finalize import complete_finalization, finalize_pending_orders
 
     order, order_url = _order(acme, "www.example.test")
     _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)

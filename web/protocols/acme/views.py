@@ -19,11 +19,13 @@ from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 
 from pki import exceptions as pki_errors
-from pki.acme import accounts, orders
+from pki.acme import accounts, authorizations, certificates, orders
 from pki.acme import jws as jose
 from pki.acme.accounts import Verified
+from pki.acme.certificates import cert_id
 from pki.acme.conf import acme_settings
 from pki.acme.exceptions import (
+    ERROR_NAMESPACE,
     AccountNotValid,
     AcmeError,
     Conflict,
@@ -32,9 +34,9 @@ from pki.acme.exceptions import (
     PayloadTooLarge,
     Unauthorized,
 )
+from pki.acme.finalize import finalize_order
 from pki.acme.locations import account_url, directory_url, resource_url
 from pki.acme.nonces import new_nonce
-from pki.acme.orders import cert_id
 from pki.exceptions import PKIError
 from pki.models.acme import (
     AcmeAccount,
@@ -48,7 +50,6 @@ from pki.models.acme import (
 
 log = logging.getLogger(__name__)
 
-PROBLEM_PREFIX = "urn:ietf:params:acme:error:"
 SIGNING_RETRY_AFTER = 5  # seconds: no signing worker answered in time
 OUTAGE_RETRY_AFTER = 30  # seconds: the database, Redis, a key backend or the CA is unavailable
 JOSE_JSON = "application/jose+json"
@@ -89,7 +90,7 @@ def _json(body: dict[str, Any], status: int = 200, content_type: str = "applicat
 def problem(code: str, detail: str, *, status: int | None = None, **extra: Any) -> HttpResponse:
     """An RFC 7807 problem document of ACME error type ``code``."""
     status = status or STATUS.get(code, 400)
-    body: dict[str, Any] = {"type": PROBLEM_PREFIX + code, "detail": detail, "status": status, **extra}
+    body: dict[str, Any] = {"type": ERROR_NAMESPACE + code, "detail": detail, "status": status, **extra}
     return _json(body, status, "application/problem+json")
 
 
@@ -449,7 +450,7 @@ def finalize(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> HttpRe
     order = _order_of(verified.account, token)
     payload = verified.jws.json_payload()
     csr_der = jose.b64u_decode(payload.get("csr"), what="csr")
-    order = orders.finalize_order(order=order, csr_der=csr_der, actor=_actor(endpoint, verified.account))
+    order = finalize_order(order=order, csr_der=csr_der, actor=_actor(endpoint, verified.account))
     return _order_response(order, endpoint.name)
 
 
@@ -467,7 +468,9 @@ def authorization_view(request: HttpRequest, endpoint: AcmeEndpoint, token: str)
     if not verified.jws.is_post_as_get:
         if verified.jws.json_payload() != {"status": "deactivated"}:
             raise Malformed('an authorization accepts only {"status": "deactivated"}')
-        authz = orders.deactivate_authorization(authorization=authz, actor=_actor(endpoint, verified.account))
+        authz = authorizations.deactivate_authorization(
+            authorization=authz, actor=_actor(endpoint, verified.account)
+        )
     response = _json(authz_json(authz, endpoint.name))
     if authz.status == "pending":
         response["Retry-After"] = str(acme_settings().retry_after_seconds)
@@ -488,7 +491,7 @@ def challenge_view(request: HttpRequest, endpoint: AcmeEndpoint, token: str) -> 
     if not verified.jws.is_post_as_get:
         if verified.jws.json_payload() != {}:
             raise Malformed("respond to a challenge with an empty JSON object")
-        orders.respond_to_challenge(challenge=chall, actor=_actor(endpoint, verified.account))
+        authorizations.respond_to_challenge(challenge=chall, actor=_actor(endpoint, verified.account))
         chall.refresh_from_db()
     response = _json(challenge_json(chall, endpoint.name))
     response["Link"] = f'<{resource_url(endpoint.name, "authz", chall.authorization.token)}>;rel="up"'
@@ -514,7 +517,7 @@ def certificate_view(
     if not verified.jws.is_post_as_get:
         raise Malformed("a certificate is fetched with POST-as-GET")
     order = _order_of(verified.account, token)
-    chains = orders.certificate_pem_chains(order)
+    chains = certificates.certificate_pem_chains(order)
     if alternate >= len(chains):
         raise NotFoundAcme(f"the certificate has no alternate chain {alternate}")
     response = HttpResponse(chains[alternate], content_type="application/pem-certificate-chain")
@@ -532,7 +535,7 @@ def revoke_cert(request: HttpRequest, endpoint: AcmeEndpoint) -> HttpResponse:
     if (denied := _only(request, "POST")) is not None:
         return denied
     verified = _auth(request, endpoint, resource_url(endpoint.name, "revoke-cert"), expect="any")
-    orders.revoke(
+    certificates.revoke(
         endpoint=endpoint,
         account=verified.account,
         signer_key=verified.key,
@@ -549,8 +552,8 @@ def renewal_info(request: HttpRequest, endpoint: AcmeEndpoint, cert_id_text: str
     """RFC 9773 §4.2: the suggested renewal window of a certificate (plain GET)."""
     if (denied := _only(request, "GET", "HEAD")) is not None:
         return denied
-    cert = orders.certificate_for_id(endpoint, cert_id_text)
-    window = orders.renewal_window(cert)
+    cert = certificates.certificate_for_id(endpoint, cert_id_text)
+    window = certificates.renewal_window(cert)
     response = _json({"suggestedWindow": {"start": _rfc3339(window.start), "end": _rfc3339(window.end)}})
     response["Retry-After"] = str(6 * 3600)
     return response
