@@ -122,7 +122,14 @@ def test_a_bad_variable_stops_a_process_at_start_up():
 _NAME = re.compile(r"""["'`]((?:KMI|DJANGO)_[A-Z0-9_]+)["'`]""")
 # Names that look like settings but are not environment variables KMI reads: Django's own
 # variable, and the Django settings that hold KMI's validated values.
-NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "KMI_ACME", "KMI_CONSOLE", "KMI_LIFECYCLE", "KMI_MONITOR", "KMI_OCSP"}
+NOT_SETTINGS = {
+    "DJANGO_SETTINGS_MODULE",
+    "KMI_ACME",
+    "KMI_CONSOLE",
+    "KMI_LIFECYCLE",
+    "KMI_MONITOR",
+    "KMI_OCSP",
+}
 
 
 def test_every_variable_the_code_names_is_declared():
