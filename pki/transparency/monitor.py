@@ -308,6 +308,7 @@ def health_signals(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Signa
     """Broken audit chain, stale CRL or OCSP, a silent signer, unreachable key backends, CA expiry."""
     from pki.health import queue_health, revocation_health
     from pki.keys.health import key_backend_status
+    from pki.lifecycle_conf import lifecycle_settings
 
     last = AuditVerification.objects.order_by("-started_at").first()
     if last is not None and not last.ok:
@@ -342,7 +343,10 @@ def health_signals(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Signa
                 {"last_seen": queue.seen_at.isoformat()},
                 AlertSeverity.CRITICAL,
             )
-    for status in key_backend_status():
+    # With KMI_SIGNING=worker only the signing workers hold keys: a monitor elsewhere would see
+    # every backend as unreachable, and the signer's heartbeat (above) watches them instead.
+    in_process = not lifecycle_settings().signs_on_worker
+    for status in key_backend_status() if in_process else []:
         if not status.ok:
             yield Signal(
                 AlertKind.KEY_BACKEND,

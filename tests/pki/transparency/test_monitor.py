@@ -196,3 +196,15 @@ def test_ca_near_expiry_alerts(issuing_ca):
     soon = issuing_ca.certificate.not_after - dt.timedelta(days=10)
     report = run_monitor(now=soon, policy=POLICY, deliver=False)
     assert (AlertKind.CA_EXPIRY, "ca:issuing") in {(a.kind, a.subject) for a in report.raised}
+
+
+def test_an_unreachable_key_backend_alerts_where_keys_are_held(issuing_ca, lifecycle_conf):
+    from pki.models import Key
+
+    Key.objects.filter(pk=issuing_ca.key_id).update(backend="pkcs11")  # no HSM configured here
+    report = run_monitor(now=NOW, policy=POLICY, deliver=False)
+    assert (AlertKind.KEY_BACKEND, "ca:issuing") in {(a.kind, a.subject) for a in report.raised}
+    # Where only the signing workers hold keys, their heartbeat is watched instead.
+    Alert.objects.all().delete()
+    lifecycle_conf(SIGNING="worker")
+    assert not run_monitor(now=NOW + dt.timedelta(minutes=1), policy=POLICY, deliver=False).raised
