@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from pki.exceptions import PolicyViolation
@@ -22,7 +24,7 @@ def test_records_are_anchored_in_a_sibling_log_and_proven(issuing_ca):
     sibling = TransparencyLog.objects.get(name="kmi-audit")
     assert not sibling.feeds_issuance
     assert (first.leaf_index, second.leaf_index) == (0, 1)
-    ct.tick(actor="test", now=NOW)
+    ct.tick(actor="test", now=NOW + dt.timedelta(minutes=1))
     leaves = ct.entries(log=sibling, start=0, end=10)
     assert [parse_x509_leaf(li)[1:] for li, _ in leaves] == [
         (RECORD_ENTRY_TYPE, b'{"checkpoint": 1, "head": "ab12"}'),

@@ -3,6 +3,8 @@ log key, proofs verify, and ``verify_log`` notices tampering."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import transaction
 
@@ -65,7 +67,8 @@ def test_tree_heads_are_signed_and_proofs_verify(issuing_ca, profile, kmi_log):
     # Nothing new: no new head.
     assert ct.sign_tree_head(log=kmi_log, actor="test", now=NOW).pk == first.pk
     more = _issue(issuing_ca, profile, 4)
-    second = ct.tick(actor="test", now=NOW)
+    assert ct.tick(actor="test", now=NOW + dt.timedelta(seconds=20)) == {"kmi": 5}  # at most one per 30 s
+    second = ct.tick(actor="test", now=NOW + dt.timedelta(minutes=1))
     assert second == {"kmi": 9}
     heads = list(SignedTreeHead.objects.filter(log=kmi_log).order_by("timestamp_ms"))
     assert [h.tree_size for h in heads] == [2, 5, 9]
