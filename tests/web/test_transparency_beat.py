@@ -4,12 +4,14 @@ many times beat runs it."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from django.db import transaction
 
 from pki import audit
+from pki.clock import utcnow
 from pki.models import Alert, AlertKind, LogEntry, SignedTreeHead
 from pki.transparency.log import create_log
 from tests.support.certs import issue
@@ -19,7 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serializ
 
 
 def test_beat_sequences_signs_and_monitors(issuing_ca, profile, tmp_path: Path):
-    log = create_log(name="kmi", actor="test")
+    # Made a minute ago: its first tree head is old enough for the first tick to sign the next.
+    log = create_log(name="kmi", actor="test", now=utcnow() - dt.timedelta(minutes=1))
     cert = issue(issuing_ca, profile)  # committed: its leaf is queued, not yet in any tree head
     assert not LogEntry.objects.filter(certificate=cert).exists()
     with transaction.atomic():
