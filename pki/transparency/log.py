@@ -167,40 +167,42 @@ class NewLeaf:
     certificate_id: int | None = None
 
 
+EntryRow = tuple[int, int, int | None, int, bytes, bytes | None]  # the COPY columns of pki_logentry
+NodeRow = tuple[int, int, int, bytes]  # ... of pki_merklenode
+
+
 def append_leaves(*, log: TransparencyLog, leaves: Sequence[NewLeaf]) -> int:
     """Append leaves to a log whose row the caller has locked; store entries and completed nodes."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("append_leaves runs in the transaction that locked the log")
     frontier = _frontier(log)
-    entries: list[LogEntry] = []
-    nodes: list[MerkleNode] = []
+    entries: list[EntryRow] = []
+    nodes: list[NodeRow] = []
     for leaf in leaves:
         h = merkle.leaf_hash(leaf.leaf_input)
-        entries.append(
-            LogEntry(
-                log_id=log.pk,
-                leaf_index=frontier.size,
-                certificate_id=leaf.certificate_id,
-                timestamp_ms=leaf.timestamp,
-                leaf_hash=h,
-                # A certificate's leaf is rebuilt from its row: no second copy of the DER.
-                leaf_input=None if leaf.certificate_id is not None else leaf.leaf_input,
-            )
-        )
-        nodes.extend(
-            MerkleNode(log_id=log.pk, level=lv, index=ix, hash=nh) for lv, ix, nh in frontier.append(h)
-        )
+        # A certificate's leaf is rebuilt from its row: no second copy of the DER.
+        raw = None if leaf.certificate_id is not None else leaf.leaf_input
+        entries.append((log.pk, frontier.size, leaf.certificate_id, leaf.timestamp, h, raw))
+        nodes.extend((log.pk, lv, ix, nh) for lv, ix, nh in frontier.append(h))
     _insert(entries, nodes)
     log.tree_size = frontier.size
     TransparencyLog.objects.filter(pk=log.pk).update(tree_size=log.tree_size)
     return len(leaves)
 
 
-def _insert(entries: list[LogEntry], nodes: list[MerkleNode]) -> None:
+def _insert(entries: list[EntryRow], nodes: list[NodeRow]) -> None:
     """Bulk-insert entries and nodes: COPY on PostgreSQL (the sequencer's hot path), ORM elsewhere."""
     if connection.vendor != "postgresql":
-        LogEntry.objects.bulk_create(entries, batch_size=2000)
-        MerkleNode.objects.bulk_create(nodes, batch_size=2000)
+        LogEntry.objects.bulk_create(
+            [
+                LogEntry(log_id=lg, leaf_index=i, certificate_id=c, timestamp_ms=t, leaf_hash=h, leaf_input=r)
+                for lg, i, c, t, h, r in entries
+            ],
+            batch_size=2000,
+        )
+        MerkleNode.objects.bulk_create(
+            [MerkleNode(log_id=lg, level=lv, index=ix, hash=h) for lg, lv, ix, h in nodes], batch_size=2000
+        )
         return
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg 3's cursor: COPY FROM STDIN with binary-safe rows
@@ -208,41 +210,52 @@ def _insert(entries: list[LogEntry], nodes: list[MerkleNode]) -> None:
             "COPY pki_logentry (log_id, leaf_index, certificate_id, timestamp_ms, leaf_hash, leaf_input) "
             "FROM STDIN"
         ) as copy:
-            for e in entries:
-                copy.write_row(
-                    (e.log_id, e.leaf_index, e.certificate_id, e.timestamp_ms, e.leaf_hash, e.leaf_input)
-                )
+            for entry in entries:
+                copy.write_row(entry)
         with raw.copy('COPY pki_merklenode (log_id, level, "index", hash) FROM STDIN') as copy:
-            for n in nodes:
-                copy.write_row((n.log_id, n.level, n.index, n.hash))
+            for node in nodes:
+                copy.write_row(node)
+
+
+# Takes the oldest queued certificates off the queue and reads what their leaves are made of, in
+# one statement (the caller holds the logs' locks, so no other sequencer takes them meanwhile).
+_PG_TAKE_PENDING = (
+    "WITH taken AS (DELETE FROM pki_pendingleaf WHERE id IN "
+    "(SELECT id FROM pki_pendingleaf ORDER BY id LIMIT %s) RETURNING id, certificate_id) "
+    "SELECT c.id, c.der, floor(EXTRACT(EPOCH FROM c.created_at) * 1000)::bigint "
+    "FROM taken t JOIN pki_certificate c ON c.id = t.certificate_id ORDER BY t.id"
+)
+
+
+def _take_pending(limit: int) -> tuple[int, list[tuple[int, bytes, int]]]:
+    """(rows taken off the queue, [(certificate id, DER, timestamp ms)] in queue order)."""
+    if connection.vendor == "postgresql":
+        rows = [(pk, bytes(der), ts) for pk, der, ts in _pg_rows(_PG_TAKE_PENDING, [limit])]
+        return len(rows), rows
+    pending = list(PendingLeaf.objects.order_by("id").values_list("id", "certificate_id")[:limit])
+    found = {
+        pk: (bytes(der), timestamp_ms(created_at))
+        for pk, der, created_at in Certificate.objects.filter(pk__in={c for _, c in pending}).values_list(
+            "pk", "der", "created_at"
+        )
+    }
+    PendingLeaf.objects.filter(id__in=[p for p, _ in pending]).delete()
+    # The trigger writes in the row's transaction: only a deleted certificate row is missing.
+    return len(pending), [(c, *found[c]) for _, c in pending if c in found]
 
 
 def sequence(*, limit: int = SEQUENCE_BATCH) -> int:
-    """Move queued certificates into every log that takes KMI's issuance; return how many."""
+    """Move queued certificates into every log that takes KMI's issuance; return how many were
+    taken off the queue."""
     with transaction.atomic():
         logs = list(TransparencyLog.objects.select_for_update().filter(feeds_issuance=True).order_by("pk"))
         if not logs:
             return 0  # queued leaves wait for the first log
-        pending = list(PendingLeaf.objects.order_by("id").values_list("id", "certificate_id")[:limit])
-        if not pending:
-            return 0
-        rows = {
-            pk: (bytes(der), created_at)
-            for pk, der, created_at in Certificate.objects.filter(pk__in={c for _, c in pending}).values_list(
-                "pk", "der", "created_at"
-            )
-        }
-        leaves = []
-        for _, cert_id in pending:
-            if cert_id not in rows:
-                continue  # the trigger writes in the row's transaction: only a deleted row is missing
-            der, created_at = rows[cert_id]
-            ts = timestamp_ms(created_at)
-            leaves.append(NewLeaf(x509_leaf(timestamp=ts, certificate_der=der), ts, cert_id))
+        taken, rows = _take_pending(limit)
+        leaves = [NewLeaf(x509_leaf(timestamp=ts, certificate_der=der), ts, pk) for pk, der, ts in rows]
         for log in logs:
             append_leaves(log=log, leaves=leaves)
-        PendingLeaf.objects.filter(id__in=[p for p, _ in pending]).delete()
-    return len(leaves)
+    return taken
 
 
 def latest_tree_head(log: TransparencyLog) -> SignedTreeHead | None:
