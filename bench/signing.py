@@ -42,6 +42,8 @@ def main() -> int:
         "KMI_OCSP_REDIS_PREFIX": f"{PREFIX}ocsp",  # pre-signed OCSP responses go under the prefix too
         "KMI_BASE_URL": "http://pki.example.test",
         "KMI_LOG_LEVEL": "WARNING",
+        # The signing channel's MAC key, shared by this web side and the signer (bench only).
+        "KMI_SIGNING_SECRET": "bench-signing-secret-0123456789abcdef-not-for-production",
     }
     os.environ.update(common, KMI_SIGNING="worker")
     os.environ.pop("KMI_KEK", None)

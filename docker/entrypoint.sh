@@ -6,9 +6,27 @@ role="${1:-web}"
 export KMI_ROLE="$role"
 
 case "$role" in
-  init)
-    # One-shot, on the signer's secrets: schema, first CAs, KMI's own TLS certificate.
+  migrate)
+    # One-shot, as the tables' owner (DATABASE_URL_FILE names the owner's URL): the schema, then
+    # take back from the application role what it must never do (docs/runbooks/database-roles.md;
+    # migration 0017's triggers refuse it for every role in any case).
     python manage.py migrate --noinput
+    exec python manage.py shell <<'PY'
+import os, re
+from django.db import connection
+role = os.environ.get("KMI_DB_APP_ROLE", "kmi_app")
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+    raise SystemExit("KMI_DB_APP_ROLE must be a plain PostgreSQL role name")
+if connection.vendor == "postgresql":
+    with connection.cursor() as cursor:
+        cursor.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON pki_auditevent, pki_auditcheckpoint FROM {role}")
+        cursor.execute(f"REVOKE DELETE, TRUNCATE ON pki_certificate FROM {role}")
+PY
+    ;;
+  init)
+    # One-shot, on the signer's secrets: first CAs, KMI's own TLS certificate. The `migrate`
+    # service made the schema; without one (a single-role install) init migrates itself.
+    python manage.py migrate --check >/dev/null 2>&1 || python manage.py migrate --noinput
     if ! python manage.py shell -c "import sys; from pki.models import CertificateAuthority as C; sys.exit(0 if C.objects.filter(name='${KMI_SERVICE_CA:-issuing}').exists() else 1)"; then
       python manage.py init_ca --name "${KMI_ROOT_CA_NAME:-root}" \
         --subject "${KMI_ROOT_SUBJECT:-CN=KMI Root CA}" --key-type "${KMI_ROOT_KEY_TYPE:-ec-p384}"

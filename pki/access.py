@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from pki import audit
 from pki.clock import resolve
-from pki.exceptions import PolicyViolation
+from pki.exceptions import InvalidState, PolicyViolation
 from pki.models.access import ApiToken, Role, RoleGrant
 from pki.models.acme import AcmeEndpoint, AcmeExternalAccountKey
 from pki.models.audit import AuditEvent
@@ -173,6 +173,16 @@ def _view_or_renew_certificate(g: Grants, obj: object) -> bool:
     return True  # lists are narrowed by visible_certificates
 
 
+def _renew_certificate(g: Grants, obj: object) -> bool:
+    # Renewal is issuance: the owner renews only while she may still request under the
+    # certificate's CA and profile (a revoked requester grant ends it); operators of the CA may.
+    if isinstance(obj, Certificate):
+        if obj.ca_id in g.operator_cas:
+            return True
+        return _owned(g, obj.owner_id) and (obj.ca_id, obj.profile_id) in g.requester_pairs
+    return True  # lists are narrowed by visible_certificates
+
+
 def _revoke_certificate(g: Grants, obj: object) -> bool:
     if isinstance(obj, Certificate):
         return obj.ca_id in g.operator_cas
@@ -221,7 +231,7 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.VIEW_REQUEST: _view_request,
     Action.REVIEW_REQUEST: _review_request,
     Action.VIEW_CERTIFICATE: _view_or_renew_certificate,
-    Action.RENEW_CERTIFICATE: _view_or_renew_certificate,
+    Action.RENEW_CERTIFICATE: _renew_certificate,
     Action.REVOKE_CERTIFICATE: _revoke_certificate,
     Action.VIEW_KEY: _view_key,
     Action.VIEW_AUDIT: _nobody,
@@ -395,8 +405,22 @@ def grant_role(
     return grant
 
 
+def _administrators_without(grant: RoleGrant) -> set[int]:
+    """Active administrators that remain once ``grant`` is gone (grants and active superusers)."""
+    from django.contrib.auth import get_user_model
+
+    remaining = set(
+        RoleGrant.objects.filter(role=Role.ADMINISTRATOR, user__is_active=True)
+        .exclude(pk=grant.pk)
+        .values_list("user_id", flat=True)
+    )
+    users = get_user_model().objects.filter(is_superuser=True, is_active=True)
+    return remaining | set(users.values_list("pk", flat=True))
+
+
 def revoke_grant(*, grant: RoleGrant, actor: str, now: dt.datetime | None = None) -> None:
-    """Take a role away; audited."""
+    """Take a role away; audited. The last active administrator's grant is never revoked:
+    nobody could grant roles afterwards."""
     now = resolve(now)
     with transaction.atomic():
         row = (
@@ -404,6 +428,14 @@ def revoke_grant(*, grant: RoleGrant, actor: str, now: dt.datetime | None = None
             .select_related("user", "ca", "profile")
             .get(pk=grant.pk)
         )
+        if row.role == Role.ADMINISTRATOR:
+            # Every administrator grant is locked, so two revocations cannot each leave the other.
+            list(RoleGrant.objects.select_for_update().filter(role=Role.ADMINISTRATOR).values_list("pk"))
+            if not _administrators_without(row):
+                raise InvalidState(
+                    f"{row.user.get_username()} holds the last administrator grant: grant the role "
+                    "to someone else first"
+                )
         audit.record(
             action="access.revoked",
             actor=actor,

@@ -12,7 +12,10 @@ class PkiConfig(AppConfig):
 
     def ready(self) -> None:
         """Validate the PKI settings once at start-up, so bad values fail fast."""
-        from pki import tasks  # noqa: F401 — connects the Celery receivers of the domain signals
+        from pki import (
+            signing_use_cases,  # noqa: F401 — registers the signing use cases by name
+            tasks,  # noqa: F401 — connects the Celery receivers of the domain signals
+        )
         from pki.acme.conf import acme_settings
         from pki.conf import ocsp_settings, pki_settings
         from pki.lifecycle_conf import lifecycle_settings

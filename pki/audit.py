@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 
 from pki.clock import resolve
@@ -31,9 +34,11 @@ advanced AS (
     RETURNING s.seq AS seq, s.head AS hash, head.head AS prev_hash
 )
 INSERT INTO pki_auditevent
-    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash)
+    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash, mac)
 SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
-       %(object_id)s, %(details)s::jsonb, advanced.prev_hash, advanced.hash
+       %(object_id)s, %(details)s::jsonb, advanced.prev_hash, advanced.hash,
+       encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
+           || convert_to(advanced.prev_hash || E'\\n' || %(body)s, 'UTF8'))), 'hex')
 FROM advanced
 RETURNING id, seq, prev_hash, hash
 """
@@ -54,13 +59,17 @@ advanced AS (
     RETURNING s.seq AS seq, s.head AS hash, ev1.hash AS prev_hash
 )
 INSERT INTO pki_auditevent
-    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash)
+    (stream, seq, timestamp, actor, action, object_type, object_id, details, prev_hash, hash, mac)
 SELECT %(stream)s, ev1.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
-       %(object_id)s, %(details)s::jsonb, ev1.prev_hash, ev1.hash
+       %(object_id)s, %(details)s::jsonb, ev1.prev_hash, ev1.hash,
+       encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
+           || convert_to(ev1.prev_hash || E'\\n' || %(body)s, 'UTF8'))), 'hex')
 FROM ev1, advanced
 UNION ALL
 SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action2)s, %(object_type2)s,
-       %(object_id2)s, %(details2)s::jsonb, advanced.prev_hash, advanced.hash
+       %(object_id2)s, %(details2)s::jsonb, advanced.prev_hash, advanced.hash,
+       encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
+           || convert_to(advanced.prev_hash || E'\\n' || %(body2)s, 'UTF8'))), 'hex')
 FROM advanced
 RETURNING id, seq, prev_hash, hash
 """
@@ -94,9 +103,12 @@ class PendingEvent:
 
     def sql_params(self) -> dict[str, Any]:
         """Parameters of the PostgreSQL append statement."""
+        inner, outer = mac_pads()
         return {
             "stream": self.stream,
             "body": self.body(),
+            "mac_i": inner,
+            "mac_o": outer,
             "timestamp": self.timestamp,
             "actor": self.actor,
             "action": self.action,
@@ -134,9 +146,9 @@ def chain_hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-def event_hash(event: AuditEvent) -> str:
-    """Recompute a stored event's hash from its columns."""
-    body = canonical_body(
+def stored_body(event: AuditEvent) -> str:
+    """The canonical body of a stored event, recomputed from its columns."""
+    return canonical_body(
         stream=event.stream,
         timestamp=event.timestamp,
         actor=event.actor,
@@ -145,7 +157,53 @@ def event_hash(event: AuditEvent) -> str:
         object_id=event.object_id,
         details=event.details,
     )
-    return chain_hash(event.prev_hash, body)
+
+
+def event_hash(event: AuditEvent) -> str:
+    """Recompute a stored event's hash from its columns."""
+    return chain_hash(event.prev_hash, stored_body(event))
+
+
+# The chain's SHA-256 is unkeyed: anyone who can write the database can re-chain it. Each event
+# therefore also carries an HMAC-SHA256 of the same link (previous hash, newline, body) under a
+# key derived from SECRET_KEY, which the database never holds: an event written, rewritten or
+# re-linked by anyone else does not verify. PostgreSQL computes it inside the append statement
+# from the key's inner and outer pads (RFC 2104), as it computes the chain hash; the key itself
+# is never sent. SECRET_KEY_FALLBACKS keep old events verifiable after a rotation.
+_MAC_LABEL = b"kmi audit event mac v1"
+_SHA256_BLOCK = 64
+
+
+@functools.lru_cache(maxsize=8)
+def _mac_key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), _MAC_LABEL, hashlib.sha256).digest()
+
+
+@functools.lru_cache(maxsize=8)
+def _pads(secret: str) -> tuple[bytes, bytes]:
+    key = _mac_key(secret).ljust(_SHA256_BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def mac_pads() -> tuple[bytes, bytes]:
+    """The audit MAC key's HMAC inner and outer pads (what the append statement hashes with)."""
+    return _pads(str(settings.SECRET_KEY))
+
+
+def event_mac(prev_hash: str, body: str) -> str:
+    """HMAC-SHA256 (hex) of an event's link (previous hash, newline, body) under the audit MAC key."""
+    message = f"{prev_hash}\n{body}".encode()
+    return hmac.new(_mac_key(str(settings.SECRET_KEY)), message, hashlib.sha256).hexdigest()
+
+
+def mac_verifies(event: AuditEvent) -> bool:
+    """True when the stored event's MAC is right under SECRET_KEY or one of its fallbacks."""
+    message = f"{event.prev_hash}\n{stored_body(event)}".encode()
+    for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
+        expected = hmac.new(_mac_key(str(secret)), message, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, event.mac):
+            return True
+    return False
 
 
 def stream_for(scope: str) -> str:
@@ -226,13 +284,14 @@ def _append(event: PendingEvent) -> AuditEvent:
     connection = transaction.get_connection()
     ensure_stream(event.stream)
     if connection.vendor == "postgresql":
+        params = event.sql_params()
         with connection.cursor() as cursor:
-            cursor.execute(pg_append_sql(), event.sql_params())
+            cursor.execute(pg_append_sql(), params)
             result = cursor.fetchone()
             if result is None:  # the head row was created in a transaction that rolled back
                 forget_stream(event.stream)
                 ensure_stream(event.stream)
-                cursor.execute(pg_append_sql(), event.sql_params())
+                cursor.execute(pg_append_sql(), params)
                 result = cursor.fetchone()
         pk, seq, prev_hash, hash_ = result
         return chained_row(event, pk=pk, seq=seq, prev_hash=prev_hash, hash_=hash_)
@@ -252,7 +311,9 @@ def _append(event: PendingEvent) -> AuditEvent:
         details=event.details,
         prev_hash=head.head,
     )
-    row.hash = chain_hash(head.head, event.body())
+    body = event.body()
+    row.hash = chain_hash(head.head, body)
+    row.mac = event_mac(head.head, body)
     row.save(force_insert=True)
     AuditStream.objects.filter(name=event.stream).update(seq=row.seq, head=row.hash)
     return row
@@ -272,6 +333,7 @@ def chained_row(event: PendingEvent, *, pk: int, seq: int, prev_hash: str, hash_
         details=event.details,
         prev_hash=prev_hash,
         hash=hash_,
+        mac=event_mac(prev_hash, event.body()),
     )
     row._state.adding = False
     row._state.db = "default"
@@ -345,6 +407,10 @@ def _verify_stream(head: AuditStream) -> tuple[int, AuditBreak | None]:
             return count, AuditBreak(head.name, event.seq, event.pk, "prev_hash does not match")
         if event_hash(event) != event.hash:
             return count, AuditBreak(head.name, event.seq, event.pk, "event was altered")
+        if not mac_verifies(event):
+            return count, AuditBreak(
+                head.name, event.seq, event.pk, "event MAC does not verify (forged or rewritten)"
+            )
         prev = event.hash
         expected_seq += 1
     if head.seq != expected_seq - 1 or head.head != prev:

@@ -49,6 +49,8 @@ class PKISettings:
     crl_history: int = 3
     crl_dir: Path | None = None
     crl_cache_seconds: int = 300
+    # KMI_ALLOWED_DOMAINS: what the seeded profiles' "$KMI_ALLOWED_DOMAINS" pattern stands for.
+    allowed_domains: tuple[str, ...] = ()
     # What KMI_KEK_FILE looked like when the KEKs were read (see current_pki_settings).
     kek_file_signature: tuple[int, int, int] | None = None
 
@@ -111,6 +113,7 @@ def build_settings(conf: Mapping[str, Any]) -> PKISettings:
         backdate_seconds=coerce("KMI_BACKDATE_SECONDS", conf.get("BACKDATE_SECONDS")),
         audit_lanes=coerce("KMI_AUDIT_LANES", conf.get("AUDIT_LANES")),
         key_cache_seconds=coerce("KMI_KEY_CACHE_SECONDS", conf.get("KEY_CACHE_SECONDS")),
+        allowed_domains=coerce("KMI_ALLOWED_DOMAINS", conf.get("ALLOWED_DOMAINS")),
         **_crl_settings(conf),
     )
 

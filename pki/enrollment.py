@@ -124,17 +124,19 @@ def _enroll_through_signer(
         )
     if request.state != RequestState.APPROVED:
         return Enrollment(request=request, certificate=None)
-    return Enrollment(request=request, certificate=issue_through_signer(request=request, actor=actor))
+    return Enrollment(
+        request=request, certificate=issue_through_signer(request=request, actor=actor, user=requester)
+    )
 
 
-def issue_through_signer(*, request: CertificateRequest, actor: str) -> Certificate:
+def issue_through_signer(*, request: CertificateRequest, actor: str, user: User | None = None) -> Certificate:
     """Issue a committed, approved request with ``run_signing("issue_request")`` and load the result.
 
     Raises ``SigningUnavailable`` (with ``request_id`` set) when no signer answered: the request
     stays approved.
     """
     try:
-        result = run_signing("issue_request", request_id=request.pk, actor=actor)
+        result = run_signing("issue_request", request_id=request.pk, actor=actor, user=user)
     except SigningUnavailable as exc:
         exc.request_id = request.pk
         raise
@@ -149,11 +151,12 @@ def approve_and_issue(
     actor: str,
     reviewer: User | None = None,
     now: dt.datetime | None = None,
-) -> Certificate:
-    """Approve a pending request and issue its certificate, both or neither.
+) -> Certificate | None:
+    """Approve a pending request and, with its last required approval, issue its certificate.
 
-    With ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues
-    it; when no worker answers, ``SigningUnavailable`` leaves the request approved.
+    Returns None while the profile waits for more approvals (by other reviewers). With
+    ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues it;
+    when no worker answers, ``SigningUnavailable`` leaves the request approved.
     """
     now = resolve(now)
     if not signs_here():
@@ -161,9 +164,13 @@ def approve_and_issue(
         fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
         if fresh.state != RequestState.APPROVED:
             fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
-        return issue_through_signer(request=fresh, actor=actor)
+            if fresh.state != RequestState.APPROVED:
+                return None
+        return issue_through_signer(request=fresh, actor=actor, user=reviewer)
     with transaction.atomic():
         approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
+        if approved.state != RequestState.APPROVED:
+            return None
         return issue_certificate(request=approved, actor=actor, now=now)
 
 

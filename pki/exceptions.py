@@ -45,6 +45,25 @@ class NameNotAllowed(PolicyViolation):
     code = "name_not_allowed"
 
 
+class KeyBlocked(PolicyViolation):
+    """The public key is on the compromised-key blocklist: KMI never certifies it again."""
+
+    code = "key_blocked"
+
+
+class ApprovalRequired(PolicyViolation):
+    """The profile needs an operator's approval: the use case that signs at once refuses it
+    (renewals of such certificates are submitted for review with ``pki.renewal.renew``)."""
+
+    code = "approval_required"
+
+
+class NotAuthorized(PKIError):
+    """The person acting holds no current grant for this (their role was revoked or never given)."""
+
+    code = "not_authorized"
+
+
 class UnsupportedExtension(PolicyViolation):
     """The CSR asks for a critical extension KMI does not understand."""
 
@@ -103,3 +122,9 @@ class AlreadyExists(InvalidState):
     """An object with that name exists already (a duplicate ACME endpoint name, …)."""
 
     code = "already_exists"
+
+
+class SigningRefused(PKIError):
+    """A signing worker refused a job: no committed job, a bad MAC, or the authority behind it is gone."""
+
+    code = "signing_refused"

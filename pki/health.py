@@ -22,7 +22,6 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from pki.access import AnyUser, grants_for, visible_certificates
-from pki.audit import verify_chain
 from pki.clock import resolve, utcnow
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
@@ -222,9 +221,12 @@ def beat(*, queue: str, now: dt.datetime | None = None) -> WorkerHeartbeat:
 
 # --- audit verification --------------------------------------------------------------------------
 def verify_audit(*, actor: str, now: dt.datetime | None = None) -> AuditVerification:
-    """Verify every audit chain (``pki.audit.verify_chain``) and keep the result with who asked."""
+    """Verify the audit trail (chains, MACs, signed checkpoints, cross-checks:
+    ``pki.audit_checkpoints.verify_trail``) and keep the result with who asked."""
+    from pki.audit_checkpoints import verify_trail
+
     started = resolve(now)
-    report = verify_chain()
+    report = verify_trail()
     finished = utcnow() if now is None else started
     return AuditVerification.objects.create(
         started_at=started,

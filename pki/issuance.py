@@ -14,10 +14,11 @@ from django.db import transaction
 
 from pki import audit
 from pki.authorities import ensure_can_sign
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.crl import shard_for
-from pki.exceptions import InvalidState, PolicyViolation
+from pki.exceptions import ApprovalRequired, InvalidState, NotAuthorized, PolicyViolation
 from pki.generations import ensure_generation_can_sign
 from pki.keys import get_backend, key_type_of, signature_hash
 from pki.keys.base import issuer_public_key
@@ -25,7 +26,7 @@ from pki.models.authority import CAGeneration, CertificateAuthority, certificate
 from pki.models.certificate import Certificate
 from pki.models.key import Key
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import Approval, CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
 from pki.recording import new_request_id, record_issuance
 from pki.signals import certificate_issued
@@ -161,6 +162,13 @@ def submit_request(
     # A CA that cannot sign (disabled, expired, key inactive) takes no requests: none left behind.
     ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
+    ensure_not_blocked(
+        public_key=checked.public_key,
+        spki_sha256=checked.key_fingerprint,
+        actor=actor,
+        path="submit_request",
+        now=now,
+    )
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     auto = not policy.requires_approval
@@ -213,6 +221,15 @@ def submit_and_issue(
     checked = parse_csr(csr)
     policy = profile.policy()
     request_id = None if policy.requires_approval else new_request_id()
+    if request_id is not None:
+        # (submit_request checks it on the other branch)
+        ensure_not_blocked(
+            public_key=checked.public_key,
+            spki_sha256=checked.key_fingerprint,
+            actor=actor,
+            path="submit_request",
+            now=now,
+        )
     if request_id is None:
         with transaction.atomic():
             request = submit_request(
@@ -259,6 +276,13 @@ def submit_and_issue(
     return request, cert
 
 
+def _same_reviewer(approval: Approval, *, reviewer: User | None, actor: str) -> bool:
+    """Whether ``approval`` was given by this reviewer (their account; at the command line, their name)."""
+    if reviewer is not None:
+        return approval.approver_id == reviewer.pk
+    return approval.approver_id is None and approval.approved_by == actor
+
+
 def approve_request(
     *,
     request: CertificateRequest,
@@ -266,7 +290,14 @@ def approve_request(
     reviewer: User | None = None,
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
-    """Approve a pending request (re-checking it against the current policy)."""
+    """Record one reviewer's approval of a pending request (re-checking it against today's policy).
+
+    Separation of duties: whoever submitted the request cannot approve it, and a profile's
+    ``approvals_required`` approvals must come from distinct reviewers. The request turns
+    ``approved`` with the last one (audited ``request.approved`` with every approver); until
+    then it stays ``pending`` (each approval audited ``request.approval_recorded``).
+    ``reviewer`` None is an operator at the command line, known by ``actor`` only.
+    """
     now = resolve(now)
     with transaction.atomic():
         request = (
@@ -277,19 +308,44 @@ def approve_request(
         if reviewer is not None and reviewer.pk == request.requester_id:
             # Separation of duties: whoever asked for a certificate is not the one who allows it.
             raise PolicyViolation(f"request {request.pk} is your own: another operator must approve it")
-        check_request(
-            ca=request.ca,
-            policy=request.profile.policy(),
-            csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
-            validity_days=request.validity_days,
-        )
+        ensure_not_blocked(spki_sha256=request.key_fingerprint, actor=actor, path="approve_request", now=now)
+        if request.renews_id is not None:
+            _renewal_plan_of(request, actor=actor, now=now)
+        else:
+            check_request(
+                ca=request.ca,
+                policy=request.profile.policy(),
+                csr=parse_csr(x509.load_der_x509_csr(bytes(request.csr_der))),
+                validity_days=request.validity_days,
+            )
+        earlier = list(request.approvals.all())
+        if any(_same_reviewer(a, reviewer=reviewer, actor=actor) for a in earlier):
+            raise PolicyViolation(f"you approved request {request.pk} already: it needs another reviewer")
+        Approval.objects.create(request=request, approver=reviewer, approved_by=actor, created_at=now)
+        approvers = [a.approved_by for a in earlier] + [actor]
+        required = request.profile.approvals_required if request.profile.requires_approval else 1
+        if len(approvers) < required:
+            audit.record(
+                action="request.approval_recorded",
+                actor=actor,
+                obj=request,
+                details={"approvals": len(approvers), "required": required, "approvers": approvers},
+                scope=f"ca:{request.ca_id}",
+                now=now,
+            )
+            return request
         request.state = RequestState.APPROVED
         request.reviewer = reviewer
         request.reviewed_by = actor
         request.reviewed_at = now
         request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
         audit.record(
-            action="request.approved", actor=actor, obj=request, scope=f"ca:{request.ca_id}", now=now
+            action="request.approved",
+            actor=actor,
+            obj=request,
+            details={"approvals": len(approvers), "required": required, "approvers": approvers},
+            scope=f"ca:{request.ca_id}",
+            now=now,
         )
     return request
 
@@ -473,7 +529,9 @@ def _sign_and_record(
         owner_email=owner_email,
         owner_webhook_url=owner_webhook_url,
         # The requester owns the certificate; a renewal inherits its predecessor's owner.
-        owner_id=request.requester_id if request is not None else getattr(renewed_from, "owner_id", None),
+        owner_id=renewed_from.owner_id
+        if renewed_from is not None
+        else (request.requester_id if request is not None else None),
         submitted=submitted,
         is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
         issuer_generation=number,
@@ -505,6 +563,8 @@ def issue_certificate(
     if request is not None:
         if request.state != RequestState.APPROVED:
             raise InvalidState(f"request {request.pk} is {request.state}, not approved")
+        if request.renews_id is not None:
+            return _issue_renewal(request, actor=actor, now=now)
         ca, profile = request.ca, request.profile
         # The caller that just checked this request's CSR may pass it on instead of a re-parse.
         checked = (
@@ -517,6 +577,13 @@ def issue_certificate(
         raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")
     else:
         checked = csr if isinstance(csr, CheckedCSR) else parse_csr(csr)
+    ensure_not_blocked(
+        public_key=checked.public_key,
+        spki_sha256=checked.key_fingerprint,
+        actor=actor,
+        path="issue_certificate",
+        now=now,
+    )
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     return _sign_and_record(
@@ -552,6 +619,7 @@ def issue_for_key(
     if policy.is_ca:
         raise PolicyViolation(f"profile {policy.name} issues CA certificates")
     public_key = issuer_public_key(key.public_key())
+    ensure_not_blocked(public_key=public_key, actor=actor, path="issue_for_key", now=now)
     check_public_key(policy, public_key)
     return _sign_and_record(
         ca=ca,
@@ -582,6 +650,11 @@ def sign_csr(
     )
     if request.state == RequestState.PENDING:
         request = approve_request(request=request, actor=actor, now=now)
+        if request.state == RequestState.PENDING:
+            raise ApprovalRequired(
+                f"profile {profile.name} needs {profile.approvals_required} approvals by different "
+                f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
+            )
     return issue_certificate(request=request, actor=actor, now=now)
 
 
@@ -593,23 +666,47 @@ def _sans_of(cert: x509.Certificate) -> tuple[SAN, ...]:
     return tuple(san_from_general_name(gn) for gn in ext)
 
 
-def renew_certificate(
+@dataclass(frozen=True)
+class RenewalPlan:
+    """A renewal that passed every check, ready to sign (or to submit for approval)."""
+
+    certificate: Certificate
+    ca: CertificateAuthority
+    profile: Profile
+    policy: ProfilePolicy
+    subject: Subject
+    checked: CheckedCSR | None
+
+
+def check_renewer(*, certificate: Certificate, renewer: User) -> None:
+    """Raise ``NotAuthorized`` unless ``renewer`` may renew ``certificate`` with their CURRENT grants.
+
+    The user and their grants are read again: a grant revoked a moment ago counts.
+    """
+    from pki.access import Action, can
+
+    fresh = User.objects.filter(pk=renewer.pk).first()
+    if fresh is None or not can(fresh, Action.RENEW_CERTIFICATE, certificate):
+        raise NotAuthorized(
+            f"{renewer.get_username()} holds no current grant to renew certificate {certificate.serial}"
+        )
+
+
+def plan_renewal(
     *,
     certificate: Certificate,
     actor: str,
+    renewer: User | None = None,
     csr: bytes | str | x509.CertificateSigningRequest | None = None,
     validity_days: int | None = None,
     new_key: Key | None = None,
-    now: dt.datetime | None = None,
-) -> Certificate:
-    """Issue a successor of ``certificate``: same key and names, or a new key from ``csr``.
+    now: dt.datetime,
+) -> RenewalPlan:
+    """Apply every check of a renewal: it is an issuance (grant, blocklist, profile, CA constraints).
 
-    ``new_key`` (a key KMI holds, without a CSR) renews onto that key with the old names: the
-    lifecycle's auto-renewal with ``KMI_AUTO_RENEW_NEW_KEY``. With a CSR the new key's names are
-    checked against the profile like a new request and must
-    not add names the old certificate did not have.
+    The successor keeps the subject and may not add names; its key passes the profile and the
+    blocklist; ``renewer`` (a person; None for KMI itself, the CLI) must still hold a grant.
     """
-    now = resolve(now)
     if certificate.is_ca:
         raise InvalidState("CA certificates are renewed by CA rollover, not renew_certificate")
     if certificate.revoked_at is not None:
@@ -617,19 +714,36 @@ def renew_certificate(
     profile = certificate.profile
     if profile is None or certificate.ca is None:
         raise InvalidState(f"certificate {certificate.serial} has no profile or CA to renew under")
+    if csr is not None and new_key is not None:
+        raise ValueError("renew_certificate takes a csr or a new_key, not both")
+    if renewer is not None:
+        check_renewer(certificate=certificate, renewer=renewer)
     ca = certificate.ca
     policy = profile.policy()
     old = certificate.x509()
     old_sans = _sans_of(old)
-    if csr is not None and new_key is not None:
-        raise ValueError("renew_certificate takes a csr or a new_key, not both")
+    checked: CheckedCSR | None = None
     if csr is None:
         public_key = issuer_public_key((new_key or old).public_key())
+        ensure_not_blocked(public_key=public_key, actor=actor, path="renew_certificate", now=now)
         # Policy may have tightened since the first issuance: the old key must still pass it.
         check_public_key(policy, public_key)
         subject = Subject(old.subject, old_sans, public_key)
     else:
         checked = parse_csr(csr)
+        ensure_not_blocked(
+            public_key=checked.public_key,
+            spki_sha256=checked.key_fingerprint,
+            actor=actor,
+            path="renew_certificate",
+            now=now,
+        )
+        if checked.subject != old.subject:
+            # A renewal continues a certificate; a new subject is a new request (and its review).
+            raise PolicyViolation(
+                f"renewal keeps the subject {old.subject.rfc4514_string()!r}; the CSR names "
+                f"{checked.subject.rfc4514_string()!r}: submit a new request"
+            )
         sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
         extra = sorted(set(sans) - set(old_sans))
         if extra:
@@ -641,16 +755,87 @@ def renew_certificate(
         if not any(name_matches(san, p) for p in policy.allowed_names):
             raise PolicyViolation(f"{san} is no longer allowed by profile {policy.name}")
     _constraints_of(ca).check_sans(subject.sans)
+    policy.validity_for(validity_days)
+    return RenewalPlan(certificate, ca, profile, policy, subject, checked)
+
+
+def renew_certificate(
+    *,
+    certificate: Certificate,
+    actor: str,
+    renewer: User | None = None,
+    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    validity_days: int | None = None,
+    new_key: Key | None = None,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Issue a successor of ``certificate``: same key and names, or a new key from ``csr``.
+
+    ``new_key`` (a key KMI holds, without a CSR) renews onto that key with the old names: the
+    lifecycle's auto-renewal with ``KMI_AUTO_RENEW_NEW_KEY``. With a CSR the new key's names are
+    checked against the profile like a new request, must not add names the old certificate did
+    not have, and the subject must stay the same. Renewal is issuance: a profile that needs
+    approval refuses with ``ApprovalRequired`` (``pki.renewal.renew`` submits it for review).
+    """
+    now = resolve(now)
+    plan = plan_renewal(
+        certificate=certificate,
+        actor=actor,
+        renewer=renewer,
+        csr=csr,
+        validity_days=validity_days,
+        new_key=new_key,
+        now=now,
+    )
+    if plan.policy.requires_approval:
+        raise ApprovalRequired(
+            f"profile {plan.policy.name} needs an operator's approval: the renewal of "
+            f"{certificate.serial} must be submitted for review"
+        )
     return _sign_and_record(
-        ca=ca,
-        profile=profile,
-        policy=policy,
-        subject=subject,
-        validity_days=policy.validity_for(validity_days),
+        ca=plan.ca,
+        profile=plan.profile,
+        policy=plan.policy,
+        subject=plan.subject,
+        validity_days=plan.policy.validity_for(validity_days),
         actor=actor,
         now=now,
         renewed_from=certificate,
         key=new_key if new_key is not None else (certificate.key if csr is None else None),
+        action="certificate.renewed",
+    )
+
+
+def _renewal_plan_of(request: CertificateRequest, *, actor: str, now: dt.datetime) -> RenewalPlan:
+    """Check a stored renewal request again, as its requester, against today's policy and grants."""
+    certificate = Certificate.objects.select_related("ca", "profile", "key").get(
+        pk=int(request.renews_id or 0)
+    )
+    csr_der = bytes(request.csr_der)
+    return plan_renewal(
+        certificate=certificate,
+        actor=actor,
+        renewer=request.requester,
+        csr=csr_der or None,  # empty: the renewal keeps the certificate's key
+        validity_days=request.validity_days,
+        now=now,
+    )
+
+
+def _issue_renewal(request: CertificateRequest, *, actor: str, now: dt.datetime) -> Certificate:
+    """Issue an approved renewal request: the successor of the certificate it renews."""
+    plan = _renewal_plan_of(request, actor=actor, now=now)
+    return _sign_and_record(
+        ca=plan.ca,
+        profile=plan.profile,
+        policy=plan.policy,
+        subject=plan.subject,
+        validity_days=plan.policy.validity_for(request.validity_days),
+        actor=actor,
+        now=now,
+        request=request,
+        renewed_from=plan.certificate,
+        key=plan.certificate.key if plan.checked is None else None,
         action="certificate.renewed",
     )
 

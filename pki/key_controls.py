@@ -34,6 +34,7 @@ from django.db import transaction
 
 from pki import audit
 from pki.authorities import disable_cas_holding
+from pki.blocklist import block_key
 from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, PolicyViolation
 from pki.models.authority import CAGeneration, CertificateAuthority
@@ -145,6 +146,15 @@ def mark_key_compromised(
         if previous != KeyState.COMPROMISED:
             key.state, key.compromised_at = KeyState.COMPROMISED, now
             key.save(update_fields=["state", "compromised_at"])
+        if key.spki_sha256:
+            # A compromised key (a CA's too) is never certified again by any path.
+            block_key(
+                spki_sha256=key.spki_sha256,
+                reason=revocation.value,
+                source="key.compromised",
+                actor=actor,
+                now=now,
+            )
         carrying = Certificate.objects.with_key(key.spki_sha256).filter(not_after__gt=now)
         revoked = revoke_certificates(
             certificates=carrying, reason=revocation, invalidity_date=invalidity_date, actor=actor, now=now

@@ -11,7 +11,7 @@ from django.db import transaction
 from pki import audit
 from pki.clock import resolve
 from pki.keys import get_backend
-from pki.keys.encrypted import EncryptedKeyBackend
+from pki.keys.encrypted import EncryptedKeyBackend, seal_secret
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType, SealedKey
 from pki.x509.csr import spki_der, spki_fingerprint
 
@@ -85,4 +85,33 @@ def rewrap_keys(
                 )
         if progress is not None:
             progress(done, len(pending))
+    return changed
+
+
+def rewrap_secrets(*, actor: str, now: dt.datetime | None = None) -> int:
+    """Re-seal every ACME EAB HMAC key under the current KEK; return how many changed."""
+    from pki.models.acme import EAB_SEAL_PURPOSE, AcmeExternalAccountKey
+
+    now = resolve(now)
+    current = EncryptedKeyBackend._current_kek()[0]
+    changed = 0
+    for pk in AcmeExternalAccountKey.objects.exclude(kek_id=current).values_list("pk", flat=True):
+        with transaction.atomic():
+            row = AcmeExternalAccountKey.objects.select_for_update().get(pk=pk)
+            if row.kek_id == current:
+                continue
+            old = row.kek_id
+            row.kek_id, row.sealed_hmac_key = seal_secret(
+                purpose=EAB_SEAL_PURPOSE, name=row.key_id, plaintext=row.hmac_key()
+            )
+            row.save(update_fields=["kek_id", "sealed_hmac_key"])
+            audit.record(
+                action="acme.eab_key.rewrapped",
+                actor=actor,
+                obj=row,
+                details={"from_kek": old, "to_kek": current},
+                scope=f"acme:{row.endpoint_id}",
+                now=now,
+            )
+            changed += 1
     return changed

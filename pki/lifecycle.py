@@ -51,7 +51,9 @@ from pki.models.notification import (
     NotificationState,
 )
 from pki.models.profile import Profile
+from pki.models.request import RequestState
 from pki.notifications import send_email, send_webhook
+from pki.renewal import needs_approval, submit_renewal
 from pki.signals import notices_planned, notification_sent
 
 log = logging.getLogger(__name__)
@@ -471,6 +473,18 @@ def due_for_auto_renewal(now: dt.datetime) -> QuerySet[Certificate]:
     )
 
 
+def _submit_auto_renewal(cert: Certificate, *, actor: str, now: dt.datetime) -> None:
+    """Submit the renewal of ``cert`` for review unless one is waiting already."""
+    waiting = cert.renewal_requests.filter(state__in=[RequestState.PENDING, RequestState.APPROVED])
+    if waiting.exists():
+        return
+    try:
+        with transaction.atomic():
+            submit_renewal(certificate=cert, actor=actor, now=now)
+    except PKIError as exc:
+        log.warning("auto-renewal of %s (%s) could not be submitted: %s", cert.serial, cert.subject, exc)
+
+
 def auto_renew_certificates(*, actor: str = ACTOR, now: dt.datetime | None = None) -> list[int]:
     """Renew every certificate due for auto-renewal (same key, or a new one per the setting).
 
@@ -491,6 +505,11 @@ def auto_renew_certificates(*, actor: str = ACTOR, now: dt.datetime | None = Non
                 .first()
             )
             if cert is None:
+                continue
+            if needs_approval(cert):
+                # Renewal is issuance: under a profile that needs approval KMI asks (once) and a
+                # reviewer decides; the successor keeps the key.
+                _submit_auto_renewal(cert, actor=actor, now=now)
                 continue
             try:
                 with transaction.atomic():

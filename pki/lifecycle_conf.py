@@ -42,6 +42,8 @@ class LifecycleSettings:
     # this long, given up (state failed) once this old. pki.lifecycle.reconcile_approved_requests.
     reconcile_after_seconds: int = 300
     approved_max_age_seconds: int = 86400
+    # Key of the HMAC over signing jobs and their results (pki.signing); web and signers hold it.
+    signing_secret: bytes = field(default=b"", repr=False)
 
     @property
     def signs_on_worker(self) -> bool:
@@ -78,6 +80,7 @@ def build_lifecycle_settings(conf: Mapping[str, Any]) -> LifecycleSettings:
         summary_seconds=coerce("KMI_CONSOLE_SUMMARY_SECONDS", conf.get("SUMMARY_SECONDS")),
         reconcile_after_seconds=coerce("KMI_RECONCILE_AFTER_SECONDS", conf.get("RECONCILE_AFTER_SECONDS")),
         approved_max_age_seconds=coerce("KMI_APPROVED_MAX_AGE_SECONDS", conf.get("APPROVED_MAX_AGE_SECONDS")),
+        signing_secret=coerce("KMI_SIGNING_SECRET", conf.get("SIGNING_SECRET")).encode(),
     )
 
 

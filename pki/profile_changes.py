@@ -27,6 +27,7 @@ EDITABLE_FIELDS = frozenset(
         "allowed_names",
         "require_san",
         "requires_approval",
+        "approvals_required",
         "ocsp_no_check",
         "escrow",
         "auto_renew",

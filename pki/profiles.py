@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
+from pki.conf import pki_settings
 from pki.exceptions import NameNotAllowed, PolicyViolation, WeakKey
 from pki.keys.base import PURE_SIGNATURE_TYPES, key_type_of
 from pki.models.key import KeyType
@@ -89,8 +90,45 @@ def name_matches(san: SAN, pattern: str) -> bool:
     return fnmatch.fnmatchcase(san.value, value)
 
 
+# Distinct reviewers a profile may ask for (separation of duties, not a quorum of the whole staff).
+MAX_APPROVALS = 5
+
+# An ``allowed_names`` entry standing for the names the operator allows (KMI_ALLOWED_DOMAINS);
+# the seeded profiles carry it instead of allowing every name.
+OPERATOR_NAMES = "$KMI_ALLOWED_DOMAINS"
+
+# Unset KMI_ALLOWED_DOMAINS: special-use names (RFC 6761, RFC 6762, RFC 8375, the .internal
+# TLD) and private addresses (RFC 1918, loopback, RFC 4193 unique local) only.
+SPECIAL_USE_DOMAINS = ("test", "internal", "local", "home.arpa", "localhost")
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128")
+
+
+def operator_name_patterns(allowed: Sequence[str]) -> tuple[str, ...]:
+    """The ``dns:``/``ip:`` patterns ``OPERATOR_NAMES`` stands for, given KMI_ALLOWED_DOMAINS."""
+    patterns: list[str] = []
+    if not allowed:
+        patterns += [f"dns:**.{d}" for d in SPECIAL_USE_DOMAINS] + ["dns:localhost"]
+        return (*patterns, *(f"ip:{n}" for n in PRIVATE_NETWORKS))
+    for item in allowed:
+        try:
+            patterns.append(f"ip:{ipaddress.ip_network(item, strict=False)}")
+        except ValueError:
+            patterns += [f"dns:{item}", f"dns:**.{item}"]
+    return tuple(patterns)
+
+
+def expand_name_patterns(patterns: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """``patterns`` with ``OPERATOR_NAMES`` replaced by what it stands for."""
+    out: list[str] = []
+    for pattern in patterns:
+        out += operator_name_patterns(allowed) if pattern == OPERATOR_NAMES else [pattern]
+    return tuple(out)
+
+
 def validate_name_pattern(pattern: str) -> str:
     """Check an ``allowed_names`` entry; return it unchanged."""
+    if pattern == OPERATOR_NAMES:
+        return pattern
     kind, sep, value = pattern.partition(":")
     if not sep or kind not in {"dns", "ip", "email", "uri"} or not value:
         raise PolicyViolation(f"name pattern {pattern!r} must look like dns:…, ip:…, email:… or uri:…")
@@ -119,6 +157,7 @@ class ProfilePolicy:
     is_ca: bool
     path_length: int | None
     ocsp_no_check: bool
+    approvals_required: int = 1
 
     @classmethod
     def from_profile(cls, profile: Profile) -> ProfilePolicy:
@@ -135,6 +174,10 @@ class ProfilePolicy:
             validate_name_pattern(pattern)
         if profile.default_validity_days > profile.validity_days:
             raise PolicyViolation(f"profile {profile.name}: default validity exceeds the cap")
+        if not 1 <= profile.approvals_required <= MAX_APPROVALS:
+            raise PolicyViolation(
+                f"profile {profile.name}: approvals_required must be between 1 and {MAX_APPROVALS}"
+            )
         return cls(
             name=profile.name,
             validity_days=profile.validity_days,
@@ -143,12 +186,13 @@ class ProfilePolicy:
             min_rsa_bits=profile.min_rsa_bits,
             key_usage=tuple(profile.key_usage),
             extended_key_usage=tuple(profile.extended_key_usage),
-            allowed_names=tuple(profile.allowed_names),
+            allowed_names=expand_name_patterns(profile.allowed_names, pki_settings().allowed_domains),
             require_san=profile.require_san,
             requires_approval=profile.requires_approval,
             is_ca=profile.is_ca,
             path_length=profile.path_length,
             ocsp_no_check=profile.ocsp_no_check,
+            approvals_required=profile.approvals_required,
         )
 
     # --- derived values -------------------------------------------------------------------

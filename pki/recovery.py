@@ -158,7 +158,7 @@ def deliver_recovered_key(
     check_pkcs12_password(password)
     if not signs_here():
         private_key = receive_sealed(
-            "hand_over_recovered_key", recovery_id=recovery.pk, actor=actor, user_id=user.pk
+            "hand_over_recovered_key", user=user, recovery_id=recovery.pk, actor=actor, user_id=user.pk
         )
         certificate = Certificate.objects.filter(key_id=recovery.key_id).order_by("-not_after").first()
         chain = list(chain_for(certificate)) if certificate is not None and certificate.ca is not None else []

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from pki import audit
+from pki.blocklist import block_key, normalise_fingerprint
 from pki.clock import resolve
 from pki.crl import mark_stale
 from pki.exceptions import InvalidState, PolicyViolation
@@ -93,6 +94,16 @@ def _revoke_locked(
         scope=f"ca:{cert.ca_id}",
         now=now,
     )
+    if reason == RevocationReason.KEY_COMPROMISE and cert.key_fingerprint:
+        # The key is compromised, not only this certificate: no path certifies it again.
+        block_key(
+            spki_sha256=cert.key_fingerprint,
+            reason=reason.value,
+            source="certificate.revoked",
+            ca_id=cert.ca_id,
+            actor=actor,
+            now=now,
+        )
     return True
 
 
@@ -195,7 +206,7 @@ def revoke_key(
     """Revoke every unexpired certificate carrying this public key and mark the key compromised."""
     now = resolve(now)
     value = _check_reason(reason, invalidity_date, now)
-    fingerprint = spki_sha256.strip().lower().replace(":", "")
+    fingerprint = normalise_fingerprint(spki_sha256)
     changed: list[Certificate] = []
     with transaction.atomic():
         certs = list(
@@ -208,6 +219,8 @@ def revoke_key(
             if _revoke_locked(cert, reason=value, invalidity_date=invalidity_date, actor=actor, now=now):
                 changed.append(cert)
         if value == RevocationReason.KEY_COMPROMISE:
+            # Blocked even when no certificate carries it yet: it is never certified.
+            block_key(spki_sha256=fingerprint, reason=value.value, source="revoke_key", actor=actor, now=now)
             for key in (
                 Key.objects.select_for_update()
                 .filter(spki_sha256=fingerprint)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import os
+import secrets
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol, cast, runtime_checkable
@@ -84,6 +87,18 @@ def storing_backend(alias: str | None = None) -> StoringKeyBackend:
     )
 
 
+def new_download_secret() -> tuple[str, str]:
+    """A one-time download secret for a new delivery and its SHA-256 (hex): the web side gives the
+    secret to the requester once and passes only the digest to ``request_server_key``."""
+    secret = secrets.token_urlsafe(32)
+    return secret, secret_digest(secret)
+
+
+def secret_digest(secret: str) -> str:
+    """SHA-256 (hex) of a download secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def request_server_key(
     *,
     ca: CertificateAuthority,
@@ -92,6 +107,7 @@ def request_server_key(
     sans: Sequence[SAN],
     key_type: KeyType | str,
     actor: str,
+    download_secret_sha256: str,
     requester: User | None = None,
     validity_days: int | None = None,
     delivery_id: uuid.UUID | str | None = None,
@@ -101,8 +117,12 @@ def request_server_key(
 
     It seals the key, so it runs where the KEK is: in process, or on a signing worker through
     ``run_signing("request_server_key", delivery_id=…)`` (the caller picks ``delivery_id``).
+    ``download_secret_sha256`` is the digest of the one-time secret the hand-over will need
+    (``new_download_secret``).
     """
     now = resolve(now)
+    if len(download_secret_sha256) != 64 or any(c not in "0123456789abcdef" for c in download_secret_sha256):
+        raise PolicyViolation("a server key needs the SHA-256 (hex) of its one-time download secret")
     kt = KeyType(key_type)
     if kt not in SERVER_KEY_TYPES:
         raise PolicyViolation(f"KMI does not generate {kt} keys for clients")
@@ -147,6 +167,7 @@ def request_server_key(
             request=result.request,
             requester=requester,
             created_at=now,
+            secret_sha256=download_secret_sha256,
         )
         audit.record(
             action="key.generated",
@@ -196,10 +217,11 @@ def check_pkcs12_password(password: str) -> None:
 
 
 def _hand_over(
-    *, delivery_id: uuid.UUID | str, actor: str, now: dt.datetime
+    *, delivery_id: uuid.UUID | str, download_secret: str, actor: str, now: dt.datetime
 ) -> tuple[CertificateIssuerPrivateKeyTypes, list[x509.Certificate], str]:
-    """Take the one delivery of a key (caller's transaction): mark it delivered, destroy KMI's copy
-    unless escrowed, audit; return the private key, its chain and the certificate's serial."""
+    """Take the one delivery of a key (caller's transaction): check its one-time secret, mark it
+    delivered, destroy KMI's copy unless escrowed, audit; return the private key, its chain and
+    the certificate's serial."""
     row = (
         KeyDelivery.objects.select_for_update(of=("self",))
         .select_related("key", "request")
@@ -207,6 +229,12 @@ def _hand_over(
     )
     if row.delivered_at is not None:
         raise AlreadyDelivered(f"the key of delivery {row.pk} was downloaded at {row.delivered_at:%c}")
+    if not row.secret_sha256:
+        raise PolicyViolation(
+            f"delivery {row.pk} was made before download secrets existed; request a new server key"
+        )
+    if not hmac.compare_digest(secret_digest(download_secret), row.secret_sha256):
+        raise PolicyViolation("wrong download secret for this delivery")
     if row.request.state != RequestState.ISSUED:
         raise InvalidState(f"request {row.request_id} is {row.request.state}; no certificate yet")
     key = row.key
@@ -233,23 +261,39 @@ def _hand_over(
 
 
 def deliver_pkcs12(
-    *, delivery: KeyDelivery, password: str, actor: str, now: dt.datetime | None = None
+    *,
+    delivery: KeyDelivery,
+    password: str,
+    download_secret: str,
+    actor: str,
+    user: User | None = None,
+    now: dt.datetime | None = None,
 ) -> bytes:
     """Return the key and its chain as an AES-256 PKCS#12, once; then destroy KMI's copy (unless escrow).
 
+    ``download_secret`` is the one-time secret given to the requester when the delivery was made.
     Where the KEK is not (``KMI_SIGNING=worker``), a signing worker hands the key over sealed
-    to a one-time key of this process (``hand_over_sealed``) and the PKCS#12 is made here.
+    to a one-time key of this process (``hand_over_sealed``; ``user``, the requester, is checked
+    again there) and the PKCS#12 is made here.
     """
     from pki.signing import signs_here
 
     now = resolve(now)
     check_pkcs12_password(password)
     if not signs_here():
-        private_key = receive_sealed("hand_over_server_key", delivery_id=str(delivery.pk), actor=actor)
+        private_key = receive_sealed(
+            "hand_over_server_key",
+            user=user,
+            delivery_id=str(delivery.pk),
+            download_secret=download_secret,
+            actor=actor,
+        )
         certificate = Certificate.objects.select_related("ca").get(request_id=delivery.request_id)
         return pkcs12_bundle(private_key, chain_for(certificate), certificate.serial, password)
     with transaction.atomic():
-        private_key, chain, serial = _hand_over(delivery_id=delivery.pk, actor=actor, now=now)
+        private_key, chain, serial = _hand_over(
+            delivery_id=delivery.pk, download_secret=download_secret, actor=actor, now=now
+        )
         return pkcs12_bundle(private_key, chain, serial, password)
 
 
@@ -269,7 +313,7 @@ def _seal_key(recipient: x25519.X25519PublicKey, *, ephemeral: x25519.X25519Priv
 
 
 def hand_over_sealed(
-    *, delivery_id: str, actor: str, recipient: str, now: dt.datetime | None = None
+    *, delivery_id: str, download_secret: str, actor: str, recipient: str, now: dt.datetime | None = None
 ) -> dict[str, str]:
     """Take a key's one delivery (as ``deliver_pkcs12``) and return it sealed to ``recipient``.
 
@@ -279,7 +323,9 @@ def hand_over_sealed(
     now = resolve(now)
     peer = _recipient(recipient)
     with transaction.atomic():
-        private_key, _chain, _serial = _hand_over(delivery_id=delivery_id, actor=actor, now=now)
+        private_key, _chain, _serial = _hand_over(
+            delivery_id=delivery_id, download_secret=download_secret, actor=actor, now=now
+        )
     return seal_private_key(private_key, peer)
 
 
@@ -307,13 +353,15 @@ def seal_private_key(
     }
 
 
-def receive_sealed(use_case: str, **kwargs: Any) -> CertificateIssuerPrivateKeyTypes:
-    """Have a signing worker hand a private key over through ``use_case``, sealed to a one-time
-    X25519 key of this process (the plain key never crosses the broker)."""
+def receive_sealed(use_case: str, *, user: User | None, **kwargs: Any) -> CertificateIssuerPrivateKeyTypes:
+    """Have a signing worker hand a private key over through ``use_case`` (for ``user``), sealed to
+    a one-time X25519 key of this process (the plain key never crosses the broker)."""
     from pki.signing import run_signing
 
     recipient = x25519.X25519PrivateKey.generate()
-    sealed = run_signing(use_case, recipient=_b64(recipient.public_key().public_bytes_raw()), **kwargs)
+    sealed = run_signing(
+        use_case, user=user, recipient=_b64(recipient.public_key().public_bytes_raw()), **kwargs
+    )
     return cast(
         CertificateIssuerPrivateKeyTypes, load_der_private_key(_open(recipient, sealed), password=None)
     )

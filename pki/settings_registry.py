@@ -165,6 +165,35 @@ def comma_list() -> Parser:
     return Parser("comma-separated list", parse, (list, tuple), check)
 
 
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _allowed_name(item: str) -> str:
+    """A domain (lower-cased, no wildcard, no trailing dot) or an IP network (``127.0.0.0/8``)."""
+    text = item.strip().lower()
+    if any(c in text for c in "/:") or text.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise Invalid(f"{item!r} is neither a domain nor an IP network") from None
+    labels = text.rstrip(".").split(".")
+    if len(text) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise Invalid(f"{item!r} is not a domain name (letters, digits, hyphens; no wildcards)")
+    return ".".join(labels)
+
+
+def allowed_names() -> Parser:
+    """Comma-separated domains and IP networks, each checked (``example.test,10.0.0.0/8``)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        return tuple(_allowed_name(part) for part in text.replace("\n", ",").split(",") if part.strip())
+
+    def check(value: Iterable[Any]) -> tuple[str, ...]:
+        return tuple(_allowed_name(str(v)) for v in value)
+
+    return Parser("comma-separated domains and IP networks", parse, (list, tuple), check)
+
+
 def day_thresholds() -> Parser:
     """Comma-separated whole days, each at least 1, most distant first."""
 
@@ -569,6 +598,42 @@ declare(
     "Hash chains of the audit trail written side by side (concurrent writers).",
     group=_G,
 )
+declare(
+    "KMI_AUDIT_CHECKPOINT_PATH",
+    path(),
+    None,
+    "Append-only file each signed audit checkpoint is written to (fsync) as it is made: keep it "
+    "(or a copy) where a database writer cannot reach, and check it with "
+    "`verify_audit --checkpoints FILE` ([Security model](../guide/security-model.md)).",
+    group=_G,
+    default_doc="`KMI_DATA_DIR/audit-checkpoints.jsonl`",
+)
+declare(
+    "KMI_AUDIT_CHECKPOINT_WEBHOOK_URL",
+    http_url(optional=True),
+    "",
+    "Webhook each audit checkpoint is also posted to once it is stored (event `audit.checkpoint`, "
+    "signed like every KMI webhook); a failed post is logged, the file stays the record.",
+    group=_G,
+)
+declare(
+    "KMI_AUDIT_CHECKPOINT_SECONDS",
+    integer(minimum=10),
+    "300",
+    "A signed audit checkpoint is made this often (a worker of the `signing` queue).",
+    group=_G,
+)
+
+declare(
+    "KMI_ALLOWED_DOMAINS",
+    allowed_names(),
+    "",
+    "Names the seeded profiles (`tls-server`, `tls-client`, `tls-server-client`) certify: each "
+    "domain allows itself and its subdomains, each IP network its addresses "
+    "(`example.test,10.0.0.0/8`). Unset: only special-use names (`.test`, `.internal`, `.local`, "
+    "`.home.arpa`, `localhost`) and private IP ranges, until an operator edits the profiles.",
+    group=_G,
+)
 
 _G = "Revocation and CRLs"
 declare(
@@ -740,6 +805,15 @@ declare(
     "inprocess",
     "`worker`: CA keys are used only on Celery workers of the `signing` queue, so web processes need no KEK.",
     group=_G,
+)
+declare(
+    "KMI_SIGNING_SECRET",
+    TEXT,
+    "",
+    "Key (at least 32 characters) of the HMAC-SHA256 over every signing job and its result, "
+    "held by web processes and signing workers only; required with `KMI_SIGNING=worker`.",
+    group=_G,
+    secret=True,
 )
 declare(
     "KMI_SIGNING_TIMEOUT",

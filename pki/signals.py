@@ -40,3 +40,8 @@ acme_order_processing = Signal()
 # Sent after commit (no arguments) when notices were planned that should go out now rather than
 # at the next expiry scan (a renewal's successor, an alert): the receiver enqueues delivery.
 notices_planned = Signal()
+
+# Sent after commit with ``checkpoint_id: int`` when a signed audit checkpoint was stored and
+# exported (pki.audit_checkpoints.make_checkpoint): a receiver may anchor it elsewhere (the
+# transparency log).
+checkpoint_made = Signal()

@@ -1,11 +1,20 @@
 """Where CA-key operations run: in the calling process, or only on Celery workers of the ``signing`` queue.
 
-Adapters (API views, ACME finalize, commands) never sign themselves; they call
-``run_signing("issue_request", request_id=…, actor=…)``. With ``KMI_SIGNING=inprocess`` (the
-default) that calls the use case here and now. With ``KMI_SIGNING=worker`` it sends the task
-``pki.signing.run`` to the ``signing`` queue and waits up to ``KMI_SIGNING_TIMEOUT`` seconds for
-its result, so the calling process needs no key-encryption key at all; only the workers that
-consume ``signing`` hold it.
+Adapters (API views, ACME finalize, commands) never sign or decide placement themselves; they
+call ``run_signing("issue_request", request_id=…, actor=…, user=…)``. With
+``KMI_SIGNING=inprocess`` (the default) that calls the use case here and now: the checked use
+case that decided the work runs in this process. With ``KMI_SIGNING=worker`` the caller commits a
+``SigningJob`` row (the use case, its ids and public parameters, the acting user as the database
+knows it) and sends the task ``pki.signing.run`` with the job's id and an HMAC-SHA256 over the
+job under ``KMI_SIGNING_SECRET``, then waits up to ``KMI_SIGNING_TIMEOUT`` seconds for the
+worker's answer (MAC'd the same way), so the calling process needs no key-encryption key at all.
+
+The broker carries work, never authority. The worker (``handle_message``) verifies the MAC,
+re-reads the job row, re-checks the acting user's current grants and the objects' state
+(``pki.access``), runs the use case once and records the actor the row names. A message that
+is malformed, names no committed job or carries a bad MAC, and a job whose authority is gone,
+are refused: logged, audited as ``signing.refused``, nothing signed, delivered or destroyed. A
+redelivered job returns the stored result (a key hand-over is never repeated).
 
 Arguments are ids and public data only (a request id, a certificate id, a CSR in PEM): never
 key material. Every signing use case is idempotent on its ids (issuing a request twice returns
@@ -69,257 +78,6 @@ def use_case_names() -> list[str]:
     return sorted(_USE_CASES)
 
 
-@signing_use_case("issue_request")
-def _issue_request(*, request_id: int, actor: str) -> dict[str, Any]:
-    """Issue the certificate of an approved request; a request already issued returns its certificate."""
-    from pki.issuance import issue_certificate
-    from pki.models.certificate import Certificate
-    from pki.models.request import CertificateRequest, RequestState
-
-    with transaction.atomic():
-        try:
-            request = (
-                CertificateRequest.objects.select_for_update(of=("self",))
-                .select_related("ca", "profile")
-                .get(pk=request_id)
-            )
-        except CertificateRequest.DoesNotExist:
-            raise NotFound(f"no certificate request {request_id}") from None
-        if request.state == RequestState.ISSUED:
-            cert = Certificate.objects.get(request=request)
-            return {"certificate_id": cert.pk, "serial": cert.serial, "replayed": True}
-        cert = issue_certificate(request=request, actor=actor)
-    return {"certificate_id": cert.pk, "serial": cert.serial, "replayed": False}
-
-
-@signing_use_case("renew_certificate")
-def _renew_certificate(
-    *, certificate_id: int, actor: str, csr_pem: str | None = None, validity_days: int | None = None
-) -> dict[str, Any]:
-    """Renew a certificate (same key, or the key of ``csr_pem``)."""
-    from pki.issuance import renew_certificate
-    from pki.models.certificate import Certificate
-
-    try:
-        cert = Certificate.objects.select_related("ca", "profile", "key").get(pk=certificate_id)
-    except Certificate.DoesNotExist:
-        raise NotFound(f"no certificate {certificate_id}") from None
-    new = renew_certificate(certificate=cert, actor=actor, csr=csr_pem, validity_days=validity_days)
-    return {"certificate_id": new.pk, "serial": new.serial, "replayed": False}
-
-
-def _existing_ca(name: str, subject: str) -> dict[str, Any] | None:
-    """A replayed CA creation: the CA of that name with that subject, if it exists already."""
-    from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
-
-    ca = CertificateAuthority.objects.filter(name=name).select_related("certificate").first()
-    if ca is None or ca.certificate is None:
-        return None
-    if ca.x509_certificate().subject != parse_subject(subject):
-        return None  # a different CA of that name: let the use case refuse it
-    return {"ca_id": ca.pk, "serial": ca.certificate.serial, "replayed": True}
-
-
-@signing_use_case("create_root_ca")
-def _create_root_ca(
-    *,
-    name: str,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 3650,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create a root CA (a replay of the same name and subject returns the existing one)."""
-    from pki.authorities import create_root_ca
-    from pki.x509.names import parse_subject
-
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
-    ca = create_root_ca(
-        name=name,
-        subject=parse_subject(subject),
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
-    )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
-
-
-@signing_use_case("create_intermediate_ca")
-def _create_intermediate_ca(
-    *,
-    name: str,
-    parent_id: int,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 1825,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create an intermediate CA under ``parent_id`` (a replay returns the existing one)."""
-    from pki.authorities import create_intermediate_ca
-    from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
-
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
-    try:
-        parent = CertificateAuthority.objects.select_related("key", "certificate").get(pk=parent_id)
-    except CertificateAuthority.DoesNotExist:
-        raise NotFound(f"no CA {parent_id}") from None
-    ca = create_intermediate_ca(
-        name=name,
-        parent=parent,
-        subject=parse_subject(subject),
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
-    )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
-
-
-@signing_use_case("request_server_key")
-def _request_server_key(
-    *,
-    delivery_id: str,
-    ca_id: int,
-    profile_id: int,
-    subject: str,
-    sans: list[str],
-    key_type: str,
-    actor: str,
-    requester_id: int | None = None,
-    validity_days: int | None = None,
-) -> dict[str, Any]:
-    """Generate a client's key where the KEK is, request and (when auto-approved) issue its certificate.
-
-    ``delivery_id`` is chosen by the caller: a replay returns the delivery made the first time.
-    """
-    from cryptography import x509
-    from django.contrib.auth.models import User
-
-    from pki.models.authority import CertificateAuthority
-    from pki.models.delivery import KeyDelivery
-    from pki.models.profile import Profile
-    from pki.models.request import RequestState
-    from pki.serverkeys import request_server_key
-    from pki.x509.names import parse_san, parse_subject
-
-    existing = KeyDelivery.objects.filter(pk=delivery_id).select_related("request").first()
-    if existing is None:
-        try:
-            ca = CertificateAuthority.objects.select_related("certificate", "key").get(pk=ca_id)
-            profile = Profile.objects.get(pk=profile_id)
-        except (CertificateAuthority.DoesNotExist, Profile.DoesNotExist):
-            raise NotFound(f"no CA {ca_id} or profile {profile_id}") from None
-        requester = User.objects.filter(pk=requester_id).first() if requester_id is not None else None
-        existing = request_server_key(
-            ca=ca,
-            profile=profile,
-            subject=parse_subject(subject) if subject else x509.Name([]),
-            sans=[parse_san(text) for text in sans],
-            key_type=key_type,
-            actor=actor,
-            requester=requester,
-            validity_days=validity_days,
-            delivery_id=delivery_id,
-        )
-    return {
-        "delivery_id": str(existing.pk),
-        "request_id": existing.request_id,
-        "issued": existing.request.state == RequestState.ISSUED,
-    }
-
-
-@signing_use_case("hand_over_server_key")
-def _hand_over_server_key(*, delivery_id: str, actor: str, recipient: str) -> dict[str, Any]:
-    """Take a server-generated key's one delivery; return it sealed to the caller's X25519 key."""
-    from pki.serverkeys import hand_over_sealed
-
-    return hand_over_sealed(delivery_id=delivery_id, actor=actor, recipient=recipient)
-
-
-@signing_use_case("destroy_key")
-def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]:
-    """Destroy a key where its material lives (idempotent)."""
-    from django.core.exceptions import ValidationError
-
-    from pki.destruction import destroy_key
-    from pki.models.key import Key
-
-    try:
-        key = Key.objects.get(pk=key_id)
-    except (Key.DoesNotExist, ValidationError):
-        raise NotFound(f"no key {key_id}") from None
-    key = destroy_key(key=key, actor=actor, reason=reason)
-    return {"key_id": str(key.pk), "state": key.state}
-
-
-@signing_use_case("hand_over_recovered_key")
-def _hand_over_recovered_key(*, recovery_id: int, actor: str, user_id: int, recipient: str) -> dict[str, Any]:
-    """Take an approved key recovery's one download; return the key sealed to the caller's X25519 key."""
-    from pki.recovery import hand_over_recovered_key
-
-    return hand_over_recovered_key(recovery_id=recovery_id, actor=actor, user_id=user_id, recipient=recipient)
-
-
-def _ca_by_id(ca_id: int) -> Any:
-    from pki.models.authority import CertificateAuthority
-
-    try:
-        return CertificateAuthority.objects.select_related("key", "certificate", "parent").get(pk=ca_id)
-    except CertificateAuthority.DoesNotExist:
-        raise NotFound(f"no CA {ca_id}") from None
-
-
-@signing_use_case("rollover_ca")
-def _rollover_ca(
-    *,
-    ca_id: int,
-    actor: str,
-    key_type: str | None = None,
-    backend: str | None = None,
-    at: str | None = None,
-    validity_days: int | None = None,
-    from_generation: int | None = None,
-) -> dict[str, Any]:
-    """Give a CA a new key and certificate (``at``: ISO 8601 time issuance moves to it); a replay
-    with the same ``from_generation`` returns the generation made the first time."""
-    import datetime as dt
-
-    from pki.rotation import rollover_ca
-
-    generation = rollover_ca(
-        ca=_ca_by_id(ca_id),
-        actor=actor,
-        key_type=key_type,
-        backend=backend,
-        at=dt.datetime.fromisoformat(at) if at else None,
-        validity_days=validity_days,
-        from_generation=from_generation,
-    )
-    return {"ca_id": ca_id, "generation": generation.number, "certificate_id": generation.certificate_id}
-
-
-@signing_use_case("renew_ca")
-def _renew_ca(*, ca_id: int, actor: str, validity_days: int | None = None) -> dict[str, Any]:
-    """Re-certify a CA's current key with a new validity."""
-    from pki.rotation import renew_ca
-
-    cert = renew_ca(ca=_ca_by_id(ca_id), actor=actor, validity_days=validity_days)
-    return {"ca_id": ca_id, "certificate_id": cert.pk, "serial": cert.serial}
-
-
 def execute(use_case: str, /, **kwargs: Any) -> dict[str, Any]:
     """Run the signing use case ``use_case`` in this process (what a signing worker does)."""
     try:
@@ -351,7 +109,8 @@ def _raise_from_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     raise cls(str(envelope.get("message", "signing failed")))
 
 
-def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _send_and_wait(job: Any, mac: str, timeout: float) -> dict[str, Any]:
+    """Send job ``job`` (committed) with its MAC to the ``signing`` queue; wait for the signer's answer."""
     from celery import current_app
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -361,8 +120,7 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
     try:
         async_result = current_app.send_task(
             SIGNING_TASK,
-            args=[use_case],
-            kwargs=kwargs,
+            kwargs={"job": str(job.pk), "mac": mac},
             queue=SIGNING_QUEUE,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
@@ -399,29 +157,39 @@ def _send_and_wait(use_case: str, kwargs: dict[str, Any], timeout: float) -> dic
         async_result.forget()  # the result key has served its purpose
     except Exception:  # noqa: BLE001 - best effort; it expires with CELERY_RESULT_EXPIRES anyway
         log.debug("could not forget result %s", async_result.id)
-    if not isinstance(envelope, dict):
-        raise SigningFailed(f"the signing worker returned {type(envelope).__name__}, not a result")
-    return _raise_from_envelope(envelope)
+    from pki.signing_channel import open_answer
+
+    return _raise_from_envelope(open_answer(job, envelope))
 
 
-def run_signing(use_case: str, /, *, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+def run_signing(
+    use_case: str, /, *, timeout: float | None = None, user: Any = None, **kwargs: Any
+) -> dict[str, Any]:
     """Run a signing use case where ``KMI_SIGNING`` says: here, or on the ``signing`` queue.
 
-    ``kwargs`` are ids and public data (JSON types). Returns the use case's result, e.g.
-    ``{"certificate_id": 7, "serial": "…", "replayed": False}``; raises the domain error the
-    use case raised, or ``SigningUnavailable`` when no worker could be reached in time.
+    This is the one place that decides where signing runs. ``kwargs`` are ids and public data
+    (JSON types) and the audit ``actor``; ``user`` is the acting user (None for protocol
+    enrollments and KMI's own jobs), whose grants a signing worker checks again. Returns the use
+    case's result, e.g. ``{"certificate_id": 7, "serial": "…", "replayed": False}``; raises the
+    domain error the use case raised, ``SigningRefused`` when the worker refused the job, or
+    ``SigningUnavailable`` when no worker could be reached in time.
     """
     conf = lifecycle_settings()
-    placement = "worker" if conf.signs_on_worker else "inprocess"
+    placement = "inprocess" if signs_here() else "worker"
     started = time.monotonic()
     outcome = "ok"
     try:
         if placement == "inprocess":
+            # The checked use case that decided this work runs here: no job row, no MAC.
             return execute(use_case, **kwargs)
         if transaction.get_connection().in_atomic_block:
             # The worker reads the database from another connection: it must see what we wrote.
             raise RuntimeError("run_signing in worker mode must be called after the transaction commits")
-        return _send_and_wait(use_case, kwargs, float(timeout or conf.signing_timeout))
+        from pki.signing_channel import create_job
+
+        params = {k: v for k, v in kwargs.items() if k != "actor"}
+        job, mac = create_job(use_case=use_case, params=params, actor=str(kwargs.get("actor", "")), user=user)
+        return _send_and_wait(job, mac, float(timeout or conf.signing_timeout))
     except PKIError as exc:
         outcome = exc.code
         raise

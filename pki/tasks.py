@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -29,10 +30,10 @@ from pki.signals import (
     acme_order_processing,
     certificate_issued,
     certificate_status_changed,
+    checkpoint_made,
     notices_planned,
     ocsp_response_missing,
 )
-from pki.signing import execute_enveloped
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ def verify_audit_chain() -> dict[str, Any]:
     for brk in report.breaks:
         log.error("audit chain %s broken at seq %s: %s", brk["stream"], brk["seq"], brk["problem"])
     return {"streams": report.streams, "events": report.events, "ok": report.ok}
+
+
+@shared_task(name="pki.signing.audit_checkpoint")
+def audit_checkpoint() -> dict[str, Any]:
+    """Sign, store and export an audit checkpoint (on a signing worker: it holds the audit key)."""
+    from pki.audit_checkpoints import make_checkpoint
+
+    row = make_checkpoint(actor="system:celery")
+    return {"number": row.number, "events": row.events}
 
 
 @shared_task(name="pki.refresh_certificate_summaries")
@@ -104,9 +114,21 @@ def _crl_check_interval() -> float:
 
 
 @shared_task(name="pki.signing.run", acks_late=True, reject_on_worker_lost=True)
-def signing_run(use_case: str, **kwargs: Any) -> dict[str, Any]:
-    """Run one signing use case for ``pki.signing.run_signing`` (domain errors come back as data)."""
-    return execute_enveloped(use_case, **kwargs)
+def signing_run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run the signing job a message names (``job`` id and ``mac`` only) for ``pki.signing.run_signing``;
+    anything else is refused, logged and audited (``pki.signing_channel.handle_message``)."""
+    from pki.signing import execute
+    from pki.signing_channel import handle_message
+
+    return handle_message(args, kwargs, execute=execute)
+
+
+@shared_task(name="pki.purge_signing_jobs")
+def purge_signing_jobs() -> int:
+    """Delete signing jobs past their retention (they need no key: any worker runs this)."""
+    from pki.signing_channel import purge_signing_jobs as purge
+
+    return purge()
 
 
 @shared_task(name="pki.lifecycle.expiry_scan", acks_late=True, reject_on_worker_lost=True)
@@ -283,17 +305,28 @@ def _acme_validate_on_ready(challenge_id: int, **_: object) -> None:
 
 
 @shared_task(name="pki.signing.acme_finalize", acks_late=True, reject_on_worker_lost=True)
-def acme_finalize(order_id: int, actor: str) -> str:
-    """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent."""
-    from pki.acme.finalize import complete_finalization
+def acme_finalize(order_id: int, actor: str = "") -> str:
+    """Issue a ``processing`` ACME order on a signing worker (KMI_SIGNING=worker); idempotent.
 
-    return str(complete_finalization(order_id=order_id, actor=actor).status)
+    Only an order that finalize turned ``processing`` (a checked path) is issued, and the actor
+    recorded is its account as the database knows it: ``actor`` (sent by older web processes) is
+    ignored, so a forged message can neither pick an order's state nor name someone else.
+    """
+    from pki.acme.finalize import complete_finalization, order_actor
+    from pki.models import AcmeOrder
+
+    order = AcmeOrder.objects.select_related("account__endpoint").filter(pk=order_id).first()
+    if order is None:
+        log.warning("ACME finalize: no order %s; nothing issued", order_id)
+        return "unknown"
+    return str(complete_finalization(order_id=order_id, actor=order_actor(order)).status)
 
 
 @receiver(acme_order_processing, dispatch_uid="pki.tasks.acme_finalize_on_processing")
-def _acme_finalize_on_processing(order_id: int, actor: str, **_: object) -> None:
+def _acme_finalize_on_processing(order_id: int, **_: object) -> None:
     # Sent after commit; if the broker is down, acme_finalize_pending on the beat schedule sends it.
-    enqueue("pki.signing.acme_finalize", order_id=order_id, actor=actor)
+    # The order's id only: the signer names the order's account as the actor (acme_finalize).
+    enqueue("pki.signing.acme_finalize", order_id=order_id)
 
 
 @shared_task(name="pki.signing.acme_finalize_pending", acks_late=True, reject_on_worker_lost=True)
@@ -324,6 +357,20 @@ def transparency_tick() -> dict[str, int]:
     return tick(actor="system:celery")
 
 
+@shared_task(name="pki.signing.anchor_checkpoint", acks_late=True, reject_on_worker_lost=True)
+def anchor_checkpoint(checkpoint_id: int) -> int:
+    """Anchor a signed audit checkpoint in the sibling transparency log ``kmi-audit``."""
+    from pki.transparency.anchoring import anchor_checkpoint as anchor
+
+    return int(anchor(checkpoint_id=checkpoint_id, actor="system:celery").leaf_index)
+
+
+@receiver(checkpoint_made, dispatch_uid="pki.tasks.anchor_on_checkpoint")
+def _anchor_on_checkpoint(checkpoint_id: int, **_: object) -> None:
+    # Sent after commit; the next checkpoint's run anchors nothing twice (the task is idempotent).
+    enqueue("pki.signing.anchor_checkpoint", checkpoint_id=checkpoint_id)
+
+
 @shared_task(name="pki.threat_monitor")
 def threat_monitor() -> dict[str, int]:
     """Run the threat monitor once: raise, refresh and resolve alerts; deliver new episodes."""
@@ -347,6 +394,10 @@ _SIX_HOURS = 6 * 3600.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {"task": "pki.verify_audit_chain", "schedule": 3600.0},
+    "audit-checkpoint": {
+        "task": "pki.signing.audit_checkpoint",
+        **_every(float(getattr(settings, "KMI_AUDIT_CHECKPOINT_SECONDS", 300))),
+    },
     # Signs with the log key: on the signing queue like every other use of a KMI key.
     "transparency-tick": {"task": "pki.signing.transparency_tick", **_every(10.0)},
     "threat-monitor": {"task": "pki.threat_monitor", **_every(60.0)},
@@ -360,6 +411,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Cheap when nothing is stale; responses are re-signed at half their validity (default 30 min).
     "ocsp-refresh": {"task": "pki.ocsp_refresh", **_every(60.0)},
     "acme-purge-nonces": {"task": "pki.acme_purge_nonces", **_every(3600.0)},
+    "purge-signing-jobs": {"task": "pki.purge_signing_jobs", **_every(_SIX_HOURS)},
     "acme-finalize-pending": {"task": "pki.signing.acme_finalize_pending", **_every(60.0)},
     "lifecycle-expiry-scan": {"task": "pki.lifecycle.expiry_scan", **_every(_SCAN)},
     "lifecycle-auto-renew": {"task": "pki.signing.auto_renew", **_every(_SCAN)},

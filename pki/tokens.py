@@ -51,12 +51,29 @@ def create_token(
     actor: str,
     name: str = "",
     expires_at: dt.datetime | None = None,
+    parent: ApiToken | None = None,
     now: dt.datetime | None = None,
 ) -> IssuedToken:
-    """Create an API token for ``user``; the returned text is the only copy of the secret."""
+    """Create an API token for ``user``; the returned text is the only copy of the secret.
+
+    ``parent``: the token the request creating this one came with. A token acts only for its
+    own user (a token for someone else would carry their rights), and the new one never
+    outlives it: without an expiry it expires with its parent.
+    """
     now = resolve(now)
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
         raise PolicyViolation("a token's expiry must be an aware time in the future")
+    if parent is not None:
+        if parent.user_id != user.pk:
+            raise PolicyViolation("a token creates tokens only for its own user (sign in to act for others)")
+        if parent.expires_at is not None:
+            if expires_at is None:
+                expires_at = parent.expires_at
+            elif expires_at > parent.expires_at:
+                raise PolicyViolation(
+                    f"a token made with token {parent.prefix} cannot outlive it "
+                    f"(it expires {parent.expires_at.isoformat()})"
+                )
     if not user.is_active:
         raise InvalidState(f"user {user.get_username()} is inactive")
     secret = secrets.token_bytes(SECRET_BYTES)
@@ -79,6 +96,7 @@ def create_token(
                 "name": name,
                 "prefix": token.prefix,
                 "expires_at": expires_at.isoformat() if expires_at else None,
+                "parent": parent.prefix if parent is not None else None,
             },
             now=now,
         )

@@ -71,15 +71,7 @@ def test_the_scan_catches_every_form_of_import():
 # --- no import cycles between pki modules ------------------------------------------------------
 
 # Edges left out of the cycle contract, each with the cycle it closes and who removes it.
-KNOWN_CYCLE_EDGES = {
-    # enrollment → signing → serverkeys → enrollment (and recovery, rotation → lifecycle → signing):
-    # the signing seam (pki.signing.USE_CASES) imports the use cases it runs by name, while they
-    # call run_signing. pki/signing.py is being reworked on h-channel; the lead removes this cycle
-    # after merging it, and these three entries with it.
-    ("pki.signing", "pki.recovery"),
-    ("pki.signing", "pki.rotation"),
-    ("pki.signing", "pki.serverkeys"),
-}
+KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

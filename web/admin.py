@@ -1,4 +1,7 @@
-"""Django admin registrations: a read-mostly view of the PKI; changes go through ``pki`` use cases."""
+"""Django admin registrations: a read-only view of the PKI records; the few changes it offers
+(role grants, API tokens, ACME endpoints, enabling and disabling CAs) call the audited use cases.
+Certificates, requests, keys, CAs, profiles and audit rows are never added, edited or deleted
+here (issue 10 §3)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from pki.access import grant_role, revoke_grant
 from pki.acme.endpoints import (
@@ -23,6 +28,7 @@ from pki.acme.endpoints import (
     set_endpoint_enabled,
     update_endpoint,
 )
+from pki.authorities import set_ca_state
 from pki.clock import utcnow
 from pki.exceptions import PKIError, PolicyViolation
 from pki.models import (
@@ -33,7 +39,9 @@ from pki.models import (
     AcmeExternalAccountKey,
     AcmeOrder,
     ApiToken,
+    AuditCheckpoint,
     AuditEvent,
+    CAState,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
@@ -45,25 +53,71 @@ from pki.models import (
 from pki.tokens import create_token, revoke_token
 
 
-@admin.register(CertificateAuthority)
-class CertificateAuthorityAdmin(admin.ModelAdmin[CertificateAuthority]):
-    """CAs are created with ``init_ca``; the admin shows them."""
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Shown, never added, changed or deleted here (issue 10 §3: no back door past the use cases).
 
-    list_display = ("name", "parent", "state", "path_length", "created_at")
+    A PKI record changes only through the audited use case that owns it (the console, the API,
+    the CLI); the database refuses to delete certificates and audit rows in any case.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(CertificateAuthority)
+class CertificateAuthorityAdmin(ReadOnlyAdmin):
+    """CAs are created with ``init_ca`` or the console; enabling and disabling are audited actions."""
+
+    list_display = ("name", "parent", "state", "path_length", "created_at", "console_link")
     readonly_fields = (
         "name",
         "parent",
         "key",
         "certificate",
+        "state",
         "path_length",
         "name_constraints",
         "created_at",
     )
+    actions = ("disable_cas", "enable_cas")
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # The list's actions need it; the detail page stays read-only (every field is).
+        return obj is None and bool(request.user.is_superuser)
+
+    @admin.display(description="console")
+    def console_link(self, obj: CertificateAuthority) -> str:
+        return format_html('<a href="{}">manage</a>', reverse("console:ca", args=[obj.name]))
+
+    def _set_state(
+        self, request: HttpRequest, queryset: QuerySet[CertificateAuthority], state: CAState
+    ) -> None:
+        for ca in queryset:
+            try:
+                set_ca_state(ca=ca, state=state, actor=_actor(request), reason="Django admin")
+            except PKIError as exc:
+                messages.error(request, f"{ca.name}: {exc}")
+            else:
+                messages.success(request, f"{ca.name}: {state.label.lower()}")
+
+    @admin.action(description="Disable the selected CAs (audited)")
+    def disable_cas(self, request: HttpRequest, queryset: QuerySet[CertificateAuthority]) -> None:
+        self._set_state(request, queryset, CAState.DISABLED)
+
+    @admin.action(description="Enable the selected CAs (audited)")
+    def enable_cas(self, request: HttpRequest, queryset: QuerySet[CertificateAuthority]) -> None:
+        self._set_state(request, queryset, CAState.ACTIVE)
 
 
 @admin.register(Key)
-class KeyAdmin(admin.ModelAdmin[Key]):
-    """Key metadata only; private material never appears here."""
+class KeyAdmin(ReadOnlyAdmin):
+    """Key metadata only; private material never appears here (states change with ``key_state``)."""
 
     list_display = ("id", "key_type", "purpose", "backend", "state", "created_at")
     list_filter = ("key_type", "purpose", "state", "backend")
@@ -72,15 +126,20 @@ class KeyAdmin(admin.ModelAdmin[Key]):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin[Profile]):
-    """Profiles are policy data an administrator may edit."""
+class ProfileAdmin(ReadOnlyAdmin):
+    """Profiles are policy: created and edited in the console, where every change is audited."""
 
-    list_display = ("name", "validity_days", "requires_approval", "is_ca")
+    list_display = ("name", "validity_days", "requires_approval", "is_ca", "console_link")
+    readonly_fields = tuple(f.name for f in Profile._meta.fields)
+
+    @admin.display(description="console")
+    def console_link(self, obj: Profile) -> str:
+        return format_html('<a href="{}">edit</a>', reverse("console:profile_edit", args=[obj.name]))
 
 
 @admin.register(CertificateRequest)
-class CertificateRequestAdmin(admin.ModelAdmin[CertificateRequest]):
-    """The approval queue."""
+class CertificateRequestAdmin(ReadOnlyAdmin):
+    """The approval queue (approve and reject in the console or the API)."""
 
     list_display = ("id", "subject", "ca", "profile", "state", "requested_by", "created_at")
     list_filter = ("state", "ca", "profile")
@@ -88,8 +147,8 @@ class CertificateRequestAdmin(admin.ModelAdmin[CertificateRequest]):
 
 
 @admin.register(Certificate)
-class CertificateAdmin(admin.ModelAdmin[Certificate]):
-    """Every issued certificate, searchable by subject, SAN and serial."""
+class CertificateAdmin(ReadOnlyAdmin):
+    """Every issued certificate, searchable by subject, SAN and serial (revoke in the console)."""
 
     list_display = ("serial", "subject", "ca", "profile", "not_after", "revoked_at")
     list_filter = ("ca", "profile", "is_ca")
@@ -113,7 +172,7 @@ class CertificateAdmin(admin.ModelAdmin[Certificate]):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The append-only audit trail."""
 
     list_display = ("timestamp", "actor", "action", "object_type", "object_id")
@@ -121,14 +180,13 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     search_fields = ("object_id", "actor")
     readonly_fields = tuple(f.name for f in AuditEvent._meta.fields)
 
-    def has_add_permission(self, request: object) -> bool:
-        return False
 
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(ReadOnlyAdmin):
+    """Signed audit checkpoints (``checkpoint_audit``; verified by ``verify_audit``)."""
 
-    def has_delete_permission(self, request: object, obj: object = None) -> bool:
-        return False
+    list_display = ("number", "created_at", "events", "digest")
+    readonly_fields = tuple(f.name for f in AuditCheckpoint._meta.fields)
 
 
 # --- access: role grants and API tokens (changes go through pki.access / pki.tokens) --------------
@@ -225,14 +283,11 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
 
 
 @admin.register(KeyDelivery)
-class KeyDeliveryAdmin(admin.ModelAdmin[KeyDelivery]):
+class KeyDeliveryAdmin(ReadOnlyAdmin):
     """Server-generated keys and whether their one download happened."""
 
     list_display = ("id", "key", "requester", "created_at", "delivered_at")
     readonly_fields = tuple(f.name for f in KeyDelivery._meta.fields)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
 
 def _actor(request: HttpRequest) -> str:
@@ -351,7 +406,7 @@ class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
     """EAB keys; the HMAC key is never shown (minted by an endpoint action); deleting revokes."""
 
     list_display = ("key_id", "endpoint", "user", "created_by", "created_at", "bound_at")
-    exclude = ("hmac_key",)
+    exclude = ("sealed_hmac_key", "kek_id")
     readonly_fields = ("key_id", "endpoint", "created_by", "created_at", "bound_at")
 
     def has_add_permission(self, request: object) -> bool:
@@ -373,7 +428,7 @@ class AcmeExternalAccountKeyAdmin(admin.ModelAdmin[AcmeExternalAccountKey]):
 
 
 @admin.register(AcmeAccount)
-class AcmeAccountAdmin(admin.ModelAdmin[AcmeAccount]):
+class AcmeAccountAdmin(ReadOnlyAdmin):
     """ACME accounts (read-only; clients manage them)."""
 
     list_display = ("token", "endpoint", "status", "created_at")
@@ -383,7 +438,7 @@ class AcmeAccountAdmin(admin.ModelAdmin[AcmeAccount]):
 
 
 @admin.register(AcmeOrder)
-class AcmeOrderAdmin(admin.ModelAdmin[AcmeOrder]):
+class AcmeOrderAdmin(ReadOnlyAdmin):
     """ACME orders (read-only)."""
 
     list_display = ("token", "account", "status", "created_at", "expires")
@@ -392,7 +447,7 @@ class AcmeOrderAdmin(admin.ModelAdmin[AcmeOrder]):
 
 
 @admin.register(AcmeAuthorization)
-class AcmeAuthorizationAdmin(admin.ModelAdmin[AcmeAuthorization]):
+class AcmeAuthorizationAdmin(ReadOnlyAdmin):
     """ACME authorizations (read-only)."""
 
     list_display = ("token", "identifier_type", "identifier_value", "wildcard", "status", "expires")
@@ -401,7 +456,7 @@ class AcmeAuthorizationAdmin(admin.ModelAdmin[AcmeAuthorization]):
 
 
 @admin.register(AcmeChallenge)
-class AcmeChallengeAdmin(admin.ModelAdmin[AcmeChallenge]):
+class AcmeChallengeAdmin(ReadOnlyAdmin):
     """ACME challenges (read-only)."""
 
     list_display = ("url_token", "type", "status", "validated_at")

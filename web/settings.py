@@ -225,7 +225,12 @@ KMI = {
     "BACKDATE_SECONDS": env["KMI_BACKDATE_SECONDS"],
     "AUDIT_LANES": env["KMI_AUDIT_LANES"],
     "KEY_CACHE_SECONDS": env["KMI_KEY_CACHE_SECONDS"],
+    "ALLOWED_DOMAINS": env["KMI_ALLOWED_DOMAINS"],  # what the seeded profiles certify
 }
+# Signed audit checkpoints (pki.audit_checkpoints): exported to this file as they are made.
+KMI_AUDIT_CHECKPOINT_PATH = env["KMI_AUDIT_CHECKPOINT_PATH"] or str(DATA_DIR / "audit-checkpoints.jsonl")
+KMI_AUDIT_CHECKPOINT_SECONDS = env["KMI_AUDIT_CHECKPOINT_SECONDS"]
+KMI_AUDIT_CHECKPOINT_WEBHOOK_URL = env["KMI_AUDIT_CHECKPOINT_WEBHOOK_URL"]
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.
 if env["KMI_PKCS11_MODULE"]:
@@ -256,6 +261,7 @@ KMI_LIFECYCLE = {
     # Celery `signing` queue, so web processes need no KEK at all.
     "SIGNING": env["KMI_SIGNING"],
     "SIGNING_TIMEOUT": env["KMI_SIGNING_TIMEOUT"],
+    "SIGNING_SECRET": env["KMI_SIGNING_SECRET"],  # MAC of signing jobs (pki.signing)
     "EXPIRY_THRESHOLDS": env["KMI_EXPIRY_THRESHOLDS"],
     "CA_EXPIRY_THRESHOLDS": env["KMI_CA_EXPIRY_THRESHOLDS"],
     "ALERT_EMAILS": env["KMI_ALERT_EMAILS"],
@@ -287,6 +293,11 @@ KMI_MONITOR = {
     "BURST": env["KMI_MONITOR_BURST"],
     "CA_EXPIRY_DAYS": env["KMI_MONITOR_CA_EXPIRY_DAYS"],
 }
+if env["KMI_SIGNING"] == "worker" and len(env["KMI_SIGNING_SECRET"]) < 32:
+    # The broker carries work, never authority: web and signers MAC every job (pki.signing_channel).
+    raise ImproperlyConfigured(
+        "KMI_SIGNING=worker needs KMI_SIGNING_SECRET (or _FILE) of at least 32 characters"
+    )
 if env["KMI_BEHIND_TLS_PROXY"]:
     # docker/compose.yaml: nginx terminates TLS and says so in X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -115,7 +115,7 @@ def _check_eab(
         eab = AcmeExternalAccountKey.objects.select_for_update().get(endpoint=endpoint, key_id=key_id)
     except AcmeExternalAccountKey.DoesNotExist:
         raise Unauthorized(f"external account key {key_id!r} is unknown") from None
-    jose.verify_hmac(inner, bytes(eab.hmac_key))
+    jose.verify_hmac(inner, eab.hmac_key())
     try:
         bound_jwk = jose.canonical_jwk(inner.json_payload())
     except (KeyError, AttributeError):

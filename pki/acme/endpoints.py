@@ -15,7 +15,8 @@ from django.db import IntegrityError, transaction
 from pki import audit
 from pki.clock import resolve
 from pki.exceptions import AlreadyExists, InvalidState, NameNotAllowed, PolicyViolation
-from pki.models.acme import AcmeEndpoint, AcmeExternalAccountKey
+from pki.keys.encrypted import seal_secret
+from pki.models.acme import EAB_SEAL_PURPOSE, AcmeEndpoint, AcmeExternalAccountKey
 from pki.models.authority import CertificateAuthority
 from pki.models.profile import Profile
 from pki.profiles import KEY_FAMILIES, name_matches, validate_name_pattern
@@ -144,11 +145,15 @@ def create_eab_key(
     """Mint an external account key; return the row and the base64url HMAC key (shown once)."""
     now = resolve(now)
     secret = secrets.token_bytes(EAB_KEY_BYTES)
+    key_id = f"kmi-{secrets.token_urlsafe(12)}"
+    # Sealed under the KEK like every other secret KMI reads back; shown in clear only here.
+    kek_id, sealed = seal_secret(purpose=EAB_SEAL_PURPOSE, name=key_id, plaintext=secret)
     with transaction.atomic():
         row = AcmeExternalAccountKey.objects.create(
             endpoint=endpoint,
-            key_id=f"kmi-{secrets.token_urlsafe(12)}",
-            hmac_key=secret,
+            key_id=key_id,
+            sealed_hmac_key=sealed,
+            kek_id=kek_id,
             user=user,
             created_by=actor,
             created_at=now,

@@ -4,24 +4,27 @@ signing worker."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.db import transaction
 
 from pki import audit
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
-from pki.exceptions import InvalidCSR, PolicyViolation
+from pki.exceptions import InvalidCSR, KeyBlocked, PolicyViolation
 from pki.issuance import issue_certificate, parse_csr
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.acme import AcmeAccount, AcmeEndpoint, AcmeOrder, OrderStatus
 from pki.profiles import check_public_key
 from pki.signals import acme_order_processing
+from pki.signing import signs_here
 from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN
 
 from . import jws as jose
-from .exceptions import ERROR_NAMESPACE, AcmeError, BadCSR, OrderNotReady
+from .exceptions import ERROR_NAMESPACE, AcmeError, BadCSR, BadPublicKey, OrderNotReady
 from .orders import audit_scope, order_sans, refresh_order
 
 
@@ -53,12 +56,14 @@ def finalize_order(
     """
     now = resolve(now)
     endpoint = order.account.endpoint
+    # Before the order's transaction, so the refusal's audit event is kept.
+    _refuse_blocked_key(csr_der, actor=actor, now=now)
     with transaction.atomic():
         order = refresh_order(AcmeOrder.objects.select_for_update().get(pk=order.pk), now=now)
         if order.status != OrderStatus.READY:
             raise OrderNotReady(f"order is {order.status}, not ready")
         checked = _checked_csr(order, endpoint, csr_der)
-        if lifecycle_settings().signs_on_worker:
+        if not signs_here():  # pki.signing decides where signing runs
             order.status = OrderStatus.PROCESSING
             order.csr_der = csr_der
             order.save(update_fields=["status", "csr_der"])
@@ -80,6 +85,11 @@ def finalize_order(
             return order
         _issue_for_order(order, endpoint, checked, actor=actor, now=now)
     return order
+
+
+def order_actor(order: AcmeOrder) -> str:
+    """The audit actor of an order's account (as the ACME views name it): ``acme:<endpoint>:<account>``."""
+    return f"acme:{order.account.endpoint.name}:{order.account.token}"
 
 
 def complete_finalization(*, order_id: int, actor: str, now: dt.datetime | None = None) -> AcmeOrder:
@@ -173,6 +183,8 @@ def _issue_for_order(
             actor=actor,
             now=now,
         )
+    except KeyBlocked as exc:
+        raise BadPublicKey(str(exc)) from None
     except (PolicyViolation, InvalidCSR) as exc:
         raise BadCSR(str(exc)) from None
     order.status = OrderStatus.VALID
@@ -187,6 +199,23 @@ def _issue_for_order(
         scope=audit_scope(endpoint.pk),
         now=now,
     )
+
+
+def _refuse_blocked_key(csr_der: bytes, *, actor: str, now: dt.datetime) -> None:
+    """A CSR whose key is on the compromised-key blocklist is ``badPublicKey`` (audited)."""
+    try:
+        public_key = x509.load_der_x509_csr(csr_der).public_key()
+    except ValueError:
+        return  # not a DER CSR: _checked_csr says why (badCSR)
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    try:
+        ensure_not_blocked(
+            spki_sha256=hashlib.sha256(spki).hexdigest(), actor=actor, path="acme.finalize", now=now
+        )
+    except KeyBlocked as exc:
+        raise BadPublicKey(str(exc)) from None
 
 
 def _check_not_account_key(public_key: object, account: AcmeAccount) -> None:

@@ -201,3 +201,29 @@ class EncryptedKeyBackend:
         sealed.rewrapped_at = utcnow()
         sealed.save(update_fields=["wrapped_dek", "kek_id", "rewrapped_at"])
         return True
+
+
+# --- other secrets: sealed under the KEK like keys' DEKs ---------------------------------------
+SECRET_FORMAT = b"kmi-secret1"
+
+
+def _secret_aad(purpose: str, name: str, kek_id: str) -> bytes:
+    return b"|".join([SECRET_FORMAT, purpose.encode(), name.encode(), kek_id.encode()])
+
+
+def seal_secret(*, purpose: str, name: str, plaintext: bytes) -> tuple[str, bytes]:
+    """Seal a secret KMI must read back (an ACME EAB HMAC key) under the current KEK.
+
+    ``purpose`` and ``name`` (what it is and whose) are bound as associated data, so a sealed
+    value moved to another row does not open. Returns the KEK id and the sealed bytes.
+    """
+    kek_id, kek = EncryptedKeyBackend._current_kek()
+    return kek_id, _seal(kek, plaintext, _secret_aad(purpose, name, kek_id))
+
+
+def open_secret(*, purpose: str, name: str, kek_id: str, sealed: bytes) -> bytes:
+    """Open a secret sealed by ``seal_secret``; ``KeyBackendError`` when it does not decrypt."""
+    try:
+        return _open(EncryptedKeyBackend._kek(kek_id), sealed, _secret_aad(purpose, name, kek_id))
+    except InvalidTag:
+        raise KeyBackendError(f"{purpose} {name} does not decrypt: wrong KEK or tampered data") from None

@@ -41,7 +41,7 @@ def _run(sql: dict[str, str]):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pki", "0014_lifecycle_controls"),
+        ("pki", "0017_audit_checkpoints"),
     ]
 
     operations = [
@@ -66,6 +66,7 @@ class Migration(migrations.Migration):
                     ("ocsp", "OCSP responder"),
                     ("end_entity", "End entity (server-generated)"),
                     ("external", "External (public key only)"),
+                    ("audit", "Audit checkpoint signing"),
                     ("transparency", "Transparency log (signs tree heads)"),
                 ],
                 default="ca",

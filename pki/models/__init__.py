@@ -11,8 +11,9 @@ from pki.models.acme import (
     AcmeOrder,
 )
 from pki.models.alert import Alert, AlertKind, AlertSeverity, AlertState, MonitorRun
-from pki.models.audit import AuditEvent, AuditStream
+from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
+from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
 from pki.models.delivery import KeyDelivery
@@ -26,7 +27,8 @@ from pki.models.notification import (
 )
 from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import Approval, CertificateRequest, RequestState
+from pki.models.signing import SigningJob, SigningJobState
 from pki.models.transparency import LogEntry, MerkleNode, PendingLeaf, SignedTreeHead, TransparencyLog
 
 __all__ = [
@@ -42,9 +44,12 @@ __all__ = [
     "AlertSeverity",
     "AlertState",
     "ApiToken",
+    "Approval",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditStream",
     "AuditVerification",
+    "BlockedKey",
     "CAGeneration",
     "CAState",
     "CRLScope",
@@ -78,6 +83,8 @@ __all__ = [
     "RoleGrant",
     "SealedKey",
     "SignedTreeHead",
+    "SigningJob",
+    "SigningJobState",
     "TransparencyLog",
     "TwoPersonState",
     "WorkerHeartbeat",

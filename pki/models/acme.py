@@ -46,12 +46,17 @@ class AcmeEndpoint(models.Model):
         return self.name
 
 
+EAB_SEAL_PURPOSE = "acme-eab"  # the purpose bound into a sealed EAB HMAC key
+
+
 class AcmeExternalAccountKey(models.Model):
     """An external account binding key (RFC 8555 §7.3.4): a key id and an HMAC key, used once."""
 
     endpoint = models.ForeignKey(AcmeEndpoint, on_delete=models.CASCADE, related_name="eab_keys")
     key_id = models.CharField(max_length=64, unique=True)
-    hmac_key = models.BinaryField(editable=False)
+    # RFC 8555 §7.3.4's MAC key, sealed under the KEK (pki.keys.encrypted.seal_secret), never in clear.
+    sealed_hmac_key = models.BinaryField(editable=False, default=b"")
+    kek_id = models.CharField(max_length=64, blank=True, default="", help_text="KEK that seals the HMAC key")
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField()
@@ -62,6 +67,14 @@ class AcmeExternalAccountKey(models.Model):
 
     def __str__(self) -> str:
         return self.key_id
+
+    def hmac_key(self) -> bytes:
+        """The HMAC key, unsealed (needs the KEK in this process)."""
+        from pki.keys.encrypted import open_secret
+
+        return open_secret(
+            purpose=EAB_SEAL_PURPOSE, name=self.key_id, kek_id=self.kek_id, sealed=bytes(self.sealed_hmac_key)
+        )
 
 
 class AccountStatus(models.TextChoices):

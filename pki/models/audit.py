@@ -3,6 +3,11 @@
 Each event holds the SHA-256 of the event before it in its stream. Streams (a CA's events are
 spread over a few lanes) keep the chain from becoming one global lock under concurrent issuance:
 two writers only wait for each other when they pick the same lane.
+
+A hash chain alone proves nothing to someone who can write the database (they can re-chain), so
+each event also carries an HMAC under a key derived from ``SECRET_KEY`` (which the database never
+holds), and checkpoints over every lane's head are signed with the audit key (a KMI key behind its
+``KeyBackend``) and exported outside the database as they are made (``pki.audit_checkpoints``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # HMAC-SHA256 of the canonical body under the audit MAC key (pki.audit.event_mac).
+    mac = models.CharField(max_length=64, default="")
 
     class Meta:
         ordering = ["id"]
@@ -49,3 +56,28 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         when = f"{self.timestamp:%Y-%m-%d %H:%M:%S}"
         return f"{when} {self.actor} {self.action} {self.object_type}:{self.object_id}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of every lane's head and count at one moment (append-only).
+
+    ``payload`` is the canonical JSON that was signed (number, time, lanes, total, the previous
+    checkpoint's digest, the signing key's SPKI SHA-256); the columns beside it repeat it for
+    queries. Each checkpoint is also appended to a file outside the database as it is made.
+    """
+
+    number = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    key = models.ForeignKey("pki.Key", on_delete=models.PROTECT, related_name="audit_checkpoints")
+    lanes = models.JSONField(default=dict, help_text="lane name -> [seq, head hash]")
+    events = models.PositiveBigIntegerField()
+    prev_digest = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the payload")
+    payload = models.TextField()
+    signature = models.TextField(help_text="base64 signature over the payload")
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint {self.number} ({self.events} events)"

@@ -26,6 +26,10 @@ class KeyDelivery(models.Model):
     created_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivered_to = models.CharField(max_length=150, blank=True)
+    # SHA-256 (hex) of the one-time download secret given to the requester when the delivery was
+    # made; the hand-over needs the secret itself (knowing the delivery id is not enough).
+    # Empty only for deliveries made before download secrets existed.
+    secret_sha256 = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

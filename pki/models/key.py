@@ -44,6 +44,7 @@ class KeyPurpose(models.TextChoices):
     OCSP = "ocsp", "OCSP responder"
     END_ENTITY = "end_entity", "End entity (server-generated)"
     EXTERNAL = "external", "External (public key only)"
+    AUDIT = "audit", "Audit checkpoint signing"
     TRANSPARENCY = "transparency", "Transparency log (signs tree heads)"
 
 

@@ -28,6 +28,11 @@ class Profile(models.Model):
     )
     require_san = models.BooleanField(default=False)
     requires_approval = models.BooleanField(default=False)
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1,
+        db_default=1,
+        help_text="approvals by distinct reviewers a request needs when the profile requires approval",
+    )
     is_ca = models.BooleanField(default=False)
     path_length = models.PositiveIntegerField(null=True, blank=True)
     ocsp_no_check = models.BooleanField(default=False)
@@ -55,11 +60,14 @@ class Profile(models.Model):
 
     def policy(self) -> ProfilePolicy:
         """Return the frozen policy this row describes."""
+        from pki.conf import pki_settings
         from pki.profiles import ProfilePolicy
 
-        # Cached on the instance: a saved change comes with a new updated_at.
+        # Cached on the instance: a saved change comes with a new updated_at; the names
+        # "$KMI_ALLOWED_DOMAINS" stands for come from the settings.
+        stamp = (self.updated_at, pki_settings().allowed_domains)
         cached: tuple[object, ProfilePolicy] | None = getattr(self, "_policy_cache", None)
-        if cached is None or cached[0] != self.updated_at:
-            cached = (self.updated_at, ProfilePolicy.from_profile(self))
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, ProfilePolicy.from_profile(self))
             self._policy_cache = cached
         return cached[1]

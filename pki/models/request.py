@@ -49,6 +49,14 @@ class CertificateRequest(models.Model):
     renew_before_days = models.PositiveIntegerField(null=True, blank=True)
     owner_email = models.EmailField(blank=True, db_default="", help_text="who hears about the certificate")
     owner_webhook_url = models.URLField(blank=True, max_length=500, db_default="")
+    renews = models.ForeignKey(
+        "pki.Certificate",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="renewal_requests",
+        help_text="the certificate this request renews (a renewal under a profile that needs approval)",
+    )
     created_at = models.DateTimeField()
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
@@ -63,3 +71,37 @@ class CertificateRequest(models.Model):
 
     def __str__(self) -> str:
         return f"request {self.pk} ({self.state}) {self.subject}"
+
+
+class Approval(models.Model):
+    """One reviewer's approval of a pending request; a profile may need several, by distinct people."""
+
+    request = models.ForeignKey(CertificateRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the reviewer's account (none: an operator at the command line)",
+    )
+    approved_by = models.CharField(max_length=150, help_text="the audit actor that approved")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "approver"],
+                condition=models.Q(approver__isnull=False),
+                name="pki_approval_one_per_reviewer",
+            ),
+            models.UniqueConstraint(
+                fields=["request", "approved_by"],
+                condition=models.Q(approver__isnull=True),
+                name="pki_approval_one_per_actor",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id} approved by {self.approved_by}"

@@ -24,7 +24,12 @@ MAX_RECORD_BYTES = 64 * 1024
 
 
 def anchor_record(
-    *, record: bytes, actor: str, log_name: str = AUDIT_LOG, now: dt.datetime | None = None
+    *,
+    record: bytes,
+    actor: str,
+    log_name: str = AUDIT_LOG,
+    about: dict[str, object] | None = None,
+    now: dt.datetime | None = None,
 ) -> LogEntry:
     """Append ``record`` to the sibling log ``log_name`` (made on first use); return its entry.
 
@@ -48,8 +53,30 @@ def anchor_record(
             action="transparency.record_anchored",
             actor=actor,
             obj=locked,
-            details={"log": log_name, "leaf_index": index, "bytes": len(record)},
+            details={"log": log_name, "leaf_index": index, "bytes": len(record), **(about or {})},
             scope=f"log:{log_name}",
             now=now,
         )
     return LogEntry.objects.get(log=log, leaf_index=index)
+
+
+def anchor_checkpoint(*, checkpoint_id: int, actor: str, now: dt.datetime | None = None) -> LogEntry:
+    """Anchor a signed audit checkpoint (its exported line: payload, signature, public key) in
+    the sibling log ``kmi-audit``; safe to run twice (the second run returns the first entry)."""
+    from pki.audit_checkpoints import export_line
+    from pki.models.audit import AuditCheckpoint, AuditEvent
+
+    try:
+        row = AuditCheckpoint.objects.select_related("key").get(pk=checkpoint_id)
+    except AuditCheckpoint.DoesNotExist:
+        raise NotFound(f"no audit checkpoint {checkpoint_id}") from None
+    done = (
+        AuditEvent.objects.filter(action="transparency.record_anchored", details__checkpoint=row.number)
+        .values_list("details__leaf_index", flat=True)
+        .first()
+    )
+    if done is not None:
+        return LogEntry.objects.get(log__name=AUDIT_LOG, leaf_index=done)
+    return anchor_record(
+        record=export_line(row).encode(), actor=actor, about={"checkpoint": row.number}, now=now
+    )

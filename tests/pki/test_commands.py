@@ -20,6 +20,7 @@ from pki.issuance import sign_csr
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState, SealedKey
 from pki.revocation import revoke_certificate
 from tests.conftest import FIXTURES, NOW, kek_line, make_csr
+from tests.support.tamper import owner_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -345,16 +346,16 @@ def test_export_ca_refuses_der_chain_and_der_on_stdout(issuing_ca, tmp_path):
 def test_verify_audit_reports_ok_then_the_broken_link(leaf):
     out, _ = run("verify_audit")
     events = AuditEvent.objects.count()
-    assert out.endswith(" events: OK\n")
+    assert out.endswith(" events: OK (0 checkpoints)\n")
     assert f" {events} events" in out
     victim = AuditEvent.objects.filter(action="certificate.issued").order_by("id").last()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE pki_auditevent SET actor = 'mallory' WHERE id = %s", [victim.pk])
+    owner_sql("UPDATE pki_auditevent SET actor = 'mallory' WHERE id = %s", [victim.pk])
     stdout = io.StringIO()
-    with pytest.raises(CommandError, match=r"audit chain broken in 1 of \d+ streams"):
+    with pytest.raises(CommandError, match=r"audit trail broken: 1 problem \(\d+ streams"):
         run("verify_audit", stdout=stdout)
     assert stdout.getvalue() == (
-        f"BROKEN stream {victim.stream} at seq {victim.seq} (event id {victim.pk}): event was altered\n"
+        "note: no checkpoint yet: run `manage.py checkpoint_audit`\n"
+        f"BROKEN {victim.stream} at seq {victim.seq} (event id {victim.pk}): event was altered\n"
     )
 
 
@@ -411,7 +412,11 @@ def test_manage_py_failure_is_one_line_and_exit_1():
 
 def test_manage_py_verify_audit_on_an_empty_trail_is_ok():
     result = manage("verify_audit")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "0 streams, 0 events: OK\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "0 streams, 0 events: OK (0 checkpoints)\n",
+        "",
+    )
 
 
 # --- create_kek and init_ca ---------------------------------------------------------------------

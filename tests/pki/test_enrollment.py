@@ -11,7 +11,7 @@ from pki.enrollment import approve_and_issue, enroll
 from pki.exceptions import AlreadyDelivered, InvalidState, PolicyViolation
 from pki.models import AuditEvent, CertificateRequest, Key, KeyDelivery, Profile, RequestState
 from pki.profile_changes import update_profile
-from pki.serverkeys import deliver_pkcs12, request_server_key
+from pki.serverkeys import deliver_pkcs12, new_download_secret, request_server_key
 from pki.x509.names import parse_san, parse_subject
 from tests.conftest import make_csr
 
@@ -71,7 +71,8 @@ def test_profile_update_refuses_unknown_fields_and_inconsistent_values(profile):
     assert not AuditEvent.objects.filter(action="profile.updated").exists()
 
 
-def test_server_key_delivery_is_once_and_needs_a_long_password(issuing_ca, profile):
+def test_server_key_delivery_is_once_and_needs_a_long_password_and_its_download_secret(issuing_ca, profile):
+    secret, digest = new_download_secret()
     delivery = request_server_key(
         ca=issuing_ca,
         profile=profile("tls-client"),
@@ -79,12 +80,25 @@ def test_server_key_delivery_is_once_and_needs_a_long_password(issuing_ca, profi
         sans=[parse_san("dns:device.example.test")],
         key_type="ed25519",
         actor="t",
+        download_secret_sha256=digest,
     )
+    assert delivery.secret_sha256 == digest != secret  # only the digest is stored
     with pytest.raises(PolicyViolation, match="at least"):
-        deliver_pkcs12(delivery=delivery, password="short", actor="t")
-    assert deliver_pkcs12(delivery=delivery, password="long enough password", actor="t")
+        deliver_pkcs12(delivery=delivery, password="short", download_secret=secret, actor="t")
+    # Knowing the delivery id is not enough: the one-time secret is needed.
+    for wrong in ("", "guess", digest):
+        with pytest.raises(PolicyViolation, match="wrong download secret"):
+            deliver_pkcs12(
+                delivery=delivery, password="long enough password", download_secret=wrong, actor="t"
+            )
+    delivery.refresh_from_db()
+    assert delivery.delivered_at is None
+    assert Key.objects.get(pk=delivery.key_id).state == "active"
+    assert deliver_pkcs12(
+        delivery=delivery, password="long enough password", download_secret=secret, actor="t"
+    )
     with pytest.raises(AlreadyDelivered):
-        deliver_pkcs12(delivery=delivery, password="long enough password", actor="t")
+        deliver_pkcs12(delivery=delivery, password="long enough password", download_secret=secret, actor="t")
     assert Key.objects.get(pk=delivery.key_id).state == "destroyed"
     assert audit.verify_chain().ok
 
@@ -98,6 +112,21 @@ def test_server_key_refuses_rsa_4096_before_generating_anything(issuing_ca, prof
             sans=[],
             key_type="rsa-4096",
             actor="t",
+            download_secret_sha256=new_download_secret()[1],
         )
     assert KeyDelivery.objects.count() == 0
     assert Profile.objects.filter(escrow=True).count() == 0
+
+
+def test_server_key_needs_the_digest_of_a_download_secret(issuing_ca, profile):
+    with pytest.raises(PolicyViolation, match="download secret"):
+        request_server_key(
+            ca=issuing_ca,
+            profile=profile("tls-client"),
+            subject=parse_subject("CN=d"),
+            sans=[parse_san("dns:device.example.test")],
+            key_type="ec-p256",
+            actor="t",
+            download_secret_sha256="not a digest",
+        )
+    assert KeyDelivery.objects.count() == 0

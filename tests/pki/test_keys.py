@@ -293,3 +293,21 @@ def test_a_running_process_reads_a_rotated_kek_file_without_a_restart(
     finally:
         conf.reset()
         registry.reset()
+
+
+def test_rewrap_reseals_acme_eab_keys_under_the_new_kek(issuing_ca, profile, use_keks):
+    from pki.acme.endpoints import create_eab_key, create_endpoint
+    from pki.keystore import rewrap_secrets
+    from pki.models import AcmeExternalAccountKey
+
+    endpoint = create_endpoint(name="e", ca=issuing_ca, profile=profile("tls-server"), actor="t")
+    row, _ = create_eab_key(endpoint=endpoint, actor="t")
+    before = row.hmac_key()
+    new = kek_line("test-2", b"rotation")
+    use_keks(TEST_KEK, new)
+    assert rewrap_secrets(actor="t", now=NOW) == 1
+    assert rewrap_secrets(actor="t", now=NOW) == 0  # idempotent
+    use_keks(new)  # the old KEK is gone
+    fresh = AcmeExternalAccountKey.objects.get(pk=row.pk)
+    assert (fresh.kek_id, fresh.hmac_key()) == ("test-2", before)
+    assert AuditEvent.objects.filter(action="acme.eab_key.rewrapped").count() == 1

@@ -333,6 +333,23 @@ def test_auto_renewal_refused_by_policy_is_logged_and_the_rest_continue(
     assert "auto-renewal of" in caplog.text
 
 
+def test_auto_renewal_under_a_profile_that_needs_approval_is_submitted_once(
+    issuing_ca, profile, lifecycle_conf
+):
+    from pki.models import CertificateRequest, RequestState
+
+    lifecycle_conf()
+    cert = issue(issuing_ca, profile, auto_renew=True)
+    type(cert.profile).objects.filter(pk=cert.profile_id).update(requires_approval=True)
+    cert.refresh_from_db()
+    at = cert.not_after - 5 * DAY
+    assert auto_renew_certificates(now=at) == []
+    assert auto_renew_certificates(now=at + DAY) == []  # asked once, not at every scan
+    pending = CertificateRequest.objects.get(renews=cert)
+    assert (pending.state, pending.requested_by) == (RequestState.PENDING, "system:lifecycle")
+    assert not Certificate.objects.filter(renewed_from=cert).exists()
+
+
 # --- key deactivation and destruction --------------------------------------------------------
 def test_key_whose_certificates_all_expired_is_deactivated_and_audited(issuing_ca, profile, lifecycle_conf):
     lifecycle_conf()

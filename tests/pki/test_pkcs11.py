@@ -261,8 +261,10 @@ def test_with_the_hsm_as_default_new_ca_keys_go_to_it_and_server_keys_stay_seale
 ):
     from cryptography.hazmat.primitives.serialization import pkcs12
 
-    from pki.serverkeys import deliver_pkcs12, request_server_key
+    from pki.serverkeys import deliver_pkcs12, new_download_secret, request_server_key
     from pki.x509.names import parse_san
+
+    secret, digest = new_download_secret()
 
     kmi_settings(DEFAULT_KEY_BACKEND="pkcs11")
     sub = create_intermediate_ca(
@@ -276,10 +278,12 @@ def test_with_the_hsm_as_default_new_ca_keys_go_to_it_and_server_keys_stay_seale
         sans=[parse_san("dns:device.example.test")],
         key_type="ec-p256",
         actor="t",
+        download_secret_sha256=digest,
     )
     assert delivery.key.backend == "encrypted"  # an HSM key could never be handed over
     bundle = pkcs12.load_pkcs12(
-        deliver_pkcs12(delivery=delivery, password="long enough password", actor="t"), b"long enough password"
+        deliver_pkcs12(delivery=delivery, password="long enough password", download_secret=secret, actor="t"),
+        b"long enough password",
     )
     assert bundle.key is not None
     assert bundle.cert is not None

@@ -23,6 +23,8 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TEST_KEK = "test-1:dGVzdC1rZWstMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
+# The signing channel's MAC key (KMI_SIGNING_SECRET), shared by test web processes and signers.
+TEST_SIGNING_SECRET = "test-signing-secret-0123456789abcdef-not-for-production"
 
 
 def wait_for(
@@ -83,6 +85,7 @@ def base_env(*, redis_url: str | None, prefix: str, data_dir: Path, kek: bool) -
         KMI_EMAIL_FILE_PATH=str(data_dir / "mail"),
         KMI_BROKER_VISIBILITY_TIMEOUT="30",
         KMI_LOG_LEVEL="INFO",
+        KMI_SIGNING_SECRET=TEST_SIGNING_SECRET,
         PYTHONWARNINGS="ignore",
     )
     if redis_url:

@@ -55,14 +55,16 @@ def test_bootstrap_makes_no_endpoint_without_an_issuing_ca(root_ca):
     assert not AcmeEndpoint.objects.exists()
 
 
-def test_make_run_fills_only_the_acme_settings_that_are_unset():
-    env = {"KMI_ACME_HTTP01_PORT": "5002"}
+def test_make_run_fills_only_the_demo_settings_that_are_unset():
+    env = {"KMI_ACME_HTTP01_PORT": "5002", "KMI_ALLOWED_DOMAINS": "corp.internal"}
     assert acme_demo_environment(env) == ["KMI_ACME_HOSTS"]
+    assert env["KMI_ALLOWED_DOMAINS"] == "corp.internal"
     assert env["KMI_ACME_HTTP01_PORT"] == "5002"
     assert "**.example.test=127.0.0.1" in env["KMI_ACME_HOSTS"].split(",")
     empty: dict[str, str] = {}
-    assert acme_demo_environment(empty) == ["KMI_ACME_HTTP01_PORT", "KMI_ACME_HOSTS"]
+    assert acme_demo_environment(empty) == ["KMI_ACME_HTTP01_PORT", "KMI_ACME_HOSTS", "KMI_ALLOWED_DOMAINS"]
     assert empty["KMI_ACME_HTTP01_PORT"] == "8080"
+    assert empty["KMI_ALLOWED_DOMAINS"] == "example.test,localhost"  # the demo's names
 
 
 def test_printed_certbot_line_uses_the_validation_port_and_a_private_state_dir():

@@ -334,7 +334,7 @@ class EabKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         return (
             AcmeExternalAccountKey.objects.filter(endpoint=self.endpoint())
             .select_related("endpoint", "user")
-            .defer("hmac_key")
+            .defer("sealed_hmac_key")
         )
 
     @extend_schema(

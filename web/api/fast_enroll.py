@@ -27,16 +27,17 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.exceptions import AuthenticationFailed
 
 from pki.access import Action, can
 from pki.enrollment import enroll, load_targets
-from pki.exceptions import PKIError
+from pki.exceptions import KeyBlocked, PKIError
 from pki.models import ApiToken, CertificateAuthority, Profile
 from pki.signing import signs_here
 from pki.tokens import authenticate
 from web.api.auth import offered_token, token_actor
+from web.api.errors import PROBLEM_JSON, problem
 from web.api.renderers import PemRenderer
 from web.api.serializers import MAX_CSR_CHARS, MAX_VALIDITY_DAYS, SLUG_RE
 from web.api.throttles import EnrollThrottle
@@ -80,6 +81,10 @@ def serve(request: HttpRequest, view: EnrollView) -> HttpResponse | None:
             requester=user,
             actor=token_actor(plain.token),
         )
+    except KeyBlocked as exc:
+        # Answered here: running it again would audit the refused attempt twice.
+        body = problem(422, "Policy violation", str(exc), exc.code)
+        return JsonResponse(body, status=422, content_type=PROBLEM_JSON)
     except PKIError:
         return None  # nothing was written: the view runs it again and explains the refusal
     if result.certificate is None:  # pragma: no cover - the profile was checked to auto-approve

@@ -284,6 +284,7 @@ class ProfileSerializer(serializers.ModelSerializer[Profile]):
             "allowed_names",
             "require_san",
             "requires_approval",
+            "approvals_required",
             "is_ca",
             "path_length",
             "ocsp_no_check",
@@ -388,6 +389,9 @@ class CertificateRequestSerializer(serializers.ModelSerializer[CertificateReques
     sans = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     certificate = serializers.SerializerMethodField()
+    approvals = serializers.SerializerMethodField()
+    approvals_required = serializers.SerializerMethodField()
+    renews = serializers.SerializerMethodField()
 
     class Meta:
         model = CertificateRequest
@@ -407,6 +411,9 @@ class CertificateRequestSerializer(serializers.ModelSerializer[CertificateReques
             "created_at",
             "reviewed_at",
             "certificate",
+            "approvals",
+            "approvals_required",
+            "renews",
         )
         read_only_fields = fields
 
@@ -417,6 +424,21 @@ class CertificateRequestSerializer(serializers.ModelSerializer[CertificateReques
     def get_url(self, obj: CertificateRequest) -> str:
         """This request's API URL."""
         return _url("api:request-detail", obj.pk, self.context)
+
+    def get_approvals(self, obj: CertificateRequest) -> list[dict[str, str]]:
+        """Who approved it so far, and when (a profile may need several distinct reviewers)."""
+        return [
+            {"approved_by": a.approved_by, "approved_at": a.created_at.isoformat()}
+            for a in obj.approvals.all()
+        ]
+
+    def get_approvals_required(self, obj: CertificateRequest) -> int:
+        """Approvals by distinct reviewers this request needs (1 when its profile needs none)."""
+        return obj.profile.approvals_required if obj.profile.requires_approval else 1
+
+    def get_renews(self, obj: CertificateRequest) -> str | None:
+        """The API URL of the certificate this request renews, for a renewal awaiting approval."""
+        return _url("api:certificate-detail", obj.renews_id, self.context) if obj.renews_id else None
 
     def get_certificate(self, obj: CertificateRequest) -> str | None:
         """The issued certificate's API URL, once issued."""
@@ -684,6 +706,38 @@ class Pkcs12PasswordSerializer(serializers.Serializer[dict[str, Any]]):
     """The password that protects the PKCS#12."""
 
     password = serializers.CharField(min_length=MIN_PASSWORD_LENGTH, max_length=1024, trim_whitespace=False)
+
+
+class ServerKeyPkcs12Serializer(Pkcs12PasswordSerializer):
+    """The password of the PKCS#12 and the delivery's one-time download secret."""
+
+    download_secret = serializers.CharField(
+        max_length=128, help_text="the `download_secret` of the creation response (given once)"
+    )
+
+
+class CreatedKeyDeliverySerializer(KeyDeliverySerializer):
+    """A new delivery, with its one-time download secret (shown in this response only)."""
+
+    download_secret = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyDelivery
+        fields = (
+            "id",
+            "url",
+            "key_id",
+            "request",
+            "pkcs12_url",
+            "created_at",
+            "delivered_at",
+            "download_secret",
+        )
+        read_only_fields = fields
+
+    def get_download_secret(self, obj: KeyDelivery) -> str:
+        """The secret the PKCS#12 download needs; KMI keeps only its SHA-256."""
+        return str(self.context["download_secret"])
 
 
 class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):

@@ -24,6 +24,13 @@ class Command(PKICommand):
         request = get_request(opts["request_id"])
         if request.state != RequestState.APPROVED:  # an approved, unissued request is only issued
             request = approve_request(request=request, actor=actor)
+            if request.state == RequestState.PENDING:
+                # The profile wants more approvals, by other reviewers (separation of duties).
+                done, needed = request.approvals.count(), request.profile.approvals_required
+                self.stdout.write(
+                    f"request {request.pk}: approval recorded ({done} of {needed}); awaiting another reviewer"
+                )
+                return
             self.stdout.write(f"request {request.pk}: approved")
         if opts["no_issue"]:
             return

@@ -8,6 +8,7 @@ from django.core.management.base import CommandParser
 
 from pki.issuance import renew_certificate
 from pki.management.base import PKICommand, describe, get_certificate, pem_bundle
+from pki.renewal import needs_approval, submit_renewal
 
 
 class Command(PKICommand):
@@ -27,6 +28,16 @@ class Command(PKICommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         old = get_certificate(opts["serial"], ca=opts["ca"])
         csr = self.read_input(opts["csr"], opts, what="CSR") if opts["csr"] else None
+        if needs_approval(old):
+            # Renewal is issuance: the profile's approval applies (approve_request issues it).
+            pending = submit_renewal(
+                certificate=old, actor=self.actor(), csr=csr, validity_days=opts["validity_days"]
+            )
+            self.stdout.write(
+                f"renewal of {old.serial} submitted as request {pending.pk}: profile "
+                f"{pending.profile.name} needs approval (approve_request {pending.pk}, by another operator)"
+            )
+            return
         new = renew_certificate(
             certificate=old, actor=self.actor(), csr=csr, validity_days=opts["validity_days"]
         )

@@ -7,7 +7,7 @@ from typing import Any, TextIO, cast
 from tqdm import tqdm
 
 from pki.conf import pki_settings
-from pki.keystore import rewrap_keys
+from pki.keystore import rewrap_keys, rewrap_secrets
 from pki.management.base import PKICommand
 
 
@@ -31,5 +31,11 @@ class Command(PKICommand):
                 bar.close()
         current = pki_settings().current_kek_id
         self.stdout.write(f"re-wrapped {changed} key{'s' if changed != 1 else ''} under KEK {current}")
+        sealed = rewrap_secrets(actor=self.actor())
+        if sealed:
+            self.stdout.write(
+                f"re-sealed {sealed} ACME EAB key{'s' if sealed != 1 else ''} under KEK {current}"
+            )
+        changed += sealed
         if changed:
             self.stdout.write("the old KEK may be removed once every process reads the new KEK file")

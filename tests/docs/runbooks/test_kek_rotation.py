@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from pki.access import grant_role
 from pki.issuance import submit_request
 from pki.models import Role, SealedKey
+from pki.signing_channel import create_job
 from pki.tokens import create_token
 from tests.conftest import make_csr
 from tests.support.docs import run_blocks, sh_blocks
@@ -90,13 +91,13 @@ def test_the_kek_rotation_runbook_on_a_live_system(issuing_ca, profile, settings
             csr=make_csr("ec-p256-b", subject=f"CN={name}", sans=[x509.DNSName(name)]),
             actor="test",
         )
-        result = app.send_task(
-            "pki.signing.run",
-            args=["issue_request"],
-            kwargs={"request_id": request.pk, "actor": "test"},
-            queue="signing",
+        # What a web process with KMI_SIGNING=worker sends: a committed job and its MAC.
+        job, mac = create_job(
+            use_case="issue_request", params={"request_id": request.pk}, actor="test", user=None
         )
-        return result.get(timeout=60)
+        result = app.send_task("pki.signing.run", kwargs={"job": str(job.pk), "mac": mac}, queue="signing")
+        envelope: dict = result.get(timeout=60)["envelope"]
+        return envelope
 
     try:
         assert enroll("before.example.test") == 201

@@ -144,3 +144,27 @@ def test_duplicate_or_malformed_endpoint_names_are_refused(issuing_ca, profile):
     with pytest.raises(PolicyViolation, match="endpoint name"):
         create_endpoint(name="Bad_Name", ca=issuing_ca, profile=profile("tls-server"), actor="t")
     assert AcmeEndpoint.objects.count() == 1
+
+
+def test_eab_hmac_keys_are_sealed_under_the_kek_and_bound_to_their_row(issuing_ca, profile):
+    import base64
+
+    from django.db import connection
+
+    from pki.exceptions import KeyBackendError
+    from pki.models import AcmeExternalAccountKey
+
+    endpoint = create_endpoint(name="e", ca=issuing_ca, profile=profile("tls-server"), actor="t")
+    first, secret = create_eab_key(endpoint=endpoint, actor="t")
+    second, _ = create_eab_key(endpoint=endpoint, actor="t")
+    raw = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sealed_hmac_key FROM pki_acmeexternalaccountkey WHERE id = %s", [first.pk])
+        stored = bytes(cursor.fetchone()[0])
+    assert raw not in stored  # nothing in clear in the database
+    assert first.kek_id == "test-1"
+    assert AcmeExternalAccountKey.objects.get(pk=first.pk).hmac_key() == raw
+    # A sealed key copied onto another row does not open there.
+    AcmeExternalAccountKey.objects.filter(pk=second.pk).update(sealed_hmac_key=stored)
+    with pytest.raises(KeyBackendError, match="does not decrypt"):
+        AcmeExternalAccountKey.objects.get(pk=second.pk).hmac_key()

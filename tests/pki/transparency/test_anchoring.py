@@ -49,3 +49,23 @@ def test_bad_records_are_refused(db):
     with pytest.raises(PolicyViolation, match="sibling log"):
         anchor_record(record=b"x", actor="t", log_name="kmi", now=NOW)
     assert not TransparencyLog.objects.filter(name="kmi-audit").exists()
+
+
+def test_each_signed_audit_checkpoint_is_anchored_once(
+    issuing_ca, settings, tmp_path, published_tasks, django_capture_on_commit_callbacks
+):
+    from pki.audit_checkpoints import export_line, make_checkpoint
+    from pki.transparency.anchoring import anchor_checkpoint
+
+    settings.KMI_AUDIT_CHECKPOINT_PATH = str(tmp_path / "checkpoints.jsonl")
+    with django_capture_on_commit_callbacks(execute=True):
+        checkpoint = make_checkpoint(actor="test", now=NOW)
+    # checkpoint_made (sent after commit) hands the anchoring to the signing queue.
+    assert ("pki.signing.anchor_checkpoint", "signing") in {(n, r) for n, r, _ in published_tasks}
+    entry = anchor_checkpoint(checkpoint_id=checkpoint.pk, actor="system:celery", now=NOW)
+    assert anchor_checkpoint(checkpoint_id=checkpoint.pk, actor="system:celery", now=NOW).pk == entry.pk
+    sibling = TransparencyLog.objects.get(name="kmi-audit")
+    ct.sign_tree_head(log=sibling, actor="test", now=NOW)
+    ((leaf, _),) = ct.entries(log=sibling, start=0, end=0)
+    assert parse_x509_leaf(leaf)[2] == export_line(checkpoint).encode()
+    assert ct.verify_log(log=sibling).ok

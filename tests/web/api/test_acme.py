@@ -177,7 +177,7 @@ def test_eab_key_is_shown_once_and_listed_without_it(operator, endpoint):
     assert created["directory"] == "http://pki.example.test/acme/web/directory"
     secret = base64.urlsafe_b64decode(created["hmac_key"] + "=" * (-len(created["hmac_key"]) % 4))
     row = AcmeExternalAccountKey.objects.get(key_id=created["key_id"])
-    assert bytes(row.hmac_key) == secret
+    assert row.hmac_key() == secret  # sealed in the database, opened with the KEK
     assert response["Location"].endswith(f"{url}{created['key_id']}/")
     listed = operator.client.get(url).json()["results"]
     assert [k["key_id"] for k in listed] == [created["key_id"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
-from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState
+from pki.models import AuditEvent, Certificate, CertificateRequest, Profile, RequestState
 from tests.conftest import make_csr
 from tests.support.hostile_csr import CORPUS, pem
 
@@ -229,3 +229,53 @@ def test_api_enroll_answers_400_bad_csr_for_a_hostile_csr(requester, case):
         CertificateRequest.objects.count(),
         AuditEvent.objects.count(),
     ) == before
+
+
+def test_enroll_with_a_key_revoked_for_key_compromise_is_refused_and_audited(requester, operator):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.models import BlockedKey
+
+    enrolled = _enroll(requester)
+    assert enrolled.status_code == 201
+    cert = Certificate.objects.get(pk=int(enrolled["Location"].rstrip("/").rsplit("/", 1)[1]))
+    count = Certificate.objects.count()
+    revoked = operator.client.post(
+        f"/api/v1/certificates/{cert.pk}/revoke/", {"reason": "keyCompromise"}, format="json"
+    )
+    assert revoked.status_code == 200, revoked.content
+    assert BlockedKey.objects.filter(spki_sha256=cert.key_fingerprint).exists()
+    response = _enroll(requester)
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "key_blocked"
+    assert Certificate.objects.count() == count
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert refusal.actor.startswith("rita")
+    assert refusal.details["spki_sha256"] == cert.key_fingerprint
+
+
+def test_the_api_shows_approvals_and_refuses_the_submitters_own(requester, operator, make_actor, issuing_ca):
+    from pki.models import Role
+    from pki.profile_changes import update_profile
+
+    update_profile(
+        profile=Profile.objects.get(name="code-signing"), changes={"approvals_required": 2}, actor="t"
+    )
+    second = make_actor("olga", (Role.CA_OPERATOR, issuing_ca, None))
+    response = _enroll(requester, profile="code-signing", csr=make_csr("ec-p384", subject="CN=Builder,O=KMI"))
+    url = response["Location"]
+    assert response.json()["approvals_required"] == 2
+    assert operator.client.post(url + "approve/").json()["state"] == "pending"
+    seen = requester.client.get(url).json()
+    assert [a["approved_by"].split()[0] for a in seen["approvals"]] == ["oscar"]
+    again = operator.client.post(url + "approve/")
+    assert again.status_code == 422
+    assert "already" in again.json()["detail"]
+    done = second.client.post(url + "approve/")
+    assert done.status_code == 200
+    assert done.json()["state"] == "issued"
+    # An operator's own submission needs someone else.
+    own = _enroll(operator, profile="code-signing", csr=make_csr("ec-p256", subject="CN=Ops,O=KMI"))
+    refused = operator.client.post(own["Location"] + "approve/")
+    assert refused.status_code == 422
+    assert "your own" in refused.json()["detail"]

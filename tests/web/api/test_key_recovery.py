@@ -17,7 +17,8 @@ def _server_key(requester, *, escrow: bool) -> Key:
     created = requester.client.post("/api/v1/server-keys/", body, format="json")
     assert created.status_code == 201, created.content
     delivery = KeyDelivery.objects.get(pk=created.json()["id"])
-    taken = requester.client.post(created.json()["pkcs12_url"], {"password": PASSWORD}, format="json")
+    download = {"password": PASSWORD, "download_secret": created.json()["download_secret"]}
+    taken = requester.client.post(created.json()["pkcs12_url"], download, format="json")
     assert taken.status_code == 200
     return Key.objects.get(pk=delivery.key_id)
 

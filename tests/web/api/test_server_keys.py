@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -11,6 +13,11 @@ pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery"
 AES256_CBC_OID = bytes.fromhex("060960864801650304012a")  # DER of 2.16.840.1.101.3.4.1.42
+
+
+def _download(created, password=PASSWORD):
+    """The PKCS#12 download body: the password and the creation response's one-time secret."""
+    return {"password": password, "download_secret": created.json()["download_secret"]}
 
 
 def _create(actor, profile="tls-client", **extra):
@@ -31,12 +38,24 @@ def test_key_is_delivered_once_as_aes256_pkcs12_then_destroyed(requester):
     assert SealedKey.objects.filter(key=key).exists()
     assert "handle" not in requester.client.get(f"/api/v1/keys/{key.pk}/").json()
     url = created.json()["pkcs12_url"]
+    secret = created.json()["download_secret"]
+    assert delivery.secret_sha256 == hashlib.sha256(secret.encode()).hexdigest()  # only its digest is kept
+    assert "download_secret" not in requester.client.get(created.json()["url"]).json()  # shown once
 
-    short = requester.client.post(url, {"password": "short"}, format="json")
+    short = requester.client.post(url, _download(created, "short"), format="json")
     assert short.status_code == 400
     assert short.json()["errors"][0]["field"] == "password"
+    # Knowing the delivery (its id, its URL) is not enough: the one-time secret is needed.
+    no_secret = requester.client.post(url, {"password": PASSWORD}, format="json")
+    assert no_secret.status_code == 400
+    assert no_secret.json()["errors"][0]["field"] == "download_secret"
+    wrong = requester.client.post(url, {"password": PASSWORD, "download_secret": "guess"}, format="json")
+    assert wrong.status_code == 422
+    assert "wrong download secret" in wrong.json()["detail"]
+    key.refresh_from_db()
+    assert key.state == KeyState.ACTIVE
 
-    first = requester.client.post(url, {"password": PASSWORD}, format="json")
+    first = requester.client.post(url, _download(created), format="json")
     assert first.status_code == 200
     assert first["Content-Type"] == "application/x-pkcs12"
     assert first["Cache-Control"] == "no-store"
@@ -51,7 +70,7 @@ def test_key_is_delivered_once_as_aes256_pkcs12_then_destroyed(requester):
     with pytest.raises(ValueError):
         pkcs12.load_pkcs12(first.content, b"wrong password!!")
 
-    second = requester.client.post(url, {"password": PASSWORD}, format="json")
+    second = requester.client.post(url, _download(created), format="json")
     assert second.status_code == 410
     assert second.json()["code"] == "already_delivered"
     key.refresh_from_db()
@@ -63,8 +82,9 @@ def test_key_is_delivered_once_as_aes256_pkcs12_then_destroyed(requester):
 
 def test_escrow_profile_keeps_the_key_after_delivery(requester, admin):
     admin.client.patch("/api/v1/profiles/tls-client/", {"escrow": True}, format="json")
-    url = _create(requester).json()["pkcs12_url"]
-    assert requester.client.post(url, {"password": PASSWORD}, format="json").status_code == 200
+    created = _create(requester)
+    url = created.json()["pkcs12_url"]
+    assert requester.client.post(url, _download(created), format="json").status_code == 200
     key = Key.objects.get(purpose="end_entity")
     assert key.escrow is True
     assert key.state == KeyState.ACTIVE
@@ -72,9 +92,10 @@ def test_escrow_profile_keeps_the_key_after_delivery(requester, admin):
 
 
 def test_only_the_requester_downloads_not_even_an_administrator(requester, admin):
-    url = _create(requester).json()["pkcs12_url"]
-    assert admin.client.post(url, {"password": PASSWORD}, format="json").status_code == 404
-    assert requester.client.post(url, {"password": PASSWORD}, format="json").status_code == 200
+    created = _create(requester)
+    url = created.json()["pkcs12_url"]
+    assert admin.client.post(url, _download(created), format="json").status_code == 404
+    assert requester.client.post(url, _download(created), format="json").status_code == 200
 
 
 def test_pending_approval_is_202_and_download_waits_for_issuance(requester, operator):
@@ -83,11 +104,11 @@ def test_pending_approval_is_202_and_download_waits_for_issuance(requester, oper
     )
     assert created.status_code == 202
     url = created.json()["pkcs12_url"]
-    early = requester.client.post(url, {"password": PASSWORD}, format="json")
+    early = requester.client.post(url, _download(created), format="json")
     assert early.status_code == 409
     request_url = created.json()["request"]
     assert operator.client.post(request_url + "approve/").status_code == 200
-    assert requester.client.post(url, {"password": PASSWORD}, format="json").status_code == 200
+    assert requester.client.post(url, _download(created), format="json").status_code == 200
 
 
 def test_refused_request_stores_no_key(requester):

@@ -159,7 +159,8 @@ def test_server_generated_key_is_made_on_the_worker_and_delivered_once_to_a_web_
     created = web_side_api(env, rita.token, "POST", "/api/v1/server-keys/", body)
     assert created["status"] == 201, created["body"]
     url = json.loads(created["body"])["pkcs12_url"]
-    password = json.dumps({"password": "correct horse battery"})
+    secret = json.loads(created["body"])["download_secret"]
+    password = json.dumps({"password": "correct horse battery", "download_secret": secret})
     first = web_side_api(env, rita.token, "POST", url, password)
     assert first["web_has_kek"] is False
     assert first["status"] == 200, first["body"]

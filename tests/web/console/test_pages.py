@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from django.contrib.auth.models import User
+from django.test import Client
 
 from pki import health
 from pki.crl import publish_crl
@@ -25,6 +26,7 @@ from pki.models import (
 )
 from pki.models.authority import CAState, CertificateAuthority
 from tests.conftest import make_csr
+from tests.web.console.conftest import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -351,6 +353,13 @@ def test_server_key_is_downloaded_once_then_destroyed(c_requester, c_admin, issu
     url = made["Location"]
     short = c_requester.client.post(url, {"password": "short", "confirm": "short"})
     assert short.status_code == 400
+    # Her other browser has no one-time download secret (it stays in the session that asked).
+    other = Client()
+    sign_in(other, "rita")
+    elsewhere = other.post(url, {"password": "a-good-password-1", "confirm": "a-good-password-1"})
+    assert elsewhere.status_code == 400
+    assert "wrong download secret" in elsewhere.content.decode()
+    assert Key.objects.get(purpose="end_entity").state == KeyState.ACTIVE
     blob = c_requester.client.post(url, {"password": "a-good-password-1", "confirm": "a-good-password-1"})
     assert blob["Content-Type"] == "application/x-pkcs12"
     key, cert, _ = pkcs12.load_key_and_certificates(blob.content, b"a-good-password-1")
@@ -548,3 +557,34 @@ def test_hostile_ids_and_filters_are_404_or_empty_never_500(c_admin, c_requester
         assert c_admin.client.post(url, {"form": "revoke_grant", "grant": bad}).status_code == 404
     assert c_admin.client.post("/console/tokens/", {"form": "revoke", "token": "x"}).status_code == 404
     assert c_admin.client.get("/console/certificates/?q=a%00b").status_code == 200
+
+
+def test_the_queue_shows_who_approved_and_how_many_more_are_needed(
+    c_requester, c_operator, person, issuing_ca
+):
+    from pki.profile_changes import update_profile
+
+    update_profile(
+        profile=Profile.objects.get(name="code-signing"), changes={"approvals_required": 2}, actor="t"
+    )
+    olga = person("olga", (Role.CA_OPERATOR, issuing_ca, None))
+    c_requester.client.post(
+        "/console/enroll/",
+        {
+            "csr": make_csr("ec-p256", subject="CN=Signer Two").decode(),
+            "ca": "issuing",
+            "profile": "code-signing",
+        },
+    )
+    request = CertificateRequest.objects.get()
+    own = c_requester.client.post(f"/console/requests/{request.pk}/approve/")
+    assert own.status_code in (302, 403)
+    first = c_operator.client.post(f"/console/requests/{request.pk}/approve/")
+    assert first["Location"] == f"/console/requests/{request.pk}/"
+    queue = c_operator.client.get("/console/requests/").content.decode()
+    assert "approved by oscar, 1 of 2" in queue
+    detail = c_operator.client.get(f"/console/requests/{request.pk}/").content.decode()
+    assert "(1 of 2)" in detail
+    second = olga.client.post(f"/console/requests/{request.pk}/approve/")
+    cert = Certificate.objects.get(request=request)
+    assert second["Location"] == f"/console/certificates/{cert.pk}/"

@@ -879,14 +879,22 @@ def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(
     [(_task, queue, body)] = [p for p in published_tasks if p[0] == "pki.signing.acme_finalize"]
     assert queue == "signing"
     order_row = AcmeOrder.objects.get(token=order_url.rsplit("/", 1)[1])
-    assert body[1] == {"order_id": order_row.pk, "actor": body[1]["actor"]}  # ids only, no CSR, no key
+    assert body[1] == {"order_id": order_row.pk}  # the id only: no CSR, no key, no actor
 
-    # What the signing worker runs; a replayed message changes nothing.
-    assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
+    # What the signing worker runs: the actor is the order's account from the database, not the
+    # message's; a replayed message changes nothing.
+    from pki.tasks import acme_finalize
+
+    assert acme_finalize(order_row.pk, "alice") == "valid"
+    order_row.refresh_from_db()
+    issued = AuditEvent.objects.get(action="certificate.issued", object_id=str(order_row.certificate_id))
+    assert issued.actor == f"acme:{order_row.account.endpoint.name}:{order_row.account.token}"
+    assert not AuditEvent.objects.filter(actor="alice").exists()
     assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "valid"
     final = acme.post(order_url, None).json()
     assert final["status"] == "valid"
     assert Certificate.objects.filter(acme_order__pk=order_row.pk).count() == 1
+    assert acme_finalize(10**9) == "unknown"
     chain = x509.load_pem_x509_certificates(acme.post(final["certificate"], None).body)
     assert chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName
@@ -914,3 +922,25 @@ def test_a_processing_order_fails_cleanly_when_the_policy_changed_before_the_wor
     assert order_row.certificate is None
     assert complete_finalization(order_id=order_row.pk, actor="acme:signer").status == "invalid"
     assert acme.post(order_url, None).json()["status"] == "invalid"
+
+
+def test_finalize_with_a_key_revoked_for_key_compromise_is_bad_public_key(
+    acme, http01, django_capture_on_commit_callbacks
+):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.revocation import revoke_key
+    from pki.x509.csr import spki_fingerprint
+
+    fingerprint = spki_fingerprint(load_key("ec-p256-b").public_key())
+    revoke_key(spki_sha256=fingerprint, actor="ops")
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    before = Certificate.objects.count()
+    response = _finalize(acme, order, ["www.example.test"])
+    assert (response.status, response.problem_type) == (400, "badPublicKey")
+    assert "never certified again" in response.json()["detail"]
+    assert Certificate.objects.count() == before
+    assert acme.post(order_url, None).json()["status"] == "ready"
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert refusal.details["path"] == "acme.finalize"
+    assert refusal.details["spki_sha256"] == fingerprint

@@ -12,10 +12,9 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from pki.access import Action
-from pki.authorities import create_intermediate_ca
+from pki.exceptions import InvalidState
 from pki.models import CAGeneration, CertificateAuthority
 from pki.signing import run_signing
-from pki.x509.names import parse_subject
 from web.api import serializers as s
 from web.api.renderers import PemRenderer
 from web.api.views.base import DOWNLOAD, PEM_CHAIN, KmiViewSet, actor_of, download, pem_bytes
@@ -54,17 +53,23 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
         data = s.IntermediateCASerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        ca = create_intermediate_ca(
+        # Where the CA key is made is pki.signing's decision (a signing worker with KMI_SIGNING=worker).
+        result = run_signing(
+            "create_intermediate_ca",
             name=v["name"],
-            parent=v["parent"],
-            subject=parse_subject(v["subject"]),
-            key_type=v["key_type"],
+            parent_id=v["parent"].pk,
+            subject=v["subject"],
+            key_type=str(v["key_type"]),
             validity_days=v["validity_days"],
             path_length=v.get("path_length"),
             name_constraints=v.get("name_constraints"),
             actor=actor_of(request),
+            user=request.user,
         )
-        ca = self.get_queryset().get(pk=ca.pk)
+        if result.get("replayed"):
+            # The seam replays a retried creation; a new POST for an existing name is a conflict.
+            raise InvalidState(f"a CA named {v['name']!r} already exists")
+        ca = self.get_queryset().get(pk=result["ca_id"])
         body = self.get_serializer(ca).data
         location = reverse("api:ca-detail", kwargs={"name": ca.name}, request=request)
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
@@ -117,6 +122,7 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
             at=v["at"].isoformat() if v.get("at") else None,
             validity_days=v.get("validity_days"),
             from_generation=ca.generation,
+            user=request.user,
         )
         row = CAGeneration.objects.select_related("ca", "key", "certificate").get(
             ca=ca, number=result["generation"]
@@ -140,6 +146,7 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
             "renew_ca",
             ca_id=ca.pk,
             actor=actor_of(request),
+            user=request.user,
             validity_days=data.validated_data.get("validity_days"),
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=ca.pk)).data)

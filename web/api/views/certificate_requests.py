@@ -49,7 +49,7 @@ class CertificateRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
 
     def get_queryset(self) -> models.QuerySet[CertificateRequest]:
         """Visible requests (the list is filtered by ``CertificateRequestFilter``)."""
-        qs = visible_requests(self.request.user).select_related("ca", "profile")
+        qs = visible_requests(self.request.user).select_related("ca", "profile").prefetch_related("approvals")
         return qs.annotate(certificate_id_value=F("certificate__id")).defer("csr_der")
 
     def _respond(self, request_obj: CertificateRequest, code: int = status.HTTP_200_OK) -> Response:
@@ -82,7 +82,10 @@ class CertificateRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
         )
         return response
 
-    @extend_schema(summary="Approve a pending request and issue its certificate", request=None)
+    @extend_schema(
+        summary="Approve a pending request; its last required approval (distinct reviewers) issues it",
+        request=None,
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str) -> Response:
         """``approve_and_issue`` (CA operators of the request's CA)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+from django.contrib.auth.models import User
 from django.db import models
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -16,10 +17,11 @@ from rest_framework.reverse import reverse
 
 from pki.access import Action, visible_certificates
 from pki.exceptions import NotFound
-from pki.issuance import chain_for, latest_successor, renew_certificate
+from pki.issuance import chain_for, latest_successor
 from pki.models import Certificate
+from pki.renewal import needs_approval, submit_renewal
 from pki.revocation import revoke_certificate
-from pki.signing import run_signing, signs_here
+from pki.signing import run_signing
 from web.api import serializers as s
 from web.api.filters import CertificateFilter
 from web.api.pagination import IdCursorPagination
@@ -100,31 +102,38 @@ class CertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, KmiVi
         return response
 
     @extend_schema(
-        summary="Renew (same key, or a new key from a CSR)",
+        summary="Renew (same key or a new CSR); 202 with a request when the profile needs approval",
         request=s.RenewSerializer,
-        responses={201: s.CertificateSerializer},
+        responses={201: s.CertificateSerializer, 202: s.CertificateRequestSerializer},
     )
     @action(detail=True, methods=["post"])
     def renew(self, request: Request, pk: str) -> Response:
-        """``renew_certificate``; the successor is returned with its URL in Location."""
+        """``renew_certificate``; the successor is returned with its URL in Location. Renewal is
+        issuance: under a profile that needs approval the renewal is a pending request (202)."""
         cert = self._cert()
         data = s.RenewSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         csr = data.validated_data.get("csr")
         validity_days = data.validated_data.get("validity_days")
-        if signs_here():
-            new_pk = renew_certificate(
-                certificate=cert, csr=csr, validity_days=validity_days, actor=actor_of(request)
-            ).pk
-        else:
-            # KMI_SIGNING=worker: the signing worker renews (nothing is stored before it does).
-            new_pk = run_signing(
-                "renew_certificate",
-                certificate_id=cert.pk,
-                csr_pem=csr,
-                validity_days=validity_days,
-                actor=actor_of(request),
-            )["certificate_id"]
+        user = request.user if isinstance(request.user, User) else None
+        if needs_approval(cert):
+            pending = submit_renewal(
+                certificate=cert, csr=csr, validity_days=validity_days, actor=actor_of(request), renewer=user
+            )
+            location = reverse("api:request-detail", kwargs={"pk": pending.pk}, request=request)
+            body = s.CertificateRequestSerializer(pending, context=self.get_serializer_context()).data
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+        # In process or on a signing worker (nothing is stored before it renews): pki.signing decides.
+        # The renewer's current grant is checked by the renewal itself, wherever it runs.
+        new_pk = run_signing(
+            "renew_certificate",
+            certificate_id=cert.pk,
+            csr_pem=csr,
+            validity_days=validity_days,
+            renewer_id=user.pk if user is not None else None,
+            actor=actor_of(request),
+            user=request.user,
+        )["certificate_id"]
         new = Certificate.objects.select_related("ca", "profile").get(pk=new_pk)
         location = reverse("api:certificate-detail", kwargs={"pk": new.pk}, request=request)
         return Response(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from cryptography import x509
 from django.db import models
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
@@ -18,9 +17,8 @@ from rest_framework.reverse import reverse
 
 from pki.access import Action
 from pki.models import CertificateRequest, KeyDelivery, RequestState
-from pki.serverkeys import deliver_pkcs12, request_server_key
-from pki.signing import run_signing, signs_here
-from pki.x509.names import parse_subject
+from pki.serverkeys import deliver_pkcs12, new_download_secret
+from pki.signing import run_signing
 from web.api import serializers as s
 from web.api.renderers import Pkcs12Renderer
 from web.api.throttles import EnrollThrottle
@@ -57,36 +55,30 @@ class ServerKeyViewSet(mixins.RetrieveModelMixin, KmiViewSet):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         self.check_object_permissions(request, (v["ca"], v["profile"]))
-        if signs_here():
-            delivery = request_server_key(
-                ca=v["ca"],
-                profile=v["profile"],
-                subject=parse_subject(v["subject"]) if v["subject"] else x509.Name([]),
-                sans=v["sans"],
-                key_type=v["key_type"],
-                validity_days=v.get("validity_days"),
-                requester=request.user,  # type: ignore[arg-type]
-                actor=actor_of(request),
-            )
-        else:
-            # KMI_SIGNING=worker: the key is generated and sealed where the KEK is.
-            result = run_signing(
-                "request_server_key",
-                delivery_id=str(uuid.uuid4()),
-                ca_id=v["ca"].pk,
-                profile_id=v["profile"].pk,
-                subject=v["subject"],
-                sans=[str(san) for san in v["sans"]],
-                key_type=str(v["key_type"]),
-                validity_days=v.get("validity_days"),
-                requester_id=request.user.pk,
-                actor=actor_of(request),
-            )
-            delivery = KeyDelivery.objects.get(pk=result["delivery_id"])
+        # The key is generated and sealed where the KEK is (pki.signing decides where); the
+        # one-time download secret is given to the requester here, KMI keeps only its digest.
+        secret, digest = new_download_secret()
+        result = run_signing(
+            "request_server_key",
+            delivery_id=str(uuid.uuid4()),
+            download_secret_sha256=digest,
+            ca_id=v["ca"].pk,
+            profile_id=v["profile"].pk,
+            subject=v["subject"],
+            sans=[str(san) for san in v["sans"]],
+            key_type=str(v["key_type"]),
+            validity_days=v.get("validity_days"),
+            requester_id=request.user.pk,
+            actor=actor_of(request),
+            user=request.user,
+        )
+        delivery = KeyDelivery.objects.get(pk=result["delivery_id"])
         issued = CertificateRequest.objects.filter(pk=delivery.request_id, state=RequestState.ISSUED).exists()
         code = status.HTTP_201_CREATED if issued else status.HTTP_202_ACCEPTED
         location = reverse("api:server-key-detail", kwargs={"pk": delivery.pk}, request=request)
-        return Response(self.get_serializer(delivery).data, status=code, headers={"Location": location})
+        context = {**self.get_serializer_context(), "download_secret": secret}
+        body = s.CreatedKeyDeliverySerializer(delivery, context=context).data
+        return Response(body, status=code, headers={"Location": location})
 
     @extend_schema(
         summary="Download the key and chain as PKCS#12, once (then 410 Gone)",
@@ -97,10 +89,14 @@ class ServerKeyViewSet(mixins.RetrieveModelMixin, KmiViewSet):
     def pkcs12(self, request: Request, pk: str) -> HttpResponse:
         """``deliver_pkcs12``: AES-256 under the client's password; KMI's copy goes unless escrowed."""
         delivery = self.get_object()
-        data = s.Pkcs12PasswordSerializer(data=request.data)
+        data = s.ServerKeyPkcs12Serializer(data=request.data)
         data.is_valid(raise_exception=True)
         blob = deliver_pkcs12(
-            delivery=delivery, password=data.validated_data["password"], actor=actor_of(request)
+            delivery=delivery,
+            password=data.validated_data["password"],
+            download_secret=data.validated_data["download_secret"],
+            actor=actor_of(request),
+            user=request.user,  # type: ignore[arg-type]
         )
         response = download(blob, "application/x-pkcs12", f"{delivery.key_id}.p12")
         response["Cache-Control"] = "no-store"

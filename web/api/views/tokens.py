@@ -56,6 +56,8 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             user=request.user,  # type: ignore[arg-type]
             name=data.validated_data.get("name", ""),
             expires_at=data.expiry(),
+            # A token never makes a token that outlives it (or acts for someone else).
+            parent=request.auth if isinstance(request.auth, ApiToken) else None,
             actor=actor_of(request),
         )
         body = s.NewApiTokenSerializer(issued.token).data

@@ -130,6 +130,7 @@ def ca_create(request: HttpRequest) -> HttpResponse:
                 path_length=f["path_length"],
                 name_constraints=constraints if f["permitted"] or f["excluded"] else None,
                 actor=actor_of(request),
+                user=request.user,
             )
         except PKIError as exc:
             text = str(exc)

@@ -13,6 +13,7 @@ from pki.access import Action, can, visible_audit_events, visible_certificates
 from pki.clock import utcnow
 from pki.exceptions import PKIError
 from pki.models import Certificate, CertificateAuthority, Profile, RevocationReason
+from pki.renewal import needs_approval, submit_renewal
 from pki.revocation import release_hold, revoke_certificate
 from pki.signing import run_signing
 from pki.x509.describe import describe_certificate
@@ -23,6 +24,7 @@ from web.console.common import (
     flash_domain_error,
     keyset_page,
     require,
+    user_of,
     utc,
     visible_or_404,
 )
@@ -172,13 +174,32 @@ def renew(request: HttpRequest, pk: int) -> HttpResponse:
     form = RenewForm(request.POST, request.FILES)
     if form.is_valid():
         csr = form.cleaned_data.get("csr_bytes")
+        if needs_approval(cert):
+            # Renewal is issuance: under a profile that needs approval it waits for a reviewer.
+            try:
+                pending = submit_renewal(
+                    certificate=cert,
+                    actor=actor_of(request),
+                    renewer=user_of(request),
+                    csr=csr_text(csr) if csr else None,
+                    validity_days=form.cleaned_data["validity_days"],
+                )
+            except PKIError as exc:
+                add_domain_error(form, exc, "csr" if csr else None)
+                return _detail(request, cert, renew_form=form, status=400)
+            messages.success(
+                request, f"Renewal of {cert.serial} submitted: request {pending.pk} awaits approval."
+            )
+            return redirect("console:request", pk=pending.pk)
         try:
             result = run_signing(
                 "renew_certificate",
                 certificate_id=cert.pk,
                 csr_pem=csr_text(csr) if csr else None,
                 validity_days=form.cleaned_data["validity_days"],
+                renewer_id=request.user.pk,
                 actor=actor_of(request),
+                user=request.user,
             )
         except PKIError as exc:
             add_domain_error(form, exc, "csr" if csr else None)

@@ -15,7 +15,7 @@ from pki.access import Action, can, grants_for
 from pki.enrollment import enroll
 from pki.exceptions import PKIError, WeakKey
 from pki.models import CertificateAuthority, KeyDelivery, Profile, RequestState
-from pki.serverkeys import deliver_pkcs12
+from pki.serverkeys import deliver_pkcs12, new_download_secret
 from pki.signing import run_signing
 from web.console.auth import console_view
 from web.console.common import actor_of, add_domain_error, require, submission_field, user_of, visible_or_404
@@ -80,10 +80,13 @@ def server_key(request: HttpRequest) -> HttpResponse:
                 "profile", f"Your roles do not let you submit to {f['ca'].name} under {f['profile'].name}."
             )
         else:
+            # The one-time download secret stays in this user's session; KMI stores its digest.
+            secret, digest = new_download_secret()
             try:
                 result = run_signing(
                     "request_server_key",
                     delivery_id=str(uuid.uuid4()),
+                    download_secret_sha256=digest,
                     ca_id=f["ca"].pk,
                     profile_id=f["profile"].pk,
                     subject=f["subject"],
@@ -92,6 +95,7 @@ def server_key(request: HttpRequest) -> HttpResponse:
                     validity_days=f["validity_days"],
                     requester_id=request.user.pk,
                     actor=actor_of(request),
+                    user=user_of(request),
                 )
             except PKIError as exc:
                 field = {"csr": "sans"}.get(submission_field(exc) or "", submission_field(exc))
@@ -101,8 +105,14 @@ def server_key(request: HttpRequest) -> HttpResponse:
                     field = "subject"
                 add_domain_error(form, exc, field)
             else:
+                request.session[_secret_key(result["delivery_id"])] = secret
                 return redirect("console:server_key_download", pk=result["delivery_id"])
     return render(request, "console/server_key.html", {"form": form})
+
+
+def _secret_key(delivery_id: object) -> str:
+    """Where the session keeps a delivery's one-time download secret."""
+    return f"kmi-download-secret-{delivery_id}"
 
 
 def _delivery(request: HttpRequest, pk: uuid.UUID) -> KeyDelivery:
@@ -121,11 +131,16 @@ def server_key_download(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             blob = deliver_pkcs12(
-                delivery=delivery, password=form.cleaned_data["password"], actor=actor_of(request)
+                delivery=delivery,
+                password=form.cleaned_data["password"],
+                download_secret=request.session.get(_secret_key(delivery.pk), ""),
+                actor=actor_of(request),
+                user=user_of(request),
             )
         except PKIError as exc:
             add_domain_error(form, exc, "password")
         else:
+            request.session.pop(_secret_key(delivery.pk), None)
             response = HttpResponse(blob, content_type="application/x-pkcs12")
             response["Content-Disposition"] = f'attachment; filename="{delivery.key_id}.p12"'
             response["Cache-Control"] = "no-store"

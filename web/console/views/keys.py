@@ -111,7 +111,11 @@ def key_destroy(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if form.is_valid():
         try:
             run_signing(
-                "destroy_key", key_id=str(key.pk), reason=form.cleaned_data["reason"], actor=actor_of(request)
+                "destroy_key",
+                key_id=str(key.pk),
+                reason=form.cleaned_data["reason"],
+                actor=actor_of(request),
+                user=request.user,
             )
         except PKIError as exc:
             add_domain_error(form, exc)

@@ -37,7 +37,12 @@ def request_list(request: HttpRequest) -> HttpResponse:
     if "state" not in params:
         params["state"] = RequestState.PENDING
     form = RequestFilterForm(params)
-    qs = visible_requests(request.user).select_related("ca", "profile").defer("csr_der")
+    qs = (
+        visible_requests(request.user)
+        .select_related("ca", "profile")
+        .prefetch_related("approvals")
+        .defer("csr_der")
+    )
     if form.is_valid():
         f = form.cleaned_data
         if f["state"]:
@@ -59,14 +64,15 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 def _request(request: HttpRequest, pk: int) -> CertificateRequest:
-    qs = visible_requests(request.user).select_related("ca", "profile", "requester", "reviewer")
+    qs = visible_requests(request.user).select_related("ca", "profile", "requester", "reviewer", "renews")
     return visible_or_404(qs, pk=pk)
 
 
 def _detail(
     request: HttpRequest, obj: CertificateRequest, reject_form: RejectForm | None = None, status: int = 200
 ) -> HttpResponse:
-    csr = describe_csr(x509.load_der_x509_csr(bytes(obj.csr_der)))
+    # A renewal that keeps its certificate's key carries no CSR.
+    csr = describe_csr(x509.load_der_x509_csr(bytes(obj.csr_der))) if bytes(obj.csr_der) else None
     events = None
     if can(request.user, Action.VIEW_AUDIT):
         events = list(
@@ -81,6 +87,8 @@ def _detail(
         "certificate": certificate,
         "can_review": obj.state == RequestState.PENDING and can(request.user, Action.REVIEW_REQUEST, obj),
         "reject_form": reject_form or RejectForm(),
+        "approvals": list(obj.approvals.all()),
+        "approvals_required": obj.profile.approvals_required if obj.profile.requires_approval else 1,
         "events": events,
     }
     return render(request, "console/request_detail.html", context, status=status)

@@ -29,6 +29,8 @@ ACME_DEMO_DEFAULTS = {
     "KMI_ACME_HOSTS": ",".join(
         f"{name}=127.0.0.1" for name in ("example.test", "**.example.test", "localhost", "**.localhost")
     ),
+    # What the seeded profiles certify in the demo (production: the operator's own domains).
+    "KMI_ALLOWED_DOMAINS": "example.test,localhost",
 }
 
 
@@ -84,6 +86,7 @@ class Command(BaseCommand):
 
         # Settings were read before the KEK file existed: point them at it and validate again.
         settings.KMI["KEK_FILE"] = env.get("KMI_KEK_FILE", "")
+        settings.KMI["ALLOWED_DOMAINS"] = env["KMI_ALLOWED_DOMAINS"]
         conf.reset()
 
         call_command("migrate", interactive=False, verbosity=0)

@@ -1,0 +1,115 @@
+"""Renewal as the adapters ask for it: issued at once, or submitted for review when the profile
+needs approval (renewal is issuance: the same policy, grants and approvals hold)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from pki import audit
+from pki.clock import resolve
+from pki.issuance import plan_renewal, renew_certificate
+from pki.models.certificate import Certificate
+from pki.models.request import CertificateRequest, RequestState
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The successor (issued at once) or the pending request waiting for approval."""
+
+    certificate: Certificate | None
+    request: CertificateRequest | None
+
+
+def needs_approval(certificate: Certificate) -> bool:
+    """True when renewing ``certificate`` needs an operator's approval (its profile's)."""
+    return certificate.profile is not None and certificate.profile.requires_approval
+
+
+def submit_renewal(
+    *,
+    certificate: Certificate,
+    actor: str,
+    renewer: User | None = None,
+    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> CertificateRequest:
+    """Check a renewal like ``renew_certificate`` and store it as a pending request for review.
+
+    The request names the certificate it renews; once approved (by someone else) it issues
+    the successor. Without a CSR the successor keeps the certificate's key.
+    """
+    now = resolve(now)
+    plan = plan_renewal(
+        certificate=certificate,
+        actor=actor,
+        renewer=renewer,
+        csr=csr,
+        validity_days=validity_days,
+        now=now,
+    )
+    sans = "\n".join(str(s) for s in plan.subject.sans)
+    with transaction.atomic():
+        request = CertificateRequest.objects.create(
+            ca=plan.ca,
+            profile=plan.profile,
+            csr_der=plan.checked.der if plan.checked is not None else b"",
+            subject=plan.subject.name.rfc4514_string(),
+            san_text=sans,
+            key_fingerprint=plan.checked.key_fingerprint
+            if plan.checked is not None
+            else certificate.key_fingerprint,
+            validity_days=validity_days,
+            state=RequestState.PENDING,
+            requester=renewer,
+            requested_by=actor,
+            renews=certificate,
+            created_at=now,
+        )
+        audit.record(
+            action="request.submitted",
+            actor=actor,
+            obj=request,
+            details={
+                "ca": plan.ca.name,
+                "profile": plan.profile.name,
+                "subject": request.subject,
+                "sans": sans.splitlines(),
+                "state": request.state,
+                "renews": certificate.serial,
+            },
+            scope=f"ca:{plan.ca.pk}",
+            now=now,
+        )
+    return request
+
+
+def renew(
+    *,
+    certificate: Certificate,
+    actor: str,
+    renewer: User | None = None,
+    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    validity_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> Renewal:
+    """Renew ``certificate``: at once, or as a pending request when its profile needs approval."""
+    if needs_approval(certificate):
+        request = submit_renewal(
+            certificate=certificate,
+            actor=actor,
+            renewer=renewer,
+            csr=csr,
+            validity_days=validity_days,
+            now=now,
+        )
+        return Renewal(certificate=None, request=request)
+    new = renew_certificate(
+        certificate=certificate, actor=actor, renewer=renewer, csr=csr, validity_days=validity_days, now=now
+    )
+    return Renewal(certificate=new, request=None)

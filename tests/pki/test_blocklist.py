@@ -1,0 +1,108 @@
+"""The compromised-key blocklist: a key revoked for keyCompromise is never certified again."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+
+from pki.blocklist import REFUSED_ACTION, block_key, is_blocked
+from pki.exceptions import KeyBlocked, PolicyViolation
+from pki.issuance import approve_request, renew_certificate, sign_csr, submit_request
+from pki.key_controls import mark_key_compromised
+from pki.models import AuditEvent, BlockedKey, Certificate, CertificateRequest
+from pki.revocation import revoke_certificate, revoke_key
+from pki.x509.csr import spki_fingerprint
+from tests.conftest import NOW, load_key, make_csr
+
+pytestmark = pytest.mark.django_db
+
+B_KEY = spki_fingerprint(load_key("ec-p256-b").public_key())  # type: ignore[arg-type]
+
+
+def _issue(ca, profile, key="ec-p256-b", name="www.example.test"):
+    csr = make_csr(key, subject=f"CN={name}", sans=[x509.DNSName(name)])
+    return sign_csr(ca=ca, profile=profile("tls-server"), csr=csr, actor="ops", now=NOW)
+
+
+def _counts():
+    return Certificate.objects.count(), CertificateRequest.objects.count()
+
+
+def test_revoked_for_key_compromise_the_key_is_refused_on_every_use_case(issuing_ca, profile):
+    first = _issue(issuing_ca, profile)
+    other = _issue(issuing_ca, profile, name="mail.example.test")  # the same key, another certificate
+    revoke_certificate(certificate=first, reason="keyCompromise", actor="ops", now=NOW)
+    entry = BlockedKey.objects.get()
+    assert (entry.spki_sha256, entry.reason, entry.source, entry.ca_id) == (
+        B_KEY,
+        "keyCompromise",
+        "certificate.revoked",
+        issuing_ca.pk,
+    )
+    before = _counts()
+    with pytest.raises(KeyBlocked, match="never certified again"):
+        _issue(issuing_ca, profile)
+    with pytest.raises(KeyBlocked):
+        submit_request(
+            ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256-b"), actor="rita", now=NOW
+        )
+    with pytest.raises(KeyBlocked):
+        renew_certificate(certificate=other, actor="lifecycle", now=NOW)  # auto-renewal's path
+    assert _counts() == before
+    refusals = AuditEvent.objects.filter(action=REFUSED_ACTION).order_by("pk")
+    assert [e.details["path"] for e in refusals] == ["submit_request", "submit_request", "renew_certificate"]
+    assert {e.details["spki_sha256"] for e in refusals} == {B_KEY}
+    assert [e.actor for e in refusals] == ["ops", "rita", "lifecycle"]
+
+
+def test_a_pending_request_whose_key_is_blocked_since_cannot_be_approved(issuing_ca, profile):
+    request = submit_request(
+        ca=issuing_ca,
+        profile=profile("code-signing"),
+        csr=make_csr("ec-p256-b", subject="CN=Builder,O=KMI"),
+        actor="rita",
+        now=NOW,
+    )
+    revoke_key(spki_sha256=B_KEY.upper(), actor="ops", now=NOW)  # no certificate carries it yet
+    assert is_blocked(B_KEY)
+    with pytest.raises(KeyBlocked):
+        approve_request(request=request, actor="oscar", now=NOW)
+    request.refresh_from_db()
+    assert request.state == "pending"
+
+
+def test_other_revocation_reasons_do_not_block_the_key(issuing_ca, profile):
+    cert = _issue(issuing_ca, profile)
+    revoke_certificate(certificate=cert, reason="superseded", actor="ops", now=NOW)
+    assert not BlockedKey.objects.exists()
+    assert _issue(issuing_ca, profile).pk != cert.pk
+    # Raising the reason to keyCompromise afterwards (RFC 5280 §5.3.1) blocks it.
+    revoke_certificate(certificate=cert, reason="keyCompromise", actor="ops", now=NOW)
+    assert is_blocked(B_KEY)
+
+
+def test_a_compromised_ca_key_is_blocked(issuing_ca):
+    mark_key_compromised(key=issuing_ca.key, actor="admin", reason="stolen backup", now=NOW)
+    entry = BlockedKey.objects.get(spki_sha256=issuing_ca.key.spki_sha256)
+    assert (entry.reason, entry.source) == ("cACompromise", "key.compromised")
+    assert (
+        AuditEvent.objects.filter(action="key.blocked", details__spki_sha256=entry.spki_sha256).count() == 1
+    )
+
+
+def test_blocking_twice_keeps_the_first_entry(db):
+    first = block_key(spki_sha256=B_KEY, reason="keyCompromise", source="revoke_key", actor="a", now=NOW)
+    again = block_key(spki_sha256=B_KEY, reason="keyCompromise", source="certificate.revoked", actor="b")
+    assert again.pk == first.pk
+    assert again.source == "revoke_key"
+    assert AuditEvent.objects.filter(action="key.blocked").count() == 1
+
+
+@pytest.mark.parametrize("bad", ["", "zz", "ab" * 31, "g" * 64, "ab" * 33])
+def test_a_malformed_fingerprint_is_refused_and_nothing_is_written(db, bad):
+    with pytest.raises(PolicyViolation, match="SPKI SHA-256"):
+        revoke_key(spki_sha256=bad, actor="ops", now=NOW)
+    with pytest.raises(PolicyViolation):
+        block_key(spki_sha256=bad, reason="keyCompromise", source="test", actor="ops", now=NOW)
+    assert not BlockedKey.objects.exists()
+    assert not AuditEvent.objects.exists()
