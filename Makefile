@@ -13,7 +13,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-steps system-packages lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing bench-console bench-est docs docs-serve docs-check lock package
+.PHONY: help venv run test test-steps system-packages lint typecheck pytest interop bench bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme fixtures check-services clean docker-check bench-signing bench-console bench-est bench-log docs docs-serve docs-check lock package
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -87,10 +87,13 @@ pytest: $(STAMP) $(NODE_DEPS)
 interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
 	$(VENV)/bin/pytest -n auto -m interop $(PYTEST_ARGS)
 
-bench: bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme bench-signing bench-console bench-est ## every benchmark (prints RESULT lines)
+bench: bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme bench-signing bench-console bench-est bench-log ## every benchmark (prints RESULT lines)
 
 bench-issue: $(STAMP) check-services ## issuance throughput against PostgreSQL
 	$(PY) bench/issue.py
+
+bench-log: $(STAMP) check-services ## transparency log: 1M leaves appended, inclusion proofs, tree heads, issuance cost
+	$(PY) bench/log.py
 
 bench-crl: $(STAMP) check-services ## CRL publication with 10k, 100k and 1M revoked certificates in PostgreSQL
 	$(PY) bench/crl.py

@@ -56,6 +56,9 @@ def _make_csrs(n: int) -> list[bytes]:
     return out
 
 
+# CPU ms per certificate (Python + its PostgreSQL backend) of the last run, by process count.
+last_cpu_ms: dict[int, float] = {}
+
 Result = tuple[list[float], float, float, float, float]  # latencies, start, end, CPU here, CPU in PG
 
 
@@ -108,6 +111,7 @@ def _run(procs: int, per_proc: int, csrs: list[bytes]) -> tuple[float, list[floa
     # CPU per certificate does not depend on how busy the shared machine is.
     python_ms = sum(r[3] for r in results) / len(latencies) * 1000
     postgres_ms = sum(r[4] for r in results) / len(latencies) * 1000
+    last_cpu_ms[procs] = python_ms + postgres_ms  # bench/log.py compares runs by CPU too
     print(
         f"{procs} process(es): CPU per certificate {python_ms:.2f} ms in Python, {postgres_ms:.2f} ms "
         f"in PostgreSQL -> about {procs * 1000 / (python_ms + postgres_ms):,.0f}/s on {procs} idle core(s)"

@@ -920,6 +920,35 @@ declare(
 
 _G = "Notifications"
 declare("KMI_ALERT_EMAILS", comma_list(), "", "Addresses told about every CA alert.", group=_G)
+# The threat monitor (pki/transparency/monitor.py): its alerts go to the two channels above.
+declare(
+    "KMI_MONITOR_SPIKE_FACTOR",
+    number(minimum=1, maximum=1000),
+    "5",
+    "Issuance in the last hour alerts above this many times its baseline (same hour, last 7 days).",
+    group=_G,
+)
+declare(
+    "KMI_MONITOR_SPIKE_FLOOR",
+    integer(minimum=1),
+    "20",
+    "Fewer certificates than this in an hour never count as a spike (a new, quiet account).",
+    group=_G,
+)
+declare(
+    "KMI_MONITOR_BURST",
+    integer(minimum=1),
+    "10",
+    "Failed ACME challenges, failed console logins or API 4xx per subject in 10 minutes that alert.",
+    group=_G,
+)
+declare(
+    "KMI_MONITOR_CA_EXPIRY_DAYS",
+    integer(minimum=1),
+    "30",
+    "A CA certificate this close to its notAfter raises an alert.",
+    group=_G,
+)
 declare("KMI_ALERT_WEBHOOK_URL", http_url(optional=True), "", "Webhook told about every CA alert.", group=_G)
 declare(
     "KMI_WEBHOOK_SECRET",

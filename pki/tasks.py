@@ -30,6 +30,7 @@ from pki.signals import (
     acme_order_processing,
     certificate_issued,
     certificate_status_changed,
+    checkpoint_made,
     notices_planned,
     ocsp_response_missing,
 )
@@ -344,6 +345,45 @@ def acme_purge_nonces() -> int:
     return purge_expired_nonces()
 
 
+@shared_task(name="pki.signing.transparency_tick")
+def transparency_tick() -> dict[str, int]:
+    """Sequence queued certificates into the transparency logs; sign a tree head where one grew.
+
+    Runs every few seconds, so a certificate is under a signed tree head well within the log's
+    maximum merge delay (60 s) even after a crash: its leaf was queued in its own transaction.
+    """
+    from pki.transparency.log import tick
+
+    return tick(actor="system:celery")
+
+
+@shared_task(name="pki.signing.anchor_checkpoint", acks_late=True, reject_on_worker_lost=True)
+def anchor_checkpoint(checkpoint_id: int) -> int:
+    """Anchor a signed audit checkpoint in the sibling transparency log ``kmi-audit``."""
+    from pki.transparency.anchoring import anchor_checkpoint as anchor
+
+    return int(anchor(checkpoint_id=checkpoint_id, actor="system:celery").leaf_index)
+
+
+@receiver(checkpoint_made, dispatch_uid="pki.tasks.anchor_on_checkpoint")
+def _anchor_on_checkpoint(checkpoint_id: int, **_: object) -> None:
+    # Sent after commit; the next checkpoint's run anchors nothing twice (the task is idempotent).
+    enqueue("pki.signing.anchor_checkpoint", checkpoint_id=checkpoint_id)
+
+
+@shared_task(name="pki.threat_monitor")
+def threat_monitor() -> dict[str, int]:
+    """Run the threat monitor once: raise, refresh and resolve alerts; deliver new episodes."""
+    from pki.transparency.monitor import run_monitor
+
+    report = run_monitor()
+    return {
+        "raised": len(report.raised),
+        "refreshed": len(report.refreshed),
+        "resolved": len(report.resolved),
+    }
+
+
 def _every(seconds: float) -> dict[str, Any]:
     # A tick nobody ran before the next one is dropped, not stacked up behind a dead worker.
     return {"schedule": seconds, "options": {"expires": seconds}}
@@ -358,6 +398,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "pki.signing.audit_checkpoint",
         **_every(float(getattr(settings, "KMI_AUDIT_CHECKPOINT_SECONDS", 300))),
     },
+    # Signs with the log key: on the signing queue like every other use of a KMI key.
+    "transparency-tick": {"task": "pki.signing.transparency_tick", **_every(10.0)},
+    "threat-monitor": {"task": "pki.threat_monitor", **_every(60.0)},
     "console-summaries": {
         "task": "pki.refresh_certificate_summaries",
         **_every(float(lifecycle_settings().summary_seconds)),

@@ -121,6 +121,42 @@ class DatabaseCollector(Collector):
         yield from self._key_backends()
         yield from self._ocsp(now, names)
         yield self._queues()
+        yield from self._transparency_and_alerts(now)
+
+    def _transparency_and_alerts(self, now: Any) -> Iterator[Metric]:
+        """Open alerts by kind and severity (threat monitor); each log's size and STH age."""
+        from pki.models import Alert, AlertKind, AlertState, PendingLeaf, SignedTreeHead, TransparencyLog
+
+        alerts = GaugeMetricFamily(
+            "kmi_alerts_open", "Alerts not yet resolved, by kind and severity", labels=["kind", "severity"]
+        )
+        counts = {
+            (row["kind"], row["severity"]): row["n"]
+            for row in Alert.objects.exclude(state=AlertState.RESOLVED)
+            .values("kind", "severity")
+            .annotate(n=Count("id"))
+            .order_by()
+        }
+        for kind in AlertKind:
+            for severity in ("warning", "critical"):
+                alerts.add_metric([kind.value, severity], counts.get((kind.value, severity), 0))
+        yield alerts
+        size = GaugeMetricFamily("kmi_log_tree_size", "Leaves in the latest signed tree head", labels=["log"])
+        age = GaugeMetricFamily(
+            "kmi_log_sth_age_seconds", "Seconds since the latest signed tree head", labels=["log"]
+        )
+        for log in TransparencyLog.objects.order_by("pk"):
+            sth = SignedTreeHead.objects.filter(log=log).order_by("-timestamp_ms").first()
+            if sth is not None:
+                size.add_metric([log.name], sth.tree_size)
+                age.add_metric([log.name], now.timestamp() - sth.timestamp_ms / 1000)
+        yield size
+        yield age
+        yield GaugeMetricFamily(
+            "kmi_log_queued_certificates",
+            "Certificates committed but not yet sequenced into the logs",
+            value=PendingLeaf.objects.count(),
+        )
 
     def _crl(self, now: Any, names: dict[int, str]) -> Iterator[Metric]:
         age = GaugeMetricFamily(

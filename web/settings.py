@@ -286,6 +286,13 @@ KMI_LIFECYCLE = {
     "RECONCILE_AFTER_SECONDS": env["KMI_RECONCILE_AFTER_SECONDS"],
     "APPROVED_MAX_AGE_SECONDS": env["KMI_APPROVED_MAX_AGE_SECONDS"],
 }
+# The threat monitor's thresholds (pki.transparency.monitor.MonitorPolicy).
+KMI_MONITOR = {
+    "SPIKE_FACTOR": env["KMI_MONITOR_SPIKE_FACTOR"],
+    "SPIKE_FLOOR": env["KMI_MONITOR_SPIKE_FLOOR"],
+    "BURST": env["KMI_MONITOR_BURST"],
+    "CA_EXPIRY_DAYS": env["KMI_MONITOR_CA_EXPIRY_DAYS"],
+}
 if env["KMI_SIGNING"] == "worker" and len(env["KMI_SIGNING_SECRET"]) < 32:
     # The broker carries work, never authority: web and signers MAC every job (pki.signing_channel).
     raise ImproperlyConfigured(

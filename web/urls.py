@@ -39,6 +39,8 @@ urlpatterns = [
     path(".well-known/est/<slug:label>/<slug:operation>", est_view, name="est-label"),
     path("scep/<slug:label>", scep_view, name="scep"),
     path("scep/<slug:label>/pkiclient.exe", scep_view, name="scep-cisco"),
+    # Transparency logs (RFC 6962 §4 under /ct/<log-name>/ct/v1/; log.json for monitors).
+    path("ct/", include("web.protocols.ct")),
 ]
 
 # Unmatched /api/ URLs answer with RFC 7807 problem documents too.

@@ -28,14 +28,14 @@ def unseed(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pki', '0017_audit_checkpoints'),
+        ('pki', '0018_transparency'),
     ]
 
     operations = [
         migrations.AlterField(
             model_name='key',
             name='purpose',
-            field=models.CharField(choices=[('ca', 'CA signing'), ('ocsp', 'OCSP responder'), ('scep_ra', 'SCEP registration authority'), ('end_entity', 'End entity (server-generated)'), ('external', 'External (public key only)'), ('audit', 'Audit checkpoint signing')], default='ca', max_length=16),
+            field=models.CharField(choices=[('ca', 'CA signing'), ('ocsp', 'OCSP responder'), ('scep_ra', 'SCEP registration authority'), ('end_entity', 'End entity (server-generated)'), ('external', 'External (public key only)'), ('audit', 'Audit checkpoint signing'), ('transparency', 'Transparency log (signs tree heads)')], default='ca', max_length=16),
         ),
         migrations.CreateModel(
             name='EstLabel',

@@ -10,6 +10,7 @@ from pki.models.acme import (
     AcmeNonce,
     AcmeOrder,
 )
+from pki.models.alert import Alert, AlertKind, AlertSeverity, AlertState, MonitorRun
 from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.blocklist import BlockedKey
@@ -29,6 +30,7 @@ from pki.models.ocsp import OCSPResponder, OCSPResponse
 from pki.models.profile import Profile
 from pki.models.request import Approval, CertificateRequest, RequestState
 from pki.models.signing import SigningJob, SigningJobState
+from pki.models.transparency import LogEntry, MerkleNode, PendingLeaf, SignedTreeHead, TransparencyLog
 
 __all__ = [
     "AcmeAccount",
@@ -38,6 +40,10 @@ __all__ = [
     "AcmeExternalAccountKey",
     "AcmeNonce",
     "AcmeOrder",
+    "Alert",
+    "AlertKind",
+    "AlertSeverity",
+    "AlertState",
     "ApiToken",
     "Approval",
     "AuditCheckpoint",
@@ -63,12 +69,16 @@ __all__ = [
     "KeyRecovery",
     "KeyState",
     "KeyType",
+    "LogEntry",
+    "MerkleNode",
+    "MonitorRun",
     "NotificationChannel",
     "NotificationKind",
     "NotificationRecord",
     "NotificationState",
     "OCSPResponder",
     "OCSPResponse",
+    "PendingLeaf",
     "Profile",
     "RequestState",
     "RevocationReason",
@@ -78,8 +88,10 @@ __all__ = [
     "ScepLabel",
     "ScepTransaction",
     "SealedKey",
+    "SignedTreeHead",
     "SigningJob",
     "SigningJobState",
+    "TransparencyLog",
     "TwoPersonState",
     "WorkerHeartbeat",
 ]

@@ -46,6 +46,7 @@ class KeyPurpose(models.TextChoices):
     END_ENTITY = "end_entity", "End entity (server-generated)"
     EXTERNAL = "external", "External (public key only)"
     AUDIT = "audit", "Audit checkpoint signing"
+    TRANSPARENCY = "transparency", "Transparency log (signs tree heads)"
 
 
 class KeyQuerySet(models.QuerySet["Key"]):

@@ -128,6 +128,7 @@ NOT_SETTINGS = {
     "KMI_CONSOLE",
     "KMI_DEVICES",
     "KMI_LIFECYCLE",
+    "KMI_MONITOR",
     "KMI_OCSP",
 }
 

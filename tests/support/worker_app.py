@@ -4,7 +4,8 @@ A barrier lets a test stop a job at an exact point and kill the process running 
 ``KMI_TEST_BARRIER_DIR/<signal>.armed`` makes the next ``<signal>`` (sent after commit) write
 the process id to ``<signal>.pid``, rename ``.armed`` to ``.reached`` and wait for
 ``<signal>.release``. Only the first hit blocks (the rename consumes the arming).
-``KMI_TEST_BEAT_SECONDS`` replaces the beat schedule with a fast expiry scan.
+``KMI_TEST_BEAT_SECONDS`` replaces the beat schedule with a fast expiry scan (or with the tasks
+named in ``KMI_TEST_BEAT_TASKS``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ def _on_certificate_issued(**_: Any) -> None:
 @app.on_after_finalize.connect
 def _fast_beat(sender: Celery, **_: object) -> None:
     seconds = os.environ.get("KMI_TEST_BEAT_SECONDS")
-    if seconds:
+    tasks = os.environ.get("KMI_TEST_BEAT_TASKS")  # comma-separated task names instead of the scan
+    if seconds and tasks:
+        sender.conf.beat_schedule = {
+            f"test-{name}": {"task": name, "schedule": float(seconds)} for name in tasks.split(",")
+        }
+    elif seconds:
         sender.conf.beat_schedule = {
             "test-expiry-scan": {"task": "pki.lifecycle.expiry_scan", "schedule": float(seconds)}
         }

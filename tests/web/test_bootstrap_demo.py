@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from pki.acme.endpoints import check_identifier_allowed
 from pki.acme.exceptions import RejectedIdentifier
-from pki.models import AcmeEndpoint, AuditEvent, CertificateAuthority
+from pki.models import AcmeEndpoint, AuditEvent, CertificateAuthority, TransparencyLog
 from pki.x509.names import SAN
 from web.management.commands.runstack import acme_demo_environment, certbot_command
 
@@ -26,6 +26,8 @@ def _run() -> str:
 def test_bootstrap_creates_the_demo_cas_and_acme_endpoint_once():
     first = _run()
     assert "created ACME endpoint demo: http://pki.example.test/acme/demo/directory" in first
+    assert "created transparency log kmi: http://pki.example.test/ct/kmi/log.json" in first
+    assert TransparencyLog.objects.get().feeds_issuance  # every issuance feeds it (issue 15)
     endpoint = AcmeEndpoint.objects.select_related("ca", "profile").get()
     assert (endpoint.name, endpoint.ca.name, endpoint.profile.name) == ("demo", "issuing", "tls-server")
     assert endpoint.eab_required is False
@@ -41,6 +43,7 @@ def test_bootstrap_creates_the_demo_cas_and_acme_endpoint_once():
     second = _run()
     assert "ACME endpoint present: demo" in second
     assert "CAs present" in second
+    assert "transparency log present: kmi" in second
     assert AcmeEndpoint.objects.count() == 1
     assert CertificateAuthority.objects.count() == 2
     assert AuditEvent.objects.count() == events

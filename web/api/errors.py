@@ -16,6 +16,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import set_rollback
 
 from pki import exceptions as pki_errors
+from pki.transparency.monitor import count_token_error
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://kmi.example/problems/"
@@ -87,6 +88,16 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Re
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error the API returns passes through here."""
+    response = _handle(exc, context)
+    if response is not None and 400 <= response.status_code < 500:
+        # A token hitting many 4xx is a threat signal (pki.transparency.monitor): one counter bump.
+        prefix = getattr(getattr(context.get("request"), "auth", None), "prefix", None)
+        if isinstance(prefix, str):
+            count_token_error(token_prefix=prefix)
+    return response
+
+
+def _handle(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, pki_errors.SigningUnavailable):
         return _signing_unavailable(exc, context)
     if isinstance(exc, pki_errors.PKIError):

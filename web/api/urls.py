@@ -6,6 +6,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from web.api import acme
+from web.api.inclusion import InclusionView
 from web.api.views import (
     audit_events,
     cas,
@@ -40,5 +41,6 @@ router.register(
 
 urlpatterns = [
     path("enroll", enroll.EnrollView.as_view(), name="enroll"),
+    path("certificates/<int:pk>/inclusion/", InclusionView.as_view(), name="certificate-inclusion"),
     *router.urls,
 ]

@@ -6,6 +6,7 @@ from web.console import auth
 from web.console.views import (
     access,
     acme,
+    alerts,
     audit,
     cas,
     certificates,
@@ -20,6 +21,8 @@ app_name = "console"
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
+    path("alerts/<int:pk>/acknowledge/", alerts.acknowledge, name="alert_acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.resolve, name="alert_resolve"),
     path("login/", auth.login_view, name="login"),
     path("login/totp/", auth.totp_view, name="totp"),
     path("login/totp/setup/", auth.totp_setup_view, name="totp_setup"),

@@ -12,6 +12,7 @@ from pki.access import Action, can, visible_audit_events, visible_requests
 from pki.clock import utcnow
 from pki.lifecycle_conf import lifecycle_settings
 from pki.models import AuditVerification, RequestState
+from pki.transparency.monitor import open_alerts
 from web.console.auth import console_view
 from web.console.charts import bar_chart
 
@@ -45,5 +46,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "queues": health.queue_health(now=now),
         "verification": AuditVerification.objects.first() if reads_audit else None,
         "events": list(visible_audit_events(request.user).order_by("-id")[:10]) if reads_audit else None,
+        # Threat-monitor alerts: seen by auditors and administrators, acted on by administrators.
+        "alerts": list(open_alerts()[:50]) if reads_audit else None,
+        "manages_alerts": can(request.user, Action.MANAGE_CA),
     }
     return render(request, "console/dashboard.html", context)

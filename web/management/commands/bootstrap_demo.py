@@ -1,5 +1,5 @@
 """``manage.py bootstrap_demo``: demo root and issuing CAs when no CA exists; the ACME endpoint,
-EST label and SCEP label ``demo``."""
+EST label and SCEP label ``demo``; the transparency log ``kmi``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from django.core.management.base import BaseCommand
 from pki.acme.endpoints import create_endpoint
 from pki.acme.locations import directory_url
 from pki.authorities import create_intermediate_ca, create_root_ca
-from pki.models import AcmeEndpoint, CertificateAuthority, Profile
+from pki.conf import pki_settings
+from pki.models import AcmeEndpoint, CertificateAuthority, Profile, TransparencyLog
+from pki.transparency.log import create_log
 from pki.x509.names import parse_subject
 from web.devices_demo import ensure_demo_labels
 
 ACTOR = "system:bootstrap"
 DEMO_ENDPOINT = "demo"
+DEMO_LOG = "kmi"
 # Names reserved by RFC 6761 that never resolve on the internet: the demo endpoint cannot
 # issue for a real name. ``make run`` pins them to 127.0.0.1 for the validator (KMI_ACME_HOSTS),
 # so a client on this machine answers the challenge.
@@ -37,6 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         self._cas()
         self._acme_endpoint()
+        self._transparency_log()
         issuing = CertificateAuthority.objects.filter(name="issuing").first()
         if issuing is not None:
             for line in ensure_demo_labels(issuing):  # EST and SCEP labels "demo"
@@ -81,3 +85,13 @@ class Command(BaseCommand):
             actor=ACTOR,
         )
         self.stdout.write(f"created ACME endpoint {DEMO_ENDPOINT}: {directory_url(DEMO_ENDPOINT)}")
+
+    def _transparency_log(self) -> None:
+        # Every issuance feeds the log ``kmi`` (issue 15): made once, with what is issued so far.
+        if TransparencyLog.objects.filter(name=DEMO_LOG).exists():
+            self.stdout.write(f"transparency log present: {DEMO_LOG}")
+            return
+        create_log(name=DEMO_LOG, actor=ACTOR)
+        self.stdout.write(
+            f"created transparency log {DEMO_LOG}: {pki_settings().base_url}/ct/{DEMO_LOG}/log.json"
+        )
