@@ -647,11 +647,20 @@ def sign_csr(
     """Submit, approve (as ``actor``, an operator) and issue in one step, in one transaction: a
     signing failure leaves no approved request behind. A profile that needs more approvers keeps
     the request pending (committed) and raises ``ApprovalRequired``."""
+    checked = parse_csr(csr)
+    # Checked before the transaction too, so the refusal's audit event is kept.
+    ensure_not_blocked(
+        public_key=checked.public_key,
+        spki_sha256=checked.key_fingerprint,
+        actor=actor,
+        path="submit_request",
+        now=now,
+    )
     with transaction.atomic():
         request = submit_request(
             ca=ca,
             profile=profile,
-            csr=csr,
+            csr=checked.csr,
             actor=actor,
             validity_days=validity_days,
             options=options,

@@ -16,7 +16,8 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import AttributeOID
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurveOID
+from cryptography.x509.oid import AttributeOID, PublicKeyAlgorithmOID, SignatureAlgorithmOID
 from django.db import connection, transaction
 from django.db.models import F
 
@@ -320,12 +321,17 @@ class _Attribute(core.Sequence):  # type: ignore[misc]
     _fields = [("type", core.ObjectIdentifier), ("values", core.SetOf, {"spec": core.ObjectIdentifier})]
 
 
-_EC_CURVES = {"ec-p256": "1.2.840.10045.3.1.7", "ec-p384": "1.3.132.0.34", "ec-p521": "1.3.132.0.35"}
-ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
-RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
-ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
-SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
-EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+# The algorithm identifiers come from cryptography's OID tables (one vocabulary).
+_EC_CURVES = {
+    "ec-p256": EllipticCurveOID.SECP256R1.dotted_string,
+    "ec-p384": EllipticCurveOID.SECP384R1.dotted_string,
+    "ec-p521": EllipticCurveOID.SECP521R1.dotted_string,
+}
+ID_EC_PUBLIC_KEY = PublicKeyAlgorithmOID.EC_PUBLIC_KEY.dotted_string
+RSA_ENCRYPTION = PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5.dotted_string
+ECDSA_WITH_SHA256 = SignatureAlgorithmOID.ECDSA_WITH_SHA256.dotted_string
+SHA256_WITH_RSA = SignatureAlgorithmOID.RSA_WITH_SHA256.dotted_string
+EXTENSION_REQUEST = "1.2.840.113549.1.9.14"  # PKCS #9 extensionRequest (RFC 2985)
 
 
 def csr_attributes(label: EstLabel) -> bytes:

@@ -16,12 +16,12 @@ from tests.support.devices import serve_kmi
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-# ``getcert -s`` starts certmonger on the session bus by D-Bus activation; its state lives
-# under $XDG_CONFIG_HOME, private to this test.
+# ``getcert -s`` starts certmonger on the session bus by D-Bus activation: it inherits the bus
+# daemon's environment, so HOME and XDG_CONFIG_HOME are set for dbus-run-session itself and its
+# state lives in this test's folder (never in the user's ~/.config, where a CA nickname would
+# outlive the test).
 SCRIPT = """
 set -eu
-export HOME="$PWD" XDG_CONFIG_HOME="$PWD/config"
-mkdir -p "$XDG_CONFIG_HOME"
 getcert add-scep-ca -s -c kmi-fleet -u "$KMI_URL/scep/fleet"
 getcert request -s -c kmi-fleet -f "$PWD/cert.pem" -k "$PWD/key.pem" -N CN=cm-device -L "$CHALLENGE" -w
 getcert list -s
@@ -36,10 +36,16 @@ def test_certmonger_enrolls_with_a_one_time_challenge(
     )
     challenge = create_scep_challenge(label=label, actor="test")
     with serve_kmi(tmp_path, root=root_ca, issuing=issuing_ca, tls=False) as kmi:
+        (kmi.work / "config").mkdir()
         done = subprocess.run(
             ["dbus-run-session", "--", "bash", "-c", SCRIPT],
             cwd=kmi.work,
-            env={**kmi.env, "CHALLENGE": challenge},
+            env={
+                **kmi.env,
+                "CHALLENGE": challenge,
+                "HOME": str(kmi.work),
+                "XDG_CONFIG_HOME": str(kmi.work / "config"),
+            },
             capture_output=True,
             text=True,
             timeout=120,
