@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurveOID
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import AttributeOID, PublicKeyAlgorithmOID, SignatureAlgorithmOID
 from django.db import connection, transaction
 from django.db.models import F
