@@ -34,6 +34,10 @@ PY
         --subject "${KMI_ISSUING_SUBJECT:-CN=KMI Issuing CA}" --key-type "${KMI_ISSUING_KEY_TYPE:-ec-p256}" \
         --path-length 0
     fi
+    # The transparency log every issuance feeds (issue 15's contract: the log `kmi`).
+    if ! python manage.py shell -c "import sys; from pki.models import TransparencyLog as L; sys.exit(0 if L.objects.filter(name='kmi').exists() else 1)"; then
+      python manage.py create_log kmi
+    fi
     exec python manage.py issue_service_cert
     ;;
   web)

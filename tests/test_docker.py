@@ -144,6 +144,12 @@ def test_init_role_creates_the_cas_once_and_issues_kmis_own_certificate(tmp_path
     chain = x509.load_pem_x509_certificates((tmp_path / "certs" / "kmi.example.test.crt").read_bytes())
     assert chain[0].subject.rfc4514_string() == "CN=kmi.example.test"
     assert chain[1].subject.rfc4514_string() == "CN=Example Issuing CA,O=Example"
+    # The transparency log `kmi` made once, before KMI's own certificate (which it then holds).
+    from pki.models import Certificate, PendingLeaf, TransparencyLog
+
+    assert TransparencyLog.objects.filter(name="kmi").count() == 1
+    service = Certificate.objects.get(serial=format(chain[0].serial_number, "x"))
+    assert PendingLeaf.objects.filter(certificate_id=service.pk).exists()
 
 
 # --- issue 10 §5: the deployment keeps its boundaries -----------------------------------------------

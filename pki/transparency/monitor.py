@@ -33,7 +33,7 @@ from pki.clock import resolve
 from pki.exceptions import InvalidState, NotFound, NotificationFailed, PolicyViolation
 from pki.models.alert import Alert, AlertKind, AlertSeverity, AlertState, MonitorRun
 from pki.models.audit import AuditEvent
-from pki.models.authority import CAState, CertificateAuthority
+from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.certificate import Certificate
 from pki.models.health import AuditVerification
 
@@ -365,6 +365,21 @@ def health_signals(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Signa
                 f"the CA certificate of {ca.name} expires {cert.not_after:%Y-%m-%d}",
                 {"not_after": cert.not_after.isoformat()},
             )
+    # After a rollover the previous generation's key still signs CRLs (and answers OCSP) for
+    # what it issued: its certificate running out leaves relying parties without revocation.
+    previous = CAGeneration.objects.filter(
+        state=GenerationState.PREVIOUS, certificate__not_after__lte=soon
+    ).select_related("ca", "certificate")
+    for generation in previous:
+        cert = generation.certificate
+        assert cert is not None  # filtered on its not_after
+        yield Signal(
+            AlertKind.CA_EXPIRY,
+            f"ca:{generation.ca.name}:g{generation.number}",
+            f"the CRL-signing certificate of {generation.ca.name} generation {generation.number} "
+            f"(kept for CRLs and OCSP after a rollover) expires {cert.not_after:%Y-%m-%d}",
+            {"not_after": cert.not_after.isoformat(), "generation": generation.number},
+        )
 
 
 # --- the run -------------------------------------------------------------------------------------

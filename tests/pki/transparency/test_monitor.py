@@ -208,3 +208,20 @@ def test_an_unreachable_key_backend_alerts_where_keys_are_held(issuing_ca, lifec
     Alert.objects.all().delete()
     lifecycle_conf(SIGNING="worker")
     assert not run_monitor(now=NOW + dt.timedelta(minutes=1), policy=POLICY, deliver=False).raised
+
+
+def test_a_previous_generation_near_expiry_alerts_for_its_crl_signing_key(issuing_ca):
+    from pki.models import CAGeneration, GenerationState
+    from pki.rotation import rollover_ca
+
+    rollover_ca(ca=issuing_ca, actor="ops", now=NOW)
+    old = CAGeneration.objects.get(ca=issuing_ca, state=GenerationState.PREVIOUS)
+    report = run_monitor(now=old.certificate.not_after - dt.timedelta(days=10), policy=POLICY, deliver=False)
+    raised = {(a.kind, a.subject) for a in report.raised}
+    assert (AlertKind.CA_EXPIRY, f"ca:issuing:g{old.number}") in raised
+    # Not before it comes close.
+    assert not [
+        a
+        for a in run_monitor(now=NOW, policy=POLICY, deliver=False).raised
+        if a.subject.endswith(f":g{old.number}")
+    ]
