@@ -326,23 +326,15 @@ def approve_request(
         Approval.objects.create(request=request, approver=reviewer, approved_by=actor, created_at=now)
         approvers = [a.approved_by for a in earlier] + [actor]
         required = request.profile.approvals_required if request.profile.requires_approval else 1
-        if len(approvers) < required:
-            audit.record(
-                action="request.approval_recorded",
-                actor=actor,
-                obj=request,
-                details={"approvals": len(approvers), "required": required, "approvers": approvers},
-                scope=f"ca:{request.ca_id}",
-                now=now,
-            )
-            return request
-        request.state = RequestState.APPROVED
-        request.reviewer = reviewer
-        request.reviewed_by = actor
-        request.reviewed_at = now
-        request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
+        approved = len(approvers) >= required
+        if approved:
+            request.state = RequestState.APPROVED
+            request.reviewer = reviewer
+            request.reviewed_by = actor
+            request.reviewed_at = now
+            request.save(update_fields=["state", "reviewer", "reviewed_by", "reviewed_at"])
         audit.record(
-            action="request.approved",
+            action="request.approved" if approved else "request.approval_recorded",
             actor=actor,
             obj=request,
             details={"approvals": len(approvers), "required": required, "approvers": approvers},
