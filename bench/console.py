@@ -50,7 +50,7 @@ def main() -> None:
         from pki import health
         from pki.access import grant_role
         from pki.crl import publish_crl
-        from pki.issuance import sign_csr
+        from pki.enrollment import sign_csr
         from pki.models import Profile, Role
 
         call_command("migrate", verbosity=0)

@@ -33,7 +33,7 @@ def main(out: Path) -> None:
     from cryptography.x509 import ocsp
     from django.core.management import call_command
 
-    from pki.issuance import sign_csr
+    from pki.enrollment import sign_csr
     from pki.models import Profile
     from pki.ocsp import presign_responses
     from pki.revocation import revoke_certificate

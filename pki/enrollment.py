@@ -10,18 +10,19 @@ approved, and submitting the same CSR again issues that stored request (once).
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass
 
-from cryptography import x509
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
 from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
-from pki.exceptions import SigningUnavailable
+from pki.exceptions import ApprovalRequired, SigningUnavailable
 from pki.issuance import (
     NO_OPTIONS,
     CertificateOptions,
+    CSRInput,
     approve_request,
     issue_certificate,
     parse_csr,
@@ -48,16 +49,30 @@ def enroll(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
     options: CertificateOptions = NO_OPTIONS,
+    issue: bool = True,
     now: dt.datetime | None = None,
 ) -> Enrollment:
     """Submit ``csr``; issue it at once (in the same transaction, or on a signing worker) when
-    the profile auto-approves. ``options``: the owner to notify and auto-renewal."""
+    the profile auto-approves. ``options``: the owner to notify and auto-renewal. ``issue``
+    False stops at ``approved`` (``approve_and_issue`` issues it later)."""
     now = resolve(now)
+    if not issue:
+        request = submit_request(
+            ca=ca,
+            profile=profile,
+            csr=csr,
+            actor=actor,
+            requester=requester,
+            validity_days=validity_days,
+            options=options,
+            now=now,
+        )
+        return Enrollment(request=request, certificate=None)
     if not signs_here():
         return _enroll_through_signer(
             ca=ca,
@@ -86,7 +101,7 @@ def _enroll_through_signer(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None,
     validity_days: int | None,
@@ -116,7 +131,7 @@ def _enroll_through_signer(
         request = submit_request(
             ca=ca,
             profile=profile,
-            csr=checked.csr,
+            csr=checked,
             actor=actor,
             requester=requester,
             validity_days=validity_days,
@@ -151,30 +166,78 @@ def approve_and_issue(
     request: CertificateRequest,
     actor: str,
     reviewer: User | None = None,
+    issue: bool = True,
     now: dt.datetime | None = None,
 ) -> Certificate | None:
     """Approve a pending request and, with its last required approval, issue its certificate.
 
-    Returns None while the profile waits for more approvals (by other reviewers). With
-    ``KMI_SIGNING=worker`` the approval is committed first and the signing worker issues it;
-    when no worker answers, ``SigningUnavailable`` leaves the request approved.
+    Returns None while the profile waits for more approvals (by other reviewers), or with
+    ``issue`` False (approve only). A request approved already (its issuance never ran, or
+    the signer did not finish it) is issued. Signing in process, approval and issuance commit
+    together; with ``KMI_SIGNING=worker`` the approval is committed first and the signing
+    worker issues it; when no worker answers, ``SigningUnavailable`` leaves it approved.
     """
     now = resolve(now)
     # Before any transaction, so a refusal's audit event is kept (approve_request checks again).
     ensure_not_blocked(spki_sha256=request.key_fingerprint, actor=actor, path="approve_request", now=now)
-    if not signs_here():
-        # An approval whose issuance the signer did not finish is approved already: issue it.
+    in_process = signs_here()
+    with transaction.atomic() if in_process else nullcontext():
         fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
         if fresh.state != RequestState.APPROVED:
             fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
             if fresh.state != RequestState.APPROVED:
                 return None
-        return issue_through_signer(request=fresh, actor=actor, user=reviewer)
-    with transaction.atomic():
-        approved = approve_request(request=request, actor=actor, reviewer=reviewer, now=now)
-        if approved.state != RequestState.APPROVED:
+        if not issue:
             return None
-        return issue_certificate(request=approved, actor=actor, now=now)
+        if in_process:
+            return issue_certificate(request=fresh, actor=actor, now=now)
+    return issue_through_signer(request=fresh, actor=actor, user=reviewer)
+
+
+def sign_csr(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr: CSRInput,
+    actor: str,
+    validity_days: int | None = None,
+    options: CertificateOptions = NO_OPTIONS,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """Submit, approve (as ``actor``, an operator) and issue in one step: ``enroll``, then
+    ``approve_and_issue`` when the profile wants an approval. Signing in process it is one
+    transaction (a signing failure leaves no approved request behind). A profile that needs
+    more approvers keeps the request pending (committed) and raises ``ApprovalRequired``."""
+    now = resolve(now)
+    checked = parse_csr(csr)
+    # Checked before the transaction too, so the refusal's audit event is kept.
+    ensure_not_blocked(
+        public_key=checked.public_key,
+        spki_sha256=checked.key_fingerprint,
+        actor=actor,
+        path="submit_request",
+        now=now,
+    )
+    with transaction.atomic() if signs_here() else nullcontext():
+        enrollment = enroll(
+            ca=ca,
+            profile=profile,
+            csr=checked,
+            actor=actor,
+            validity_days=validity_days,
+            options=options,
+            now=now,
+        )
+        certificate = enrollment.certificate
+        if certificate is None:
+            certificate = approve_and_issue(request=enrollment.request, actor=actor, now=now)
+        if certificate is not None:
+            return certificate
+    request = enrollment.request
+    raise ApprovalRequired(
+        f"profile {profile.name} needs {profile.approvals_required} approvals by different "
+        f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
+    )
 
 
 # --- CA and profile of a submission, cached per process ---------------------------------------

@@ -71,9 +71,14 @@ class CertificateOptions:
 
 NO_OPTIONS = CertificateOptions()
 
+# A CSR as the use cases take it: PEM or DER, parsed, or already checked by ``parse_csr``.
+CSRInput = bytes | str | x509.CertificateSigningRequest | CheckedCSR
 
-def parse_csr(csr: bytes | str | x509.CertificateSigningRequest) -> CheckedCSR:
+
+def parse_csr(csr: CSRInput) -> CheckedCSR:
     """Parse (if needed) and check a CSR: size, syntax, signature, key, extensions."""
+    if isinstance(csr, CheckedCSR):
+        return csr  # checked already, by a caller on the same path
     if isinstance(csr, x509.CertificateSigningRequest):
         return check_csr(csr)
     return check_csr(load_csr(csr, max_bytes=pki_settings().max_csr_bytes))
@@ -149,7 +154,7 @@ def submit_request(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
@@ -201,7 +206,7 @@ def submit_and_issue(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
@@ -235,7 +240,7 @@ def submit_and_issue(
             request = submit_request(
                 ca=ca,
                 profile=profile,
-                csr=checked.csr,
+                csr=checked,
                 actor=actor,
                 requester=requester,
                 validity_days=validity_days,
@@ -543,7 +548,7 @@ def issue_certificate(
     request: CertificateRequest | None = None,
     ca: CertificateAuthority | None = None,
     profile: Profile | None = None,
-    csr: bytes | str | x509.CertificateSigningRequest | CheckedCSR | None = None,
+    csr: CSRInput | None = None,
     validity_days: int | None = None,
     now: dt.datetime | None = None,
 ) -> Certificate:
@@ -568,7 +573,7 @@ def issue_certificate(
     elif ca is None or profile is None or csr is None:
         raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")
     else:
-        checked = csr if isinstance(csr, CheckedCSR) else parse_csr(csr)
+        checked = parse_csr(csr)
     ensure_not_blocked(
         public_key=checked.public_key,
         spki_sha256=checked.key_fingerprint,
@@ -623,48 +628,6 @@ def issue_for_key(
         now=now,
         key=key,
         generation=generation,
-    )
-
-
-def sign_csr(
-    *,
-    ca: CertificateAuthority,
-    profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
-    actor: str,
-    validity_days: int | None = None,
-    options: CertificateOptions = NO_OPTIONS,
-    now: dt.datetime | None = None,
-) -> Certificate:
-    """Submit, approve (as ``actor``, an operator) and issue in one step, in one transaction: a
-    signing failure leaves no approved request behind. A profile that needs more approvers keeps
-    the request pending (committed) and raises ``ApprovalRequired``."""
-    checked = parse_csr(csr)
-    # Checked before the transaction too, so the refusal's audit event is kept.
-    ensure_not_blocked(
-        public_key=checked.public_key,
-        spki_sha256=checked.key_fingerprint,
-        actor=actor,
-        path="submit_request",
-        now=now,
-    )
-    with transaction.atomic():
-        request = submit_request(
-            ca=ca,
-            profile=profile,
-            csr=checked.csr,
-            actor=actor,
-            validity_days=validity_days,
-            options=options,
-            now=now,
-        )
-        if request.state == RequestState.PENDING:
-            request = approve_request(request=request, actor=actor, now=now)
-        if request.state != RequestState.PENDING:
-            return issue_certificate(request=request, actor=actor, now=now)
-    raise ApprovalRequired(
-        f"profile {profile.name} needs {profile.approvals_required} approvals by different "
-        f"reviewers: request {request.pk} waits for them (approve_request {request.pk})"
     )
 
 

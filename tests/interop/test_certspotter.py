@@ -24,7 +24,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Certificate, Profile
 from pki.transparency.log import create_log, get_log, sign_tree_head
 from tests.conftest import make_csr

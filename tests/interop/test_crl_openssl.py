@@ -13,7 +13,7 @@ from pkilint.pkix import crl as pkilint_crl
 from pkilint.pkix import extension, name
 
 from pki.crl import pem, publish_crl, set_crl_shards
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Certificate, CertificateAuthority
 from pki.revocation import revoke_certificate
 from tests.conftest import NOW, make_csr

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import OCSPResponse, Profile
 from pki.ocsp import ensure_ocsp_responder
 from pki.revocation import revoke_certificate

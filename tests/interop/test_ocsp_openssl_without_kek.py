@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import OCSPResponse, Profile
 from pki.ocsp import STORE, ensure_ocsp_responder
 from pki.revocation import revoke_certificate

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pki.authorities import create_intermediate_ca, create_root_ca
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import CertificateAuthority
 from pki.x509.names import parse_subject
 from tests.conftest import NOW, make_csr

@@ -34,7 +34,7 @@ from playwright.sync_api import sync_playwright
 
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.crl import publish_crl
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Certificate, CertificateAuthority, Profile
 from pki.revocation import revoke_certificate
 from pki.x509.names import parse_subject

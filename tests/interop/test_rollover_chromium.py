@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Error as PlaywrightError
 
 from pki.authorities import create_intermediate_ca, create_root_ca
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import CAGeneration, Profile
 from pki.rotation import rollover_ca
 from pki.x509.names import parse_subject

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pki.crl import pem, publish_crl
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import CAGeneration, Certificate, CertificateAuthority
 from pki.ocsp import ensure_ocsp_responder
 from pki.revocation import revoke_certificate

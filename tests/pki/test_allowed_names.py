@@ -8,8 +8,8 @@ import pytest
 from cryptography import x509
 from django.core.exceptions import ImproperlyConfigured
 
+from pki.enrollment import sign_csr
 from pki.exceptions import NameNotAllowed
-from pki.issuance import sign_csr
 from pki.models import Certificate, CertificateRequest, Profile
 from pki.profile_changes import update_profile
 from pki.profiles import OPERATOR_NAMES

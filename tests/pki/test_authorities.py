@@ -8,8 +8,8 @@ import pytest
 from cryptography import x509
 
 from pki.authorities import create_intermediate_ca, create_root_ca, ensure_can_sign
+from pki.enrollment import sign_csr
 from pki.exceptions import CAUnavailable, InvalidState, NameNotAllowed, PolicyViolation
-from pki.issuance import sign_csr
 from pki.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, KeyState
 from pki.models.authority import CAState
 from pki.revocation import revoke_certificate

@@ -8,9 +8,9 @@ import pytest
 from cryptography import x509
 
 from pki.blocklist import REFUSED_ACTION, block_key, is_blocked
-from pki.enrollment import approve_and_issue
+from pki.enrollment import approve_and_issue, sign_csr
 from pki.exceptions import KeyBlocked, PolicyViolation
-from pki.issuance import approve_request, renew_certificate, sign_csr, submit_request
+from pki.issuance import approve_request, renew_certificate, submit_request
 from pki.key_controls import mark_key_compromised
 from pki.models import AuditEvent, BlockedKey, Certificate, CertificateRequest
 from pki.revocation import revoke_certificate, revoke_key

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState, SealedKey
 from pki.revocation import revoke_certificate
 from tests.conftest import FIXTURES, NOW, kek_line, make_csr

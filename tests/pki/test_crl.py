@@ -12,9 +12,9 @@ from django.db import connection
 
 from pki import crl as crl_module
 from pki.crl import mark_stale, publish_crl, publish_due_crls, set_crl_shards
+from pki.enrollment import sign_csr
 from pki.exceptions import InvalidState, NotFound, PolicyViolation
 from pki.generations import current_generation
-from pki.issuance import sign_csr
 from pki.models import (
     AuditEvent,
     Certificate,

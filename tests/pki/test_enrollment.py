@@ -9,7 +9,7 @@ from django.db import transaction
 from pki import audit
 from pki.enrollment import approve_and_issue, enroll
 from pki.exceptions import AlreadyDelivered, InvalidState, PolicyViolation
-from pki.models import AuditEvent, CertificateRequest, Key, KeyDelivery, Profile, RequestState
+from pki.models import AuditEvent, Certificate, CertificateRequest, Key, KeyDelivery, Profile, RequestState
 from pki.profile_changes import update_profile
 from pki.serverkeys import deliver_pkcs12, new_download_secret, request_server_key
 from pki.x509.names import parse_san, parse_subject
@@ -58,6 +58,34 @@ def test_approve_and_issue_refuses_a_request_that_is_not_pending(issuing_ca, pro
     cert = approve_and_issue(request=pending.request, actor="ops")
     assert CertificateRequest.objects.get(pk=pending.request.pk).state == RequestState.ISSUED
     assert cert.request_id == pending.request.pk
+
+
+def test_enrollment_that_stops_at_approved_is_issued_by_approve_and_issue(issuing_ca, profile):
+    stopped = enroll(
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        csr=make_csr(sans=[x509.DNSName("a.example.test")]),
+        actor="t",
+        issue=False,
+    )
+    assert (stopped.request.state, stopped.certificate) == (RequestState.APPROVED, None)
+    assert not Certificate.objects.filter(request=stopped.request).exists()
+    cert = approve_and_issue(request=stopped.request, actor="ops")
+    assert cert is not None
+    assert cert.request_id == stopped.request.pk
+    assert CertificateRequest.objects.get(pk=stopped.request.pk).state == RequestState.ISSUED
+    with pytest.raises(InvalidState, match="is issued, not pending"):
+        approve_and_issue(request=stopped.request, actor="ops")
+
+
+def test_approve_only_records_the_approval_and_issues_nothing(issuing_ca, profile):
+    pending = enroll(
+        ca=issuing_ca, profile=profile("code-signing"), csr=make_csr("ec-p384", subject="CN=S"), actor="t"
+    )
+    assert approve_and_issue(request=pending.request, actor="ops", issue=False) is None
+    assert CertificateRequest.objects.get(pk=pending.request.pk).state == RequestState.APPROVED
+    assert not Certificate.objects.filter(request=pending.request).exists()
+    assert approve_and_issue(request=pending.request, actor="ops") is not None
 
 
 def test_profile_update_refuses_unknown_fields_and_inconsistent_values(profile):

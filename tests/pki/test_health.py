@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from pki import health
 from pki.access import grant_role
 from pki.crl import publish_crl
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import AuditVerification, CertificateSummary, Role
 from pki.revocation import revoke_certificate
 from pki.tasks import (

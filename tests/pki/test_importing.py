@@ -17,9 +17,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from pki.crl import publish_crl
+from pki.enrollment import sign_csr
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.importing import import_ca, import_certificate, import_crl
-from pki.issuance import chain_for, sign_csr
+from pki.issuance import chain_for
 from pki.models import (
     AuditEvent,
     CAState,

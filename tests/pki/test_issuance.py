@@ -8,6 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pki.enrollment import sign_csr
 from pki.exceptions import (
     InvalidCSR,
     InvalidState,
@@ -16,7 +17,7 @@ from pki.exceptions import (
     UnsupportedExtension,
     WeakKey,
 )
-from pki.issuance import issue_certificate, sign_csr, submit_request
+from pki.issuance import issue_certificate, submit_request
 from pki.models import AuditEvent, Certificate, CertificateRequest, RequestState
 from tests.conftest import NOW, make_csr
 
@@ -300,7 +301,19 @@ def test_renewal_refuses_ca_certificates_and_names_the_policy_no_longer_allows(i
         renew_certificate(certificate=old, actor="t", now=NOW)
 
 
-def test_sign_csr_is_one_transaction_a_signing_failure_leaves_no_request(issuing_ca, profile, monkeypatch):
+@pytest.mark.parametrize(
+    ("profile_name", "csr_args"),
+    [
+        ("tls-server", {}),  # auto-approved: enroll's one statement
+        (
+            "code-signing",
+            {"key_name": "rsa-3072", "subject": "CN=Release Signing,O=KMI"},
+        ),  # approved by the operator
+    ],
+)
+def test_sign_csr_is_one_transaction_a_signing_failure_leaves_no_request(
+    issuing_ca, profile, monkeypatch, profile_name, csr_args
+):
     from pki.keys.encrypted import EncryptedKeyBackend
 
     def broken(*_args, **_kwargs):
@@ -309,5 +322,5 @@ def test_sign_csr_is_one_transaction_a_signing_failure_leaves_no_request(issuing
     requests, events = CertificateRequest.objects.count(), AuditEvent.objects.count()
     monkeypatch.setattr(EncryptedKeyBackend, "sign_certificate", broken)
     with pytest.raises(RuntimeError, match="while signing"):
-        sign_csr(ca=issuing_ca, profile=profile("tls-server"), csr=make_csr(), actor="t")
+        sign_csr(ca=issuing_ca, profile=profile(profile_name), csr=make_csr(**csr_args), actor="t")
     assert (CertificateRequest.objects.count(), AuditEvent.objects.count()) == (requests, events)

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from pki.authorities import ensure_can_sign
 from pki.crl import publish_crl, publish_due_crls
 from pki.destruction import approve_key_destruction, destroy_key, request_key_destruction
+from pki.enrollment import sign_csr
 from pki.exceptions import CAUnavailable, InvalidState, NotFound, PolicyViolation
-from pki.issuance import sign_csr
 from pki.key_controls import (
     KeyAction,
     change_key_state,

@@ -18,7 +18,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from pki.authorities import create_intermediate_ca, create_root_ca
-from pki.issuance import renew_certificate, sign_csr
+from pki.enrollment import sign_csr
+from pki.issuance import renew_certificate
 from pki.keys import get_backend
 from pki.keys.encrypted import EncryptedKeyBackend, _aad, _open
 from pki.keystore import rewrap_keys

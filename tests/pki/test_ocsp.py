@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 
 from pki import ocsp as responder
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import AuditEvent, OCSPResponder, OCSPResponse
 from pki.models.key import KeyState
 from pki.ocsp import answer, build_response, ensure_ocsp_responder, presign_responses, refresh_responses

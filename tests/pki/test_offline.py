@@ -9,8 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from pki.authorities import create_root_ca, ensure_can_sign
+from pki.enrollment import sign_csr
 from pki.exceptions import CAUnavailable, InvalidCSR, InvalidState, PolicyViolation
-from pki.issuance import chain_for, sign_csr
+from pki.issuance import chain_for
 from pki.models import AuditEvent, CAGeneration, CAState, CertificateAuthority, KeyState
 from pki.offline import install_ca_certificate, record_external_ca, request_ca_certificate, sign_ca_request
 from pki.x509.names import parse_subject

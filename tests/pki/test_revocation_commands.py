@@ -12,7 +12,7 @@ from cryptography import x509
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import AuditEvent, CertificateAuthority, CertificateRevocationList, KeyState
 from pki.models.key import Key
 from tests.conftest import NOW, make_csr

@@ -8,8 +8,9 @@ import pytest
 from cryptography import x509
 
 from pki.crl import publish_crl, publish_due_crls
+from pki.enrollment import sign_csr
 from pki.exceptions import CAUnavailable, InvalidState, NotFound, PolicyViolation
-from pki.issuance import chain_for, sign_csr
+from pki.issuance import chain_for
 from pki.locations import crl_url, parse_repository_name, repository_name
 from pki.models import (
     AuditEvent,

@@ -9,7 +9,7 @@ from typing import Any
 from cryptography import x509
 from django.db import transaction
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.keys import get_backend, key_type_of
 from pki.models import Certificate, CertificateAuthority, Key, KeyState, Profile
 from pki.models.key import KeyPurpose

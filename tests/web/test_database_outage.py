@@ -18,7 +18,7 @@ from cryptography.x509 import ocsp
 from django.contrib.auth.models import User
 
 from pki.crl import publish_crl
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.tokens import create_token
 from tests.conftest import make_csr
 from tests.ocsp_support import request_der

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from pki.crl import publish_crl
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Certificate, CertificateAuthority, OCSPResponse
 from pki.ocsp import Issuer, ensure_ocsp_responder, presign_responses
 from pki.revocation import revoke_certificate

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.issuance import approve_request, issue_certificate
+from pki.enrollment import approve_and_issue
 from pki.management.base import PKICommand, describe, get_request, pem_bundle
 from pki.models import RequestState
 
@@ -20,21 +20,21 @@ class Command(PKICommand):
         parser.add_argument("--no-issue", action="store_true", help="approve only; issue later")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        actor = self.actor()
         request = get_request(opts["request_id"])
-        if request.state != RequestState.APPROVED:  # an approved, unissued request is only issued
-            request = approve_request(request=request, actor=actor)
-            if request.state == RequestState.PENDING:
-                # The profile wants more approvals, by other reviewers (separation of duties).
-                done, needed = request.approvals.count(), request.profile.approvals_required
-                self.stdout.write(
-                    f"request {request.pk}: approval recorded ({done} of {needed}); awaiting another reviewer"
-                )
-                return
-            self.stdout.write(f"request {request.pk}: approved")
-        if opts["no_issue"]:
+        was_approved = request.state == RequestState.APPROVED  # an approved, unissued request is only issued
+        cert = approve_and_issue(request=request, actor=self.actor(), issue=not opts["no_issue"])
+        request.refresh_from_db()
+        if request.state == RequestState.PENDING:
+            # The profile wants more approvals, by other reviewers (separation of duties).
+            done, needed = request.approvals.count(), request.profile.approvals_required
+            self.stdout.write(
+                f"request {request.pk}: approval recorded ({done} of {needed}); awaiting another reviewer"
+            )
             return
-        cert = issue_certificate(request=request, actor=actor)
+        if not was_approved:
+            self.stdout.write(f"request {request.pk}: approved")
+        if cert is None:
+            return
         if opts["out"]:
             self.write_output(opts["out"], pem_bundle([cert.x509()]))
         self.stdout.write(f"request {request.pk}: issued {describe(cert)}")

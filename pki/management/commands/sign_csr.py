@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.management.base import (
     PKICommand,
     add_certificate_options,

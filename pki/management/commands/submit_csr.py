@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from pki.issuance import issue_certificate, submit_request
+from pki.enrollment import enroll
 from pki.management.base import (
     PKICommand,
     add_certificate_options,
@@ -37,17 +37,17 @@ class Command(PKICommand):
         add_certificate_options(parser)
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        actor = self.actor()
-        request = submit_request(
+        enrollment = enroll(
             ca=get_ca(opts["ca"]),
             profile=get_profile(opts["profile"]),
             csr=self.read_input(opts["csr"], opts, what="CSR"),
-            actor=actor,
+            actor=self.actor(),
             validity_days=opts["validity_days"],
             options=certificate_options(opts),
+            issue=not opts["no_issue"],
         )
-        if request.state == RequestState.APPROVED and not opts["no_issue"]:
-            cert = issue_certificate(request=request, actor=actor)
+        request, cert = enrollment.request, enrollment.certificate
+        if cert is not None:
             if opts["out"]:
                 self.write_output(opts["out"], pem_bundle([cert.x509()]))
             self.stdout.write(f"request {request.pk}: {request.state}; {describe(cert)}")

@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 
 from pki.access import grant_role
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Profile, Role
 from pki.tokens import create_token
 from pki.transparency.log import create_log, get_log, sign_tree_head

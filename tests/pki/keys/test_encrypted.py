@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from pki.destruction import approve_key_destruction, destroy_key, request_key_destruction
+from pki.enrollment import sign_csr
 from pki.exceptions import ConfigurationError, InvalidState, KeyBackendError
-from pki.issuance import sign_csr
 from pki.keys import get_backend, key_type_of
 from pki.keys.base import KeyBackend, generate_private_key, issuer_public_key, signature_hash
 from pki.keys.encrypted import EncryptedKeyBackend
@@ -221,7 +221,7 @@ def test_generated_key_types_match():
 @pytest.mark.parametrize("key_type", ["ml-dsa-44", "ml-dsa-65", "ml-dsa-87"])
 def test_ml_dsa_ca_signs_certificates_that_verify(db, key_type, profile):
     from pki.authorities import create_intermediate_ca, create_root_ca
-    from pki.issuance import sign_csr
+    from pki.enrollment import sign_csr
     from pki.x509.names import parse_subject
     from tests.conftest import NOW, make_csr
 

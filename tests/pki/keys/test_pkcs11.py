@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.crl import publish_crl
 from pki.destruction import destroy_key
+from pki.enrollment import sign_csr
 from pki.exceptions import ConfigurationError, KeyBackendError
-from pki.issuance import sign_csr
 from pki.keys import get_backend, signature_hash
 from pki.keys.pkcs11 import Pkcs11KeyBackend
 from pki.keystore import generate_key

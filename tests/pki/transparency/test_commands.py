@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import Certificate, TransparencyLog
 from pki.tasks import BEAT_SCHEDULE
 from tests.conftest import NOW, make_csr

@@ -9,8 +9,9 @@ import pytest
 from django.db import transaction
 
 from pki import audit
+from pki.enrollment import sign_csr
 from pki.exceptions import AlreadyExists, NotFound, PolicyViolation
-from pki.issuance import sign_csr, submit_and_issue
+from pki.issuance import submit_and_issue
 from pki.models import AuditEvent, Certificate, LogEntry, PendingLeaf, SignedTreeHead, TransparencyLog
 from pki.transparency import log as ct
 from pki.transparency import merkle

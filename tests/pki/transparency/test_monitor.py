@@ -13,8 +13,8 @@ from django.core import mail
 from django.db import transaction
 
 from pki import audit
+from pki.enrollment import sign_csr
 from pki.exceptions import InvalidState, NotFound, PolicyViolation
-from pki.issuance import sign_csr
 from pki.models import Alert, AlertKind, AlertState, AuditEvent, AuditVerification, MonitorRun
 from pki.notifications import verify_webhook_signature
 from pki.transparency.monitor import (

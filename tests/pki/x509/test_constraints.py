@@ -6,8 +6,8 @@ import pytest
 from cryptography import x509
 
 from pki.authorities import create_intermediate_ca
+from pki.enrollment import sign_csr
 from pki.exceptions import NameNotAllowed, PolicyViolation
-from pki.issuance import sign_csr
 from pki.models import Certificate
 from pki.x509.constraints import NameConstraints, Subtree
 from pki.x509.names import SAN, parse_subject

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.models import LogEntry
 from pki.transparency import log as ct
 from pki.transparency import merkle

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pki import conf
 from pki import ocsp as responder
-from pki.issuance import sign_csr
+from pki.enrollment import sign_csr
 from pki.ocsp import presign_responses
 from tests.conftest import NOW, make_csr
 from tests.ocsp_support import request_der

@@ -179,7 +179,7 @@ def test_crl_requests_stay_lean(client, published, django_assert_num_queries):
 def test_each_ca_generation_is_served_at_its_own_urls(client, issuing_ca, profile):
     """After a rollover the first generation's URLs keep answering for what it signed."""
     from pki.crl import set_crl_shards
-    from pki.issuance import sign_csr
+    from pki.enrollment import sign_csr
     from pki.rotation import rollover_ca
     from tests.conftest import make_csr
 
