@@ -410,9 +410,9 @@ def _ownership(
 ) -> tuple[bool, int | None, str, str]:
     """auto_renew, renew_before_days, owner e-mail and webhook of a certificate about to be issued.
 
-    A renewal keeps its predecessor's; a request's own choices win over the profile's defaults;
-    anything else (ACME, which renews through its client; KMI's own responder certificates) does
-    not renew itself and names no owner of its own.
+    A renewal keeps its predecessor's; a request's own choices win over the profile's defaults
+    (ACME's requests say no: its client renews); a certificate without a request (KMI's own
+    responder certificates) does not renew itself and names no owner of its own.
     """
     if renewed_from is not None:
         return (

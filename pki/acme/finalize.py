@@ -15,7 +15,7 @@ from pki import audit
 from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.exceptions import InvalidCSR, KeyBlocked, PolicyViolation
-from pki.issuance import issue_certificate, parse_csr
+from pki.issuance import CertificateOptions, parse_csr, submit_and_issue
 from pki.models.acme import AcmeAccount, AcmeEndpoint, AcmeOrder, OrderStatus
 from pki.profiles import check_public_key
 from pki.signals import acme_order_processing
@@ -24,7 +24,7 @@ from pki.x509.csr import CheckedCSR
 from pki.x509.names import SAN
 
 from . import jws as jose
-from .exceptions import ERROR_NAMESPACE, AcmeError, BadCSR, BadPublicKey, OrderNotReady
+from .exceptions import ERROR_NAMESPACE, AcmeError, BadCSR, BadPublicKey, OrderNotReady, Unauthorized
 from .orders import audit_scope, order_sans, refresh_order
 
 
@@ -170,16 +170,29 @@ def _checked_csr(order: AcmeOrder, endpoint: AcmeEndpoint, csr_der: bytes) -> Ch
     return checked
 
 
+# An ACME client renews its certificates itself (RFC 9773 tells it when): KMI does not, and the
+# certificate names no owner to notify.
+_ORDER_OPTIONS = CertificateOptions(auto_renew=False)
+
+
 def _issue_for_order(
     order: AcmeOrder, endpoint: AcmeEndpoint, checked: CheckedCSR, *, actor: str, now: dt.datetime
 ) -> None:
-    """Issue the order's certificate and mark it valid (inside the caller's transaction)."""
+    """Submit and issue the order's CSR as every issuance path does (a request row, its audit
+    events) and mark the order valid (inside the caller's transaction)."""
+    if endpoint.profile.requires_approval:
+        # The validated order is ACME's only approval (create_endpoint refuses such a profile;
+        # it may have changed since): nothing is stored for an operator to approve.
+        raise Unauthorized(
+            f"profile {endpoint.profile.name} needs an operator's approval; ACME issues without one"
+        )
     try:
-        cert = issue_certificate(
+        _request, cert = submit_and_issue(
             ca=endpoint.ca,
             profile=endpoint.profile,
             csr=checked,
             validity_days=order.validity_days,
+            options=_ORDER_OPTIONS,
             actor=actor,
             now=now,
         )
@@ -187,6 +200,7 @@ def _issue_for_order(
         raise BadPublicKey(str(exc)) from None
     except (PolicyViolation, InvalidCSR) as exc:
         raise BadCSR(str(exc)) from None
+    assert cert is not None  # an auto-approving profile (checked above) issues at once
     order.status = OrderStatus.VALID
     order.certificate = cert
     order.csr_der = None

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from pki.acme.endpoints import create_eab_key, create_endpoint
 from pki.acme.locations import directory_url
-from pki.models import AcmeAccount, AcmeOrder, AuditEvent, Certificate
+from pki.models import AcmeAccount, AcmeOrder, AuditEvent, Certificate, CertificateRequest, Profile
 from tests.acme_support import (
     AcmeTestClient,
     Http01Responder,
@@ -209,6 +209,11 @@ def test_http01_order_for_dns_and_ip_issues_a_certificate_chain(
     row = Certificate.objects.get(serial=format(chain[0].serial_number, "x"))
     assert AuditEvent.objects.filter(action="certificate.issued", object_id=str(row.pk)).exists()
     assert AuditEvent.objects.filter(action="acme.order.finalized").exists()
+    # Like every issuance path: a request row, issued, with its submission audited.
+    request = CertificateRequest.objects.get(pk=row.request_id)
+    assert (request.state, request.requested_by, request.reviewed_by) == ("issued", row_actor(row), "auto")
+    assert AuditEvent.objects.filter(action="request.submitted", object_id=str(request.pk)).exists()
+    assert not row.auto_renew  # the ACME client renews it
     orders = acme.post(acme.kid + "/orders", None).json()["orders"]
     assert orders == [order_url]
 
@@ -375,6 +380,24 @@ def test_unsupported_identifier_type_is_refused(acme):
     assert response.problem_type == "unsupportedIdentifier"
 
 
+def row_actor(row: Certificate) -> str:
+    """The audit actor of the ACME order that issued ``row``."""
+    return AuditEvent.objects.get(action="certificate.issued", object_id=str(row.pk)).actor
+
+
+def test_a_profile_that_now_needs_approval_refuses_finalize_and_stores_nothing(
+    acme, http01, django_capture_on_commit_callbacks, endpoint
+):
+    order, order_url = _order(acme, "www.example.test")
+    _solve_http01(acme, order, http01, django_capture_on_commit_callbacks)
+    Profile.objects.filter(pk=endpoint.profile_id).update(requires_approval=True)  # after the endpoint
+    response = _finalize(acme, order, ["www.example.test"])
+    assert (response.status, response.problem_type) == (403, "unauthorized"), response.body
+    assert "needs an operator's approval" in response.json()["detail"]
+    assert not CertificateRequest.objects.exists()
+    assert acme.post(order_url, None).json()["status"] == "ready"
+
+
 def test_csr_with_an_extra_name_is_bad_csr_and_nothing_is_issued(
     acme, http01, django_capture_on_commit_callbacks
 ):
@@ -481,7 +504,7 @@ def test_domain_errors_at_finalize_get_their_acme_type_in_one_place(
     def failing(*_, **__):
         raise getattr(exceptions, error)(f"injected {error}")
 
-    monkeypatch.setattr(finalize, "issue_certificate", failing)
+    monkeypatch.setattr(finalize, "submit_and_issue", failing)
     response = _finalize(acme, order, ["www.example.test"])
     assert (response.status, response.problem_type) == (status, problem_type), response.body
     assert response.headers.get("Retry-After") == retry_after
