@@ -109,8 +109,8 @@ def _new_request(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    checked: CheckedCSR,
-    sans: tuple[SAN, ...],
+    csr_der: bytes,
+    subject: Subject,
     actor: str,
     requester: User | None,
     validity_days: int | None,
@@ -118,16 +118,19 @@ def _new_request(
     now: dt.datetime,
     request_id: int | None = None,
     options: CertificateOptions = NO_OPTIONS,
+    renews: Certificate | None = None,
 ) -> tuple[CertificateRequest, dict[str, Any]]:
-    """The (unsaved) request row of a checked CSR and its ``request.submitted`` audit details."""
+    """The (unsaved) request row of a checked submission and its ``request.submitted`` audit details.
+
+    ``csr_der`` is empty for a renewal that keeps its certificate's key (``renews``)."""
     request = CertificateRequest(
         id=request_id,
         ca=ca,
         profile=profile,
-        csr_der=checked.der,
-        subject=checked.subject.rfc4514_string(),
-        san_text="\n".join(str(s) for s in sans),
-        key_fingerprint=checked.key_fingerprint,
+        csr_der=csr_der,
+        subject=subject.name.rfc4514_string(),
+        san_text="\n".join(str(s) for s in subject.sans),
+        key_fingerprint=subject.key_fingerprint or spki_fingerprint(subject.public_key),
         validity_days=validity_days,
         state=RequestState.APPROVED if auto else RequestState.PENDING,
         requester=requester,
@@ -135,19 +138,64 @@ def _new_request(
         reviewed_by="auto" if auto else "",
         reviewed_at=now if auto else None,
         created_at=now,
+        renews=renews,
         auto_renew=options.auto_renew,
         renew_before_days=options.renew_before_days,
         owner_email=options.owner_email,
         owner_webhook_url=options.owner_webhook_url,
     )
-    details = {
+    details: dict[str, Any] = {
         "ca": ca.name,
         "profile": profile.name,
         "subject": request.subject,
-        "sans": [str(s) for s in sans],
+        "sans": [str(s) for s in subject.sans],
         "state": request.state,
     }
+    if renews is not None:
+        details["renews"] = renews.serial
     return request, details
+
+
+def record_submission(
+    *,
+    ca: CertificateAuthority,
+    profile: Profile,
+    csr_der: bytes,
+    subject: Subject,
+    actor: str,
+    requester: User | None,
+    validity_days: int | None,
+    auto: bool,
+    now: dt.datetime,
+    options: CertificateOptions = NO_OPTIONS,
+    renews: Certificate | None = None,
+) -> CertificateRequest:
+    """Store a checked submission (approved when ``auto``, else pending) with its
+    ``request.submitted`` audit event, together."""
+    request, details = _new_request(
+        ca=ca,
+        profile=profile,
+        csr_der=csr_der,
+        subject=subject,
+        actor=actor,
+        requester=requester,
+        validity_days=validity_days,
+        auto=auto,
+        now=now,
+        options=options,
+        renews=renews,
+    )
+    with transaction.atomic():
+        request.save(force_insert=True)
+        audit.record(
+            action="request.submitted",
+            actor=actor,
+            obj=request,
+            details=details,
+            scope=f"ca:{ca.pk}",
+            now=now,
+        )
+    return request
 
 
 def submit_request(
@@ -176,30 +224,18 @@ def submit_request(
     )
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
-    auto = not policy.requires_approval
-    with transaction.atomic():
-        request, details = _new_request(
-            ca=ca,
-            profile=profile,
-            checked=checked,
-            sans=sans,
-            actor=actor,
-            requester=requester,
-            validity_days=validity_days,
-            auto=auto,
-            now=now,
-            options=options,
-        )
-        request.save(force_insert=True)
-        audit.record(
-            action="request.submitted",
-            actor=actor,
-            obj=request,
-            details=details,
-            scope=f"ca:{ca.pk}",
-            now=now,
-        )
-    return request
+    return record_submission(
+        ca=ca,
+        profile=profile,
+        csr_der=checked.der,
+        subject=Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint),
+        actor=actor,
+        requester=requester,
+        validity_days=validity_days,
+        auto=not policy.requires_approval,
+        now=now,
+        options=options,
+    )
 
 
 def submit_and_issue(
@@ -251,11 +287,12 @@ def submit_and_issue(
                 return request, None
             return request, issue_certificate(request=request, csr=checked, actor=actor, now=now)
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
+    subject = Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint)
     request, details = _new_request(
         ca=ca,
         profile=profile,
-        checked=checked,
-        sans=sans,
+        csr_der=checked.der,
+        subject=subject,
         actor=actor,
         requester=requester,
         validity_days=validity_days,
@@ -271,7 +308,7 @@ def submit_and_issue(
         ca=ca,
         profile=profile,
         policy=policy,
-        subject=Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint),
+        subject=subject,
         validity_days=policy.validity_for(validity_days),
         actor=actor,
         now=now,
@@ -349,20 +386,32 @@ def approve_request(
     return request
 
 
-def fail_request(
-    *, request: CertificateRequest, reason: str, actor: str, now: dt.datetime | None = None
+def _close_request(
+    request: CertificateRequest,
+    *,
+    expected: RequestState,
+    closed: RequestState,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+    reviewer: User | None = None,
+    reviewed: bool = False,
 ) -> CertificateRequest:
-    """Give up an approved request that was never issued (state ``failed``, with the reason); audited."""
-    now = resolve(now)
+    """Move a request from ``expected`` to ``closed`` with a reason, audited ``request.<closed>``;
+    ``reviewed``: the actor (and ``reviewer``) decided it, and the row says so."""
     with transaction.atomic():
         request = CertificateRequest.objects.select_for_update().get(pk=request.pk)
-        if request.state != RequestState.APPROVED:
-            raise InvalidState(f"request {request.pk} is {request.state}, not approved")
-        request.state = RequestState.FAILED
+        if request.state != expected:
+            raise InvalidState(f"request {request.pk} is {request.state}, not {expected.value}")
+        request.state = closed
         request.reason = reason
-        request.save(update_fields=["state", "reason"])
+        fields = ["state", "reason"]
+        if reviewed:
+            request.reviewer, request.reviewed_by, request.reviewed_at = reviewer, actor, now
+            fields += ["reviewer", "reviewed_by", "reviewed_at"]
+        request.save(update_fields=fields)
         audit.record(
-            action="request.failed",
+            action=f"request.{closed.value}",
             actor=actor,
             obj=request,
             details={"reason": reason},
@@ -370,6 +419,20 @@ def fail_request(
             now=now,
         )
     return request
+
+
+def fail_request(
+    *, request: CertificateRequest, reason: str, actor: str, now: dt.datetime | None = None
+) -> CertificateRequest:
+    """Give up an approved request that was never issued (state ``failed``, with the reason); audited."""
+    return _close_request(
+        request,
+        expected=RequestState.APPROVED,
+        closed=RequestState.FAILED,
+        reason=reason,
+        actor=actor,
+        now=resolve(now),
+    )
 
 
 def reject_request(
@@ -381,28 +444,18 @@ def reject_request(
     now: dt.datetime | None = None,
 ) -> CertificateRequest:
     """Reject a pending request with a reason."""
-    now = resolve(now)
     if not reason.strip():
         raise PolicyViolation("a rejection needs a reason")
-    with transaction.atomic():
-        request = CertificateRequest.objects.select_for_update().get(pk=request.pk)
-        if request.state != RequestState.PENDING:
-            raise InvalidState(f"request {request.pk} is {request.state}, not pending")
-        request.state = RequestState.REJECTED
-        request.reason = reason.strip()
-        request.reviewer = reviewer
-        request.reviewed_by = actor
-        request.reviewed_at = now
-        request.save(update_fields=["state", "reason", "reviewer", "reviewed_by", "reviewed_at"])
-        audit.record(
-            action="request.rejected",
-            actor=actor,
-            obj=request,
-            details={"reason": request.reason},
-            scope=f"ca:{request.ca_id}",
-            now=now,
-        )
-    return request
+    return _close_request(
+        request,
+        expected=RequestState.PENDING,
+        closed=RequestState.REJECTED,
+        reason=reason.strip(),
+        actor=actor,
+        now=resolve(now),
+        reviewer=reviewer,
+        reviewed=True,
+    )
 
 
 def _ownership(

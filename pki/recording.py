@@ -44,48 +44,75 @@ def is_ca_certificate(cert: x509.Certificate) -> bool:
         return False
 
 
+def certificate_row(
+    cert: x509.Certificate,
+    *,
+    ca: CertificateAuthority,
+    now: dt.datetime,
+    der: bytes | None = None,
+    key: Key | None = None,
+    profile: Profile | None = None,
+    request: CertificateRequest | None = None,
+    renewed_from: Certificate | None = None,
+    auto_renew: bool = False,
+    renew_before_days: int | None = None,
+    san_text: str | None = None,
+    key_fingerprint: str | None = None,
+    is_ca: bool | None = None,
+    crl_shard: int | None = None,
+    owner_email: str = "",
+    owner_webhook_url: str = "",
+    owner_id: int | None = None,
+    issuer_generation: int | None = None,
+) -> Certificate:
+    """The (unsaved) row of a certificate ``ca`` signed: the one place a ``Certificate`` is built.
+
+    ``san_text``, ``key_fingerprint`` and ``is_ca`` may be passed when the caller already knows
+    them (reading them back from the signed certificate parses its extensions again).
+    ``issuer_generation`` is the generation (key) of ``ca`` that signed it: the current one
+    unless said otherwise.
+    """
+    der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
+    return Certificate(
+        ca=ca,
+        serial=serial_hex(cert.serial_number),
+        der=der,
+        subject=cert.subject.rfc4514_string(),
+        san_text=san_lines(cert) if san_text is None else san_text,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        key_fingerprint=key_fingerprint or spki_fingerprint(cert.public_key()),
+        key=key,
+        is_ca=is_ca_certificate(cert) if is_ca is None else is_ca,
+        profile=profile,
+        request=request,
+        renewed_from=renewed_from,
+        auto_renew=auto_renew,
+        renew_before_days=renew_before_days,
+        crl_shard=crl_shard,
+        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
+        owner_email=owner_email,
+        owner_webhook_url=owner_webhook_url,
+        owner_id=owner_id,
+        created_at=now,
+    )
+
+
 def record_certificate(
     cert: x509.Certificate,
     *,
     ca: CertificateAuthority,
     now: dt.datetime,
     key: Key | None = None,
-    profile: Profile | None = None,
-    request: CertificateRequest | None = None,
-    renewed_from: Certificate | None = None,
-    auto_renew: bool = False,
     der: bytes | None = None,
-    crl_shard: int | None = None,
-    owner_id: int | None = None,
     issuer_generation: int | None = None,
 ) -> Certificate:
-    """Insert the row for a certificate ``ca`` signed (in the caller's transaction).
-
-    ``issuer_generation`` is the generation (key) of ``ca`` that signed it: the current one
-    unless said otherwise.
-    """
-    der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
-    return Certificate.objects.create(
-        ca=ca,
-        serial=serial_hex(cert.serial_number),
-        der=der,
-        subject=cert.subject.rfc4514_string(),
-        san_text=san_lines(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        key_fingerprint=spki_fingerprint(cert.public_key()),
-        key=key,
-        is_ca=is_ca_certificate(cert),
-        profile=profile,
-        request=request,
-        renewed_from=renewed_from,
-        auto_renew=auto_renew,
-        crl_shard=crl_shard,
-        owner_id=owner_id,
-        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
-        created_at=now,
-    )
+    """Insert the row for a certificate ``ca`` signed (in the caller's transaction): CA
+    certificates, cross certificates and imports; issuance goes through ``record_issuance``."""
+    row = certificate_row(cert, ca=ca, now=now, key=key, der=der, issuer_generation=issuer_generation)
+    row.save(force_insert=True)
+    return row
 
 
 _CERT_COLUMNS = (
@@ -222,35 +249,28 @@ def record_issuance(
     unsaved row (its id from ``new_request_id``): it is inserted already issued, and both audit
     events are chained in the same statement, the submission first.
 
-    ``san_text``, ``key_fingerprint`` and ``is_ca`` may be passed when the caller already knows
-    them (reading them back from the signed certificate parses its extensions again).
-    On PostgreSQL this is one statement (one round trip); elsewhere the ORM does it in the
-    caller's transaction. ``event`` builds the audit event from the (unsaved) row.
+    The row is ``certificate_row``'s. On PostgreSQL this is one statement (one round trip);
+    elsewhere the ORM does it in the caller's transaction. ``event`` builds the audit event
+    from the (unsaved) row.
     """
-    der = cert.public_bytes(serialization.Encoding.DER)
-    row = Certificate(
+    row = certificate_row(
+        cert,
         ca=ca,
-        serial=serial_hex(cert.serial_number),
-        der=der,
-        subject=cert.subject.rfc4514_string(),
-        san_text=san_lines(cert) if san_text is None else san_text,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        key_fingerprint=key_fingerprint or spki_fingerprint(cert.public_key()),
+        now=now,
         key=key,
-        is_ca=is_ca_certificate(cert) if is_ca is None else is_ca,
         profile=profile,
         request=request,
         renewed_from=renewed_from,
         auto_renew=auto_renew,
         renew_before_days=renew_before_days,
+        san_text=san_text,
+        key_fingerprint=key_fingerprint,
+        is_ca=is_ca,
         crl_shard=crl_shard,
-        issuer_generation=ca.generation if issuer_generation is None else issuer_generation,
         owner_email=owner_email,
         owner_webhook_url=owner_webhook_url,
         owner_id=owner_id,
-        created_at=now,
+        issuer_generation=issuer_generation,
     )
     if submitted is not None and request is None:
         raise ValueError("a submission event needs the request row it records")

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from django.contrib.auth.models import User
-from django.db import transaction
 
-from pki import audit
 from pki.clock import resolve
-from pki.issuance import plan_renewal, renew_certificate
+from pki.issuance import plan_renewal, record_submission, renew_certificate
 from pki.models.certificate import Certificate
-from pki.models.request import CertificateRequest, RequestState
+from pki.models.request import CertificateRequest
 
 
 @dataclass(frozen=True)
@@ -53,40 +51,18 @@ def submit_renewal(
         validity_days=validity_days,
         now=now,
     )
-    sans = "\n".join(str(s) for s in plan.subject.sans)
-    with transaction.atomic():
-        request = CertificateRequest.objects.create(
-            ca=plan.ca,
-            profile=plan.profile,
-            csr_der=plan.checked.der if plan.checked is not None else b"",
-            subject=plan.subject.name.rfc4514_string(),
-            san_text=sans,
-            key_fingerprint=plan.checked.key_fingerprint
-            if plan.checked is not None
-            else certificate.key_fingerprint,
-            validity_days=validity_days,
-            state=RequestState.PENDING,
-            requester=renewer,
-            requested_by=actor,
-            renews=certificate,
-            created_at=now,
-        )
-        audit.record(
-            action="request.submitted",
-            actor=actor,
-            obj=request,
-            details={
-                "ca": plan.ca.name,
-                "profile": plan.profile.name,
-                "subject": request.subject,
-                "sans": sans.splitlines(),
-                "state": request.state,
-                "renews": certificate.serial,
-            },
-            scope=f"ca:{plan.ca.pk}",
-            now=now,
-        )
-    return request
+    return record_submission(
+        ca=plan.ca,
+        profile=plan.profile,
+        csr_der=plan.checked.der if plan.checked is not None else b"",  # empty: keeps the key
+        subject=plan.subject,
+        actor=actor,
+        requester=renewer,
+        validity_days=validity_days,
+        auto=False,
+        now=now,
+        renews=certificate,
+    )
 
 
 def renew(
