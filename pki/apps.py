@@ -17,8 +17,7 @@ class PkiConfig(AppConfig):
             tasks,  # noqa: F401 — connects the Celery receivers of the domain signals
         )
         from pki.acme.conf import acme_settings
-        from pki.conf import ocsp_settings, pki_settings
-        from pki.lifecycle_conf import lifecycle_settings
+        from pki.conf import lifecycle_settings, ocsp_settings, pki_settings
 
         pki_settings()
         ocsp_settings()

@@ -37,11 +37,11 @@ from django.db.models.functions import Coalesce
 from pki import audit, exceptions
 from pki.authorities import disable_cas_holding
 from pki.clock import resolve
+from pki.conf import lifecycle_settings
 from pki.enrollment import sign_csr
 from pki.exceptions import InvalidState, NotFound, NotificationFailed, PKIError
 from pki.issuance import fail_request, renew_certificate
 from pki.keystore import generate_key
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.authority import CAState, CertificateAuthority
 from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate

@@ -24,8 +24,8 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMessage
 
+from pki.conf import lifecycle_settings
 from pki.exceptions import NotificationFailed
-from pki.lifecycle_conf import lifecycle_settings
 
 SIGNATURE_HEADER = "X-KMI-Signature"
 TIMESTAMP_HEADER = "X-KMI-Timestamp"

@@ -36,8 +36,8 @@ from typing import Any
 from django.db import transaction
 
 from pki import exceptions
+from pki.conf import lifecycle_settings
 from pki.exceptions import NotFound, PKIError, SigningFailed, SigningUnavailable
-from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import signing_finished
 
 log = logging.getLogger(__name__)

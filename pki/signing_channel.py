@@ -26,8 +26,8 @@ from django.db import transaction
 from pki import audit
 from pki.access import Action, can
 from pki.clock import resolve
+from pki.conf import lifecycle_settings
 from pki.exceptions import ConfigurationError, PKIError, SigningRefused
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.signing import SigningJob, SigningJobState
 
 log = logging.getLogger("pki.signing")

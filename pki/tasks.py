@@ -22,9 +22,8 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from pki import lifecycle
-from pki.conf import pki_settings
+from pki.conf import lifecycle_settings, pki_settings
 from pki.health import HEARTBEAT_SECONDS
-from pki.lifecycle_conf import lifecycle_settings
 from pki.signals import (
     acme_challenge_ready,
     acme_order_processing,

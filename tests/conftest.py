@@ -204,7 +204,7 @@ def use_keks(settings: Any) -> Iterator[Callable[..., None]]:
 @pytest.fixture
 def lifecycle_conf(settings: Any) -> Iterator[Callable[..., None]]:
     """Override ``settings.KMI_LIFECYCLE`` entries for one test: ``lifecycle_conf(SIGNING="worker")``."""
-    from pki import lifecycle_conf as conf
+    from pki import conf
 
     def override(**values: object) -> None:
         settings.KMI_LIFECYCLE = {**settings.KMI_LIFECYCLE, **values}

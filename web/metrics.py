@@ -42,8 +42,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pki.clock import utcnow
+from pki.conf import lifecycle_settings
 from pki.keys.health import key_backend_status
-from pki.lifecycle_conf import lifecycle_settings
 from pki.locations import repository_name
 from pki.models import Certificate, CertificateAuthority
 from pki.signals import signing_finished

@@ -255,7 +255,7 @@ KMI.update(
     }
 )
 # --- lifecycle: scheduled jobs, notifications, signing placement -----------------------------
-# Validated once into pki.lifecycle_conf.LifecycleSettings (README: Production deployment).
+# Validated once into pki.conf.LifecycleSettings (README: Production deployment).
 KMI_LIFECYCLE = {
     # KMI_SIGNING=inprocess signs where the use case runs; KMI_SIGNING=worker signs only on the
     # Celery `signing` queue, so web processes need no KEK at all.

@@ -7,9 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from pki.clock import resolve
-from pki.conf import ocsp_settings
+from pki.conf import lifecycle_settings, ocsp_settings
 from pki.keys import get_backend
-from pki.lifecycle_conf import lifecycle_settings
 from pki.models.certificate import Certificate
 from pki.ocsp.caches import ISSUERS, LOCAL, MISSES, SIGNERS
 from pki.ocsp.issuers import Issuer

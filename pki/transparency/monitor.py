@@ -306,9 +306,9 @@ def token_errors(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Signal]
 
 def health_signals(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Signal]:
     """Broken audit chain, stale CRL or OCSP, a silent signer, unreachable key backends, CA expiry."""
+    from pki.conf import lifecycle_settings
     from pki.health import queue_health, revocation_health
     from pki.keys.health import key_backend_status
-    from pki.lifecycle_conf import lifecycle_settings
 
     last = AuditVerification.objects.order_by("-started_at").first()
     if last is not None and not last.ok:
@@ -566,7 +566,7 @@ def deliver_alerts(*, now: dt.datetime | None = None) -> int:
     An alert is claimed (``notified_at`` set and committed) before it is sent, so two monitors
     never send one episode twice; the episode id travels as the delivery id for receivers.
     """
-    from pki.lifecycle_conf import lifecycle_settings
+    from pki.conf import lifecycle_settings
     from pki.notifications import send_email, send_webhook
 
     now = resolve(now)

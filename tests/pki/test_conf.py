@@ -7,7 +7,7 @@ import base64
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from pki.conf import build_settings, parse_kek_lines
+from pki.conf import build_lifecycle_settings, build_settings, parse_kek_lines
 from tests.conftest import kek_line
 
 BACKENDS = {"encrypted": {"BACKEND": "pki.keys.encrypted.EncryptedKeyBackend"}}
@@ -80,3 +80,14 @@ def test_backends_are_checked():
         ImproperlyConfigured, match="KMI_DEFAULT_KEY_BACKEND='hsm' is not a configured backend"
     ):
         build_settings(conf(DEFAULT_KEY_BACKEND="hsm"))
+
+
+def test_bad_lifecycle_settings_are_refused_at_start_up():
+    with pytest.raises(ImproperlyConfigured, match="whole days"):
+        build_lifecycle_settings({"EXPIRY_THRESHOLDS": "30,soon"})
+    with pytest.raises(ImproperlyConfigured, match="at least 1 day"):
+        build_lifecycle_settings({"EXPIRY_THRESHOLDS": "30,0"})
+    with pytest.raises(ImproperlyConfigured, match="KMI_SIGNING"):
+        build_lifecycle_settings({"SIGNING": "elsewhere"})
+    with pytest.raises(ImproperlyConfigured, match="http"):
+        build_lifecycle_settings({"ALERT_WEBHOOK_URL": "ftp://x"})

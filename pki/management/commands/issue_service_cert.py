@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from pki.conf import lifecycle_settings
 from pki.lifecycle import ensure_service_certificate
-from pki.lifecycle_conf import lifecycle_settings
 from pki.management.base import PKICommand, get_ca, get_profile
 
 

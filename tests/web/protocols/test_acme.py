@@ -876,13 +876,8 @@ def test_a_valid_authorization_of_the_account_is_reused_by_its_next_order(
 
 
 @pytest.fixture
-def worker_signing(settings):
-    from pki import lifecycle_conf
-
-    settings.KMI_LIFECYCLE = {**getattr(settings, "KMI_LIFECYCLE", {}), "SIGNING": "worker"}
-    lifecycle_conf.reset()
-    yield
-    lifecycle_conf.reset()
+def worker_signing(lifecycle_conf):
+    lifecycle_conf(SIGNING="worker")
 
 
 def test_with_worker_signing_finalize_hands_the_order_to_a_signing_worker(

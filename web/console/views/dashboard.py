@@ -10,7 +10,7 @@ from django.shortcuts import render
 from pki import health
 from pki.access import Action, can, visible_audit_events, visible_requests
 from pki.clock import utcnow
-from pki.lifecycle_conf import lifecycle_settings
+from pki.conf import lifecycle_settings
 from pki.models import AuditVerification, RequestState
 from pki.transparency.monitor import open_alerts
 from web.console.auth import console_view
