@@ -12,22 +12,31 @@ Environment: BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_PORT (default 18480).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import recreate_database  # noqa: E402 - needs ROOT on sys.path
+from bench.support import (  # noqa: E402 - needs ROOT on sys.path
+    WRK_SUMMARY,
+    children,
+    clean_redis,
+    count_certificates,
+    cpu_seconds,
+    manage,
+    postgres_backends,
+    recreate_database,
+    run_wrk,
+    server_environment,
+    start_gunicorn,
+    tls_csr,
+)
 
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_api")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
@@ -35,7 +44,8 @@ PORT = int(os.environ.get("BENCH_PORT", "18480"))
 TARGET = 500
 PREFIX = f"kmi-bench-api-{os.getpid()}"
 
-WRK_SCRIPT = r"""
+WRK_SCRIPT = (
+    r"""
 local bodies = {}
 local i = 0
 local token = os.getenv("BENCH_TOKEN")
@@ -55,42 +65,20 @@ local other = 0
 function response(status, headers, body)
   if status == 201 then created = created + 1 else other = other + 1 end
 end
-function done(summary, latency, requests)
-  io.write(string.format(
-    "WRKJSON {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
-    "\"non2xx\": %d, \"socket_errors\": %d}\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
-    summary.errors.timeout))
-end
 """
+    + WRK_SUMMARY
+)
 
 
 def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": BENCH_DB,
-            "REDIS_URL": BENCH_REDIS,
-            "KMI_CACHE_PREFIX": PREFIX,
-            # Celery's queues and bindings (OCSP pre-signing after issuance) under the prefix too.
-            "KMI_REDIS_KEY_PREFIX": f"{PREFIX}:",
-            "KMI_OCSP_REDIS_PREFIX": f"{PREFIX}:ocsp",
-            "KMI_KEK": env.get("BENCH_KEK", "bench:" + base64.urlsafe_b64encode(b"a" * 32).decode()),
-            "DJANGO_SETTINGS_MODULE": "web.settings",
-            "KMI_LOG_LEVEL": "WARNING",
-            "KMI_BASE_URL": "http://pki.example.test",
-            "KMI_API_ENROLL_RATE": "100000000/minute",
-            "KMI_DB_CONN_MAX_AGE": "600",
-        }
+    return server_environment(
+        database_url=BENCH_DB, redis_url=BENCH_REDIS, prefix=PREFIX, KMI_API_ENROLL_RATE="100000000/minute"
     )
-    return env
 
 
 def _setup(env: dict[str, str]) -> str:
     """Migrate, create the CAs, a requester and its token; return the token text."""
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
     code = """
 from django.contrib.auth.models import User
 from bench.support import create_cas
@@ -103,141 +91,37 @@ tls = Profile.objects.get(name="tls-server")
 grant_role(user=user, role=Role.REQUESTER, ca=ca, profile=tls, actor="bench")
 print(create_token(user=user, actor="bench").text)
 """
-    out = subprocess.run(
-        [python, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return manage(env, "shell", "-c", code).strip().splitlines()[-1]
 
 
 def _make_bodies(n: int, path: Path) -> None:
     """Pre-make ``n`` EC P-256 CSRs (distinct keys) as JSON request bodies, one a line."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
     with path.open("w") as fh:
         for i in range(n):
-            key = ec.generate_private_key(ec.SECP256R1())
-            name = f"host{i}.bench.example.test"
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(key, hashes.SHA256())
-            )
-            pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+            pem = tls_csr(f"host{i}.bench.example.test").public_bytes(serialization.Encoding.PEM).decode()
             fh.write(json.dumps({"csr": pem, "ca": "bench-issuing", "profile": "tls-server"}) + "\n")
 
 
 def _start_gunicorn(
     env: dict[str, str], workers: int, threads: int, worker_class: str = ""
 ) -> subprocess.Popen[bytes]:
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     # An enrollment now waits on PostgreSQL for three short round trips only: sync workers (one
     # thread) spend less CPU per certificate than gthread workers contending for the GIL.
-    command = [gunicorn, "web.wsgi", "-w", str(workers), "--threads", str(threads)]
-    if worker_class:
-        command += ["--worker-class", worker_class]
-    proc = subprocess.Popen(
-        [*command, "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/schema/", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("gunicorn did not start")
+    extra = ("--threads", str(threads), *(("--worker-class", worker_class) if worker_class else ()))
+    return start_gunicorn(env, port=PORT, workers=workers, ready_path="/api/schema/", extra=extra)
 
 
 def _wrk(script: Path, bodies: Path, token: str, seconds: int, connections: int) -> dict[str, int]:
-    env = dict(os.environ, BENCH_TOKEN=token)
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{PORT}",
-            "--",
-            str(bodies),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
+    return run_wrk(
+        script,
+        port=PORT,
+        seconds=seconds,
+        connections=connections,
+        args=(str(bodies),),
+        env=dict(os.environ, BENCH_TOKEN=token),
     )
-    match = re.search(r"WRKJSON (\{.*\})", out.stdout)
-    if match is None:
-        raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    return dict(json.loads(match.group(1)))
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU time of these processes (from /proc), in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(x) for x in (task / "children").read_text().split()]
-    return out
-
-
-def _postgres_backends() -> list[int]:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def _count_certificates(env: dict[str, str]) -> int:
-    code = "from pki.models import Certificate; print(Certificate.objects.filter(is_ca=False).count())"
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout.strip().splitlines()[-1])
-
-
-def _clean_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(BENCH_REDIS)
-    keys = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def main() -> None:
@@ -264,17 +148,17 @@ def main() -> None:
         server = _start_gunicorn(env, args.workers, args.threads, args.worker_class)
         try:
             _wrk(script, bodies, token, 2, args.connections)  # warm-up: imports, connections, key cache
-            before = _count_certificates(env)
-            workers = _children(server.pid)
-            backends = _postgres_backends()
-            cpu_web, cpu_db = _cpu_seconds(workers), _cpu_seconds(backends)
+            before = count_certificates(env)
+            workers = children(server.pid)
+            backends = postgres_backends(BENCH_DB)
+            cpu_web, cpu_db = cpu_seconds(workers), cpu_seconds(backends)
             stats = _wrk(script, bodies, token, args.seconds, args.connections)
-            cpu_web, cpu_db = _cpu_seconds(workers) - cpu_web, _cpu_seconds(backends) - cpu_db
-            after = _count_certificates(env)
+            cpu_web, cpu_db = cpu_seconds(workers) - cpu_web, cpu_seconds(backends) - cpu_db
+            after = count_certificates(env)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-            _clean_redis()
+            clean_redis(BENCH_REDIS, PREFIX)
             recreate_database(BENCH_DB, create=False)
     seconds = stats["duration_us"] / 1e6
     created = stats["requests"] - stats["non2xx"]

@@ -15,23 +15,28 @@ Environment: BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_PORT (default 22495).
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
-import re
 import signal
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import recreate_database  # noqa: E402 - needs ROOT on sys.path
+from bench.support import (  # noqa: E402 - needs ROOT on sys.path
+    WRK_SUMMARY,
+    children,
+    clean_redis,
+    count_certificates,
+    cpu_seconds,
+    manage,
+    postgres_backends,
+    recreate_database,
+    run_wrk,
+    server_environment,
+    start_gunicorn,
+)
 
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_est")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -39,7 +44,8 @@ PORT = int(os.environ.get("BENCH_PORT", "22495"))
 TARGET = 300
 PREFIX = f"kmi-bench-est-{os.getpid()}"
 
-WRK_SCRIPT = r"""
+WRK_SCRIPT = (
+    r"""
 local auths, bodies = {}, {}
 local i = 0
 function init(args)
@@ -55,39 +61,18 @@ function request()
   return wrk.format("POST", "/.well-known/est/bench/simpleenroll",
     {["Content-Type"] = "application/pkcs10", ["Authorization"] = "Basic " .. auths[i]}, bodies[i])
 end
-function done(summary, latency, requests)
-  io.write(string.format(
-    "WRKJSON {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
-    "\"non2xx\": %d, \"socket_errors\": %d}\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write +
-    summary.errors.timeout))
-end
 """
+    + WRK_SUMMARY
+)
 
 
 def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": BENCH_DB,
-            "REDIS_URL": BENCH_REDIS,
-            "KMI_CACHE_PREFIX": PREFIX,
-            "KMI_REDIS_KEY_PREFIX": f"{PREFIX}:",
-            "KMI_OCSP_REDIS_PREFIX": f"{PREFIX}:ocsp",
-            "KMI_KEK": env.get("BENCH_KEK", "bench:" + base64.urlsafe_b64encode(b"a" * 32).decode()),
-            "DJANGO_SETTINGS_MODULE": "web.settings",
-            "KMI_LOG_LEVEL": "WARNING",
-            "KMI_BASE_URL": "http://pki.example.test",
-            "KMI_DB_CONN_MAX_AGE": "600",
-        }
-    )
-    return env
+    return server_environment(database_url=BENCH_DB, redis_url=BENCH_REDIS, prefix=PREFIX)
 
 
 def _setup(env: dict[str, str], count: int, lines: Path) -> None:
     """Migrate; create the CAs, the EST label ``bench`` and ``count`` codes, each with a CSR."""
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    manage(env, "migrate", "-v", "0")
     code = f"""
 import base64
 from pathlib import Path
@@ -111,106 +96,13 @@ with Path({str(lines)!r}).open("w") as fh:
         body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
         fh.write(f"{{auth}}\\t{{body}}\\n")
 """
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True)
-
-
-def _start_gunicorn(env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    proc = subprocess.Popen(
-        [gunicorn, "web.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{PORT}", "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/.well-known/est/bench/cacerts", timeout=2):
-                return proc
-        except urllib.error.HTTPError:
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("gunicorn did not start")
+    manage(env, "shell", "-c", code)
 
 
 def _wrk(script: Path, lines: Path, offset: int, seconds: int, connections: int) -> dict[str, int]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{PORT}",
-            "--",
-            str(lines),
-            str(offset),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+    return run_wrk(
+        script, port=PORT, seconds=seconds, connections=connections, args=(str(lines), str(offset))
     )
-    match = re.search(r"WRKJSON (\{.*\})", out.stdout)
-    if match is None:
-        raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
-    return dict(json.loads(match.group(1)))
-
-
-def _count_certificates(env: dict[str, str]) -> int:
-    code = "from pki.models import Certificate; print(Certificate.objects.filter(is_ca=False).count())"
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout.strip().splitlines()[-1])
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU time of these processes (from /proc), in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(x) for x in (task / "children").read_text().split()]
-    return out
-
-
-def _postgres_backends() -> list[int]:
-    import psycopg
-
-    url = BENCH_DB.replace("postgres://", "postgresql://", 1)
-    server, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def _clean_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(BENCH_REDIS)
-    keys = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def main() -> None:
@@ -228,19 +120,21 @@ def main() -> None:
         lines, script = Path(tmp) / "requests.tsv", Path(tmp) / "est.lua"
         _setup(env, args.codes, lines)
         script.write_text(WRK_SCRIPT)
-        server = _start_gunicorn(env, args.workers)
+        server = start_gunicorn(
+            env, port=PORT, workers=args.workers, ready_path="/.well-known/est/bench/cacerts"
+        )
         try:
             warm = _wrk(script, lines, 0, 2, args.connections)  # imports, connections, key cache
-            before = _count_certificates(env)
-            workers, backends = _children(server.pid), _postgres_backends()
-            cpu_web, cpu_db = _cpu_seconds(workers), _cpu_seconds(backends)
+            before = count_certificates(env)
+            workers, backends = children(server.pid), postgres_backends(BENCH_DB)
+            cpu_web, cpu_db = cpu_seconds(workers), cpu_seconds(backends)
             stats = _wrk(script, lines, warm["requests"] + 1, args.seconds, args.connections)
-            cpu_web, cpu_db = _cpu_seconds(workers) - cpu_web, _cpu_seconds(backends) - cpu_db
-            after = _count_certificates(env)
+            cpu_web, cpu_db = cpu_seconds(workers) - cpu_web, cpu_seconds(backends) - cpu_db
+            after = count_certificates(env)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-            _clean_redis()
+            clean_redis(BENCH_REDIS, PREFIX)
             recreate_database(BENCH_DB, create=False)
     seconds = stats["duration_us"] / 1e6
     issued = after - before

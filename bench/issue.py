@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import create_cas, recreate_database  # noqa: E402 - needs ROOT on sys.path
+from bench.support import create_cas, recreate_database, tls_csr  # noqa: E402 - needs ROOT on sys.path
 
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench")
 TARGET_ONE, TARGET_TWO = 800, 1500
@@ -37,23 +37,9 @@ def _setup_env() -> None:
 
 
 def _make_csrs(n: int) -> list[bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    out = []
-    for i in range(n):
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = f"host{i}.bench.example.test"
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        out.append(csr.public_bytes(serialization.Encoding.DER))
-    return out
+    return [tls_csr(f"host{i}.bench.example.test").public_bytes(serialization.Encoding.DER) for i in range(n)]
 
 
 # CPU ms per certificate (Python + its PostgreSQL backend) of the last run, by process count.

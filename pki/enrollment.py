@@ -61,8 +61,8 @@ def enroll(
     the profile auto-approves. ``options``: the owner to notify and auto-renewal. ``issue``
     False stops at ``approved`` (``approve_and_issue`` issues it later)."""
     now = resolve(now)
-    if not issue:
-        request = submit_request(
+    if issue and signs_here():
+        request, certificate = submit_and_issue(
             ca=ca,
             profile=profile,
             csr=csr,
@@ -72,19 +72,8 @@ def enroll(
             options=options,
             now=now,
         )
-        return Enrollment(request=request, certificate=None)
-    if not signs_here():
-        return _enroll_through_signer(
-            ca=ca,
-            profile=profile,
-            csr=csr,
-            actor=actor,
-            requester=requester,
-            validity_days=validity_days,
-            options=options,
-            now=now,
-        )
-    request, certificate = submit_and_issue(
+        return Enrollment(request=request, certificate=certificate)
+    return _submit_then_issue(
         ca=ca,
         profile=profile,
         csr=csr,
@@ -92,12 +81,12 @@ def enroll(
         requester=requester,
         validity_days=validity_days,
         options=options,
+        issue=issue,
         now=now,
     )
-    return Enrollment(request=request, certificate=certificate)
 
 
-def _enroll_through_signer(
+def _submit_then_issue(
     *,
     ca: CertificateAuthority,
     profile: Profile,
@@ -106,9 +95,10 @@ def _enroll_through_signer(
     requester: User | None,
     validity_days: int | None,
     options: CertificateOptions,
+    issue: bool,
     now: dt.datetime,
 ) -> Enrollment:
-    """Commit the request, then have a signing worker issue it (``KMI_SIGNING=worker``)."""
+    """Commit the request, then (``issue``) have a signing worker issue it (``KMI_SIGNING=worker``)."""
     checked = parse_csr(csr)
     # A retry of an enrollment the signer did not finish: the same requester, CA, profile and
     # CSR find the approved request stored the first time and issue that one.
@@ -138,7 +128,7 @@ def _enroll_through_signer(
             options=options,
             now=now,
         )
-    if request.state != RequestState.APPROVED:
+    if not issue or request.state != RequestState.APPROVED:
         return Enrollment(request=request, certificate=None)
     return Enrollment(
         request=request, certificate=issue_through_signer(request=request, actor=actor, user=requester)
@@ -211,13 +201,7 @@ def sign_csr(
     now = resolve(now)
     checked = parse_csr(csr)
     # Checked before the transaction too, so the refusal's audit event is kept.
-    ensure_not_blocked(
-        public_key=checked.public_key,
-        spki_sha256=checked.key_fingerprint,
-        actor=actor,
-        path="submit_request",
-        now=now,
-    )
+    ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
     with transaction.atomic() if signs_here() else nullcontext():
         enrollment = enroll(
             ca=ca,

@@ -105,7 +105,7 @@ def check_request(
     return sans
 
 
-def _new_request(
+def new_request(
     *,
     ca: CertificateAuthority,
     profile: Profile,
@@ -156,35 +156,10 @@ def _new_request(
     return request, details
 
 
-def record_submission(
-    *,
-    ca: CertificateAuthority,
-    profile: Profile,
-    csr_der: bytes,
-    subject: Subject,
-    actor: str,
-    requester: User | None,
-    validity_days: int | None,
-    auto: bool,
-    now: dt.datetime,
-    options: CertificateOptions = NO_OPTIONS,
-    renews: Certificate | None = None,
+def store_submission(
+    request: CertificateRequest, details: dict[str, Any], *, actor: str, now: dt.datetime
 ) -> CertificateRequest:
-    """Store a checked submission (approved when ``auto``, else pending) with its
-    ``request.submitted`` audit event, together."""
-    request, details = _new_request(
-        ca=ca,
-        profile=profile,
-        csr_der=csr_der,
-        subject=subject,
-        actor=actor,
-        requester=requester,
-        validity_days=validity_days,
-        auto=auto,
-        now=now,
-        options=options,
-        renews=renews,
-    )
+    """Insert a request row from ``new_request`` with its ``request.submitted`` audit event, together."""
     with transaction.atomic():
         request.save(force_insert=True)
         audit.record(
@@ -192,7 +167,7 @@ def record_submission(
             actor=actor,
             obj=request,
             details=details,
-            scope=f"ca:{ca.pk}",
+            scope=f"ca:{request.ca_id}",
             now=now,
         )
     return request
@@ -215,16 +190,10 @@ def submit_request(
     # A CA that cannot sign (disabled, expired, key inactive) takes no requests: none left behind.
     ensure_can_sign(ca, now=now)
     checked = parse_csr(csr)
-    ensure_not_blocked(
-        public_key=checked.public_key,
-        spki_sha256=checked.key_fingerprint,
-        actor=actor,
-        path="submit_request",
-        now=now,
-    )
+    ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
-    return record_submission(
+    request, details = new_request(
         ca=ca,
         profile=profile,
         csr_der=checked.der,
@@ -236,6 +205,7 @@ def submit_request(
         now=now,
         options=options,
     )
+    return store_submission(request, details, actor=actor, now=now)
 
 
 def submit_and_issue(
@@ -264,13 +234,7 @@ def submit_and_issue(
     request_id = None if policy.requires_approval else new_request_id()
     if request_id is not None:
         # (submit_request checks it on the other branch)
-        ensure_not_blocked(
-            public_key=checked.public_key,
-            spki_sha256=checked.key_fingerprint,
-            actor=actor,
-            path="submit_request",
-            now=now,
-        )
+        ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
     if request_id is None:
         with transaction.atomic():
             request = submit_request(
@@ -288,7 +252,7 @@ def submit_and_issue(
             return request, issue_certificate(request=request, csr=checked, actor=actor, now=now)
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     subject = Subject(checked.subject, sans, checked.public_key, checked.key_fingerprint)
-    request, details = _new_request(
+    request, details = new_request(
         ca=ca,
         profile=profile,
         csr_der=checked.der,
@@ -627,13 +591,7 @@ def issue_certificate(
         raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")
     else:
         checked = parse_csr(csr)
-    ensure_not_blocked(
-        public_key=checked.public_key,
-        spki_sha256=checked.key_fingerprint,
-        actor=actor,
-        path="issue_certificate",
-        now=now,
-    )
+    ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="issue_certificate", now=now)
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     return _sign_and_record(
@@ -750,11 +708,7 @@ def plan_renewal(
     else:
         checked = parse_csr(csr)
         ensure_not_blocked(
-            public_key=checked.public_key,
-            spki_sha256=checked.key_fingerprint,
-            actor=actor,
-            path="renew_certificate",
-            now=now,
+            spki_sha256=checked.key_fingerprint, actor=actor, path="renew_certificate", now=now
         )
         if checked.subject != old.subject:
             # A renewal continues a certificate; a new subject is a new request (and its review).

@@ -10,7 +10,7 @@ from cryptography import x509
 from django.contrib.auth.models import User
 
 from pki.clock import resolve
-from pki.issuance import plan_renewal, record_submission, renew_certificate
+from pki.issuance import new_request, plan_renewal, renew_certificate, store_submission
 from pki.models.certificate import Certificate
 from pki.models.request import CertificateRequest
 
@@ -51,7 +51,7 @@ def submit_renewal(
         validity_days=validity_days,
         now=now,
     )
-    return record_submission(
+    request, details = new_request(
         ca=plan.ca,
         profile=plan.profile,
         csr_der=plan.checked.der if plan.checked is not None else b"",  # empty: keeps the key
@@ -63,6 +63,7 @@ def submit_renewal(
         now=now,
         renews=certificate,
     )
+    return store_submission(request, details, actor=actor, now=now)
 
 
 def renew(

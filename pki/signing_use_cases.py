@@ -8,6 +8,7 @@ at start-up so the registry is complete in every process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -82,6 +83,18 @@ def _existing_ca(name: str, subject: str) -> dict[str, Any] | None:
     return {"ca_id": ca.pk, "serial": ca.certificate.serial, "replayed": True}
 
 
+def _create_ca_once(create: Callable[..., Any], *, name: str, subject: str, **kwargs: Any) -> dict[str, Any]:
+    """Run a CA creation use case (``create_root_ca``, ``create_intermediate_ca``) with the parsed
+    ``subject``, unless a replay finds the CA it made the first time."""
+    from pki.x509.names import parse_subject
+
+    existing = _existing_ca(name, subject)
+    if existing is not None:
+        return existing
+    ca = create(name=name, subject=parse_subject(subject), **kwargs)
+    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
+
+
 @signing_use_case("create_root_ca")
 def _create_root_ca(
     *,
@@ -95,21 +108,17 @@ def _create_root_ca(
 ) -> dict[str, Any]:
     """Create a root CA (a replay of the same name and subject returns the existing one)."""
     from pki.authorities import create_root_ca
-    from pki.x509.names import parse_subject
 
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
-    ca = create_root_ca(
+    return _create_ca_once(
+        create_root_ca,
         name=name,
-        subject=parse_subject(subject),
+        subject=subject,
         key_type=key_type,
         validity_days=validity_days,
         path_length=path_length,
         name_constraints=name_constraints,
         actor=actor,
     )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
 
 
 @signing_use_case("create_intermediate_ca")
@@ -127,26 +136,22 @@ def _create_intermediate_ca(
     """Create an intermediate CA under ``parent_id`` (a replay returns the existing one)."""
     from pki.authorities import create_intermediate_ca
     from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
 
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
     try:
         parent = CertificateAuthority.objects.select_related("key", "certificate").get(pk=parent_id)
     except CertificateAuthority.DoesNotExist:
         raise NotFound(f"no CA {parent_id}") from None
-    ca = create_intermediate_ca(
+    return _create_ca_once(
+        create_intermediate_ca,
         name=name,
+        subject=subject,
         parent=parent,
-        subject=parse_subject(subject),
         key_type=key_type,
         validity_days=validity_days,
         path_length=path_length,
         name_constraints=name_constraints,
         actor=actor,
     )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
 
 
 @signing_use_case("request_server_key")

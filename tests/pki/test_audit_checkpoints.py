@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -40,6 +38,7 @@ from pki.revocation import revoke_certificate
 from pki.signals import checkpoint_made
 from tests.conftest import NOW
 from tests.support.certs import issue
+from tests.support.tamper import owner_sql as sql
 
 pytestmark = pytest.mark.django_db
 
@@ -61,23 +60,6 @@ def trail(issuing_ca, profile, export) -> dict[str, object]:
     grant_role(user=user, role="auditor", actor="alice", now=NOW)
     checkpoint = make_checkpoint(actor="test", now=NOW)
     return {"certs": certs, "checkpoint": checkpoint, "user": user}
-
-
-@contextmanager
-def as_table_owner() -> Iterator[None]:
-    """Write as the attacker of the review: row triggers off (a superuser or the tables' owner)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = DEFAULT")
-
-
-def sql(statement: str, params: list[object] | None = None) -> None:
-    with as_table_owner(), connection.cursor() as cursor:
-        cursor.execute(statement, params or [])
 
 
 def rechain(stream: str) -> None:

@@ -40,17 +40,7 @@ from pki.models import (
 from pki.signing_channel import REFUSED, job_mac
 from tests.conftest import make_csr
 from tests.support.certs import hold_key, issue
-from tests.support.processes import (
-    Proc,
-    base_env,
-    free_port_in,
-    start_redis,
-    start_worker,
-    wait_for,
-    web_side_api,
-    worker_idle,
-    worker_ports,
-)
+from tests.support.processes import SigningWorker, web_side_api, worker_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -58,17 +48,11 @@ PORTS = worker_ports(22000, 22099)
 PASSWORD = "correct horse battery"
 
 
-class Signer:
+class Signer(SigningWorker):
     """A private Redis and one signing worker; web processes and the attacker use the same broker."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port_in(*PORTS)
-        self.redis_url = f"redis://127.0.0.1:{self.port}/0"
-        self.prefix = f"kmi-test-{uuid.uuid4().hex[:10]}:"
-        self.redis: Proc = start_redis(self.port, tmp / "redis")
-        env = base_env(redis_url=self.redis_url, prefix=self.prefix, data_dir=tmp, kek=True)
-        self.worker: Proc = start_worker(env, tmp / "worker.log")
+        super().__init__(tmp, PORTS)
         self.attacker = self._bare_client()
 
     def _bare_client(self) -> Celery:
@@ -89,15 +73,9 @@ class Signer:
         answer: dict[str, Any] = result.get(timeout=60)
         return answer
 
-    def web_env(self) -> dict[str, str]:
-        env = base_env(redis_url=self.redis_url, prefix=self.prefix, data_dir=self.tmp, kek=False)
-        env.update({"KMI_SIGNING": "worker", "KMI_SIGNING_TIMEOUT": "60"})
-        return env
-
     def close(self) -> None:
         self.attacker.close()
-        self.worker.stop()
-        self.redis.stop()
+        super().close()
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +89,7 @@ def signer(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> I
 def _signer_idle_before_the_flush(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "signer" in request.fixturenames:
-        s = request.getfixturevalue("signer")
-        wait_for(lambda: worker_idle(s.worker, s.redis_url, s.prefix), timeout=60, what="worker idle")
+        request.getfixturevalue("signer").wait_idle()
 
 
 @pytest.fixture
