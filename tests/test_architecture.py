@@ -330,3 +330,85 @@ def test_domain_errors_are_defined_in_the_exceptions_modules():
         todo.extend(c for c in cls.__subclasses__() if c not in seen)
     defined_in = {c.__module__ for c in seen if c.__module__.split(".")[0] == "pki"}  # not tests' own
     assert defined_in == {"pki.exceptions", "pki.acme.exceptions"}
+
+
+# --- one path per job -----------------------------------------------------------------------------
+
+
+def _builds_row(model: str):
+    """Calls that make a row of ``model``: ``Model(...)`` or ``Model.objects.create/bulk_create/…``."""
+
+    def predicate(node: ast.AST) -> bool:
+        if not isinstance(node, ast.Call):
+            return False
+        func = node.func
+        if isinstance(func, ast.Name):
+            return func.id == model
+        return (
+            isinstance(func, ast.Attribute)
+            and func.attr in {"create", "bulk_create", "get_or_create", "update_or_create"}
+            and isinstance(func.value, ast.Attribute)
+            and func.value.attr == "objects"
+            and model in {getattr(func.value.value, "id", None), getattr(func.value.value, "attr", None)}
+        )
+
+    return predicate
+
+
+def test_certificate_rows_are_built_in_one_place():
+    assert _where(_builds_row("Certificate")) == ["pki/recording.py"]  # certificate_row
+
+
+def test_request_rows_are_built_in_one_place():
+    assert _where(_builds_row("CertificateRequest")) == ["pki/issuance.py"]  # new_request
+
+
+def test_the_row_scan_sees_constructors_and_manager_creates():
+    found = _builds_row("Certificate")
+    assert found(ast.parse("Certificate(ca=ca)").body[0].value)
+    assert found(ast.parse("Certificate.objects.create(ca=ca)").body[0].value)
+    assert found(ast.parse("models.Certificate.objects.bulk_create(rows)").body[0].value)
+    assert not found(ast.parse("x509.Certificate(der)").body[0].value)
+    assert not found(ast.parse("CertificateAuthority.objects.create()").body[0].value)
+
+
+# The steps of an issuance; every caller outside pki/issuance.py goes through a use case of
+# pki/enrollment.py (enroll, approve_and_issue, sign_csr) instead of assembling them.
+ISSUANCE_STEPS = {"submit_request", "approve_request", "issue_certificate", "submit_and_issue"}
+
+
+def _imports_an_issuance_step(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.ImportFrom)
+        and node.module == "pki.issuance"
+        and any(alias.name in ISSUANCE_STEPS for alias in node.names)
+    )
+
+
+def test_only_the_use_cases_assemble_the_issuance_steps():
+    assert _where(_imports_an_issuance_step) == [
+        "pki/acme/finalize.py",  # submit_and_issue: ACME decides where it signs (processing orders)
+        "pki/enrollment.py",  # enroll, approve_and_issue, sign_csr
+        "pki/signing_use_cases.py",  # issue_request on a signing worker
+    ]
+    commands = sorted((PKI / "management" / "commands").glob("*.py"))
+    assert len(commands) > 30
+    assert not [
+        c.name for c in commands if any(map(_imports_an_issuance_step, ast.walk(ast.parse(c.read_text()))))
+    ]
+
+
+def test_lifecycle_settings_live_in_pki_conf():
+    assert not (PKI / "lifecycle_conf.py").exists()
+
+    def old_module(node: ast.AST) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.module == "pki.lifecycle_conf" or (
+                node.module == "pki" and any(a.name == "lifecycle_conf" for a in node.names)
+            )
+        return isinstance(node, ast.Import) and any(a.name == "pki.lifecycle_conf" for a in node.names)
+
+    assert _where(old_module) == []
+    from pki.conf import lifecycle_settings
+
+    assert lifecycle_settings().signing in {"inprocess", "worker"}
