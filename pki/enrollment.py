@@ -172,7 +172,9 @@ def approve_and_issue(
     ensure_not_blocked(spki_sha256=request.key_fingerprint, actor=actor, path="approve_request", now=now)
     in_process = signs_here()
     with transaction.atomic() if in_process else nullcontext():
-        fresh = CertificateRequest.objects.select_related("ca", "profile").get(pk=request.pk)
+        rows = CertificateRequest.objects.select_related("ca", "profile")
+        # In process the row stays locked until it is issued: two callers never both issue it.
+        fresh = (rows.select_for_update(of=("self",)) if in_process else rows).get(pk=request.pk)
         if fresh.state != RequestState.APPROVED:
             fresh = approve_request(request=fresh, actor=actor, reviewer=reviewer, now=now)
             if fresh.state != RequestState.APPROVED:
