@@ -57,6 +57,7 @@ from pki.models.request import RequestState
 from pki.notifications import send_email, send_webhook
 from pki.renewal import needs_approval, submit_renewal
 from pki.signals import notices_planned, notification_sent
+from pki.signing import signing_in_place
 
 log = logging.getLogger(__name__)
 
@@ -695,7 +696,9 @@ def ensure_service_certificate(
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .sign(private_key, hashes.SHA256())
     )
-    issued = sign_csr(ca=ca, profile=profile, csr=csr, actor=actor, now=now)
+    # It runs where the keys are (the signing queue's task, or the operator's command): it signs here.
+    with signing_in_place():
+        issued = sign_csr(ca=ca, profile=profile, csr=csr, actor=actor, now=now)
     chain = [issued.x509(), *ca.chain()[:-1]] if len(ca.chain()) > 1 else [issued.x509()]
     pem_chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
     _write_atomic(cert_path, pem_chain, 0o644)

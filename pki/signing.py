@@ -27,10 +27,11 @@ stays stored and a later call (or the worker, once it gets the message) finishes
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import transaction
@@ -78,9 +79,17 @@ def execute(use_case: str, /, **kwargs: Any) -> dict[str, Any]:
         fn = _USE_CASES[use_case]
     except KeyError:
         raise NotFound(f"no signing use case {use_case!r} (known: {', '.join(use_case_names())})") from None
+    with signing_in_place():
+        return fn(**kwargs)
+
+
+@contextlib.contextmanager
+def signing_in_place() -> Iterator[None]:
+    """Run the block as a signing use case runs: CA keys are used in this process (a task of
+    the ``signing`` queue, which holds them, does not send itself to the queue again)."""
     token = _executing.set(True)
     try:
-        return fn(**kwargs)
+        yield
     finally:
         _executing.reset(token)
 

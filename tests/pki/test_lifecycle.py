@@ -29,6 +29,7 @@ from pki.models import (
     NotificationRecord,
     NotificationState,
     SealedKey,
+    SigningJob,
 )
 from pki.models.authority import CAState
 from pki.models.key import KeyPurpose
@@ -435,6 +436,25 @@ def test_service_certificate_is_issued_once_and_renewed_on_the_same_key(issuing_
     assert changed
     assert renewed.pk != cert.pk
     assert renewed.key_fingerprint == cert.key_fingerprint
+
+
+def test_service_certificate_is_signed_where_its_job_runs_with_worker_signing(
+    issuing_ca, profile, tmp_path, lifecycle_conf
+):
+    # The job runs on the signing queue, which holds the keys: it does not queue itself a job.
+    lifecycle_conf(SIGNING="worker", SIGNING_TIMEOUT=1)
+    cert, changed = ensure_service_certificate(
+        names=("kmi.example.test",),
+        out_dir=tmp_path,
+        ca=issuing_ca,
+        profile=profile("tls-server"),
+        renew_days=30,
+        actor="test",
+        now=NOW,
+    )
+    assert changed
+    assert cert.request.state == "issued"
+    assert not SigningJob.objects.exists()
 
 
 def test_service_certificate_job_follows_the_settings(issuing_ca, tmp_path, lifecycle_conf):
