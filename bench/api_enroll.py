@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.support import (  # noqa: E402 - needs ROOT on sys.path
     WRK_SUMMARY,
-    children,
-    clean_redis,
-    count_certificates,
-    cpu_seconds,
     manage,
-    postgres_backends,
+    measure,
     recreate_database,
     run_wrk,
     server_environment,
     start_gunicorn,
+    stop,
     tls_csr,
 )
 
@@ -148,18 +144,12 @@ def main() -> None:
         server = _start_gunicorn(env, args.workers, args.threads, args.worker_class)
         try:
             _wrk(script, bodies, token, 2, args.connections)  # warm-up: imports, connections, key cache
-            before = count_certificates(env)
-            workers = children(server.pid)
-            backends = postgres_backends(BENCH_DB)
-            cpu_web, cpu_db = cpu_seconds(workers), cpu_seconds(backends)
-            stats = _wrk(script, bodies, token, args.seconds, args.connections)
-            cpu_web, cpu_db = cpu_seconds(workers) - cpu_web, cpu_seconds(backends) - cpu_db
-            after = count_certificates(env)
+            run = measure(
+                server, env, BENCH_DB, lambda: _wrk(script, bodies, token, args.seconds, args.connections)
+            )
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-            clean_redis(BENCH_REDIS, PREFIX)
-            recreate_database(BENCH_DB, create=False)
+            stop(server, redis_url=BENCH_REDIS, prefix=PREFIX, database_url=BENCH_DB)
+    stats, cpu_web, cpu_db = run.stats, run.cpu_web, run.cpu_db
     seconds = stats["duration_us"] / 1e6
     created = stats["requests"] - stats["non2xx"]
     rate = created / seconds
@@ -168,7 +158,7 @@ def main() -> None:
         f"{args.workers} gunicorn workers x {args.threads} threads; "
         f"p50 {stats['p50_us'] / 1000:.1f} ms, p99 {stats['p99_us'] / 1000:.1f} ms; "
         f"errors: {stats['non2xx']} non-201, {stats['socket_errors']} socket; "
-        f"rows added {after - before}"
+        f"rows added {run.certificates}"
     )
     if created:
         # CPU spent per certificate does not depend on how busy the shared machine is; it says

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -26,16 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.support import (  # noqa: E402 - needs ROOT on sys.path
     WRK_SUMMARY,
-    children,
-    clean_redis,
-    count_certificates,
-    cpu_seconds,
     manage,
-    postgres_backends,
+    measure,
     recreate_database,
     run_wrk,
     server_environment,
     start_gunicorn,
+    stop,
 )
 
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kmi_bench_est")
@@ -125,19 +121,17 @@ def main() -> None:
         )
         try:
             warm = _wrk(script, lines, 0, 2, args.connections)  # imports, connections, key cache
-            before = count_certificates(env)
-            workers, backends = children(server.pid), postgres_backends(BENCH_DB)
-            cpu_web, cpu_db = cpu_seconds(workers), cpu_seconds(backends)
-            stats = _wrk(script, lines, warm["requests"] + 1, args.seconds, args.connections)
-            cpu_web, cpu_db = cpu_seconds(workers) - cpu_web, cpu_seconds(backends) - cpu_db
-            after = count_certificates(env)
+            run = measure(
+                server,
+                env,
+                BENCH_DB,
+                lambda: _wrk(script, lines, warm["requests"] + 1, args.seconds, args.connections),
+            )
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-            clean_redis(BENCH_REDIS, PREFIX)
-            recreate_database(BENCH_DB, create=False)
+            stop(server, redis_url=BENCH_REDIS, prefix=PREFIX, database_url=BENCH_DB)
+    stats, cpu_web, cpu_db = run.stats, run.cpu_web, run.cpu_db
     seconds = stats["duration_us"] / 1e6
-    issued = after - before
+    issued = run.certificates
     rate = issued / seconds
     print(
         f"EST simpleenroll: {issued} certificates in {seconds:.1f} s ({stats['requests']} requests) over "

@@ -12,11 +12,14 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -240,3 +243,34 @@ def clean_redis(redis_url: str, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured wrk run: its summary, the CPU seconds gunicorn's workers and PostgreSQL spent
+    during it, and the end-entity certificates the database gained."""
+
+    stats: dict[str, int]
+    cpu_web: float
+    cpu_db: float
+    certificates: int
+
+
+def measure(
+    server: subprocess.Popen[bytes], env: dict[str, str], database_url: str, run: Callable[[], dict[str, int]]
+) -> Measured:
+    """Run ``run`` (wrk) once, counting the CPU of ``server``'s workers and of PostgreSQL."""
+    before = count_certificates(env)
+    workers, backends = children(server.pid), postgres_backends(database_url)
+    cpu_web, cpu_db = cpu_seconds(workers), cpu_seconds(backends)
+    stats = run()
+    cpu_web, cpu_db = cpu_seconds(workers) - cpu_web, cpu_seconds(backends) - cpu_db
+    return Measured(stats, cpu_web, cpu_db, count_certificates(env) - before)
+
+
+def stop(server: subprocess.Popen[bytes], *, redis_url: str, prefix: str, database_url: str) -> None:
+    """Stop gunicorn, then remove the benchmark's Redis keys and its database."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+    clean_redis(redis_url, prefix)
+    recreate_database(database_url, create=False)
