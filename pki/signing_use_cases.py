@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from pki.exceptions import NotFound
@@ -69,84 +70,16 @@ def _renew_certificate(
     return {"certificate_id": new.pk, "serial": new.serial, "replayed": False}
 
 
-def _existing_ca(name: str, subject: str) -> dict[str, Any] | None:
-    """A replayed CA creation: the CA of that name with that subject, if it exists already."""
-    from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
+@signing_use_case("create_ca")
+def _create_ca(*, creation_id: int, actor: str) -> dict[str, Any]:
+    """Make the CA of an approved CA creation (``pki.ca_creation``); a replay returns it."""
+    from pki.ca_creation import create_approved_ca
 
-    ca = CertificateAuthority.objects.filter(name=name).select_related("certificate").first()
-    if ca is None or ca.certificate is None:
-        return None
-    if ca.x509_certificate().subject != parse_subject(subject):
-        return None  # a different CA of that name: let the use case refuse it
-    return {"ca_id": ca.pk, "serial": ca.certificate.serial, "replayed": True}
-
-
-@signing_use_case("create_root_ca")
-def _create_root_ca(
-    *,
-    name: str,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 3650,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create a root CA (a replay of the same name and subject returns the existing one)."""
-    from pki.authorities import create_root_ca
-    from pki.x509.names import parse_subject
-
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
-    ca = create_root_ca(
-        name=name,
-        subject=parse_subject(subject),
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
-    )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
-
-
-@signing_use_case("create_intermediate_ca")
-def _create_intermediate_ca(
-    *,
-    name: str,
-    parent_id: int,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 1825,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create an intermediate CA under ``parent_id`` (a replay returns the existing one)."""
-    from pki.authorities import create_intermediate_ca
-    from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
-
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
     try:
-        parent = CertificateAuthority.objects.select_related("key", "certificate").get(pk=parent_id)
-    except CertificateAuthority.DoesNotExist:
-        raise NotFound(f"no CA {parent_id}") from None
-    ca = create_intermediate_ca(
-        name=name,
-        parent=parent,
-        subject=parse_subject(subject),
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
-    )
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
+        ca, replayed = create_approved_ca(creation_id=creation_id, actor=actor)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no CA creation {creation_id}") from None
+    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": replayed}
 
 
 @signing_use_case("request_server_key")
