@@ -232,7 +232,11 @@ def create_approved_ca(*, creation_id: int, actor: str) -> tuple[CertificateAuth
     """Make the CA an approved ``CACreation`` describes, once (where signing runs); return it and
     whether it had been made already (a replayed job)."""
     with transaction.atomic():
-        row = CACreation.objects.select_for_update().select_related("ca", "parent").get(pk=creation_id)
+        row = (
+            CACreation.objects.select_for_update(of=("self",))
+            .select_related("ca", "parent")
+            .get(pk=creation_id)
+        )
         if row.state == TwoPersonState.DONE and row.ca is not None:
             return row.ca, True
         if row.state != TwoPersonState.APPROVED:

@@ -178,13 +178,7 @@ def test_a_bare_celery_client_gets_nothing_signed_delivered_or_destroyed(
             "actor": "alice",
             "csr_pem": make_csr("ec-p256-b", subject="CN=www.example.test").decode(),
         },
-        "create_root_ca": {"name": "evil-root", "subject": "CN=Evil Root", "actor": "alice"},
-        "create_intermediate_ca": {
-            "name": "evil-sub",
-            "parent_id": issuing_ca.parent_id,
-            "subject": "CN=Evil Sub",
-            "actor": "alice",
-        },
+        "create_ca": {"creation_id": 1, "actor": "alice"},
         "destroy_key": {"key_id": str(key.pk), "actor": "alice", "reason": "mallory"},
         "issue_request": {"request_id": waiting.pk, "actor": "oscar"},
         "rollover_ca": {"ca_id": issuing_ca.pk, "actor": "alice"},
@@ -300,11 +294,16 @@ def test_legitimate_ca_creation_and_server_keys_work_through_the_signer(signer, 
     env = signer.web_env()
     alice = make_actor("alice", (Role.ADMINISTRATOR, None, None))
     body = json.dumps({"name": "team-sub", "parent": issuing_ca.parent.name, "subject": "CN=Team Sub,O=KMI"})
-    created = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    asked = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    assert asked["status"] == 202, asked["body"]  # another administrator approves (pki.ca_creation)
+    approve = f"/api/v1/ca-creations/{json.loads(asked['body'])['id']}/approve/"
+    assert web_side_api(env, alice.token, "POST", approve)["status"] == 403  # not her own
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    created = web_side_api(env, bob.token, "POST", approve)
     assert created["web_has_kek"] is False
     assert created["status"] == 201, created["body"]  # was 503 with KMI_SIGNING=worker
     assert CertificateAuthority.objects.get(name="team-sub").parent_id == issuing_ca.parent_id
-    assert AuditEvent.objects.get(action="ca.created", actor__startswith="alice") is not None
+    assert AuditEvent.objects.get(action="ca.created", actor__startswith="bob") is not None
     # An operator may not: refused on the web side (403), and no job reaches the signer.
     oscar = make_actor("oscar", (Role.CA_OPERATOR, issuing_ca, None))
     body = json.dumps({"name": "oscar-sub", "parent": issuing_ca.parent.name, "subject": "CN=Oscar Sub"})
@@ -324,7 +323,7 @@ def test_legitimate_ca_creation_and_server_keys_work_through_the_signer(signer, 
     assert first["status"] == 200, first["body"]
     assert web_side_api(env, rita.token, "POST", url, download)["status"] == 410
     jobs = list(SigningJob.objects.values_list("use_case", "state"))
-    assert ("create_intermediate_ca", SigningJobState.DONE) in jobs
+    assert ("create_ca", SigningJobState.DONE) in jobs
     assert ("request_server_key", SigningJobState.DONE) in jobs
     assert ("hand_over_server_key", SigningJobState.DONE) in jobs
     # The one-time secret does not stay in the job rows.
