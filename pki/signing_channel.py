@@ -310,6 +310,15 @@ def _check_hand_over_recovered_key(user: User | None, params: Mapping[str, Any])
     return None
 
 
+def _check_verify_eab(user: User | None, params: Mapping[str, Any]) -> str | None:
+    from pki.models.acme import AcmeExternalAccountKey
+
+    # An ACME newAccount (no user): the MAC is checked only for a key that exists and is unbound.
+    if not AcmeExternalAccountKey.objects.filter(pk=_int(params, "eab_id"), bound_at__isnull=True).exists():
+        return "no such unbound external account key"
+    return None
+
+
 def _name(user: User | None) -> str:
     return user.get_username() if user is not None else "a job without a user"
 
@@ -322,6 +331,7 @@ _CHECKS: dict[str, Callable[[User | None, Mapping[str, Any]], str | None]] = {
     "hand_over_server_key": _check_hand_over_server_key,
     "destroy_key": _check_destroy_key,
     "hand_over_recovered_key": _check_hand_over_recovered_key,
+    "verify_eab": _check_verify_eab,
     "rollover_ca": _check_manage_ca,
     "renew_ca": _check_manage_ca,
 }

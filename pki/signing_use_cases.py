@@ -82,6 +82,22 @@ def _create_ca(*, creation_id: int, actor: str) -> dict[str, Any]:
     return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": replayed}
 
 
+@signing_use_case("verify_eab")
+def _verify_eab(*, eab_id: int, alg: str, signing_input: str, signature: str, actor: str) -> dict[str, Any]:
+    """Check an ACME external account binding's MAC where its sealed HMAC key can be opened
+    (nothing changes: the web side binds the key once this says the MAC is valid)."""
+    from pki.acme.accounts import eab_mac_matches
+    from pki.acme.jws import b64u_decode
+
+    valid = eab_mac_matches(
+        eab_id=eab_id,
+        alg=alg,
+        signing_input=b64u_decode(signing_input, what="signing input"),
+        signature=b64u_decode(signature, what="signature"),
+    )
+    return {"valid": valid}
+
+
 @signing_use_case("request_server_key")
 def _request_server_key(
     *,

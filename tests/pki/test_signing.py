@@ -46,6 +46,7 @@ def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
         "renew_certificate",
         "request_server_key",
         "rollover_ca",
+        "verify_eab",
     ]
     with pytest.raises(NotFound, match="no signing use case 'sign_everything'"):
         run_signing("sign_everything", request_id=1, actor="t")

@@ -140,6 +140,7 @@ def test_a_job_tampered_with_in_the_database_is_refused(approved, rita, issuing_
     [
         ("renew_certificate", {"certificate_id": 1}),
         ("create_ca", {"creation_id": 1}),
+        ("verify_eab", {"eab_id": 1, "alg": "HS256", "signing_input": "e30", "signature": "AA"}),
         ("destroy_key", {"key_id": "6f1c2a4e-0000-4000-8000-000000000000"}),
         ("rollover_ca", {"ca_id": 1}),
         ("renew_ca", {"ca_id": 1}),

@@ -328,3 +328,49 @@ def test_legitimate_ca_creation_and_server_keys_work_through_the_signer(signer, 
     assert ("hand_over_server_key", SigningJobState.DONE) in jobs
     # The one-time secret does not stay in the job rows.
     assert not any("download_secret" in p for p in SigningJob.objects.values_list("params", flat=True))
+
+
+def test_acme_external_account_binding_is_checked_on_the_signer(signer, issuing_ca):
+    """The web process holds no KEK, so it cannot open an EAB HMAC key: a signing job checks the
+    MAC where it can be opened (issue 10 item 2; it was serverInternal)."""
+    import subprocess
+    import sys
+
+    from pki.acme.endpoints import create_eab_key, create_endpoint
+    from pki.models import AcmeAccount
+
+    endpoint = create_endpoint(
+        name="eab-worker",
+        ca=issuing_ca,
+        profile=Profile.objects.get(name="tls-server"),
+        allowed_identifiers=["**.example.test"],
+        eab_required=True,
+        actor="test",
+    )
+    eab_key, hmac_key = create_eab_key(endpoint=endpoint, actor="test")
+    env = signer.web_env()
+
+    def register(secret: str, key_name: str) -> dict[str, Any]:
+        args = [sys.executable, "-m", "tests.support.web_side", "acme-eab", "eab-worker", eab_key.key_id]
+        done = subprocess.run(
+            [*args, secret, key_name], env=env, capture_output=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        return result
+
+    wrong = register("A" * 43, "ec-p256")
+    assert wrong["web_has_kek"] is False
+    assert (wrong["status"], wrong["problem"]) == (403, "unauthorized"), wrong
+    assert not AcmeAccount.objects.exists()
+    made = register(hmac_key, "ec-p256")
+    assert made["status"] == 201, made
+    assert AcmeAccount.objects.get().eab_key == eab_key
+    # Bound now: another key using it is refused, and the signer is not even asked.
+    assert register(hmac_key, "ec-p384")["problem"] == "unauthorized"
+    assert AcmeAccount.objects.count() == 1
+    jobs = list(SigningJob.objects.filter(use_case="verify_eab").values_list("state", "result"))
+    assert jobs == [
+        (SigningJobState.DONE, {"ok": True, "result": {"valid": False}}),
+        (SigningJobState.DONE, {"ok": True, "result": {"valid": True}}),
+    ]
