@@ -70,9 +70,9 @@ def _refused(row: CACreation, exc: PKIError, *, actor: str, now: dt.datetime) ->
     return exc
 
 
-def _review_problem(row: CACreation, reviewer: User) -> PKIError | None:
+def _review_problem(row: CACreation, reviewer: User, *, states: tuple[str, ...]) -> PKIError | None:
     """Why ``reviewer`` may not decide on ``row`` now (its state, their current grants), or None."""
-    if row.state != TwoPersonState.PENDING:
+    if row.state not in states:
         return InvalidState(f"CA creation {row.pk} is {row.state}")
     forget_grants(reviewer)  # the administrator's grants as they are now
     if not can(reviewer, Action.CREATE_CA):
@@ -151,7 +151,7 @@ def approve_ca_creation(
     now = resolve(now)
     with transaction.atomic():
         row = CACreation.objects.select_for_update().get(pk=creation.pk)
-        problem = _review_problem(row, approver)
+        problem = _review_problem(row, approver, states=(TwoPersonState.PENDING,))
         if problem is None and approver.pk == row.requester_id:
             problem = SeparationOfDuties(
                 f"you asked for CA {row.name}: another administrator must approve its creation"
@@ -187,7 +187,8 @@ def approve_ca_creation(
 def reject_ca_creation(
     *, creation: CACreation, reviewer: User, actor: str, reason: str, now: dt.datetime | None = None
 ) -> CACreation:
-    """An administrator (the one who asked included: a withdrawal) turns down an open CA creation."""
+    """An administrator (the one who asked included: a withdrawal) turns down an open CA creation:
+    pending, or approved but not made yet (its queued job then refuses to make it)."""
     now = resolve(now)
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_CHARS:
@@ -196,7 +197,8 @@ def reject_ca_creation(
         )
     with transaction.atomic():
         row = CACreation.objects.select_for_update().get(pk=creation.pk)
-        problem = _review_problem(row, reviewer)
+        # An approved creation whose CA is not made yet (no signer took its job) can be closed too.
+        problem = _review_problem(row, reviewer, states=OPEN)
         if problem is None:
             row.state, row.reason = TwoPersonState.CANCELLED, reason
             row.decided_by, row.decided_at = actor, now

@@ -374,3 +374,37 @@ def test_acme_external_account_binding_is_checked_on_the_signer(signer, issuing_
         (SigningJobState.DONE, {"ok": True, "result": {"valid": False}}),
         (SigningJobState.DONE, {"ok": True, "result": {"valid": True}}),
     ]
+
+
+def test_a_ca_creation_approved_while_no_signer_answers_waits_and_can_be_rejected(
+    signer, make_actor, issuing_ca
+):
+    """Approved but not made (503: no signer took the job): the creation stays approved, and an
+    administrator can still close it; the job, if a signer ever takes it, then makes nothing."""
+    from pki.models import CACreation
+    from tests.support.processes import delete_prefixed_keys
+
+    alice = make_actor("alice", (Role.ADMINISTRATOR, None, None))
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    env = signer.web_env()
+    body = json.dumps({"name": "late-sub", "parent": issuing_ca.parent.name, "subject": "CN=Late Sub"})
+    asked = json.loads(web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)["body"])
+    lonely = f"kmi-test-{uuid.uuid4().hex[:10]}:"  # a broker namespace no signer listens on
+    try:
+        unanswered = web_side_api(
+            {**env, "KMI_SIGNING_TIMEOUT": "1", "KMI_REDIS_KEY_PREFIX": lonely},
+            bob.token,
+            "POST",
+            f"/api/v1/ca-creations/{asked['id']}/approve/",
+        )
+    finally:
+        delete_prefixed_keys(signer.redis_url, lonely)
+    assert unanswered["status"] == 503, unanswered["body"]
+    assert CACreation.objects.get(pk=asked["id"]).state == "approved"
+    assert not CertificateAuthority.objects.filter(name="late-sub").exists()
+    reason = json.dumps({"reason": "no signer today"})
+    closed = web_side_api(env, alice.token, "POST", f"/api/v1/ca-creations/{asked['id']}/reject/", reason)
+    assert closed["status"] == 200, closed["body"]
+    assert json.loads(closed["body"])["state"] == "cancelled"
+    again = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    assert again["status"] == 202, again["body"]  # the name is free again
