@@ -333,6 +333,8 @@ def test_ca_pages_disable_enable_and_new_intermediate(c_admin, person, issuing_c
     assert not CertificateAuthority.objects.filter(name="issuing-2").exists()
     queue = c_admin.client.get("/console/cas/").content.decode()
     assert "yours: another administrator approves" in queue
+    assert queue.count('data-testid="ca-creations"') == 1
+    assert "<title>CAs" in queue
     creation = CACreation.objects.get(name="issuing-2")
     own = c_admin.client.post(f"/console/cas/creations/{creation.pk}/approve/", follow=True)
     assert "another administrator must approve" in own.content.decode()
