@@ -259,20 +259,3 @@ def create_approved_ca(*, creation_id: int, actor: str) -> tuple[CertificateAuth
         row.state, row.ca = TwoPersonState.DONE, ca
         row.save(update_fields=["state", "ca"])
     return ca, False
-
-
-def signer_problem(user: User | None, creation_id: int) -> str | None:
-    """Why a signer must not make CA creation ``creation_id`` for ``user`` (None: it may)."""
-    row = CACreation.objects.filter(pk=creation_id).first()
-    if row is None:
-        return "no such CA creation"
-    if user is None or not can(user, Action.CREATE_CA):
-        return f"{user.get_username() if user is not None else 'a job without a user'} may not create CAs"
-    if row.state not in (TwoPersonState.APPROVED, TwoPersonState.DONE):
-        return f"CA creation {row.pk} is {row.state}: only an approved creation is made"
-    approved_it = user.pk in row.approver_ids() or (
-        row.approvals_required == 0 and user.pk == row.requester_id
-    )
-    if not approved_it or len(row.approvals) < row.approvals_required:
-        return f"{user.get_username()} did not approve CA creation {row.pk}"
-    return None

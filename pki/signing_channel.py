@@ -252,10 +252,22 @@ def _check_renew(user: User | None, params: Mapping[str, Any]) -> str | None:
 
 
 def _check_create_ca(user: User | None, params: Mapping[str, Any]) -> str | None:
-    from pki.ca_creation import signer_problem
+    from pki.models.authority import CACreation
+    from pki.models.key import TwoPersonState
 
-    # Separation of duties: only a creation other administrators approved, for one who approved it.
-    return signer_problem(user, _int(params, "creation_id"))
+    # Separation of duties (pki.ca_creation): only a creation other administrators approved, made
+    # for an administrator who approved it (or who asked, where no approval is required).
+    row = CACreation.objects.filter(pk=_int(params, "creation_id")).first()
+    if row is None:
+        return "no such CA creation"
+    if user is None or not can(user, Action.CREATE_CA):
+        return f"{_name(user)} may not create CAs"
+    if row.state not in (TwoPersonState.APPROVED, TwoPersonState.DONE):
+        return f"CA creation {row.pk} is {row.state}: only an approved creation is made"
+    asked_alone = row.approvals_required == 0 and user.pk == row.requester_id
+    if not (user.pk in row.approver_ids() or asked_alone) or len(row.approvals) < row.approvals_required:
+        return f"{user.get_username()} did not approve CA creation {row.pk}"
+    return None
 
 
 def _check_manage_ca(user: User | None, params: Mapping[str, Any]) -> str | None:
