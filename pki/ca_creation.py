@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from pki import audit
 from pki.access import Action, can, forget_grants
@@ -110,23 +110,28 @@ def request_ca_creation(
         now=now,
     )
     required = approvals_required()
+    waiting = InvalidState(f"a CA named {name!r} is already waiting for approval")
     with transaction.atomic():
-        if CACreation.objects.select_for_update().filter(name=name, state__in=OPEN).exists():
-            raise InvalidState(f"a CA named {name!r} is already waiting for approval")
-        row = CACreation.objects.create(
-            name=name,
-            parent=parent,
-            subject=subject,
-            key_type=key_type,
-            validity_days=validity_days,
-            path_length=path_length,
-            name_constraints=dict(name_constraints) if name_constraints else None,
-            state=TwoPersonState.APPROVED if required == 0 else TwoPersonState.PENDING,
-            approvals_required=required,
-            requester=requester,
-            requested_by=actor,
-            created_at=now,
-        )
+        if CACreation.objects.filter(name=name, state__in=OPEN).exists():
+            raise waiting
+        try:
+            with transaction.atomic():  # one open creation per name (a constraint): a race loses here
+                row = CACreation.objects.create(
+                    name=name,
+                    parent=parent,
+                    subject=subject,
+                    key_type=key_type,
+                    validity_days=validity_days,
+                    path_length=path_length,
+                    name_constraints=dict(name_constraints) if name_constraints else None,
+                    state=TwoPersonState.APPROVED if required == 0 else TwoPersonState.PENDING,
+                    approvals_required=required,
+                    requester=requester,
+                    requested_by=actor,
+                    created_at=now,
+                )
+        except IntegrityError:
+            raise waiting from None
         _audit(
             row,
             "ca.creation_requested",
