@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.exceptions import SigningRefused
 from pki.models.acme import AccountStatus, AcmeAccount, AcmeEndpoint, AcmeExternalAccountKey
 
 from . import jws as jose
@@ -123,14 +124,17 @@ def _check_eab(
         raise Unauthorized(f"external account key {key_id!r} is already bound to an account")
     from pki.signing import run_signing
 
-    checked = run_signing(
-        "verify_eab",
-        eab_id=eab.pk,
-        alg=inner.alg,
-        signing_input=jose.b64u_encode(inner.signing_input),
-        signature=jose.b64u_encode(inner.signature),
-        actor=actor,
-    )
+    try:
+        checked = run_signing(
+            "verify_eab",
+            eab_id=eab.pk,
+            alg=inner.alg,
+            signing_input=jose.b64u_encode(inner.signing_input),
+            signature=jose.b64u_encode(inner.signature),
+            actor=actor,
+        )
+    except SigningRefused:  # the signer found the key bound (or gone) since it was read here
+        raise Unauthorized(f"external account key {key_id!r} can no longer be bound") from None
     if checked.get("valid") is not True:
         raise Unauthorized("external account binding signature does not verify")
     try:
