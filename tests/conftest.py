@@ -25,13 +25,29 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps among equals
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long tests (marked ``interop`` or ``slow``) run first, the rest in their usual order.
+    """Long tests (marked ``interop`` or ``slow``) run first, the rest in their usual order;
+    transactional tests stay last (long ones first among them).
 
     pytest-xdist hands tests out in collection order: a minute-long runbook collected last keeps
     one worker busy after the others have run out of work. Started first, the long tests overlap
     while the short ones fill the gaps.
     """
-    items.sort(key=lambda item: not any(item.iter_markers("interop")) and not any(item.iter_markers("slow")))
+    items.sort(key=lambda item: (_transactional(item), not _long(item)))
+
+
+def _long(item: pytest.Item) -> bool:
+    return any(item.iter_markers("interop")) or any(item.iter_markers("slow"))
+
+
+def _transactional(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a transactional database. These stay after the others (pytest-django's
+    order, as Django's): their teardown flushes every table, the seeded profiles included, and
+    a plain test run after one on the same worker would find no profile."""
+    marker = item.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")):
+        return True
+    fixtures = getattr(item, "fixturenames", [])
+    return "transactional_db" in fixtures or "live_server" in fixtures
 
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
