@@ -415,7 +415,7 @@ def settings_secret() -> str:
     return str(settings.SECRET_KEY)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_events_appended_while_a_checkpoint_is_made_are_covered_by_the_next(issuing_ca, profile, export):
     """A checkpoint covers the heads it read; events committed while it is being made (here: while
     it waits to insert its row) are covered by the next one, never skipped."""
