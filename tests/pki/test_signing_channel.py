@@ -202,7 +202,7 @@ def test_old_signing_jobs_are_purged_and_their_messages_then_refused(approved, r
 
 def test_an_administrator_cannot_have_a_ca_made_that_they_did_not_approve(issuing_ca, root_ca):
     """Separation of duties on the signer: a MAC'd create_ca job runs only for an approved creation
-    and for an administrator who approved it (pki.ca_creation.signer_problem)."""
+    and for an administrator who approved it (pki.signing_channel._check_create_ca)."""
     from pki.ca_creation import approve_ca_creation, request_ca_creation
     from pki.models import CertificateAuthority
 
