@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from pki import audit, conf
+from pki import audit
 from pki.access import grant_role
 from pki.audit_checkpoints import (
     audit_key,
@@ -232,16 +232,14 @@ def test_attack_erase_a_key_compromise_revocation_and_rechain(trail, export):
     assert f"{event.stream}: " in problems(report)
 
 
-def test_attack_erase_a_revocation_made_after_the_last_checkpoint(trail, profile, settings):
+def test_attack_erase_a_revocation_made_after_the_last_checkpoint(trail, profile, kmi_settings):
     """Between checkpoints the MAC of the next event (it links to the erased one) tells."""
-    settings.KMI = {**settings.KMI, "AUDIT_LANES": 1}
-    conf.reset()
-    try:
-        cert = trail["certs"][1]
-        revoke_certificate(certificate=cert, reason="keyCompromise", actor="alice", now=NOW)
-        issue(cert.ca, profile, key_name="ec-p384")  # (another key) the next event of the same (only) lane
-    finally:
-        conf.reset()
+    # kmi_settings restores settings.KMI, then forgets the cached settings: a reset here, before
+    # the restore, let the rest of the test cache one lane for the tests after it in this process.
+    kmi_settings(AUDIT_LANES=1)
+    cert = trail["certs"][1]
+    revoke_certificate(certificate=cert, reason="keyCompromise", actor="alice", now=NOW)
+    issue(cert.ca, profile, key_name="ec-p384")  # (another key) the next event of the same (only) lane
     event = AuditEvent.objects.get(action="certificate.revoked", object_id=str(cert.pk))
     assert AuditEvent.objects.filter(stream=event.stream, seq__gt=event.seq).exists()
     sql("DELETE FROM pki_auditevent WHERE id = %s", [event.pk])
