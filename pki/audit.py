@@ -38,7 +38,8 @@ INSERT INTO pki_auditevent
 SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
        %(object_id)s, %(details)s::jsonb, advanced.prev_hash, advanced.hash,
        encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
-           || convert_to(advanced.prev_hash || E'\\n' || %(body)s, 'UTF8'))), 'hex')
+           || convert_to(advanced.seq::text || E'\\n' || advanced.prev_hash || E'\\n' || %(body)s,
+                      'UTF8'))), 'hex')
 FROM advanced
 RETURNING id, seq, prev_hash, hash
 """
@@ -63,13 +64,14 @@ INSERT INTO pki_auditevent
 SELECT %(stream)s, ev1.seq, %(timestamp)s, %(actor)s, %(action)s, %(object_type)s,
        %(object_id)s, %(details)s::jsonb, ev1.prev_hash, ev1.hash,
        encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
-           || convert_to(ev1.prev_hash || E'\\n' || %(body)s, 'UTF8'))), 'hex')
+           || convert_to(ev1.seq::text || E'\\n' || ev1.prev_hash || E'\\n' || %(body)s, 'UTF8'))), 'hex')
 FROM ev1, advanced
 UNION ALL
 SELECT %(stream)s, advanced.seq, %(timestamp)s, %(actor)s, %(action2)s, %(object_type2)s,
        %(object_id2)s, %(details2)s::jsonb, advanced.prev_hash, advanced.hash,
        encode(sha256(%(mac_o)s::bytea || sha256(%(mac_i)s::bytea
-           || convert_to(advanced.prev_hash || E'\\n' || %(body2)s, 'UTF8'))), 'hex')
+           || convert_to(advanced.seq::text || E'\\n' || advanced.prev_hash || E'\\n' || %(body2)s,
+                      'UTF8'))), 'hex')
 FROM advanced
 RETURNING id, seq, prev_hash, hash
 """
@@ -165,12 +167,14 @@ def event_hash(event: AuditEvent) -> str:
 
 
 # The chain's SHA-256 is unkeyed: anyone who can write the database can re-chain it. Each event
-# therefore also carries an HMAC-SHA256 of the same link (previous hash, newline, body) under a
-# key derived from SECRET_KEY, which the database never holds: an event written, rewritten or
-# re-linked by anyone else does not verify. PostgreSQL computes it inside the append statement
-# from the key's inner and outer pads (RFC 2104), as it computes the chain hash; the key itself
-# is never sent. SECRET_KEY_FALLBACKS keep old events verifiable after a rotation.
-_MAC_LABEL = b"kmi audit event mac v1"
+# therefore also carries an HMAC-SHA256 of its place and link (lane sequence number, newline,
+# previous hash, newline, body) under a key derived from SECRET_KEY, which the database never
+# holds: an event written, rewritten, re-linked or re-numbered by anyone else does not verify.
+# PostgreSQL computes it inside the append statement from the key's inner and outer pads
+# (RFC 2104), as it computes the chain hash; the key itself is never sent. SECRET_KEY_FALLBACKS
+# keep old events verifiable after a rotation. (v1 MACs left out the sequence number; migration
+# 0020 re-MACs the events whose v1 MAC verified.)
+_MAC_LABEL = b"kmi audit event mac v2"
 _SHA256_BLOCK = 64
 
 
@@ -190,15 +194,20 @@ def mac_pads() -> tuple[bytes, bytes]:
     return _pads(str(settings.SECRET_KEY))
 
 
-def event_mac(prev_hash: str, body: str) -> str:
-    """HMAC-SHA256 (hex) of an event's link (previous hash, newline, body) under the audit MAC key."""
-    message = f"{prev_hash}\n{body}".encode()
+def _mac_message(seq: int, prev_hash: str, body: str) -> bytes:
+    return f"{seq}\n{prev_hash}\n{body}".encode()
+
+
+def event_mac(seq: int, prev_hash: str, body: str) -> str:
+    """HMAC-SHA256 (hex) of an event's place and link (lane sequence number, previous hash, body)
+    under the audit MAC key."""
+    message = _mac_message(seq, prev_hash, body)
     return hmac.new(_mac_key(str(settings.SECRET_KEY)), message, hashlib.sha256).hexdigest()
 
 
 def mac_verifies(event: AuditEvent) -> bool:
     """True when the stored event's MAC is right under SECRET_KEY or one of its fallbacks."""
-    message = f"{event.prev_hash}\n{stored_body(event)}".encode()
+    message = _mac_message(event.seq, event.prev_hash, stored_body(event))
     for secret in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())):
         expected = hmac.new(_mac_key(str(secret)), message, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, event.mac):
@@ -313,7 +322,7 @@ def _append(event: PendingEvent) -> AuditEvent:
     )
     body = event.body()
     row.hash = chain_hash(head.head, body)
-    row.mac = event_mac(head.head, body)
+    row.mac = event_mac(row.seq, head.head, body)
     row.save(force_insert=True)
     AuditStream.objects.filter(name=event.stream).update(seq=row.seq, head=row.hash)
     return row
@@ -333,7 +342,7 @@ def chained_row(event: PendingEvent, *, pk: int, seq: int, prev_hash: str, hash_
         details=event.details,
         prev_hash=prev_hash,
         hash=hash_,
-        mac=event_mac(prev_hash, event.body()),
+        mac=event_mac(seq, prev_hash, event.body()),
     )
     row._state.adding = False
     row._state.db = "default"
@@ -392,30 +401,57 @@ class AuditReport:
         return not self.breaks
 
 
+def link_problem(event: AuditEvent, *, expected_seq: int, prev: str) -> str | None:
+    """What is wrong with ``event`` as the link after ``prev`` at ``expected_seq``, or None."""
+    if event.seq != expected_seq:
+        return "event missing before this one"
+    if event.prev_hash != prev:
+        return "prev_hash does not match"
+    if event_hash(event) != event.hash:
+        return "event was altered"
+    if not mac_verifies(event):
+        return "event MAC does not verify (forged or rewritten)"
+    return None
+
+
+# Rounds of re-reading a head that moved while its lane was verified (appends go on meanwhile).
+_VERIFY_ROUNDS = 20
+
+
 def _verify_stream(head: AuditStream) -> tuple[int, AuditBreak | None]:
+    """Verify one lane from its first event up to ``head``, read before its events.
+
+    Events committed after ``head`` was read lie beyond it: the head is read again and they are
+    verified too, so a concurrent writer is never reported as a break; an event beyond a head
+    that no longer moves is one (it was written without advancing the head).
+    """
     prev = GENESIS
     expected_seq = 1
     count = 0
-    events: Iterator[AuditEvent] = (
-        AuditEvent.objects.filter(stream=head.name).order_by("seq").iterator(chunk_size=2000)
-    )
-    for event in events:
-        count += 1
-        if event.seq != expected_seq:
-            return count, AuditBreak(head.name, expected_seq, event.pk, "event missing before this one")
-        if event.prev_hash != prev:
-            return count, AuditBreak(head.name, event.seq, event.pk, "prev_hash does not match")
-        if event_hash(event) != event.hash:
-            return count, AuditBreak(head.name, event.seq, event.pk, "event was altered")
-        if not mac_verifies(event):
-            return count, AuditBreak(
-                head.name, event.seq, event.pk, "event MAC does not verify (forged or rewritten)"
-            )
-        prev = event.hash
-        expected_seq += 1
-    if head.seq != expected_seq - 1 or head.head != prev:
-        return count, AuditBreak(head.name, head.seq, None, "chain head does not match the last event")
-    return count, None
+    for _ in range(_VERIFY_ROUNDS):
+        events: Iterator[AuditEvent] = (
+            AuditEvent.objects.filter(stream=head.name, seq__gte=expected_seq, seq__lte=head.seq)
+            .order_by("seq")
+            .iterator(chunk_size=2000)
+        )
+        for event in events:
+            count += 1
+            problem = link_problem(event, expected_seq=expected_seq, prev=prev)
+            if problem is not None:
+                at = expected_seq if event.seq != expected_seq else event.seq
+                return count, AuditBreak(head.name, at, event.pk, problem)
+            prev = event.hash
+            expected_seq += 1
+        if head.seq != expected_seq - 1 or head.head != prev:
+            return count, AuditBreak(head.name, head.seq, None, "chain head does not match the last event")
+        beyond = AuditEvent.objects.filter(stream=head.name, seq__gt=head.seq).order_by("seq").first()
+        if beyond is None:
+            return count, None
+        fresh = AuditStream.objects.filter(name=head.name).first()
+        if fresh is None or fresh.seq <= head.seq:
+            return count, AuditBreak(head.name, beyond.seq, beyond.pk, "event beyond the chain head")
+        head = fresh
+    return count, None  # still moving: what is beyond is verified next time
 
 
 def verify_chain() -> AuditReport:

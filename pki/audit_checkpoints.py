@@ -115,12 +115,9 @@ def _lane_problems(name: str, *, since: tuple[int, str], upto: tuple[int, str]) 
     expected = prev_seq + 1
     events = AuditEvent.objects.filter(stream=name, seq__gt=prev_seq, seq__lte=upto[0]).order_by("seq")
     for event in events.iterator(chunk_size=2000):
-        if event.seq != expected:
-            return [f"lane {name}: event {expected} is missing"]
-        if event.prev_hash != prev or audit.event_hash(event) != event.hash:
-            return [f"lane {name}: event {event.seq} does not chain to the one before"]
-        if not audit.mac_verifies(event):
-            return [f"lane {name}: event {event.seq} has no valid MAC (forged or rewritten)"]
+        problem = audit.link_problem(event, expected_seq=expected, prev=prev)
+        if problem is not None:
+            return [f"lane {name}: event {min(expected, event.seq)}: {problem}"]
         prev, expected = event.hash, expected + 1
     if expected != upto[0] + 1 or prev != upto[1]:
         return [f"lane {name}: its head does not match its last event"]

@@ -135,9 +135,8 @@ def _create_ca(
     actor: str,
     now: dt.datetime,
 ) -> CertificateAuthority:
-    """Generate the CA key, sign its certificate (self-signed without ``parent``), record, audit."""
-    if validity_days < 1:
-        raise PolicyViolation("validity must be at least one day")
+    """Generate the CA key, sign its certificate (self-signed without ``parent``), record, audit
+    (``plan_ca`` checked the request)."""
     with transaction.atomic():
         key = generate_key(key_type=key_type, purpose=KeyPurpose.CA, actor=actor, backend=backend, now=now)
         ca = CertificateAuthority.objects.create(
@@ -199,6 +198,31 @@ def _create_ca(
     return ca
 
 
+def plan_ca(
+    *,
+    name: str,
+    parent: CertificateAuthority | None,
+    key_type: KeyType | str,
+    validity_days: int,
+    path_length: int | None,
+    name_constraints: Mapping[str, Any] | None,
+    now: dt.datetime,
+) -> tuple[int | None, NameConstraints]:
+    """Check a new CA before anything is made (name free, key type known, parent able to sign and
+    allowing the path length and constraints); return its path length and name constraints."""
+    check_ca_name(name)
+    if key_type not in KeyType.values:
+        raise PolicyViolation(f"unknown key type {key_type!r} (known: {', '.join(KeyType.values)})")
+    if validity_days < 1:
+        raise PolicyViolation("validity must be at least one day")
+    constraints = NameConstraints.from_json(name_constraints)
+    if parent is None:
+        return path_length, constraints
+    ensure_can_sign(parent, now=now)
+    parent_constraints = NameConstraints.from_json(parent.name_constraints)
+    return child_path_length(parent, path_length), parent_constraints.narrowed_by(constraints)
+
+
 def create_root_ca(
     *,
     name: str,
@@ -213,7 +237,15 @@ def create_root_ca(
 ) -> CertificateAuthority:
     """Create a self-signed root CA with a new key."""
     now = resolve(now)
-    check_ca_name(name)
+    path_length, constraints = plan_ca(
+        name=name,
+        parent=None,
+        key_type=key_type,
+        validity_days=validity_days,
+        path_length=path_length,
+        name_constraints=name_constraints,
+        now=now,
+    )
     return _create_ca(
         name=name,
         subject=subject,
@@ -221,7 +253,7 @@ def create_root_ca(
         key_type=key_type,
         validity_days=validity_days,
         path_length=path_length,
-        constraints=NameConstraints.from_json(name_constraints),
+        constraints=constraints,
         backend=backend,
         actor=actor,
         now=now,
@@ -243,10 +275,15 @@ def create_intermediate_ca(
 ) -> CertificateAuthority:
     """Create an intermediate CA signed by ``parent``, within its path length and name constraints."""
     now = resolve(now)
-    check_ca_name(name)
-    ensure_can_sign(parent, now=now)
-    path_length = child_path_length(parent, path_length)
-    parent_constraints = NameConstraints.from_json(parent.name_constraints)
+    path_length, constraints = plan_ca(
+        name=name,
+        parent=parent,
+        key_type=key_type,
+        validity_days=validity_days,
+        path_length=path_length,
+        name_constraints=name_constraints,
+        now=now,
+    )
     return _create_ca(
         name=name,
         subject=subject,
@@ -254,7 +291,7 @@ def create_intermediate_ca(
         key_type=key_type,
         validity_days=validity_days,
         path_length=path_length,
-        constraints=parent_constraints.narrowed_by(NameConstraints.from_json(name_constraints)),
+        constraints=constraints,
         backend=backend,
         actor=actor,
         now=now,

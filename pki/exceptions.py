@@ -64,6 +64,12 @@ class NotAuthorized(PKIError):
     code = "not_authorized"
 
 
+class SeparationOfDuties(NotAuthorized):
+    """The person acting asked for this change: a different person must approve it."""
+
+    code = "separation_of_duties"
+
+
 class UnsupportedExtension(PolicyViolation):
     """The CSR asks for a critical extension KMI does not understand."""
 

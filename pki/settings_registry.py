@@ -636,6 +636,16 @@ declare(
     group=_G,
 )
 
+declare(
+    "KMI_CA_CREATION_APPROVALS",
+    integer(minimum=0, maximum=9),
+    "1",
+    "Administrators other than the one who asked who must approve a new CA (API and console) before "
+    "its key is made; `0` creates it at once (a single-operator install). The command line "
+    "(`init_ca`, the shell holding the KEK) creates directly, audited.",
+    group=_G,
+)
+
 _G = "Revocation and CRLs"
 declare(
     "KMI_CRL_NEXT_UPDATE_SECONDS",

@@ -252,8 +252,21 @@ def _check_renew(user: User | None, params: Mapping[str, Any]) -> str | None:
 
 
 def _check_create_ca(user: User | None, params: Mapping[str, Any]) -> str | None:
+    from pki.models.authority import CACreation
+    from pki.models.key import TwoPersonState
+
+    # Separation of duties (pki.ca_creation): only a creation other administrators approved, made
+    # for an administrator who approved it (or who asked, where no approval is required).
+    row = CACreation.objects.filter(pk=_int(params, "creation_id")).first()
+    if row is None:
+        return "no such CA creation"
     if user is None or not can(user, Action.CREATE_CA):
         return f"{_name(user)} may not create CAs"
+    if row.state not in (TwoPersonState.APPROVED, TwoPersonState.DONE):
+        return f"CA creation {row.pk} is {row.state}: only an approved creation is made"
+    asked_alone = row.approvals_required == 0 and user.pk == row.requester_id
+    if not (user.pk in row.approver_ids() or asked_alone) or len(row.approvals) < row.approvals_required:
+        return f"{user.get_username()} did not approve CA creation {row.pk}"
     return None
 
 
@@ -309,6 +322,15 @@ def _check_hand_over_recovered_key(user: User | None, params: Mapping[str, Any])
     return None
 
 
+def _check_verify_eab(user: User | None, params: Mapping[str, Any]) -> str | None:
+    from pki.models.acme import AcmeExternalAccountKey
+
+    # An ACME newAccount (no user): the MAC is checked only for a key that exists and is unbound.
+    if not AcmeExternalAccountKey.objects.filter(pk=_int(params, "eab_id"), bound_at__isnull=True).exists():
+        return "no such unbound external account key"
+    return None
+
+
 def _name(user: User | None) -> str:
     return user.get_username() if user is not None else "a job without a user"
 
@@ -316,12 +338,12 @@ def _name(user: User | None) -> str:
 _CHECKS: dict[str, Callable[[User | None, Mapping[str, Any]], str | None]] = {
     "issue_request": _check_issue_request,
     "renew_certificate": _check_renew,
-    "create_root_ca": _check_create_ca,
-    "create_intermediate_ca": _check_create_ca,
+    "create_ca": _check_create_ca,
     "request_server_key": _check_request_server_key,
     "hand_over_server_key": _check_hand_over_server_key,
     "destroy_key": _check_destroy_key,
     "hand_over_recovered_key": _check_hand_over_recovered_key,
+    "verify_eab": _check_verify_eab,
     "rollover_ca": _check_manage_ca,
     "renew_ca": _check_manage_ca,
 }

@@ -8,9 +8,9 @@ at start-up so the registry is complete in every process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 
 from pki.exceptions import NotFound
@@ -70,88 +70,32 @@ def _renew_certificate(
     return {"certificate_id": new.pk, "serial": new.serial, "replayed": False}
 
 
-def _existing_ca(name: str, subject: str) -> dict[str, Any] | None:
-    """A replayed CA creation: the CA of that name with that subject, if it exists already."""
-    from pki.models.authority import CertificateAuthority
-    from pki.x509.names import parse_subject
-
-    ca = CertificateAuthority.objects.filter(name=name).select_related("certificate").first()
-    if ca is None or ca.certificate is None:
-        return None
-    if ca.x509_certificate().subject != parse_subject(subject):
-        return None  # a different CA of that name: let the use case refuse it
-    return {"ca_id": ca.pk, "serial": ca.certificate.serial, "replayed": True}
-
-
-def _create_ca_once(create: Callable[..., Any], *, name: str, subject: str, **kwargs: Any) -> dict[str, Any]:
-    """Run a CA creation use case (``create_root_ca``, ``create_intermediate_ca``) with the parsed
-    ``subject``, unless a replay finds the CA it made the first time."""
-    from pki.x509.names import parse_subject
-
-    existing = _existing_ca(name, subject)
-    if existing is not None:
-        return existing
-    ca = create(name=name, subject=parse_subject(subject), **kwargs)
-    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": False}
-
-
-@signing_use_case("create_root_ca")
-def _create_root_ca(
-    *,
-    name: str,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 3650,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create a root CA (a replay of the same name and subject returns the existing one)."""
-    from pki.authorities import create_root_ca
-
-    return _create_ca_once(
-        create_root_ca,
-        name=name,
-        subject=subject,
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
-    )
-
-
-@signing_use_case("create_intermediate_ca")
-def _create_intermediate_ca(
-    *,
-    name: str,
-    parent_id: int,
-    subject: str,
-    actor: str,
-    key_type: str = "ec-p256",
-    validity_days: int = 1825,
-    path_length: int | None = None,
-    name_constraints: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
-    """Create an intermediate CA under ``parent_id`` (a replay returns the existing one)."""
-    from pki.authorities import create_intermediate_ca
-    from pki.models.authority import CertificateAuthority
+@signing_use_case("create_ca")
+def _create_ca(*, creation_id: int, actor: str) -> dict[str, Any]:
+    """Make the CA of an approved CA creation (``pki.ca_creation``); a replay returns it."""
+    from pki.ca_creation import create_approved_ca
 
     try:
-        parent = CertificateAuthority.objects.select_related("key", "certificate").get(pk=parent_id)
-    except CertificateAuthority.DoesNotExist:
-        raise NotFound(f"no CA {parent_id}") from None
-    return _create_ca_once(
-        create_intermediate_ca,
-        name=name,
-        subject=subject,
-        parent=parent,
-        key_type=key_type,
-        validity_days=validity_days,
-        path_length=path_length,
-        name_constraints=name_constraints,
-        actor=actor,
+        ca, replayed = create_approved_ca(creation_id=creation_id, actor=actor)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no CA creation {creation_id}") from None
+    return {"ca_id": ca.pk, "serial": ca.own_certificate().serial, "replayed": replayed}
+
+
+@signing_use_case("verify_eab")
+def _verify_eab(*, eab_id: int, alg: str, signing_input: str, signature: str, actor: str) -> dict[str, Any]:
+    """Check an ACME external account binding's MAC where its sealed HMAC key can be opened
+    (nothing changes: the web side binds the key once this says the MAC is valid)."""
+    from pki.acme.accounts import eab_mac_matches
+    from pki.acme.jws import b64u_decode
+
+    valid = eab_mac_matches(
+        eab_id=eab_id,
+        alg=alg,
+        signing_input=b64u_decode(signing_input, what="signing input"),
+        signature=b64u_decode(signature, what="signature"),
     )
+    return {"valid": valid}
 
 
 @signing_use_case("request_server_key")

@@ -230,6 +230,8 @@ KMI = {
 # Signed audit checkpoints (pki.audit_checkpoints): exported to this file as they are made.
 KMI_AUDIT_CHECKPOINT_PATH = env["KMI_AUDIT_CHECKPOINT_PATH"] or str(DATA_DIR / "audit-checkpoints.jsonl")
 KMI_AUDIT_CHECKPOINT_SECONDS = env["KMI_AUDIT_CHECKPOINT_SECONDS"]
+# Separation of duties for CA creation (pki.ca_creation): approvals by other administrators.
+KMI_CA_CREATION_APPROVALS = env["KMI_CA_CREATION_APPROVALS"]
 KMI_AUDIT_CHECKPOINT_WEBHOOK_URL = env["KMI_AUDIT_CHECKPOINT_WEBHOOK_URL"]
 # An HSM through PKCS#11 (pki.keys.pkcs11; README "Keys in an HSM"), when a module is named:
 # `init_ca --backend pkcs11`, or KMI_DEFAULT_KEY_BACKEND=pkcs11 for every new CA key.

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 
 from pki import audit
 from pki.clock import resolve
+from pki.exceptions import SigningRefused
 from pki.models.acme import AccountStatus, AcmeAccount, AcmeEndpoint, AcmeExternalAccountKey
 
 from . import jws as jose
@@ -100,9 +101,12 @@ def _check_contact(contact: object) -> list[str]:
 
 
 def _check_eab(
-    endpoint: AcmeEndpoint, binding: object, *, jwk: dict[str, Any], url: str
+    endpoint: AcmeEndpoint, binding: object, *, jwk: dict[str, Any], url: str, actor: str
 ) -> AcmeExternalAccountKey:
-    """RFC 8555 §7.3.4: an HMAC JWS over the account key, by a key id the CA issued."""
+    """RFC 8555 §7.3.4: an HMAC JWS over the account key, by a key id the CA issued. The MAC is
+    checked where the HMAC key can be unsealed (``eab_mac_matches`` through ``pki.signing``: a
+    signing worker with ``KMI_SIGNING=worker``), so it runs outside any transaction; the caller
+    re-reads the key under a lock to bind it."""
     if not isinstance(binding, dict):
         raise Malformed("externalAccountBinding must be a flattened JWS object")
     inner = jose.parse(binding, what="externalAccountBinding")
@@ -111,20 +115,44 @@ def _check_eab(
     if inner.header.get("url") != url:
         raise Unauthorized("externalAccountBinding url is not the newAccount URL")
     key_id = inner.header.get("kid")
+    jose.hmac_algorithm(inner.alg)
     try:
-        eab = AcmeExternalAccountKey.objects.select_for_update().get(endpoint=endpoint, key_id=key_id)
+        eab = AcmeExternalAccountKey.objects.get(endpoint=endpoint, key_id=key_id)
     except AcmeExternalAccountKey.DoesNotExist:
         raise Unauthorized(f"external account key {key_id!r} is unknown") from None
-    jose.verify_hmac(inner, eab.hmac_key())
+    if eab.bound_at is not None:
+        raise Unauthorized(f"external account key {key_id!r} is already bound to an account")
+    from pki.signing import run_signing
+
+    try:
+        checked = run_signing(
+            "verify_eab",
+            eab_id=eab.pk,
+            alg=inner.alg,
+            signing_input=jose.b64u_encode(inner.signing_input),
+            signature=jose.b64u_encode(inner.signature),
+            actor=actor,
+        )
+    except SigningRefused:  # the signer found the key bound (or gone) since it was read here
+        raise Unauthorized(f"external account key {key_id!r} can no longer be bound") from None
+    if checked.get("valid") is not True:
+        raise Unauthorized("external account binding signature does not verify")
     try:
         bound_jwk = jose.canonical_jwk(inner.json_payload())
     except (KeyError, AttributeError):
         raise Malformed("externalAccountBinding payload must be the account's public JWK") from None
     if not hmac.compare_digest(jose.jwk_thumbprint(bound_jwk), jose.jwk_thumbprint(jwk)):
         raise Unauthorized("externalAccountBinding binds a different key than the request's jwk")
-    if eab.bound_at is not None:
-        raise Unauthorized(f"external account key {key_id!r} is already bound to an account")
     return eab
+
+
+def eab_mac_matches(*, eab_id: int, alg: str, signing_input: bytes, signature: bytes) -> bool:
+    """Whether an external account binding's MAC verifies under key ``eab_id``'s HMAC key (unsealed
+    here: the process must hold the KEK). A key already bound, or unknown, matches nothing."""
+    eab = AcmeExternalAccountKey.objects.filter(pk=eab_id, bound_at__isnull=True).first()
+    if eab is None or alg not in jose.HMAC_ALGORITHMS:
+        return False
+    return jose.hmac_verifies(alg=alg, signing_input=signing_input, signature=signature, key=eab.hmac_key())
 
 
 def new_account(
@@ -146,12 +174,16 @@ def new_account(
     contact = _check_contact(payload.get("contact"))
     if endpoint.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
         raise Malformed("you must agree to the terms of service (termsOfServiceAgreed)")
+    eab = None
+    if "externalAccountBinding" in payload:
+        eab = _check_eab(endpoint, payload["externalAccountBinding"], jwk=verified.jwk, url=url, actor=actor)
+    elif endpoint.eab_required:
+        raise ExternalAccountRequired(f"endpoint {endpoint.name} requires external account binding")
     with transaction.atomic():
-        eab = None
-        if "externalAccountBinding" in payload:
-            eab = _check_eab(endpoint, payload["externalAccountBinding"], jwk=verified.jwk, url=url)
-        elif endpoint.eab_required:
-            raise ExternalAccountRequired(f"endpoint {endpoint.name} requires external account binding")
+        if eab is not None:
+            eab = AcmeExternalAccountKey.objects.select_for_update().get(pk=eab.pk)
+            if eab.bound_at is not None:  # a concurrent newAccount bound it since the check
+                raise Unauthorized(f"external account key {eab.key_id!r} is already bound to an account")
         try:
             with transaction.atomic():
                 account = AcmeAccount.objects.create(

@@ -273,14 +273,25 @@ def verify(jws: JWS, key: AccountPublicKey) -> None:
         raise Malformed("JWS signature does not verify") from None
 
 
-def verify_hmac(jws: JWS, key: bytes) -> None:
-    """Verify an HMAC-signed JWS (only for external account binding, RFC 8555 §7.3.4)."""
-    algorithm = HMAC_ALGORITHMS.get(jws.alg)
+def hmac_algorithm(alg: str) -> Any:
+    """The hash of an external account binding's HMAC (RFC 8555 §7.3.4); ``BadSignatureAlgorithm``
+    for anything but HS256/384/512."""
+    algorithm = HMAC_ALGORITHMS.get(alg)
     if algorithm is None:
-        raise BadSignatureAlgorithm(f"external account binding must use HS256/384/512, not {jws.alg!r}")
+        raise BadSignatureAlgorithm(f"external account binding must use HS256/384/512, not {alg!r}")
+    return algorithm
+
+
+def hmac_verifies(*, alg: str, signing_input: bytes, signature: bytes, key: bytes) -> bool:
+    """Whether ``signature`` is the HMAC under ``key`` of ``signing_input`` (constant time)."""
     from cryptography.hazmat.primitives import hmac as chmac
 
-    mac = chmac.HMAC(key, algorithm)
-    mac.update(jws.signing_input)
-    if not hmac.compare_digest(mac.finalize(), jws.signature):
+    mac = chmac.HMAC(key, hmac_algorithm(alg))
+    mac.update(signing_input)
+    return hmac.compare_digest(mac.finalize(), signature)
+
+
+def verify_hmac(jws: JWS, key: bytes) -> None:
+    """Verify an HMAC-signed JWS (only for external account binding, RFC 8555 §7.3.4)."""
+    if not hmac_verifies(alg=jws.alg, signing_input=jws.signing_input, signature=jws.signature, key=key):
         raise Unauthorized("external account binding signature does not verify")

@@ -42,7 +42,7 @@ def mac_existing_events(apps, schema_editor):
     AuditEvent = apps.get_model("pki", "AuditEvent")
     batch = []
     for event in AuditEvent.objects.filter(mac="").order_by("id").iterator(chunk_size=2000):
-        event.mac = event_mac(event.prev_hash, stored_body(event))
+        event.mac = event_mac(event.seq, event.prev_hash, stored_body(event))
         batch.append(event)
         if len(batch) == 2000:
             AuditEvent.objects.bulk_update(batch, ["mac"])

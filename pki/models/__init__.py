@@ -12,7 +12,7 @@ from pki.models.acme import (
 )
 from pki.models.alert import Alert, AlertKind, AlertSeverity, AlertState, MonitorRun
 from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
-from pki.models.authority import CAGeneration, CAState, CertificateAuthority, GenerationState
+from pki.models.authority import CACreation, CAGeneration, CAState, CertificateAuthority, GenerationState
 from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate, RevocationReason
 from pki.models.crl import CertificateRevocationList, CRLScope, CRLStaleMark
@@ -51,6 +51,7 @@ __all__ = [
     "AuditStream",
     "AuditVerification",
     "BlockedKey",
+    "CACreation",
     "CAGeneration",
     "CAState",
     "CRLScope",

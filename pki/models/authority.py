@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.db import models
 
+from pki.models.key import TwoPersonState
+
 if TYPE_CHECKING:
     from pki.models.certificate import Certificate
 
@@ -217,3 +219,52 @@ class CAGeneration(models.Model):
             cached = self.certificate.x509()
             self._x509_cache = cached
         return cached
+
+
+class CACreation(models.Model):
+    """A CA that an administrator asked for and that waits for the approval of other administrators
+    (``KMI_CA_CREATION_APPROVALS``) before its key is made (``pki.ca_creation``).
+
+    ``approvals`` lists who approved, in order: ``{"user": id, "by": actor, "at": ISO time}``.
+    """
+
+    name = models.SlugField(max_length=64)
+    parent = models.ForeignKey(
+        CertificateAuthority, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    subject = models.TextField()
+    key_type = models.CharField(max_length=16)
+    validity_days = models.PositiveIntegerField()
+    path_length = models.PositiveIntegerField(null=True, blank=True)
+    name_constraints = models.JSONField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=TwoPersonState.choices, default=TwoPersonState.PENDING)
+    approvals_required = models.PositiveIntegerField(help_text="distinct other administrators who approve")
+    approvals = models.JSONField(default=list, blank=True)
+    requester = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by = models.CharField(max_length=150, help_text="audit actor who asked")
+    decided_by = models.CharField(max_length=150, blank=True, help_text="who approved last or rejected")
+    reason = models.TextField(blank=True, help_text="why it was rejected or failed")
+    ca = models.OneToOneField(
+        CertificateAuthority, null=True, blank=True, on_delete=models.PROTECT, related_name="creation"
+    )
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(state__in=["pending", "approved"]),
+                name="pki_cacreation_one_open_per_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"creation of CA {self.name} ({self.state})"
+
+    def approver_ids(self) -> list[int]:
+        """Accounts that approved (command-line approvals have none)."""
+        return [int(a["user"]) for a in self.approvals if a.get("user") is not None]

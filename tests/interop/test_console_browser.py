@@ -35,6 +35,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from pki import health
 from pki.access import grant_role
 from pki.authorities import create_intermediate_ca, create_root_ca
+from pki.ca_creation import request_ca_creation
 from pki.crl import publish_crl
 from pki.enrollment import enroll
 from pki.models import Certificate, CertificateRequest, Profile, RequestState, Role
@@ -322,6 +323,16 @@ def test_a_week_of_ca_work_in_the_browser(
     assert phone.page.evaluate("document.documentElement.scrollWidth") <= 375
 
     # --- an administrator walks every other page ------------------------------------------------------
+    # A CA she asked for waits on the CA list for another administrator (separation of duties).
+    request_ca_creation(
+        name="team-ca",
+        parent=issuing.parent,
+        subject="CN=Team CA,O=KMI",
+        key_type="ec-p256",
+        validity_days=365,
+        requester=world.alice,
+        actor="alice",
+    )
     alice = visitor(contexts, browser, server_url)
     sign_in(alice, "alice", totp_user=world.alice)
     for path, shot in (

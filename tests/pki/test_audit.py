@@ -256,3 +256,24 @@ def test_the_periodic_task_reports_the_chain(lanes, caplog):
     sql("UPDATE pki_auditevent SET actor = 'x' WHERE id = %s", [events[0].pk])
     assert verify_audit_chain()["ok"] is False
     assert "audit chain ca:1/0 broken at seq 1: event was altered" in caplog.text
+
+
+def test_an_append_committed_while_a_lane_is_verified_is_not_a_break():
+    """verify_chain reads each head before its events: events committed in between lie beyond
+    the head it read, and are verified with the head read again, not reported as a break."""
+    with transaction.atomic():
+        audit.record(action="test.first", actor="t", scope="race", details={})
+    head = AuditStream.objects.get(name__startswith="race/")
+    with transaction.atomic():
+        for _ in range(3):
+            audit.record(action="test.meanwhile", actor="t", scope="race", details={})
+    count, problem = audit._verify_stream(head)  # the head as read before the appends
+    assert (count, problem) == (4, None)
+
+
+def test_an_event_beyond_a_head_that_does_not_move_is_a_break():
+    with transaction.atomic():
+        event = audit.record(action="test.first", actor="t", scope="beyond", details={})
+    owner_sql("UPDATE pki_auditstream SET seq = 0, head = %s WHERE name = %s", [GENESIS, event.stream])
+    report = verify_chain()
+    assert [b.problem for b in report.breaks if b.stream == event.stream] == ["event beyond the chain head"]

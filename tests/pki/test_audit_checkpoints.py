@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from pki import audit, conf
+from pki import audit
 from pki.access import grant_role
 from pki.audit_checkpoints import (
     audit_key,
@@ -196,7 +196,7 @@ def test_attack_append_a_forged_administrator_grant(trail, export):
     assert unkeyed_verify_passes()
     assert "MAC does not verify (forged or rewritten)" in problems(verify_trail(checkpoints=export))
     # And the next checkpoint refuses to sign it.
-    with pytest.raises(AuditChainBroken, match="no valid MAC"):
+    with pytest.raises(AuditChainBroken, match="MAC does not verify"):
         make_checkpoint(actor="test", now=NOW)
     assert AuditCheckpoint.objects.count() == 1
 
@@ -214,16 +214,14 @@ def test_attack_erase_a_key_compromise_revocation_and_rechain(trail, export):
     assert f"{event.stream}: " in problems(report)
 
 
-def test_attack_erase_a_revocation_made_after_the_last_checkpoint(trail, profile, settings):
+def test_attack_erase_a_revocation_made_after_the_last_checkpoint(trail, profile, kmi_settings):
     """Between checkpoints the MAC of the next event (it links to the erased one) tells."""
-    settings.KMI = {**settings.KMI, "AUDIT_LANES": 1}
-    conf.reset()
-    try:
-        cert = trail["certs"][1]
-        revoke_certificate(certificate=cert, reason="keyCompromise", actor="alice", now=NOW)
-        issue(cert.ca, profile, key_name="ec-p384")  # (another key) the next event of the same (only) lane
-    finally:
-        conf.reset()
+    # kmi_settings restores settings.KMI, then forgets the cached settings: a reset here, before
+    # the restore, let the rest of the test cache one lane for the tests after it in this process.
+    kmi_settings(AUDIT_LANES=1)
+    cert = trail["certs"][1]
+    revoke_certificate(certificate=cert, reason="keyCompromise", actor="alice", now=NOW)
+    issue(cert.ca, profile, key_name="ec-p384")  # (another key) the next event of the same (only) lane
     event = AuditEvent.objects.get(action="certificate.revoked", object_id=str(cert.pk))
     assert AuditEvent.objects.filter(stream=event.stream, seq__gt=event.seq).exists()
     sql("DELETE FROM pki_auditevent WHERE id = %s", [event.pk])
@@ -349,3 +347,113 @@ def test_a_process_without_the_kek_verifies_with_the_rows_public_key(trail, with
     report = verify_trail()
     assert report.ok, problems(report)
     assert any("cannot be unsealed here" in note for note in report.notes)
+
+
+def test_attack_renumber_events_the_mac_covers_each_events_place(trail, export):
+    """The MAC covers the lane sequence number: an event moved to another place does not verify,
+    whatever else the attacker re-links."""
+    lane = busiest_lane()
+    last = AuditEvent.objects.filter(stream=lane).order_by("-seq").first()
+    assert audit.mac_verifies(last)
+    sql("UPDATE pki_auditevent SET seq = seq + 1000 WHERE id = %s", [last.pk])
+    sql("UPDATE pki_auditstream SET seq = seq + 1000 WHERE name = %s", [lane])
+    moved = AuditEvent.objects.get(pk=last.pk)
+    assert not audit.mac_verifies(moved)  # with the v1 MAC (previous hash and body only) it did
+    assert f"{lane}: " in problems(verify_trail(checkpoints=export))
+
+
+def test_the_migration_gives_v1_macs_their_v2_mac_and_leaves_forgeries_failing(trail):
+    """Events MAC'd before the MAC covered the sequence number get the new MAC when their old
+    one verifies (migration 00xx_boundary_ca_creation_audit_mac); a forged MAC stays refused."""
+    import hashlib
+    import hmac
+    import importlib
+    from pathlib import Path
+
+    from django.apps import apps
+
+    module = next(Path(audit.__file__).parent.glob("migrations/*_boundary_ca_creation_audit_mac.py"))
+    migration = importlib.import_module(f"pki.migrations.{module.stem}")
+    lane = busiest_lane()
+    honest, forged = AuditEvent.objects.filter(stream=lane).order_by("seq")[:2]
+    v1_key = hmac.new(str(settings_secret()).encode(), b"kmi audit event mac v1", hashlib.sha256).digest()
+    v1 = hmac.new(v1_key, f"{honest.prev_hash}\n{audit.stored_body(honest)}".encode(), hashlib.sha256)
+    sql("UPDATE pki_auditevent SET mac = %s WHERE id = %s", [v1.hexdigest(), honest.pk])
+    sql("UPDATE pki_auditevent SET mac = %s WHERE id = %s", ["0" * 64, forged.pk])
+    assert not audit.verify_chain().ok
+    with connection.schema_editor() as editor:
+        migration.mac_v2(apps, editor)
+    assert audit.mac_verifies(AuditEvent.objects.get(pk=honest.pk))
+    assert not audit.mac_verifies(AuditEvent.objects.get(pk=forged.pk))
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE pki_auditevent SET mac = '' WHERE id = %s", [honest.pk])
+
+
+def settings_secret() -> str:
+    from django.conf import settings
+
+    return str(settings.SECRET_KEY)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_events_appended_while_a_checkpoint_is_made_are_covered_by_the_next(issuing_ca, profile, export):
+    """A checkpoint covers the heads it read; events committed while it is being made (here: while
+    it waits to insert its row) are covered by the next one, never skipped."""
+    import threading
+
+    from django.db import connections
+
+    from tests.support.processes import wait_for
+
+    issue(issuing_ca, profile)
+    first = make_checkpoint(actor="test")
+    # Another transaction holds the next checkpoint number: the checkpointer reads the heads,
+    # verifies and signs, then waits on that row's unique index until it is released.
+    blocker = connections.create_connection("default")
+    blocker.set_autocommit(False)
+    with blocker.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO pki_auditcheckpoint (number, created_at, key_id, lanes, events, prev_digest, "
+            "digest, payload, signature) VALUES (%s, now(), %s, '{}', 0, '', '', '', '')",
+            [first.number + 1, first.key_id],
+        )
+    made: list[AuditCheckpoint] = []
+    errors: list[BaseException] = []
+
+    def checkpointer() -> None:
+        try:
+            made.append(make_checkpoint(actor="test"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=checkpointer)
+    thread.start()
+    try:
+
+        def waiting() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                    ['INSERT INTO "pki_auditcheckpoint"%'],
+                )
+                return bool(cursor.fetchone()[0])
+
+        wait_for(waiting, timeout=60, what="the checkpointer waiting to insert its row")
+        issue(issuing_ca, profile)  # committed while the checkpoint is being made
+        with transaction.atomic():
+            audit.record(action="test.during_checkpoint", actor="test", details={})
+    finally:
+        blocker.rollback()
+        blocker.close()
+        thread.join(timeout=120)
+    assert not errors, errors
+    during = made[0]
+    heads = dict(AuditStream.objects.filter(seq__gt=0).values_list("name", "seq"))
+    behind = {name for name, seq in heads.items() if during.lanes.get(name, [0])[0] < seq}
+    assert behind, "the events appended meanwhile are not in the checkpoint that was being made"
+    following = make_checkpoint(actor="test")
+    assert {name: following.lanes[name][0] for name in heads} == heads
+    report = verify_trail(checkpoints=export)
+    assert report.ok, problems(report)

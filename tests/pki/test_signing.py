@@ -37,8 +37,7 @@ def test_renew_certificate_through_the_seam(issuing_ca, profile):
 
 def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
     assert use_case_names() == [
-        "create_intermediate_ca",
-        "create_root_ca",
+        "create_ca",
         "destroy_key",
         "hand_over_recovered_key",
         "hand_over_server_key",
@@ -47,6 +46,7 @@ def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
         "renew_certificate",
         "request_server_key",
         "rollover_ca",
+        "verify_eab",
     ]
     with pytest.raises(NotFound, match="no signing use case 'sign_everything'"):
         run_signing("sign_everything", request_id=1, actor="t")
@@ -123,18 +123,30 @@ def test_beat_schedule_runs_every_lifecycle_job():
     } <= tasks
 
 
-def test_ca_creation_through_the_seam_is_replayable(db):
-    args = {"name": "seam-root", "subject": "CN=Seam Root,O=KMI", "actor": "t", "key_type": "ec-p256"}
-    first = run_signing("create_root_ca", **args)
-    assert run_signing("create_root_ca", **args) == {**first, "replayed": True}
-    with pytest.raises(InvalidState, match="already exists"):
-        run_signing("create_root_ca", **{**args, "subject": "CN=Another Root"})
-    sub = {"name": "seam-sub", "parent_id": first["ca_id"], "subject": "CN=Seam Sub", "actor": "t"}
-    child = run_signing("create_intermediate_ca", **sub, path_length=0)
-    assert child["replayed"] is False
-    assert run_signing("create_intermediate_ca", **sub)["ca_id"] == child["ca_id"]
+def test_ca_creation_through_the_seam_is_replayable(root_ca, settings):
+    from django.contrib.auth.models import User
+
+    from pki.access import grant_role
+    from pki.ca_creation import request_ca_creation
+
+    settings.KMI_CA_CREATION_APPROVALS = 0
+    alice = User.objects.create_user("alice")
+    grant_role(user=alice, role="administrator", actor="t")
+    made = request_ca_creation(
+        name="seam-sub",
+        parent=root_ca,
+        subject="CN=Seam Sub",
+        key_type="ec-p256",
+        validity_days=10,
+        path_length=0,
+        requester=alice,
+        actor="alice",
+    )
+    assert made.ca is not None
+    again = run_signing("create_ca", creation_id=made.pk, actor="alice")
+    assert again == {"ca_id": made.ca.pk, "serial": made.ca.own_certificate().serial, "replayed": True}
     with pytest.raises(NotFound):
-        run_signing("create_intermediate_ca", **{**sub, "name": "orphan", "parent_id": 10**9})
+        run_signing("create_ca", creation_id=10**9, actor="t")
 
 
 def test_key_destruction_through_the_seam(issuing_ca, profile):

@@ -139,8 +139,8 @@ def test_a_job_tampered_with_in_the_database_is_refused(approved, rita, issuing_
     ("use_case", "params"),
     [
         ("renew_certificate", {"certificate_id": 1}),
-        ("create_root_ca", {"name": "evil", "subject": "CN=Evil"}),
-        ("create_intermediate_ca", {"name": "evil", "parent_id": 1, "subject": "CN=Evil"}),
+        ("create_ca", {"creation_id": 1}),
+        ("verify_eab", {"eab_id": 1, "alg": "HS256", "signing_input": "e30", "signature": "AA"}),
         ("destroy_key", {"key_id": "6f1c2a4e-0000-4000-8000-000000000000"}),
         ("rollover_ca", {"ca_id": 1}),
         ("renew_ca", {"ca_id": 1}),
@@ -198,3 +198,32 @@ def test_old_signing_jobs_are_purged_and_their_messages_then_refused(approved, r
     assert purge_signing_jobs(now=job.created_at + dt.timedelta(days=31)) == 1
     assert _envelope(handle_message((), {"job": str(job.pk), "mac": mac}))["message"] == "no such signing job"
     assert "pki.purge_signing_jobs" in {entry["task"] for entry in BEAT_SCHEDULE.values()}
+
+
+def test_an_administrator_cannot_have_a_ca_made_that_they_did_not_approve(issuing_ca, root_ca):
+    """Separation of duties on the signer: a MAC'd create_ca job runs only for an approved creation
+    and for an administrator who approved it (pki.signing_channel._check_create_ca)."""
+    from pki.ca_creation import approve_ca_creation, request_ca_creation
+    from pki.models import CertificateAuthority
+
+    alice, bob, carol = (User.objects.create_user(n) for n in ("alice", "bob", "carol"))
+    for admin in (alice, bob, carol):
+        grant_role(user=admin, role=Role.ADMINISTRATOR, actor="test")
+    asked = request_ca_creation(
+        name="evil-sub",
+        parent=root_ca,
+        subject="CN=Evil Sub",
+        key_type="ec-p256",
+        validity_days=10,
+        requester=alice,
+        actor="alice",
+    )
+    for user in (alice, bob):  # pending: neither the requester nor another administrator gets it made
+        job, mac = _job("create_ca", user, actor=user.username, creation_id=asked.pk)
+        envelope = _envelope(handle_message((), {"job": str(job.pk), "mac": mac}))
+        assert envelope["code"] == "signing_refused", envelope
+    assert not CertificateAuthority.objects.filter(name="evil-sub").exists()
+    assert approve_ca_creation(creation=asked, approver=bob, actor="bob").state == "done"
+    job, mac = _job("create_ca", carol, actor="carol", creation_id=asked.pk)  # did not approve it
+    assert "carol did not approve" in str(_envelope(handle_message((), {"job": str(job.pk), "mac": mac})))
+    assert _refusals()[-1] == f"carol did not approve CA creation {asked.pk}"

@@ -6,6 +6,10 @@ Prints one JSON line: the use case's result, or ``{"error": class, "code": …, 
 ``python -m tests.support.web_side api TOKEN METHOD PATH [BODY_FILE]`` makes one REST API call
 through Django's test client in that process and prints ``{"status", "headers", "body",
 "body_b64", "web_has_kek"}`` (the body as text, and as base64).
+
+``python -m tests.support.web_side acme-eab ENDPOINT KEY_ID HMAC_KEY KEY_NAME`` registers an ACME
+account for the fixture key ``KEY_NAME`` with an external account binding and prints
+``{"status", "problem", "web_has_kek"}``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main(argv: list[str]) -> int:
 
     if argv[0] == "api":
         return _api(*argv[1:])
+    if argv[0] == "acme-eab":
+        return _acme_eab(*argv[1:])
     if argv[0] != "issue":
         print(f"unknown command {argv[0]!r}", file=sys.stderr)
         return 2
@@ -59,6 +65,24 @@ def _api(token: str, method: str, path: str, body_file: str = "") -> int:
         "web_has_kek": bool(pki_settings().keks),
     }
     print(json.dumps(out))
+    return 0
+
+
+def _acme_eab(endpoint: str, key_id: str, hmac_key: str, key_name: str) -> int:
+    """newAccount with an external account binding, through Django's test client in this process."""
+    from django.test import Client
+
+    from pki.acme.locations import directory_url
+    from pki.conf import pki_settings
+    from tests.acme_support import AcmeTestClient
+    from tests.conftest import load_key
+
+    client = AcmeTestClient(Client(), directory_url(endpoint), load_key(key_name))
+    response = client.register(externalAccountBinding=client.eab(key_id, hmac_key))
+    problem = response.problem_type if response.status >= 400 else None
+    print(
+        json.dumps({"status": response.status, "problem": problem, "web_has_kek": bool(pki_settings().keks)})
+    )
     return 0
 
 

@@ -32,6 +32,7 @@ DOMAIN_STATUS: list[tuple[type[pki_errors.PKIError], int, str]] = [
     (pki_errors.SigningFailed, status.HTTP_500_INTERNAL_SERVER_ERROR, "Signing failed"),
     (pki_errors.SigningRefused, status.HTTP_403_FORBIDDEN, "Signing refused"),
     (pki_errors.NotFound, status.HTTP_404_NOT_FOUND, "Not found"),
+    (pki_errors.SeparationOfDuties, status.HTTP_403_FORBIDDEN, "Separation of duties"),
     (pki_errors.NotAuthorized, status.HTTP_403_FORBIDDEN, "Not authorized"),
     (pki_errors.InvalidCSR, status.HTTP_400_BAD_REQUEST, "Bad CSR"),
     (pki_errors.PolicyViolation, status.HTTP_422_UNPROCESSABLE_ENTITY, "Policy violation"),

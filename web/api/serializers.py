@@ -22,6 +22,7 @@ from pki.locations import ca_certificate_url, crl_url, ocsp_url
 from pki.models import (
     ApiToken,
     AuditEvent,
+    CACreation,
     CAGeneration,
     Certificate,
     CertificateAuthority,
@@ -257,6 +258,47 @@ class IntermediateCASerializer(serializers.Serializer[dict[str, Any]]):
         except PolicyViolation as exc:
             raise serializers.ValidationError(str(exc)) from None
         return value
+
+
+class CACreationSerializer(serializers.ModelSerializer[CACreation]):
+    """A CA an administrator asked for: its parameters, who approved, and the CA once it is made."""
+
+    url = serializers.SerializerMethodField()
+    parent: Any = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    ca: Any = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    approved_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CACreation
+        fields = (
+            "id",
+            "url",
+            "name",
+            "parent",
+            "subject",
+            "key_type",
+            "validity_days",
+            "path_length",
+            "name_constraints",
+            "state",
+            "approvals_required",
+            "approved_by",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "reason",
+            "ca",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_url(self, obj: CACreation) -> str:
+        """This creation's URL."""
+        return _url("api:ca-creation-detail", obj.pk, self.context)
+
+    def get_approved_by(self, obj: CACreation) -> list[str]:
+        """The audit actors who approved, in order."""
+        return [str(a.get("by", "")) for a in obj.approvals]
 
 
 class ProfileSerializer(serializers.ModelSerializer[Profile]):

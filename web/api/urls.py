@@ -9,6 +9,7 @@ from web.api import acme
 from web.api.inclusion import InclusionView
 from web.api.views import (
     audit_events,
+    ca_creations,
     cas,
     certificate_requests,
     certificates,
@@ -25,6 +26,7 @@ app_name = "api"
 
 router = SimpleRouter()
 router.register("cas", cas.CertificateAuthorityViewSet, basename="ca")
+router.register("ca-creations", ca_creations.CACreationViewSet, basename="ca-creation")
 router.register("profiles", profiles.ProfileViewSet, basename="profile")
 router.register("requests", certificate_requests.CertificateRequestViewSet, basename="request")
 router.register("certificates", certificates.CertificateViewSet, basename="certificate")

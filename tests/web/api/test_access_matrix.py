@@ -60,6 +60,8 @@ TABLE = [
         "auth deny ok deny deny deny",
         lambda: {"name": "matrix-ca", "parent": "root", "subject": "CN=Matrix CA"},
     ),
+    # CA creations wait for a second administrator (pki.ca_creation): administrators see and decide.
+    Endpoint("ca-creation-list", "get", lambda w: "/api/v1/ca-creations/", "auth deny ok deny deny deny"),
     Endpoint("ca-generations", "get", lambda w: "/api/v1/cas/issuing/generations/", "auth deny ok ok ok ok"),
     Endpoint("ca-rollover", "post", lambda w: "/api/v1/cas/issuing/rollover/", "auth deny ok deny deny deny"),
     Endpoint(

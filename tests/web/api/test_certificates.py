@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from pki.enrollment import enroll
-from pki.models import AuditEvent, Certificate, Profile
+from pki.models import AuditEvent, Certificate, Profile, Role
 from tests.conftest import NOW, make_csr
 
 pytestmark = pytest.mark.django_db
@@ -184,15 +184,62 @@ def test_profile_edit_is_audited_and_validated(admin, requester):
     assert Profile.objects.get(name="tls-server").default_validity_days == 30
 
 
-def test_administrator_creates_an_intermediate(admin, operator, root_ca):
+def test_an_intermediate_is_made_when_a_second_administrator_approves(admin, make_actor, operator, root_ca):
     body = {"name": "issuing-2", "parent": "root", "subject": "CN=Second Issuing,O=KMI", "path_length": 0}
     assert operator.client.post("/api/v1/cas/", body, format="json").status_code == 403
-    created = admin.client.post("/api/v1/cas/", body, format="json")
+    asked = admin.client.post("/api/v1/cas/", body, format="json")
+    assert asked.status_code == 202
+    creation = asked.json()
+    assert (creation["state"], creation["ca"]) == ("pending", None)
+    assert creation["requested_by"].startswith("alice (token ")
+    assert asked["Location"] == creation["url"]
+    assert admin.client.get("/api/v1/cas/issuing-2/").status_code == 404
+    again = admin.client.post("/api/v1/cas/", body, format="json")
+    assert again.status_code == 409
+    assert "already waiting for approval" in again.json()["detail"]
+    approve = f"/api/v1/ca-creations/{creation['id']}/approve/"
+    own = admin.client.post(approve)
+    assert own.status_code == 403
+    assert own["Content-Type"] == "application/problem+json"
+    assert own.json()["code"] == "separation_of_duties"
+    assert operator.client.post(approve).status_code == 403
+    assert admin.client.get("/api/v1/cas/issuing-2/").status_code == 404
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    created = bob.client.post(approve)
     assert created.status_code == 201
     assert created.json()["parent"] == "root"
     assert created["Location"].endswith("/api/v1/cas/issuing-2/")
-    again = admin.client.post("/api/v1/cas/", body, format="json")
-    assert again.status_code == 409
+    assert bob.client.post(approve).status_code == 409
+    done = admin.client.get(creation["url"]).json()
+    assert (done["state"], done["ca"]) == ("done", "issuing-2")
+    assert [a.split(" ")[0] for a in done["approved_by"]] == ["bob"]
+    assert admin.client.post("/api/v1/cas/", body, format="json").status_code == 409
+
+
+def test_a_ca_creation_is_rejected_with_a_reason(admin, make_actor, root_ca):
+    body = {"name": "issuing-2", "parent": "root", "subject": "CN=Second Issuing,O=KMI", "path_length": 0}
+    creation = admin.client.post("/api/v1/cas/", body, format="json").json()
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    reject = f"/api/v1/ca-creations/{creation['id']}/reject/"
+    assert bob.client.post(reject, {}, format="json").status_code == 400
+    rejected = bob.client.post(reject, {"reason": "no second issuing CA this year"}, format="json")
+    assert rejected.status_code == 200
+    assert rejected.json()["state"] == "cancelled"
+    assert rejected.json()["decided_by"].startswith("bob (token ")
+    late = bob.client.post(f"/api/v1/ca-creations/{creation['id']}/approve/")
+    assert late.status_code == 409
+    assert late["Content-Type"] == "application/problem+json"
+    assert admin.client.get("/api/v1/cas/issuing-2/").status_code == 404
+    listed = admin.client.get("/api/v1/ca-creations/").json()["results"]
+    assert [c["state"] for c in listed] == ["cancelled"]
+
+
+def test_without_required_approvals_the_administrator_creates_at_once(admin, root_ca, settings):
+    settings.KMI_CA_CREATION_APPROVALS = 0
+    body = {"name": "issuing-2", "parent": "root", "subject": "CN=Second Issuing,O=KMI", "path_length": 0}
+    created = admin.client.post("/api/v1/cas/", body, format="json")
+    assert created.status_code == 201
+    assert created["Location"].endswith("/api/v1/cas/issuing-2/")
 
 
 @pytest.mark.parametrize(
@@ -206,7 +253,8 @@ def test_malformed_name_constraints_are_refused_cleanly(admin, root_ca, constrai
     assert response["Content-Type"] == "application/problem+json"
 
 
-def test_name_constraints_are_narrowed_into_the_new_ca(admin, root_ca):
+def test_name_constraints_are_narrowed_into_the_new_ca(admin, root_ca, settings):
+    settings.KMI_CA_CREATION_APPROVALS = 0
     body = {
         "name": "constrained",
         "parent": "root",

@@ -155,13 +155,7 @@ def test_a_bare_celery_client_gets_nothing_signed_delivered_or_destroyed(
             "actor": "alice",
             "csr_pem": make_csr("ec-p256-b", subject="CN=www.example.test").decode(),
         },
-        "create_root_ca": {"name": "evil-root", "subject": "CN=Evil Root", "actor": "alice"},
-        "create_intermediate_ca": {
-            "name": "evil-sub",
-            "parent_id": issuing_ca.parent_id,
-            "subject": "CN=Evil Sub",
-            "actor": "alice",
-        },
+        "create_ca": {"creation_id": 1, "actor": "alice"},
         "destroy_key": {"key_id": str(key.pk), "actor": "alice", "reason": "mallory"},
         "issue_request": {"request_id": waiting.pk, "actor": "oscar"},
         "rollover_ca": {"ca_id": issuing_ca.pk, "actor": "alice"},
@@ -277,11 +271,16 @@ def test_legitimate_ca_creation_and_server_keys_work_through_the_signer(signer, 
     env = signer.web_env()
     alice = make_actor("alice", (Role.ADMINISTRATOR, None, None))
     body = json.dumps({"name": "team-sub", "parent": issuing_ca.parent.name, "subject": "CN=Team Sub,O=KMI"})
-    created = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    asked = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    assert asked["status"] == 202, asked["body"]  # another administrator approves (pki.ca_creation)
+    approve = f"/api/v1/ca-creations/{json.loads(asked['body'])['id']}/approve/"
+    assert web_side_api(env, alice.token, "POST", approve)["status"] == 403  # not her own
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    created = web_side_api(env, bob.token, "POST", approve)
     assert created["web_has_kek"] is False
     assert created["status"] == 201, created["body"]  # was 503 with KMI_SIGNING=worker
     assert CertificateAuthority.objects.get(name="team-sub").parent_id == issuing_ca.parent_id
-    assert AuditEvent.objects.get(action="ca.created", actor__startswith="alice") is not None
+    assert AuditEvent.objects.get(action="ca.created", actor__startswith="bob") is not None
     # An operator may not: refused on the web side (403), and no job reaches the signer.
     oscar = make_actor("oscar", (Role.CA_OPERATOR, issuing_ca, None))
     body = json.dumps({"name": "oscar-sub", "parent": issuing_ca.parent.name, "subject": "CN=Oscar Sub"})
@@ -301,8 +300,88 @@ def test_legitimate_ca_creation_and_server_keys_work_through_the_signer(signer, 
     assert first["status"] == 200, first["body"]
     assert web_side_api(env, rita.token, "POST", url, download)["status"] == 410
     jobs = list(SigningJob.objects.values_list("use_case", "state"))
-    assert ("create_intermediate_ca", SigningJobState.DONE) in jobs
+    assert ("create_ca", SigningJobState.DONE) in jobs
     assert ("request_server_key", SigningJobState.DONE) in jobs
     assert ("hand_over_server_key", SigningJobState.DONE) in jobs
     # The one-time secret does not stay in the job rows.
     assert not any("download_secret" in p for p in SigningJob.objects.values_list("params", flat=True))
+
+
+def test_acme_external_account_binding_is_checked_on_the_signer(signer, issuing_ca):
+    """The web process holds no KEK, so it cannot open an EAB HMAC key: a signing job checks the
+    MAC where it can be opened (issue 10 item 2; it was serverInternal)."""
+    import subprocess
+    import sys
+
+    from pki.acme.endpoints import create_eab_key, create_endpoint
+    from pki.models import AcmeAccount
+
+    endpoint = create_endpoint(
+        name="eab-worker",
+        ca=issuing_ca,
+        profile=Profile.objects.get(name="tls-server"),
+        allowed_identifiers=["**.example.test"],
+        eab_required=True,
+        actor="test",
+    )
+    eab_key, hmac_key = create_eab_key(endpoint=endpoint, actor="test")
+    env = signer.web_env()
+
+    def register(secret: str, key_name: str) -> dict[str, Any]:
+        args = [sys.executable, "-m", "tests.support.web_side", "acme-eab", "eab-worker", eab_key.key_id]
+        done = subprocess.run(
+            [*args, secret, key_name], env=env, capture_output=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        return result
+
+    wrong = register("A" * 43, "ec-p256")
+    assert wrong["web_has_kek"] is False
+    assert (wrong["status"], wrong["problem"]) == (403, "unauthorized"), wrong
+    assert not AcmeAccount.objects.exists()
+    made = register(hmac_key, "ec-p256")
+    assert made["status"] == 201, made
+    assert AcmeAccount.objects.get().eab_key == eab_key
+    # Bound now: another key using it is refused, and the signer is not even asked.
+    assert register(hmac_key, "ec-p384")["problem"] == "unauthorized"
+    assert AcmeAccount.objects.count() == 1
+    jobs = list(SigningJob.objects.filter(use_case="verify_eab").values_list("state", "result"))
+    assert jobs == [
+        (SigningJobState.DONE, {"ok": True, "result": {"valid": False}}),
+        (SigningJobState.DONE, {"ok": True, "result": {"valid": True}}),
+    ]
+
+
+def test_a_ca_creation_approved_while_no_signer_answers_waits_and_can_be_rejected(
+    signer, make_actor, issuing_ca
+):
+    """Approved but not made (503: no signer took the job): the creation stays approved, and an
+    administrator can still close it; the job, if a signer ever takes it, then makes nothing."""
+    from pki.models import CACreation
+    from tests.support.processes import delete_prefixed_keys
+
+    alice = make_actor("alice", (Role.ADMINISTRATOR, None, None))
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    env = signer.web_env()
+    body = json.dumps({"name": "late-sub", "parent": issuing_ca.parent.name, "subject": "CN=Late Sub"})
+    asked = json.loads(web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)["body"])
+    lonely = f"kmi-test-{uuid.uuid4().hex[:10]}:"  # a broker namespace no signer listens on
+    try:
+        unanswered = web_side_api(
+            {**env, "KMI_SIGNING_TIMEOUT": "1", "KMI_REDIS_KEY_PREFIX": lonely},
+            bob.token,
+            "POST",
+            f"/api/v1/ca-creations/{asked['id']}/approve/",
+        )
+    finally:
+        delete_prefixed_keys(signer.redis_url, lonely)
+    assert unanswered["status"] == 503, unanswered["body"]
+    assert CACreation.objects.get(pk=asked["id"]).state == "approved"
+    assert not CertificateAuthority.objects.filter(name="late-sub").exists()
+    reason = json.dumps({"reason": "no signer today"})
+    closed = web_side_api(env, alice.token, "POST", f"/api/v1/ca-creations/{asked['id']}/reject/", reason)
+    assert closed["status"] == 200, closed["body"]
+    assert json.loads(closed["body"])["state"] == "cancelled"
+    again = web_side_api(env, alice.token, "POST", "/api/v1/cas/", body)
+    assert again["status"] == 202, again["body"]  # the name is free again

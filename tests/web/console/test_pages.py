@@ -24,7 +24,7 @@ from pki.models import (
     RequestState,
     Role,
 )
-from pki.models.authority import CAState, CertificateAuthority
+from pki.models.authority import CACreation, CAState, CertificateAuthority
 from tests.conftest import make_csr
 from tests.web.console.conftest import sign_in
 
@@ -295,7 +295,7 @@ def test_profile_create(c_admin):
     assert "exists" in again.content.decode()
 
 
-def test_ca_pages_disable_enable_and_new_intermediate(c_admin, issuing_ca):
+def test_ca_pages_disable_enable_and_new_intermediate(c_admin, person, issuing_ca):
     assert "issuing" in c_admin.client.get("/console/cas/").content.decode()
     detail = c_admin.client.get("/console/cas/issuing/").content.decode()
     assert "full CRL" in detail
@@ -328,10 +328,40 @@ def test_ca_pages_disable_enable_and_new_intermediate(c_admin, issuing_ca):
             "permitted": "dns:example.test",
         },
     )
-    assert made["Location"] == "/console/cas/issuing-2/"
+    # Separation of duties: the CA waits for another administrator, who approves it from the list.
+    assert made["Location"] == "/console/cas/"
+    assert not CertificateAuthority.objects.filter(name="issuing-2").exists()
+    queue = c_admin.client.get("/console/cas/").content.decode()
+    assert "yours: another administrator approves" in queue
+    assert queue.count('data-testid="ca-creations"') == 1
+    assert "<title>CAs" in queue
+    creation = CACreation.objects.get(name="issuing-2")
+    own = c_admin.client.post(f"/console/cas/creations/{creation.pk}/approve/", follow=True)
+    assert "another administrator must approve" in own.content.decode()
+    assert not CertificateAuthority.objects.filter(name="issuing-2").exists()
+    bob = person("bob", (Role.ADMINISTRATOR, None, None))
+    assert "Approve and create" in bob.client.get("/console/cas/").content.decode()
+    approved = bob.client.post(f"/console/cas/creations/{creation.pk}/approve/")
+    assert approved["Location"] == "/console/cas/issuing-2/"
     assert CertificateAuthority.objects.get(name="issuing-2").name_constraints["permitted"] == [
         "dns:example.test"
     ]
+    assert AuditEvent.objects.filter(action="ca.created", actor="bob").exists()
+
+
+def test_a_ca_creation_is_rejected_from_the_console_with_a_reason(c_admin, person, issuing_ca):
+    form = {"name": "sub-2", "parent": "root", "subject": "CN=Sub", "key_type": "ec-p256", "validity_days": 9}
+    assert c_admin.client.post("/console/cas/new/", form)["Location"] == "/console/cas/"
+    creation = CACreation.objects.get(name="sub-2")
+    bob = person("bob", (Role.ADMINISTRATOR, None, None))
+    no_reason = bob.client.post(f"/console/cas/creations/{creation.pk}/reject/", {"reason": ""}, follow=True)
+    assert "needs a reason" in no_reason.content.decode()
+    bob.client.post(f"/console/cas/creations/{creation.pk}/reject/", {"reason": "not this quarter"})
+    creation.refresh_from_db()
+    assert (creation.state, creation.reason, creation.decided_by) == ("cancelled", "not this quarter", "bob")
+    late = c_admin.client.post(f"/console/cas/creations/{creation.pk}/approve/", follow=True)
+    assert "is cancelled" in late.content.decode()
+    assert not CertificateAuthority.objects.filter(name="sub-2").exists()
 
 
 def test_operator_cannot_disable_a_ca(c_operator, issuing_ca):
@@ -518,7 +548,8 @@ def test_an_operator_cannot_approve_her_own_request(c_operator, issuing_ca):
     assert request.state == RequestState.PENDING
 
 
-def test_a_new_root_from_the_console(c_admin):
+def test_a_new_root_from_the_console(c_admin, settings):
+    settings.KMI_CA_CREATION_APPROVALS = 0  # a single-operator install: created at once
     made = c_admin.client.post(
         "/console/cas/new/",
         {

@@ -12,12 +12,13 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from pki.access import Action
-from pki.exceptions import InvalidState
+from pki.ca_creation import request_ca_creation
 from pki.models import CAGeneration, CertificateAuthority
 from pki.signing import run_signing
 from web.api import serializers as s
 from web.api.renderers import PemRenderer
 from web.api.views.base import DOWNLOAD, PEM_CHAIN, KmiViewSet, actor_of, download, pem_bytes
+from web.api.views.ca_creations import creation_response
 
 
 @extend_schema_view(
@@ -44,35 +45,29 @@ class CertificateAuthorityViewSet(mixins.ListModelMixin, mixins.RetrieveModelMix
     }
 
     @extend_schema(
-        summary="Create an intermediate CA (administrators)",
+        summary="Ask for an intermediate CA (administrators; other administrators approve)",
         request=s.IntermediateCASerializer,
-        responses={201: s.CertificateAuthoritySerializer},
+        responses={201: s.CertificateAuthoritySerializer, 202: s.CACreationSerializer},
     )
     def create(self, request: Request) -> Response:
-        """Create an intermediate CA under ``parent`` with ``create_intermediate_ca``."""
+        """``request_ca_creation``: 202 with the pending creation, which other administrators
+        approve at ``/ca-creations/<id>/approve/``; 201 with the CA when
+        ``KMI_CA_CREATION_APPROVALS`` is 0."""
         data = s.IntermediateCASerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        # Where the CA key is made is pki.signing's decision (a signing worker with KMI_SIGNING=worker).
-        result = run_signing(
-            "create_intermediate_ca",
+        row = request_ca_creation(
             name=v["name"],
-            parent_id=v["parent"].pk,
+            parent=v["parent"],
             subject=v["subject"],
             key_type=str(v["key_type"]),
             validity_days=v["validity_days"],
             path_length=v.get("path_length"),
             name_constraints=v.get("name_constraints"),
+            requester=request.user,  # type: ignore[arg-type]
             actor=actor_of(request),
-            user=request.user,
         )
-        if result.get("replayed"):
-            # The seam replays a retried creation; a new POST for an existing name is a conflict.
-            raise InvalidState(f"a CA named {v['name']!r} already exists")
-        ca = self.get_queryset().get(pk=result["ca_id"])
-        body = self.get_serializer(ca).data
-        location = reverse("api:ca-detail", kwargs={"name": ca.name}, request=request)
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return creation_response(request, row, self.get_serializer_context())
 
     @extend_schema(summary="The CA's certificate (PEM)", responses={(200, PEM_CHAIN): DOWNLOAD})
     @action(detail=True, renderer_classes=[PemRenderer, JSONRenderer])

@@ -13,14 +13,21 @@ from django.views.decorators.http import require_http_methods, require_POST
 from pki import locations
 from pki.access import Action, can
 from pki.authorities import set_ca_state
+from pki.ca_creation import approve_ca_creation, reject_ca_creation, request_ca_creation
 from pki.exceptions import PKIError
-from pki.models import CertificateAuthority, CertificateRevocationList, CertificateSummary, OCSPResponder
+from pki.models import (
+    CACreation,
+    CertificateAuthority,
+    CertificateRevocationList,
+    CertificateSummary,
+    OCSPResponder,
+)
 from pki.models.authority import CAState
-from pki.signing import run_signing
+from pki.models.key import TwoPersonState
 from pki.x509.describe import describe_certificate
 from web.console.auth import console_view
 from web.console.common import actor_of, add_domain_error, flash_domain_error, require, visible_or_404
-from web.console.forms import CAStateForm, IntermediateForm
+from web.console.forms import CAStateForm, IntermediateForm, RejectForm
 
 
 def _tree(cas: list[CertificateAuthority]) -> list[dict[str, Any]]:
@@ -39,9 +46,20 @@ def ca_list(request: HttpRequest) -> HttpResponse:
     """``/console/cas/``: roots and, under each, the CAs it signed."""
     require(request, Action.VIEW_CA)
     cas = list(CertificateAuthority.objects.select_related("certificate", "key").order_by("name"))
-    return render(
-        request, "console/cas.html", {"tree": _tree(cas), "may_create": can(request.user, Action.CREATE_CA)}
+    may_create = can(request.user, Action.CREATE_CA)
+    # The approval queue of CA creations (pki.ca_creation): administrators only.
+    waiting = (
+        list(CACreation.objects.filter(state=TwoPersonState.PENDING).select_related("parent").order_by("pk"))
+        if may_create
+        else []
     )
+    context = {
+        "tree": _tree(cas),
+        "may_create": may_create,
+        "waiting": waiting,
+        "user_id": request.user.pk,
+    }
+    return render(request, "console/cas.html", context)
 
 
 @console_view
@@ -118,19 +136,17 @@ def ca_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         f = form.cleaned_data
         constraints = {"permitted": f["permitted"], "excluded": f["excluded"]}
-        parent = {"parent_id": f["parent"].pk} if f["parent"] is not None else {}
         try:
-            run_signing(
-                "create_intermediate_ca" if parent else "create_root_ca",
+            row = request_ca_creation(
                 name=f["name"],
                 subject=f["subject"],
-                **parent,
+                parent=f["parent"],
                 key_type=f["key_type"],
                 validity_days=f["validity_days"],
                 path_length=f["path_length"],
                 name_constraints=constraints if f["permitted"] or f["excluded"] else None,
+                requester=request.user,  # type: ignore[arg-type]
                 actor=actor_of(request),
-                user=request.user,
             )
         except PKIError as exc:
             text = str(exc)
@@ -141,7 +157,54 @@ def ca_create(request: HttpRequest) -> HttpResponse:
                 field = "permitted"
             add_domain_error(form, exc, field)
         else:
+            if row.state != TwoPersonState.DONE:
+                messages.success(
+                    request, f"CA {f['name']} is waiting for another administrator's approval (below)."
+                )
+                return redirect("console:cas")
             where = f"under {f['parent'].name}" if f["parent"] is not None else "as a new root"
             messages.success(request, f"CA {f['name']} created {where}.")
             return redirect("console:ca", name=f["name"])
     return render(request, "console/ca_new.html", {"form": form})
+
+
+@console_view
+@require_POST
+def ca_creation_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve a CA creation (``pki.ca_creation.approve_ca_creation``; another administrator)."""
+    require(request, Action.CREATE_CA)
+    row = visible_or_404(CACreation.objects.all(), pk=pk)
+    try:
+        row = approve_ca_creation(creation=row, approver=request.user, actor=actor_of(request))  # type: ignore[arg-type]
+    except PKIError as exc:
+        flash_domain_error(request, exc)
+        return redirect("console:cas")
+    if row.state == TwoPersonState.DONE:
+        messages.success(request, f"CA {row.name} created.")
+        return redirect("console:ca", name=row.name)
+    messages.success(request, f"Approval of CA {row.name} recorded: it needs another administrator.")
+    return redirect("console:cas")
+
+
+@console_view
+@require_POST
+def ca_creation_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    """Reject (or withdraw) a CA creation with a reason (``pki.ca_creation.reject_ca_creation``)."""
+    require(request, Action.CREATE_CA)
+    row = visible_or_404(CACreation.objects.all(), pk=pk)
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A rejection needs a reason.")
+        return redirect("console:cas")
+    try:
+        reject_ca_creation(
+            creation=row,
+            reviewer=request.user,  # type: ignore[arg-type]
+            actor=actor_of(request),
+            reason=form.cleaned_data["reason"],
+        )
+    except PKIError as exc:
+        flash_domain_error(request, exc)
+    else:
+        messages.success(request, f"CA creation {row.name} rejected.")
+    return redirect("console:cas")
