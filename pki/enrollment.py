@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from cryptography import x509
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
@@ -22,6 +21,7 @@ from pki.exceptions import SigningUnavailable
 from pki.issuance import (
     NO_OPTIONS,
     CertificateOptions,
+    CSRInput,
     approve_request,
     issue_certificate,
     parse_csr,
@@ -48,7 +48,7 @@ def enroll(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
@@ -86,7 +86,7 @@ def _enroll_through_signer(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None,
     validity_days: int | None,
@@ -116,7 +116,7 @@ def _enroll_through_signer(
         request = submit_request(
             ca=ca,
             profile=profile,
-            csr=checked.csr,
+            csr=checked,
             actor=actor,
             requester=requester,
             validity_days=validity_days,
@@ -186,15 +186,20 @@ def approve_and_issue(
 # certificate row and the profile row. Any change (state, key state or handle, revocation,
 # constraints, profile edit) loads fresh objects. The versions are read before the objects, so
 # a change in between only costs one more reload.
-_TARGET_SQL = """
+# The stamps of a CA (``ca`` joined with its key ``k`` and certificate ``c``) and of a profile
+# (``p``): other hot queries that already join these rows select them too (EST's code lookup).
+CA_STAMP_SQL = "ARRAY[ca.id::text, concat_ws('/', ca.xmin, k.xmin, c.xmin)]"
+CA_STAMP_JOINS = (
+    "LEFT JOIN pki_key k ON k.id = ca.key_id LEFT JOIN pki_certificate c ON c.id = ca.certificate_id"
+)
+PROFILE_STAMP_SQL = "ARRAY[p.id::text, p.xmin::text]"
+_TARGET_SQL = f"""
 SELECT
-  (SELECT ARRAY[ca.id::text, concat_ws('/', ca.xmin, k.xmin, c.xmin)]
-     FROM pki_certificateauthority ca
-     LEFT JOIN pki_key k ON k.id = ca.key_id
-     LEFT JOIN pki_certificate c ON c.id = ca.certificate_id
+  (SELECT {CA_STAMP_SQL}
+     FROM pki_certificateauthority ca {CA_STAMP_JOINS}
     WHERE ca.name = %s),
-  (SELECT ARRAY[p.id::text, p.xmin::text] FROM pki_profile p WHERE p.name = %s)
-"""
+  (SELECT {PROFILE_STAMP_SQL} FROM pki_profile p WHERE p.name = %s)
+"""  # noqa: S608 - constant fragments; the names are bound parameters
 _target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
 
 
@@ -216,6 +221,19 @@ def _cached(kind: str, name: str, stamp: list[str] | None) -> CertificateAuthori
     return obj
 
 
+def targets_from_stamps(
+    *, ca_name: str, profile_name: str, ca_stamp: list[str] | None, profile_stamp: list[str] | None
+) -> tuple[CertificateAuthority | None, Profile | None]:
+    """The CA and profile whose stamps (``CA_STAMP_SQL``, ``PROFILE_STAMP_SQL``) a query read:
+    the cached objects while the stamps are unchanged, else fresh ones (None for a missing stamp)."""
+    found_ca = _cached("ca", ca_name, ca_stamp)
+    found_profile = _cached("profile", profile_name, profile_stamp)
+    return (
+        found_ca if isinstance(found_ca, CertificateAuthority) else None,
+        found_profile if isinstance(found_profile, Profile) else None,
+    )
+
+
 def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthority | None, Profile | None]:
     """The CA and profile of these names (None when missing), from the process cache when unchanged."""
     if connection.vendor != "postgresql":
@@ -223,9 +241,6 @@ def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthori
         return ca, Profile.objects.filter(name=profile_name).first()
     row = execute_prepared(_TARGET_SQL, [ca_name, profile_name])
     ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
-    found_ca = _cached("ca", ca_name, ca_stamp)
-    found_profile = _cached("profile", profile_name, profile_stamp)
-    return (
-        found_ca if isinstance(found_ca, CertificateAuthority) else None,
-        found_profile if isinstance(found_profile, Profile) else None,
+    return targets_from_stamps(
+        ca_name=ca_name, profile_name=profile_name, ca_stamp=ca_stamp, profile_stamp=profile_stamp
     )

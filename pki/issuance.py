@@ -28,7 +28,7 @@ from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import Approval, CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
-from pki.recording import new_request_id, record_issuance
+from pki.recording import Guard, new_request_id, record_issuance
 from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
@@ -72,8 +72,14 @@ class CertificateOptions:
 NO_OPTIONS = CertificateOptions()
 
 
-def parse_csr(csr: bytes | str | x509.CertificateSigningRequest) -> CheckedCSR:
-    """Parse (if needed) and check a CSR: size, syntax, signature, key, extensions."""
+CSRInput = bytes | str | x509.CertificateSigningRequest | CheckedCSR
+
+
+def parse_csr(csr: CSRInput) -> CheckedCSR:
+    """Parse (if needed) and check a CSR: size, syntax, signature, key, extensions (a CSR that
+    was checked already is taken as it is)."""
+    if isinstance(csr, CheckedCSR):
+        return csr
     if isinstance(csr, x509.CertificateSigningRequest):
         return check_csr(csr)
     return check_csr(load_csr(csr, max_bytes=pki_settings().max_csr_bytes))
@@ -149,7 +155,7 @@ def submit_request(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
@@ -201,12 +207,13 @@ def submit_and_issue(
     *,
     ca: CertificateAuthority,
     profile: Profile,
-    csr: bytes | str | x509.CertificateSigningRequest,
+    csr: CSRInput,
     actor: str,
     requester: User | None = None,
     validity_days: int | None = None,
     options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
+    guard: Guard | None = None,
 ) -> tuple[CertificateRequest, Certificate | None]:
     """Submit a CSR and issue it at once when the profile auto-approves; the CSR is checked once.
 
@@ -214,6 +221,9 @@ def submit_and_issue(
     (``request.submitted``, ``certificate.issued``) are written by one statement, after signing:
     all of it or nothing. Elsewhere, or when the profile needs approval, it is ``submit_request``
     followed by ``issue_certificate`` in one transaction.
+
+    ``guard`` joins the one statement (``pki.recording.Guard``; ``GuardRefused`` and nothing
+    written when it finds nothing to do); only where that statement is used.
     """
     now = resolve(now)
     options.check()
@@ -231,11 +241,13 @@ def submit_and_issue(
             now=now,
         )
     if request_id is None:
+        if guard is not None:
+            raise ValueError("a guard needs the one-statement issuance (PostgreSQL, no approval)")
         with transaction.atomic():
             request = submit_request(
                 ca=ca,
                 profile=profile,
-                csr=checked.csr,
+                csr=checked,
                 actor=actor,
                 requester=requester,
                 validity_days=validity_days,
@@ -272,6 +284,7 @@ def submit_and_issue(
         now=now,
         request=request,
         submitted=submitted,
+        guard=guard,
     )
     return request, cert
 
@@ -438,6 +451,7 @@ def _sign_and_record(
     action: str = "certificate.issued",
     submitted: audit.PendingEvent | None = None,
     generation: CAGeneration | None = None,
+    guard: Guard | None = None,
 ) -> Certificate:
     # ``generation``: sign with an older generation of the CA (its OCSP responder certificates
     # only: it keeps answering for what it issued after a rollover). Otherwise the current one.
@@ -527,6 +541,7 @@ def _sign_and_record(
         submitted=submitted,
         is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
         issuer_generation=number,
+        guard=guard,
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
