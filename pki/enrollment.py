@@ -146,6 +146,20 @@ def issue_through_signer(*, request: CertificateRequest, actor: str, user: User 
     return certificate
 
 
+def issue_approved(request: CertificateRequest, *, actor: str) -> Certificate | None:
+    """The certificate of ``request`` once it has one (None while it waits for approval).
+
+    An approved request without its certificate (the signing worker had not answered when it
+    was submitted or approved) is issued now, through the signing worker; a request issued
+    already returns its certificate.
+    """
+    if request.state == RequestState.ISSUED:
+        return Certificate.objects.filter(request=request).select_related("ca", "profile").first()
+    if request.state == RequestState.APPROVED and not signs_here():
+        return issue_through_signer(request=request, actor=actor)
+    return None
+
+
 def approve_and_issue(
     *,
     request: CertificateRequest,

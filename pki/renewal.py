@@ -1,5 +1,9 @@
 """Renewal as the adapters ask for it: issued at once, or submitted for review when the profile
-needs approval (renewal is issuance: the same policy, grants and approvals hold)."""
+needs approval (renewal is issuance: the same policy, grants and approvals hold).
+
+With ``KMI_SIGNING=worker`` the successor is issued by a signing worker (``renew_certificate``
+through ``pki.signing.run_signing``), as the REST API's renewal is.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.contrib.auth.models import User
 from django.db import transaction
 
 from pki import audit
 from pki.clock import resolve
-from pki.issuance import plan_renewal, renew_certificate
+from pki.enrollment import issue_approved
+from pki.issuance import parse_csr, plan_renewal, renew_certificate
 from pki.models.certificate import Certificate
 from pki.models.request import CertificateRequest, RequestState
+from pki.signing import run_signing, signs_here
 
 
 @dataclass(frozen=True)
@@ -98,17 +105,62 @@ def renew(
     validity_days: int | None = None,
     now: dt.datetime | None = None,
 ) -> Renewal:
-    """Renew ``certificate``: at once, or as a pending request when its profile needs approval."""
+    """Renew ``certificate``: at once, or as a pending request when its profile needs approval.
+
+    Under approval, the same renewal asked again (this certificate, this actor, the same key: a
+    device repeating its request, RFC 7030 §4.2.3) answers with the first request: still pending,
+    or its successor once approved.
+    """
     if needs_approval(certificate):
+        checked = parse_csr(csr) if csr is not None else None
+        fingerprint = checked.key_fingerprint if checked is not None else certificate.key_fingerprint
+        asked = (
+            CertificateRequest.objects.filter(
+                renews=certificate,
+                requested_by=actor,
+                key_fingerprint=fingerprint,
+                state__in=(RequestState.PENDING, RequestState.APPROVED, RequestState.ISSUED),
+            )
+            .select_related("ca", "profile")
+            .order_by("pk")
+            .first()
+        )
+        if asked is not None:
+            # Asked again: checked again (a grant revoked since refuses it), nothing stored.
+            plan_renewal(
+                certificate=certificate,
+                actor=actor,
+                renewer=renewer,
+                csr=checked.csr if checked is not None else None,
+                validity_days=validity_days,
+                now=resolve(now),
+            )
+            return Renewal(certificate=issue_approved(asked, actor=actor), request=asked)
         request = submit_renewal(
             certificate=certificate,
             actor=actor,
             renewer=renewer,
-            csr=csr,
+            csr=checked.csr if checked is not None else None,
             validity_days=validity_days,
             now=now,
         )
         return Renewal(certificate=None, request=request)
+    if not signs_here():
+        pem = (
+            parse_csr(csr).csr.public_bytes(serialization.Encoding.PEM).decode() if csr is not None else None
+        )
+        new_pk = run_signing(
+            "renew_certificate",
+            certificate_id=certificate.pk,
+            csr_pem=pem,
+            validity_days=validity_days,
+            renewer_id=renewer.pk if renewer is not None else None,
+            actor=actor,
+            user=renewer,
+        )["certificate_id"]
+        return Renewal(
+            certificate=Certificate.objects.select_related("ca", "profile").get(pk=new_pk), request=None
+        )
     new = renew_certificate(
         certificate=certificate, actor=actor, renewer=renewer, csr=csr, validity_days=validity_days, now=now
     )

@@ -40,7 +40,7 @@ from pki.enrollment import (
     PROFILE_STAMP_SQL,
     Enrollment,
     enroll,
-    issue_through_signer,
+    issue_approved,
     load_targets,
     targets_from_stamps,
 )
@@ -301,7 +301,7 @@ def _enroll_in_transaction(
         request = submit_request(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
         if not _claim(code, request, now):
             raise _CodeTaken
-    return _outcome(request=request, certificate=None, actor=actor)
+    return Enrollment(request=request, certificate=issue_approved(request, actor=actor))
 
 
 class _CodeTaken(Exception):
@@ -315,16 +315,7 @@ def _repeat(*, code: EnrollmentCode, checked: CheckedCSR, actor: str) -> Enrollm
         raise NotAuthenticated(f"enrollment code {code.id} is used")
     if request.state == RequestState.REJECTED:
         raise PolicyViolation(f"request {request.pk} was rejected: {request.reason}")
-    certificate = Certificate.objects.filter(request=request).select_related("ca", "profile").first()
-    return _outcome(request=request, certificate=certificate, actor=actor)
-
-
-def _outcome(*, request: CertificateRequest, certificate: Certificate | None, actor: str) -> Enrollment:
-    """The enrollment of ``request``; an approved request without its certificate (a signing
-    worker had not answered) is issued now, through the signing worker."""
-    if certificate is None and request.state == RequestState.APPROVED and not signs_here():
-        certificate = issue_through_signer(request=request, actor=actor)
-    return Enrollment(request=request, certificate=certificate)
+    return Enrollment(request=request, certificate=issue_approved(request, actor=actor))
 
 
 def simple_reenroll(
