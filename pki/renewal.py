@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -18,7 +17,7 @@ from django.db import transaction
 from pki import audit
 from pki.clock import resolve
 from pki.enrollment import issue_approved
-from pki.issuance import parse_csr, plan_renewal, renew_certificate
+from pki.issuance import CSRInput, parse_csr, plan_renewal, renew_certificate
 from pki.models.certificate import Certificate
 from pki.models.request import CertificateRequest, RequestState
 from pki.signing import run_signing, signs_here
@@ -42,14 +41,16 @@ def submit_renewal(
     certificate: Certificate,
     actor: str,
     renewer: User | None = None,
-    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    csr: CSRInput | None = None,
     validity_days: int | None = None,
     now: dt.datetime | None = None,
+    approved: bool = False,
 ) -> CertificateRequest:
     """Check a renewal like ``renew_certificate`` and store it as a pending request for review.
 
     The request names the certificate it renews; once approved (by someone else) it issues
-    the successor. Without a CSR the successor keeps the certificate's key.
+    the successor. Without a CSR the successor keeps the certificate's key. ``approved``: the
+    profile needs no approval and the request is stored approved, for a signing worker to issue.
     """
     now = resolve(now)
     plan = plan_renewal(
@@ -72,9 +73,11 @@ def submit_renewal(
             if plan.checked is not None
             else certificate.key_fingerprint,
             validity_days=validity_days,
-            state=RequestState.PENDING,
+            state=RequestState.APPROVED if approved else RequestState.PENDING,
             requester=renewer,
             requested_by=actor,
+            reviewed_by="auto" if approved else "",
+            reviewed_at=now if approved else None,
             renews=certificate,
             created_at=now,
         )
@@ -101,18 +104,22 @@ def renew(
     certificate: Certificate,
     actor: str,
     renewer: User | None = None,
-    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    csr: CSRInput | None = None,
     validity_days: int | None = None,
     now: dt.datetime | None = None,
 ) -> Renewal:
     """Renew ``certificate``: at once, or as a pending request when its profile needs approval.
 
-    Under approval, the same renewal asked again (this certificate, this actor, the same key: a
-    device repeating its request, RFC 7030 §4.2.3) answers with the first request: still pending,
-    or its successor once approved.
+    A renewal by a device (no ``renewer``: EST, SCEP) on a signing worker is stored as an approved
+    request first, which the worker issues (it acts only on committed rows). A stored renewal
+    asked again (this certificate, this actor, the same key: a device repeating its request,
+    RFC 7030 §4.2.3) is checked again and answers with the first request: still pending, or its
+    successor once issued.
     """
-    if needs_approval(certificate):
-        checked = parse_csr(csr) if csr is not None else None
+    now = resolve(now)
+    checked = parse_csr(csr) if csr is not None else None
+    approval = needs_approval(certificate)
+    if approval or (renewer is None and not signs_here()):
         fingerprint = checked.key_fingerprint if checked is not None else certificate.key_fingerprint
         asked = (
             CertificateRequest.objects.filter(
@@ -131,24 +138,22 @@ def renew(
                 certificate=certificate,
                 actor=actor,
                 renewer=renewer,
-                csr=checked.csr if checked is not None else None,
+                csr=checked,
                 validity_days=validity_days,
-                now=resolve(now),
+                now=now,
             )
-            return Renewal(certificate=issue_approved(asked, actor=actor), request=asked)
-        request = submit_renewal(
+        request = asked or submit_renewal(
             certificate=certificate,
             actor=actor,
             renewer=renewer,
-            csr=checked.csr if checked is not None else None,
+            csr=checked,
             validity_days=validity_days,
             now=now,
+            approved=not approval,
         )
-        return Renewal(certificate=None, request=request)
+        return Renewal(certificate=issue_approved(request, actor=actor), request=request)
     if not signs_here():
-        pem = (
-            parse_csr(csr).csr.public_bytes(serialization.Encoding.PEM).decode() if csr is not None else None
-        )
+        pem = checked.csr.public_bytes(serialization.Encoding.PEM).decode() if checked is not None else None
         new_pk = run_signing(
             "renew_certificate",
             certificate_id=certificate.pk,
@@ -162,6 +167,11 @@ def renew(
             certificate=Certificate.objects.select_related("ca", "profile").get(pk=new_pk), request=None
         )
     new = renew_certificate(
-        certificate=certificate, actor=actor, renewer=renewer, csr=csr, validity_days=validity_days, now=now
+        certificate=certificate,
+        actor=actor,
+        renewer=renewer,
+        csr=checked,
+        validity_days=validity_days,
+        now=now,
     )
     return Renewal(certificate=new, request=None)

@@ -6,6 +6,10 @@ Prints one JSON line: the use case's result, or ``{"error": class, "code": …, 
 ``python -m tests.support.web_side api TOKEN METHOD PATH [BODY_FILE]`` makes one REST API call
 through Django's test client in that process and prints ``{"status", "headers", "body",
 "body_b64", "web_has_kek"}`` (the body as text, and as base64).
+
+``python -m tests.support.web_side http REQUEST_FILE`` makes one plain HTTP call (EST, SCEP) the
+same way: the file holds ``{"method", "path", "content_type", "body_b64", "headers",
+"environ_b64"}`` (``environ_b64``: WSGI environ bytes values, e.g. a TLS client certificate).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main(argv: list[str]) -> int:
 
     if argv[0] == "api":
         return _api(*argv[1:])
+    if argv[0] == "http":
+        return _http(argv[1])
     if argv[0] != "issue":
         print(f"unknown command {argv[0]!r}", file=sys.stderr)
         return 2
@@ -55,6 +61,34 @@ def _api(token: str, method: str, path: str, body_file: str = "") -> int:
         "status": response.status_code,
         "headers": dict(response.items()),
         "body": response.content.decode(errors="replace"),
+        "body_b64": base64.b64encode(response.content).decode(),
+        "web_has_kek": bool(pki_settings().keks),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def _http(request_file: str) -> int:
+    """One plain HTTP call described by ``request_file``; the response as a JSON line."""
+    from pathlib import Path
+
+    from django.test import Client
+
+    from pki.conf import pki_settings
+
+    spec = json.loads(Path(request_file).read_text())
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in spec.get("headers", {}).items()}
+    extra.update({k: base64.b64decode(v) for k, v in spec.get("environ_b64", {}).items()})
+    response = Client().generic(
+        spec["method"],
+        spec["path"],
+        base64.b64decode(spec.get("body_b64", "")),
+        content_type=spec.get("content_type", "application/octet-stream"),
+        **extra,
+    )
+    out = {
+        "status": response.status_code,
+        "headers": dict(response.items()),
         "body_b64": base64.b64encode(response.content).decode(),
         "web_has_kek": bool(pki_settings().keks),
     }
