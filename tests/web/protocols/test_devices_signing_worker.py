@@ -160,3 +160,38 @@ def test_est_with_no_signing_worker_answering_is_503_and_the_repeat_issues_the_s
     retried = _certificate(_est(signing_set.web_env(), "simpleenroll", csr, code=code))
     assert Certificate.objects.get(serial=format(retried.serial_number, "x")).request_id == stored.pk
     assert CertificateRequest.objects.count() == 1
+
+
+def test_scep_pkcsreq_on_a_web_process_without_the_ra_key_is_503_not_500(
+    signing_set: SigningSet, issuing_ca: CertificateAuthority, profile: Callable[[str], Profile]
+) -> None:
+    from pki.scep import messages as m
+    from pki.scep.labels import create_scep_label
+    from tests.conftest import load_key
+    from tests.support import scep as client
+
+    label = create_scep_label(
+        name="mdm",
+        ca=issuing_ca,
+        profile=profile("tls-client"),
+        challenge="a-static-secret-of-the-fleet",
+        actor="t",
+    )
+    key = load_key("rsa-2048")
+    body = client.pki_message(
+        message_type=m.MessageType.PKCS_REQ,
+        transaction_id="tx-1",
+        content=client.csr_der(key, "device-1", "a-static-secret-of-the-fleet"),
+        recipient=label.ra_certificate.x509(),
+        signer=client.self_signed(key),
+        key=key,
+    )
+    spec = {
+        "method": "POST",
+        "path": "/scep/mdm?operation=PKIOperation",
+        "content_type": "application/x-pki-message",
+        "body_b64": base64.b64encode(body).decode(),
+    }
+    response = web_side_http(signing_set.web_env(), spec)
+    assert response["status"] == 503, response["body"]
+    assert not CertificateRequest.objects.exists()
