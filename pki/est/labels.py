@@ -10,7 +10,6 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 
@@ -97,10 +96,9 @@ def create_est_label(
     return label
 
 
-_Label = TypeVar("_Label", EstLabel, ScepLabel)
-
-
-def set_label_enabled(*, label: _Label, enabled: bool, actor: str, now: dt.datetime | None = None) -> _Label:
+def set_label_enabled(
+    *, label: EstLabel | ScepLabel, enabled: bool, actor: str, now: dt.datetime | None = None
+) -> EstLabel | ScepLabel:
     """Disable an EST or SCEP label (its URLs answer 404; codes, challenges and certificates are
     kept) or enable it again; audited as ``est.label_disabled``, ``scep.label_enabled`` …"""
     now = resolve(now)
