@@ -21,6 +21,19 @@ from pki.models import CertificateAuthority, Profile
 from pki.x509.names import parse_subject
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps among equals
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests (marked ``interop`` or ``slow``) run first, the rest in their usual order.
+
+    pytest-xdist hands tests out in collection order: a minute-long runbook collected last keeps
+    one worker busy after the others have run out of work. Started first, the long tests overlap
+    while the short ones fill the gaps.
+    """
+    items.sort(key=lambda item: not any(item.iter_markers("interop")) and not any(item.iter_markers("slow")))
+
+
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 

@@ -119,9 +119,13 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     python = ["--python", str(venv / "bin" / "python")]
     lock = ROOT / "requirements" / "main.txt"
+    # pip (the Dockerfile's installer) compiles bytecode as it installs; uv does when asked.
     for args in (["--require-hashes", "-r", str(lock)], ["--no-deps", str(wheel)]):
         done = subprocess.run(
-            [*uv, "pip", "install", "--quiet", *python, *args], check=False, capture_output=True, text=True
+            [*uv, "pip", "install", "--quiet", "--compile-bytecode", *python, *args],
+            check=False,
+            capture_output=True,
+            text=True,
         )
         assert done.returncode == 0, done.stderr
     return venv

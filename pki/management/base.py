@@ -24,6 +24,10 @@ class PKICommand(BaseCommand):
 
     # ``call_command(..., stdin=io.BytesIO(...))`` feeds ``--csr -`` in tests.
     stealth_options = ("stdin",)
+    # Django's system checks (URL, admin and template checks) load every view module: they
+    # belong to ``manage.py check``, ``migrate`` and the servers, not to each operator command,
+    # whose start-up time they would double. KMI registers no checks of its own.
+    requires_system_checks: list[str] = []
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         try:

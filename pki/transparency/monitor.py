@@ -15,6 +15,7 @@ API 4xx per token (web/api/errors.py), and the health figures of ``pki.health``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import uuid
@@ -136,13 +137,16 @@ def issuance_spikes(*, now: dt.datetime, policy: MonitorPolicy) -> Iterator[Sign
         )
 
 
-_psl = PublicSuffixList()
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    """The public suffix list, parsed on first use (a quarter of a second: not in every process)."""
+    return PublicSuffixList()
 
 
 def registrable_domain(name: str) -> str:
     """The registrable domain (public suffix + 1 label) of a DNS name; the name itself otherwise."""
     name = name.lower().rstrip(".").removeprefix("*.")
-    return _psl.privatesuffix(name) or name
+    return _public_suffixes().privatesuffix(name) or name
 
 
 def _dns_names(san_text: str) -> Iterator[str]:

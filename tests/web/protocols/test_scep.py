@@ -347,6 +347,7 @@ def valid_message(label: ScepLabel) -> bytes:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_envelopes_never_500_and_issue_nothing(
