@@ -298,12 +298,11 @@ def record_issuance(
     ctes = _CERT_INSERT_CTE
     if submitted is not None and request is not None:
         # Both events go to one lane: the submission is chained first, the issuance after it.
-        if (submitted.timestamp, submitted.actor, submitted.actor) != (
-            pending.timestamp,
-            pending.actor,
-            request.requested_by,
-        ):
-            raise ValueError("a submission recorded with its issuance has the same time and actor")
+        same = (submitted.timestamp, submitted.actor) == (pending.timestamp, pending.actor)
+        if not same or request.requested_by != submitted.actor:
+            raise ValueError(
+                "a submission recorded with its issuance has the same time and actor (its submitter)"
+            )
         first = dataclasses.replace(submitted, stream=pending.stream)
         second = pending.sql_params()
         params = {**first.sql_params(), **{f"{k}2": second[k] for k in _SECOND_EVENT_PARAMS}}

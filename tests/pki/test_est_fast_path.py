@@ -95,6 +95,9 @@ def test_both_paths_write_the_same_rows_and_audit_events(label: EstLabel) -> Non
     fast = _enroll(est._enroll_in_one_statement, one, csr, now)
     slow = _enroll(est._enroll_in_transaction, two, csr, now)
     a, b = _rows(fast, one), _rows(slow, two)
+    for done, code in ((fast, one), (slow, two)):
+        actor = f"est:devices/code:{code.code_id}"
+        assert CertificateRequest.objects.get(pk=done.request.pk).requested_by == actor
     assert a["code"] == (now, True)
     assert [e["action"] for e in a["events"]] == ["request.submitted", "certificate.issued"]
     assert a == b
