@@ -195,3 +195,53 @@ def test_scep_pkcsreq_on_a_web_process_without_the_ra_key_is_503_not_500(
     response = web_side_http(signing_set.web_env(), spec)
     assert response["status"] == 503, response["body"]
     assert not CertificateRequest.objects.exists()
+
+
+def test_scep_enrolls_and_renews_through_the_signing_worker(
+    signing_set: SigningSet, issuing_ca: CertificateAuthority, profile: Callable[[str], Profile]
+) -> None:
+    """A web process that holds the RA key (it decrypts requests and signs CertReps) but signs
+    no certificate: KMI_SIGNING=worker sends PKCSReq and RenewalReq to the signing worker."""
+    from pki.scep import messages as m
+    from pki.scep.labels import create_scep_challenge, create_scep_label
+    from tests.conftest import load_key
+    from tests.support import scep as client
+
+    label = create_scep_label(name="mdm", ca=issuing_ca, profile=profile("tls-client"), actor="t")
+    ra = label.ra_certificate.x509()
+    env = {**signing_set.web_env(), "KMI_KEK": signing_set.worker_env["KMI_KEK"]}
+
+    def operation(message_type: int, content: bytes, signer: x509.Certificate, key: Any, tx: str) -> Any:
+        body = client.pki_message(
+            message_type=message_type,
+            transaction_id=tx,
+            content=content,
+            recipient=ra,
+            signer=signer,
+            key=key,
+        )
+        spec = {
+            "method": "POST",
+            "path": "/scep/mdm?operation=PKIOperation",
+            "content_type": "application/x-pki-message",
+            "body_b64": base64.b64encode(body).decode(),
+        }
+        response = web_side_http(env, spec)
+        assert response["status"] == 200, response["body"]
+        return client.read_cert_rep(response["body"], ra=ra, recipient=signer, key=key)
+
+    key = load_key("rsa-2048")
+    signer = client.self_signed(key)
+    challenge = create_scep_challenge(label=label, actor="t")
+    first = operation(m.MessageType.PKCS_REQ, client.csr_der(key, "device-1", challenge), signer, key, "tx-1")
+    assert first.status == m.PkiStatus.SUCCESS
+    (cert,) = first.certificates
+    row = Certificate.objects.get(serial=format(cert.serial_number, "x"))
+    assert AuditEvent.objects.filter(action="certificate.issued", object_id=str(row.pk)).exists()
+
+    new_key = load_key("rsa-3072")
+    renewed = operation(m.MessageType.RENEWAL_REQ, client.csr_der(new_key, "device-1"), cert, key, "tx-2")
+    assert renewed.status == m.PkiStatus.SUCCESS
+    (successor,) = renewed.certificates
+    assert successor.public_key() == new_key.public_key()
+    assert Certificate.objects.get(serial=format(successor.serial_number, "x")).renewed_from_id == row.pk
