@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from pytest_django.plugin import validate_django_db
 
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import CertificateAuthority, Profile
@@ -23,15 +24,36 @@ from pki.x509.names import parse_subject
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps among equals
+def _run_order(item: pytest.Item) -> int:
+    """Where ``item`` runs: long tests first, within the order pytest-django needs.
+
+    pytest-django runs tests in a rolled-back transaction first, then transactional tests (each
+    flushes the tables when it ends, seeded rows included), then tests without a database. Tests
+    without a database may run anywhere, so the long ones among them go first of all.
+    """
+    long = any(item.iter_markers("interop")) or any(item.iter_markers("slow"))
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    transactional = "transactional_db" in fixtures or "live_server" in fixtures
+    if marker is not None:
+        transaction, reset_sequences, *_ = validate_django_db(marker)
+        transactional = transactional or transaction or reset_sequences
+    if transactional:
+        return 3 if long else 4
+    if marker is not None or "db" in fixtures:
+        return 1 if long else 2
+    return 0 if long else 5
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle and pytest-django's order
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long tests (marked ``interop`` or ``slow``) run first, the rest in their usual order.
+    """Long tests (marked ``interop`` or ``slow``) start first.
 
     pytest-xdist hands tests out in collection order: a minute-long runbook collected last keeps
     one worker busy after the others have run out of work. Started first, the long tests overlap
     while the short ones fill the gaps.
     """
-    items.sort(key=lambda item: not any(item.iter_markers("interop")) and not any(item.iter_markers("slow")))
+    items.sort(key=_run_order)
 
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
