@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,21 +38,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serializ
 
 PORTS = (25000, 25049)
 P10 = "application/pkcs10"
-
-
-@pytest.fixture(scope="module")
-def signing_set(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningSet]:
-    """One private Redis and one signing worker for this module."""
-    s = SigningSet(tmp_path_factory.mktemp("devices-signing-set"), PORTS)
-    yield s
-    s.close()
-
-
-@pytest.fixture(autouse=True)
-def _worker_idle_before_the_flush(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "signing_set" in request.fixturenames:
-        request.getfixturevalue("signing_set").wait_idle()
 
 
 @pytest.fixture
