@@ -191,3 +191,23 @@ def test_the_schema_describes_the_device_endpoints(admin):
         assert path in paths, path
     codes = paths["/api/v1/est/labels/{name}/codes/"]["post"]
     assert "201" in codes["responses"]
+
+
+def test_label_lists_take_the_same_queries_for_one_label_or_many(admin, issuing_ca, est_label, scep_label):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few_est:
+        assert admin.client.get(EST).status_code == 200
+    with CaptureQueriesContext(connection) as few_scep:
+        assert admin.client.get(SCEP).status_code == 200
+    tls = Profile.objects.get(name="tls-client")
+    for i in range(3):
+        create_est_label(name=f"e{i}", ca=issuing_ca, profile=tls, client_cas=[issuing_ca], actor="t")
+        create_scep_label(name=f"s{i}", ca=issuing_ca, profile=tls, actor="t")
+    with CaptureQueriesContext(connection) as many_est:
+        assert len(admin.client.get(EST).json()) == 4
+    with CaptureQueriesContext(connection) as many_scep:
+        assert len(admin.client.get(SCEP).json()) == 4
+    assert len(many_est) == len(few_est)
+    assert len(many_scep) == len(few_scep)
