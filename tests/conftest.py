@@ -15,7 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from pytest_django.plugin import validate_django_db
+from django.db import connections
+from pytest_django.plugin import blocking_manager_key, validate_django_db
 
 from pki.authorities import create_intermediate_ca, create_root_ca
 from pki.models import CertificateAuthority, Profile
@@ -24,25 +25,37 @@ from pki.x509.names import parse_subject
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def _is_long(item: pytest.Item) -> bool:
+    return any(item.iter_markers("interop")) or any(item.iter_markers("slow"))
+
+
+def _is_transactional(item: pytest.Item) -> bool:
+    """A test that commits: pytest-django flushes every table when it ends, seeded rows included."""
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    if "transactional_db" in fixtures or "live_server" in fixtures:
+        return True
+    if marker is None:
+        return False
+    transaction, reset_sequences, *_ = validate_django_db(marker)
+    return bool(transaction or reset_sequences)
+
+
 def _run_order(item: pytest.Item) -> int:
     """Where ``item`` runs: long tests first, within the order pytest-django needs.
 
     pytest-django runs tests in a rolled-back transaction first, then transactional tests (each
-    flushes the tables when it ends, seeded rows included), then tests without a database. Tests
-    without a database may run anywhere, so the long ones among them go first of all.
+    flushes the tables when it ends), then tests without a database. Long tests without a
+    database may run anywhere and go first of all; long transactional tests join the long
+    rolled-back ones because the database's seeded rows are put back after each of them
+    (``pytest_runtest_teardown``); short transactional tests keep their place.
     """
-    long = any(item.iter_markers("interop")) or any(item.iter_markers("slow"))
-    marker = item.get_closest_marker("django_db")
-    fixtures = getattr(item, "fixturenames", ())
-    transactional = "transactional_db" in fixtures or "live_server" in fixtures
-    if marker is not None:
-        transaction, reset_sequences, *_ = validate_django_db(marker)
-        transactional = transactional or transaction or reset_sequences
-    if transactional:
-        return 3 if long else 4
-    if marker is not None or "db" in fixtures:
-        return 1 if long else 2
-    return 0 if long else 5
+    uses_db = item.get_closest_marker("django_db") is not None or "db" in getattr(item, "fixturenames", ())
+    if _is_long(item):
+        return 1 if uses_db or _is_transactional(item) else 0
+    if _is_transactional(item):
+        return 3
+    return 2 if uses_db else 4
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle and pytest-django's order
@@ -54,6 +67,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     while the short ones fill the gaps.
     """
     items.sort(key=_run_order)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """After a long transactional test's flush, load the rows the migrations seeded (profiles, …)
+    again, as pytest-django's ``serialized_rollback`` does, so rolled-back tests can follow it."""
+    result = yield
+    if _is_long(item) and _is_transactional(item):
+        with item.config.stash[blocking_manager_key].unblock():
+            for connection in connections.all(initialized_only=True):
+                contents = getattr(connection, "_test_serialized_contents", None)
+                if contents:
+                    connection.creation.deserialize_db_from_string(contents)
+    return result
 
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
