@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import models, transaction
@@ -24,6 +25,7 @@ from pki.models.audit import AuditEvent
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.delivery import KeyDelivery
+from pki.models.device import EstLabel, ScepLabel
 from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest
@@ -58,6 +60,9 @@ class Action(enum.StrEnum):
     MANAGE_ACME_ENDPOINT = "manage_acme_endpoint"  # create, change the policy, disable
     VIEW_EAB_KEY = "view_eab_key"  # key ids and who used them, never the HMAC key
     MANAGE_EAB_KEY = "manage_eab_key"  # mint (the HMAC key shown once) and revoke unbound keys
+    VIEW_DEVICE_LABEL = "view_device_label"  # EST and SCEP labels
+    MANAGE_DEVICE_LABEL = "manage_device_label"  # create, disable, enable (administrators)
+    MANAGE_DEVICE_CODE = "manage_device_code"  # mint one-time EST codes and SCEP challenges (shown once)
 
 
 @dataclass(frozen=True)
@@ -196,10 +201,11 @@ def _view_key(g: Grants, obj: object) -> bool:
 
 
 def _acme_endpoint_ca(g: Grants, obj: object) -> bool:
-    # ACME endpoints and their EAB keys: the operators of the endpoint's CA. Minting an EAB key
-    # lets a machine obtain certificates from that CA under the endpoint's policy, which its
-    # operators may already do themselves; the policy itself is the administrators' (like profiles).
-    if isinstance(obj, AcmeEndpoint):
+    # ACME endpoints and their EAB keys, EST and SCEP labels and their one-time codes: the
+    # operators of the endpoint's (label's) CA. Minting an EAB key or an enrollment code lets a
+    # machine obtain certificates from that CA under the endpoint's policy, which its operators
+    # may already do themselves; the policy itself is the administrators' (like profiles).
+    if isinstance(obj, AcmeEndpoint | EstLabel | ScepLabel):
         return obj.ca_id in g.operator_cas
     if isinstance(obj, AcmeExternalAccountKey):
         return obj.endpoint.ca_id in g.operator_cas
@@ -241,6 +247,9 @@ _RULES: dict[Action, Callable[[Grants, object], bool]] = {
     Action.MANAGE_ACME_ENDPOINT: _nobody,
     Action.VIEW_EAB_KEY: _acme_endpoint_ca,
     Action.MANAGE_EAB_KEY: _acme_endpoint_ca,
+    Action.VIEW_DEVICE_LABEL: _acme_endpoint_ca,
+    Action.MANAGE_DEVICE_LABEL: _nobody,
+    Action.MANAGE_DEVICE_CODE: _acme_endpoint_ca,
 }
 
 _READS = frozenset(
@@ -254,6 +263,7 @@ _READS = frozenset(
         Action.VIEW_ACCESS,
         Action.VIEW_ACME_ENDPOINT,
         Action.VIEW_EAB_KEY,
+        Action.VIEW_DEVICE_LABEL,
     }
 )
 
@@ -353,7 +363,19 @@ def visible_acme_endpoints(
     user: AnyUser | None, qs: models.QuerySet[AcmeEndpoint] | None = None
 ) -> models.QuerySet[AcmeEndpoint]:
     """ACME endpoints ``user`` may see: all for administrators and auditors; their CAs' for operators."""
-    qs = AcmeEndpoint.objects.all() if qs is None else qs
+    return _of_operated_cas(user, AcmeEndpoint.objects.all() if qs is None else qs)
+
+
+_Label = TypeVar("_Label", EstLabel, ScepLabel)
+_M = TypeVar("_M", bound=models.Model)
+
+
+def visible_device_labels(user: AnyUser | None, qs: models.QuerySet[_Label]) -> models.QuerySet[_Label]:
+    """EST or SCEP labels ``user`` may see: all for administrators and auditors; their CAs' for operators."""
+    return _of_operated_cas(user, qs)
+
+
+def _of_operated_cas(user: AnyUser | None, qs: models.QuerySet[_M]) -> models.QuerySet[_M]:
     g = grants_for(user)
     if g.reads_everything:
         return qs

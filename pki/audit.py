@@ -281,12 +281,17 @@ def pg_append_sql(prefix_ctes: str = "") -> str:
     return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND
 
 
-def pg_append_two_sql(prefix_ctes: str = "") -> str:
+def pg_append_two_sql(prefix_ctes: str = "", *, guard: str = "") -> str:
     """Like ``pg_append_sql`` for two events of one stream, time and actor.
 
-    The second event's other parameters end in ``2`` (``body2``, ``action2``, …).
+    The second event's other parameters end in ``2`` (``body2``, ``action2``, …). ``guard``, a
+    data-modifying ``guard AS (... RETURNING ...),`` CTE, runs first: when it returns no row the
+    stream head is not taken, so neither event nor anything guarded by ``head`` is written.
     """
-    return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
+    if not guard:
+        return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
+    head = _PG_HEAD.replace(" FOR UPDATE", " AND EXISTS (SELECT 1 FROM guard) FOR UPDATE")
+    return "WITH " + guard + head + prefix_ctes + _PG_APPEND_TWO
 
 
 def _append(event: PendingEvent) -> AuditEvent:

@@ -151,6 +151,20 @@ def issue_through_signer(*, request: CertificateRequest, actor: str, user: User 
     return certificate
 
 
+def issue_approved(request: CertificateRequest, *, actor: str) -> Certificate | None:
+    """The certificate of ``request`` once it has one (None while it waits for approval).
+
+    An approved request without its certificate (the signing worker had not answered when it
+    was submitted or approved) is issued now, through the signing worker; a request issued
+    already returns its certificate.
+    """
+    if request.state == RequestState.ISSUED:
+        return Certificate.objects.filter(request=request).select_related("ca", "profile").first()
+    if request.state == RequestState.APPROVED and not signs_here():
+        return issue_through_signer(request=request, actor=actor)
+    return None
+
+
 def approve_and_issue(
     *,
     request: CertificateRequest,
@@ -235,15 +249,20 @@ def sign_csr(
 # certificate row and the profile row. Any change (state, key state or handle, revocation,
 # constraints, profile edit) loads fresh objects. The versions are read before the objects, so
 # a change in between only costs one more reload.
-_TARGET_SQL = """
+# The stamps of a CA (``ca`` joined with its key ``k`` and certificate ``c``) and of a profile
+# (``p``): other hot queries that already join these rows select them too (EST's code lookup).
+CA_STAMP_SQL = "ARRAY[ca.id::text, concat_ws('/', ca.xmin, k.xmin, c.xmin)]"
+CA_STAMP_JOINS = (
+    "LEFT JOIN pki_key k ON k.id = ca.key_id LEFT JOIN pki_certificate c ON c.id = ca.certificate_id"
+)
+PROFILE_STAMP_SQL = "ARRAY[p.id::text, p.xmin::text]"
+_TARGET_SQL = f"""
 SELECT
-  (SELECT ARRAY[ca.id::text, concat_ws('/', ca.xmin, k.xmin, c.xmin)]
-     FROM pki_certificateauthority ca
-     LEFT JOIN pki_key k ON k.id = ca.key_id
-     LEFT JOIN pki_certificate c ON c.id = ca.certificate_id
+  (SELECT {CA_STAMP_SQL}
+     FROM pki_certificateauthority ca {CA_STAMP_JOINS}
     WHERE ca.name = %s),
-  (SELECT ARRAY[p.id::text, p.xmin::text] FROM pki_profile p WHERE p.name = %s)
-"""
+  (SELECT {PROFILE_STAMP_SQL} FROM pki_profile p WHERE p.name = %s)
+"""  # noqa: S608 - constant fragments; the names are bound parameters
 _target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
 
 
@@ -265,6 +284,19 @@ def _cached(kind: str, name: str, stamp: list[str] | None) -> CertificateAuthori
     return obj
 
 
+def targets_from_stamps(
+    *, ca_name: str, profile_name: str, ca_stamp: list[str] | None, profile_stamp: list[str] | None
+) -> tuple[CertificateAuthority | None, Profile | None]:
+    """The CA and profile whose stamps (``CA_STAMP_SQL``, ``PROFILE_STAMP_SQL``) a query read:
+    the cached objects while the stamps are unchanged, else fresh ones (None for a missing stamp)."""
+    found_ca = _cached("ca", ca_name, ca_stamp)
+    found_profile = _cached("profile", profile_name, profile_stamp)
+    return (
+        found_ca if isinstance(found_ca, CertificateAuthority) else None,
+        found_profile if isinstance(found_profile, Profile) else None,
+    )
+
+
 def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthority | None, Profile | None]:
     """The CA and profile of these names (None when missing), from the process cache when unchanged."""
     if connection.vendor != "postgresql":
@@ -272,9 +304,6 @@ def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthori
         return ca, Profile.objects.filter(name=profile_name).first()
     row = execute_prepared(_TARGET_SQL, [ca_name, profile_name])
     ca_stamp, profile_stamp = (row[0], row[1]) if row is not None else (None, None)
-    found_ca = _cached("ca", ca_name, ca_stamp)
-    found_profile = _cached("profile", profile_name, profile_stamp)
-    return (
-        found_ca if isinstance(found_ca, CertificateAuthority) else None,
-        found_profile if isinstance(found_profile, Profile) else None,
+    return targets_from_stamps(
+        ca_name=ca_name, profile_name=profile_name, ca_stamp=ca_stamp, profile_stamp=profile_stamp
     )

@@ -28,7 +28,7 @@ from pki.models.key import Key
 from pki.models.profile import Profile
 from pki.models.request import Approval, CertificateRequest, RequestState
 from pki.profiles import ProfilePolicy, check_public_key, name_matches
-from pki.recording import new_request_id, record_issuance
+from pki.recording import Guard, new_request_id, record_issuance
 from pki.signals import certificate_issued
 from pki.x509.builders import end_entity_builder
 from pki.x509.constraints import NameConstraints
@@ -218,6 +218,7 @@ def submit_and_issue(
     validity_days: int | None = None,
     options: CertificateOptions = NO_OPTIONS,
     now: dt.datetime | None = None,
+    guard: Guard | None = None,
 ) -> tuple[CertificateRequest, Certificate | None]:
     """Submit a CSR and issue it at once when the profile auto-approves; the CSR is checked once.
 
@@ -225,6 +226,9 @@ def submit_and_issue(
     (``request.submitted``, ``certificate.issued``) are written by one statement, after signing:
     all of it or nothing. Elsewhere, or when the profile needs approval, it is ``submit_request``
     followed by ``issue_certificate`` in one transaction.
+
+    ``guard`` joins the one statement (``pki.recording.Guard``; ``GuardRefused`` and nothing
+    written when it finds nothing to do); only where that statement is used.
     """
     now = resolve(now)
     options.check()
@@ -236,6 +240,8 @@ def submit_and_issue(
         # (submit_request checks it on the other branch)
         ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
     if request_id is None:
+        if guard is not None:
+            raise ValueError("a guard needs the one-statement issuance (PostgreSQL, no approval)")
         with transaction.atomic():
             request = submit_request(
                 ca=ca,
@@ -278,6 +284,7 @@ def submit_and_issue(
         now=now,
         request=request,
         submitted=submitted,
+        guard=guard,
     )
     return request, cert
 
@@ -460,6 +467,7 @@ def _sign_and_record(
     action: str = "certificate.issued",
     submitted: audit.PendingEvent | None = None,
     generation: CAGeneration | None = None,
+    guard: Guard | None = None,
 ) -> Certificate:
     # ``generation``: sign with an older generation of the CA (its OCSP responder certificates
     # only: it keeps answering for what it issued after a rollover). Otherwise the current one.
@@ -549,6 +557,7 @@ def _sign_and_record(
         submitted=submitted,
         is_ca=False,  # end_entity_builder writes basicConstraints cA=FALSE
         issuer_generation=number,
+        guard=guard,
     )
     cert_id, ca_id = row.pk, ca.pk
     transaction.on_commit(
@@ -673,7 +682,7 @@ def plan_renewal(
     certificate: Certificate,
     actor: str,
     renewer: User | None = None,
-    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    csr: CSRInput | None = None,
     validity_days: int | None = None,
     new_key: Key | None = None,
     now: dt.datetime,
@@ -736,7 +745,7 @@ def renew_certificate(
     certificate: Certificate,
     actor: str,
     renewer: User | None = None,
-    csr: bytes | str | x509.CertificateSigningRequest | None = None,
+    csr: CSRInput | None = None,
     validity_days: int | None = None,
     new_key: Key | None = None,
     now: dt.datetime | None = None,

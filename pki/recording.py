@@ -205,6 +205,9 @@ _REQUEST_VALUES = {
     "profile_id": "%(c_profile_id)s",
     "reviewer_id": "NULL",
     "reason": "''",
+    # The submitter is the submission event's actor (checked): one parameter fewer leaves room
+    # for a guard's (pki.est's code claim) under psycopg's limit.
+    "requested_by": "%(actor)s",
 }
 _REQUEST_PARAMS = tuple(col for col in _REQUEST_COLUMNS if col not in _REQUEST_VALUES)
 _REQUEST_INSERT_CTE = (
@@ -214,6 +217,23 @@ _REQUEST_INSERT_CTE = (
 )
 # The second event shares the first one's stream, timestamp and actor.
 _SECOND_EVENT_PARAMS = ("body", "action", "object_type", "object_id", "details")
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """A data-modifying statement written in an issuance's own statement, first: the issuance
+    is written only when it returns a row (EST: the enrollment code claimed by the request).
+
+    ``cte`` is ``guard AS (UPDATE … RETURNING …),``; it may use the statement's parameters
+    (``timestamp``, ``c_request_id``, …) and its own ``params`` (named ``g_…``).
+    """
+
+    cte: str
+    params: dict[str, Any]
+
+
+class GuardRefused(Exception):
+    """An issuance's guard returned no row: nothing was written."""
 
 
 def new_request_id() -> int | None:
@@ -242,6 +262,7 @@ def record_issuance(
     submitted: audit.PendingEvent | None = None,
     is_ca: bool | None = None,
     issuer_generation: int | None = None,
+    guard: Guard | None = None,
 ) -> Certificate:
     """Insert a certificate, mark its request issued and append its audit event, atomically.
 
@@ -252,6 +273,9 @@ def record_issuance(
     The row is ``certificate_row``'s. On PostgreSQL this is one statement (one round trip);
     elsewhere the ORM does it in the caller's transaction. ``event`` builds the audit event
     from the (unsaved) row.
+
+    ``guard`` (PostgreSQL, with ``submitted`` only) joins the statement: ``GuardRefused`` when
+    it returns no row, and nothing is written.
     """
     row = certificate_row(
         cert,
@@ -274,6 +298,7 @@ def record_issuance(
     )
     if submitted is not None and request is None:
         raise ValueError("a submission event needs the request row it records")
+    _check_guard(guard, submitted)
     if connection.vendor != "postgresql":
         with transaction.atomic():
             if submitted is not None and request is not None:
@@ -293,8 +318,11 @@ def record_issuance(
     ctes = _CERT_INSERT_CTE
     if submitted is not None and request is not None:
         # Both events go to one lane: the submission is chained first, the issuance after it.
-        if (submitted.timestamp, submitted.actor) != (pending.timestamp, pending.actor):
-            raise ValueError("a submission recorded with its issuance has the same time and actor")
+        same = (submitted.timestamp, submitted.actor) == (pending.timestamp, pending.actor)
+        if not same or request.requested_by != submitted.actor:
+            raise ValueError(
+                "a submission recorded with its issuance has the same time and actor (its submitter)"
+            )
         first = dataclasses.replace(submitted, stream=pending.stream)
         second = pending.sql_params()
         params = {**first.sql_params(), **{f"{k}2": second[k] for k in _SECOND_EVENT_PARAMS}}
@@ -302,7 +330,8 @@ def record_issuance(
         request.state = RequestState.ISSUED
         params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_PARAMS})
         params["r_csr_der"] = bytes(request.csr_der)
-        sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes)
+        sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes, guard=guard.cte if guard else "")
+        params.update(guard.params if guard else {})
     elif request is not None:
         params["request_pk"] = request.pk
         params["issued"] = RequestState.ISSUED.value
@@ -313,23 +342,37 @@ def record_issuance(
         sql = audit.pg_append_sql(ctes)
     else:
         sql = audit.pg_append_sql(ctes)
-    # One statement, atomic by itself: in autocommit mode it is the whole transaction (one
-    # round trip); inside a caller's transaction it joins it. When the stream head is missing
-    # (made in a transaction that rolled back) the guarded inserts write nothing: create the
-    # head and run it again.
-    for attempt in range(2):
-        if execute_prepared(sql, params) is not None:
-            break
-        if attempt:
-            raise RuntimeError(f"audit stream {pending.stream} has no head row")
-        audit.forget_stream(pending.stream)
-        audit.ensure_stream(pending.stream)
+    _execute_issuance(sql, params, stream=pending.stream, guard=guard)
     row._state.adding = False
     row._state.db = connection.alias
     if submitted is not None and request is not None:
         request._state.adding = False
         request._state.db = connection.alias
     return row
+
+
+def _check_guard(guard: Guard | None, submitted: audit.PendingEvent | None) -> None:
+    if guard is not None and (submitted is None or connection.vendor != "postgresql"):
+        raise ValueError("a guard joins the one statement of a submission issued at once (PostgreSQL)")
+
+
+def _execute_issuance(sql: str, params: dict[str, Any], *, stream: str, guard: Guard | None) -> None:
+    """Run the issuance statement (``GuardRefused`` when its guard wrote nothing).
+
+    One statement, atomic by itself: in autocommit mode it is the whole transaction (one round
+    trip); inside a caller's transaction it joins it. When the stream head is missing (made in a
+    transaction that rolled back) the guarded inserts write nothing: create the head and run it
+    again.
+    """
+    for attempt in range(2):
+        if execute_prepared(sql, params) is not None:
+            return
+        if attempt:
+            if guard is not None:
+                raise GuardRefused(guard.cte)
+            raise RuntimeError(f"audit stream {stream} has no head row")
+        audit.forget_stream(stream)
+        audit.ensure_stream(stream)
 
 
 def execute_prepared(sql: str, params: dict[str, Any] | list[Any]) -> tuple[Any, ...] | None:

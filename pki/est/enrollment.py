@@ -1,9 +1,19 @@
 """EST operations (RFC 7030 §4): authenticate a device, then enroll, re-enroll or have KMI make
-the key — through the same use cases as the REST API (``pki.enrollment.enroll`` and
-``pki.renewal.renew``), so profile policy, approval, audit and signing apply.
+the key — through the same use cases as the REST API (``pki.enrollment.enroll``,
+``pki.issuance.submit_and_issue`` and ``pki.renewal.renew``), so profile policy, approval, audit
+and signing apply.
 
 The audit actor names the protocol, the label and the authenticated device:
 ``est:<label>/code:<code id>`` or ``est:<label>/cert:<SHA-256 of the client certificate>``.
+
+Enrollment with a one-time code has a fast path (``_enroll_in_one_statement``): on PostgreSQL,
+signing in process, for a profile that needs no approval, the code's claim joins the REST fast
+path's one issuance statement (``pki.recording.Guard``), and the code lookup reads the CA and
+profile stamps of ``pki.enrollment``'s per-process cache. It may never diverge from the general
+path (``_enroll_in_transaction``: ``enroll`` and the claim in one transaction) in the rows
+written (request, certificate, the code's ``used_at`` and ``request``), the audit events, the
+refusals (blocklist, policy, a code used once: nothing written) or the answer;
+tests/pki/test_est_fast_path.py runs the two side by side.
 """
 
 from __future__ import annotations
@@ -21,19 +31,30 @@ from cryptography.x509.oid import AttributeOID, PublicKeyAlgorithmOID, Signature
 from django.db import connection, transaction
 from django.db.models import F
 
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.conf import pki_settings
-from pki.enrollment import Enrollment, enroll, load_targets
+from pki.enrollment import (
+    CA_STAMP_JOINS,
+    CA_STAMP_SQL,
+    PROFILE_STAMP_SQL,
+    Enrollment,
+    enroll,
+    issue_approved,
+    load_targets,
+    targets_from_stamps,
+)
 from pki.exceptions import InvalidCSR, NotAuthenticated, PolicyViolation
-from pki.issuance import parse_csr
+from pki.issuance import parse_csr, submit_and_issue, submit_request
 from pki.keys import generate_private_key, signature_hash
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.device import EnrollmentCode, EstLabel
 from pki.models.key import KeyType
 from pki.models.request import CertificateRequest, RequestState
-from pki.recording import execute_prepared
+from pki.recording import Guard, GuardRefused, execute_prepared
 from pki.renewal import Renewal, renew
+from pki.signing import signs_here
 from pki.x509.csr import CheckedCSR
 
 from .labels import secret_matches
@@ -62,8 +83,8 @@ def authenticate_code(
     *, label_name: str | None, code_id: str, secret: str, now: dt.datetime | None = None
 ) -> Device:
     """The device holding enrollment code ``code_id`` of label ``label_name`` (None: the default
-    label), or ``NotAuthenticated``. One query finds the code and its label; the CA and profile
-    come from the per-process cache (``load_targets``).
+    label), or ``NotAuthenticated``. One query finds the code, its label and the stamps of its
+    CA and profile, which come from ``pki.enrollment``'s per-process cache while unchanged.
 
     A used code still authenticates the repeat of the request it was used for (RFC 7030 §4.2.3);
     ``simple_enroll`` checks that the repeat is the same key.
@@ -74,7 +95,16 @@ def authenticate_code(
         raise NotAuthenticated("unknown enrollment code or wrong password")
     if code.used_at is None and code.not_after <= now:
         raise NotAuthenticated(f"enrollment code {code.id} expired at {code.not_after.isoformat()}")
-    ca, profile = load_targets(ca_name=code.ca_name, profile_name=code.profile_name)  # type: ignore[attr-defined]
+    stamps: tuple[list[str], list[str]] | None = getattr(code, "stamps", None)
+    if stamps is None:
+        ca, profile = load_targets(ca_name=code.ca_name, profile_name=code.profile_name)  # type: ignore[attr-defined]
+    else:
+        ca, profile = targets_from_stamps(
+            ca_name=code.ca_name,  # type: ignore[attr-defined]
+            profile_name=code.profile_name,  # type: ignore[attr-defined]
+            ca_stamp=stamps[0],
+            profile_stamp=stamps[1],
+        )
     if ca is None or profile is None:
         raise NotAuthenticated("the label's CA or profile is gone")
     label = code.label
@@ -84,21 +114,27 @@ def authenticate_code(
 
 _CODE_FIELDS = list(EnrollmentCode._meta.concrete_fields)
 _LABEL_FIELDS = list(EstLabel._meta.concrete_fields)
-_COLUMNS = ", ".join([*(f"c.{f.column}" for f in _CODE_FIELDS), *(f"l.{f.column}" for f in _LABEL_FIELDS)])
-# The hot lookup of every code-authenticated request: the code, its label and the names of the
-# label's CA and profile in one prepared statement (PostgreSQL).
+_COLUMNS = ", ".join([*(f"ec.{f.column}" for f in _CODE_FIELDS), *(f"l.{f.column}" for f in _LABEL_FIELDS)])
+# The hot lookup of every code-authenticated request: the code, its label, the names of the
+# label's CA and profile and their cache stamps (pki.enrollment) in one prepared statement.
 _CODE_SQL = f"""
-SELECT {_COLUMNS}, ca.name, p.name
-  FROM pki_enrollmentcode c
-  JOIN pki_estlabel l ON l.id = c.label_id
-  JOIN pki_certificateauthority ca ON ca.id = l.ca_id
+SELECT {_COLUMNS}, ca.name, p.name, {CA_STAMP_SQL}, {PROFILE_STAMP_SQL}
+  FROM pki_enrollmentcode ec
+  JOIN pki_estlabel l ON l.id = ec.label_id
+  JOIN pki_certificateauthority ca ON ca.id = l.ca_id {CA_STAMP_JOINS}
   JOIN pki_profile p ON p.id = l.profile_id
- WHERE c.id = %(code)s AND l.enabled
+ WHERE ec.id = %(code)s AND l.enabled
    AND (l.name = %(label)s OR (%(label)s::text IS NULL AND l.is_default))
 """  # noqa: S608 - the columns are the models' own; every value is a bound parameter
 _CLAIM_SQL = """
 UPDATE pki_enrollmentcode SET used_at = %(now)s, request_id = %(request)s
  WHERE id = %(code)s AND used_at IS NULL RETURNING id
+"""
+# The same claim as the guard of the one issuance statement: its time is the events' timestamp
+# (``now``), its request the one the statement inserts.
+_CLAIM_GUARD = """guard AS (
+UPDATE pki_enrollmentcode SET used_at = %(timestamp)s, request_id = %(c_request_id)s
+ WHERE id = %(g_code)s AND used_at IS NULL RETURNING id),
 """
 
 
@@ -120,6 +156,7 @@ def _load_code(label_name: str | None, code_id: str) -> EnrollmentCode | None:
     code = EnrollmentCode.from_db(connection.alias, [f.attname for f in _CODE_FIELDS], row[:n])
     code.label = EstLabel.from_db(connection.alias, [f.attname for f in _LABEL_FIELDS], row[n : n + m])
     code.ca_name, code.profile_name = row[n + m], row[n + m + 1]  # type: ignore[attr-defined]
+    code.stamps = (row[n + m + 2], row[n + m + 3])  # type: ignore[attr-defined]
     return code
 
 
@@ -205,38 +242,80 @@ def simple_enroll(
     label = device.label
     checked = _check_csr(csr, tls_unique)
     if device.code is None:
-        return enroll(ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now)
+        return enroll(ca=label.ca, profile=label.profile, csr=checked, actor=device.actor, now=now)
     code = device.code
     if code.used_at is None:
+        claimed = _enroll_in_one_statement if _one_statement(label) else _enroll_in_transaction
         try:
-            with transaction.atomic():
-                done = enroll(
-                    ca=label.ca, profile=label.profile, csr=checked.csr, actor=device.actor, now=now
-                )
-                # Claim the code with the request it stored: of two requests racing with one
-                # code, the second finds it used here and its issuance rolls back.
-                if not _claim(code, done.request, now):
-                    raise _CodeTaken
-            return done
-        except _CodeTaken:
-            pass
+            return claimed(device=device, code=code, checked=checked, now=now)
+        except (_CodeTaken, GuardRefused):
+            pass  # of two requests racing with one code, this one wrote nothing
     code = EnrollmentCode.objects.select_related("request").get(pk=code.pk)
-    return _repeat(code=code, checked=checked)
+    return _repeat(code=code, checked=checked, actor=device.actor)
+
+
+def _one_statement(label: EstLabel) -> bool:
+    """Whether an enrollment of ``label`` takes the one-statement path."""
+    return connection.vendor == "postgresql" and signs_here() and not label.profile.policy().requires_approval
+
+
+def _enroll_in_one_statement(
+    *, device: Device, code: EnrollmentCode, checked: CheckedCSR, now: dt.datetime
+) -> Enrollment:
+    """The request, its certificate, both audit events and the code's claim in one statement."""
+    label = device.label
+    request, certificate = submit_and_issue(
+        ca=label.ca,
+        profile=label.profile,
+        csr=checked,
+        actor=device.actor,
+        now=now,
+        guard=Guard(_CLAIM_GUARD, {"g_code": code.pk}),
+    )
+    return Enrollment(request=request, certificate=certificate)
+
+
+def _enroll_in_transaction(
+    *, device: Device, code: EnrollmentCode, checked: CheckedCSR, now: dt.datetime
+) -> Enrollment:
+    """Store the request and claim the code in one transaction; issue in it too when signing in
+    process, else after it commits, on a signing worker (which sees only committed requests)."""
+    label, actor = device.label, device.actor
+    # Before the transaction, so that a refusal's audit event is kept.
+    ensure_not_blocked(
+        public_key=checked.public_key,
+        spki_sha256=checked.key_fingerprint,
+        actor=actor,
+        path="submit_request",
+        now=now,
+    )
+    if signs_here():
+        with transaction.atomic():
+            done = enroll(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
+            # Claim the code with the request it stored: of two requests racing with one code,
+            # the second finds it used here and its issuance rolls back.
+            if not _claim(code, done.request, now):
+                raise _CodeTaken
+        return done
+    with transaction.atomic():
+        request = submit_request(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
+        if not _claim(code, request, now):
+            raise _CodeTaken
+    return Enrollment(request=request, certificate=issue_approved(request, actor=actor))
 
 
 class _CodeTaken(Exception):
     """Another request used the code first (rolls back this one's issuance)."""
 
 
-def _repeat(*, code: EnrollmentCode, checked: CheckedCSR) -> Enrollment:
+def _repeat(*, code: EnrollmentCode, checked: CheckedCSR, actor: str) -> Enrollment:
     """The outcome of the request a used code stored, for the same key only."""
     request = code.request
     if request is None or request.key_fingerprint != checked.key_fingerprint:
         raise NotAuthenticated(f"enrollment code {code.id} is used")
     if request.state == RequestState.REJECTED:
         raise PolicyViolation(f"request {request.pk} was rejected: {request.reason}")
-    certificate = Certificate.objects.filter(request=request).select_related("ca", "profile").first()
-    return Enrollment(request=request, certificate=certificate)
+    return Enrollment(request=request, certificate=issue_approved(request, actor=actor))
 
 
 def simple_reenroll(

@@ -1,4 +1,5 @@
-"""EST labels and their one-time enrollment codes: created through audited use cases."""
+"""EST labels and their one-time enrollment codes: created, disabled and enabled through audited
+use cases (``set_label_enabled`` serves SCEP labels too)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pki import audit
 from pki.clock import resolve
 from pki.exceptions import AlreadyExists, PolicyViolation
 from pki.models.authority import CertificateAuthority
-from pki.models.device import EnrollmentCode, EstLabel
+from pki.models.device import EnrollmentCode, EstLabel, ScepLabel
 from pki.models.profile import Profile
 
 # A label is one path segment (RFC 7030 §3.2.2); the reserved operation names are not labels.
@@ -92,6 +93,28 @@ def create_est_label(
             scope=f"ca:{ca.pk}",
             now=now,
         )
+    return label
+
+
+def set_label_enabled(
+    *, label: EstLabel | ScepLabel, enabled: bool, actor: str, now: dt.datetime | None = None
+) -> EstLabel | ScepLabel:
+    """Disable an EST or SCEP label (its URLs answer 404; codes, challenges and certificates are
+    kept) or enable it again; audited as ``est.label_disabled``, ``scep.label_enabled`` …"""
+    now = resolve(now)
+    kind = "est" if isinstance(label, EstLabel) else "scep"
+    with transaction.atomic():
+        changed = type(label).objects.filter(pk=label.pk).exclude(enabled=enabled).update(enabled=enabled)
+        label.enabled = enabled
+        if changed:
+            audit.record(
+                action=f"{kind}.label_{'enabled' if enabled else 'disabled'}",
+                actor=actor,
+                obj=label,
+                details={"name": label.name},
+                scope=f"ca:{label.ca_id}",
+                now=now,
+            )
     return label
 
 

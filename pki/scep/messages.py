@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import algos, cms, core, parser
-from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.keys.base import KeyBackend
+from pki.x509.der import certs_only
 
 # RFC 8894 §3.2.1: SCEP's authenticated attributes (id-attribute arc of VeriSign).
 MESSAGE_TYPE = "2.16.840.1.113733.1.9.2"
@@ -443,18 +443,7 @@ def degenerate(
     crls: list[bytes] = [],  # noqa: B006 - read only
 ) -> bytes:
     """A certs-only (and CRLs-only) SignedData without signers (RFC 8894 §3.4)."""
-    signed = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in certificates]
-            or None,
-            "crls": [asn1_crl.CertificateList.load(der) for der in crls] or None,
-            "signer_infos": [],
-        }
-    )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())
+    return certs_only([c.public_bytes(Encoding.DER) for c in certificates], crls)
 
 
 def _attr(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:

@@ -21,16 +21,18 @@ from cryptography.x509.oid import AttributeOID
 from django.db import IntegrityError, transaction
 
 from pki import exceptions as errors
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
-from pki.enrollment import enroll
-from pki.issuance import parse_csr
+from pki.enrollment import Enrollment, enroll, issue_approved
+from pki.issuance import parse_csr, submit_request
 from pki.keys import get_backend
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.crl import CertificateRevocationList
 from pki.models.device import ScepLabel, ScepTransaction
 from pki.models.request import RequestState
-from pki.renewal import renew
+from pki.renewal import Renewal, renew
+from pki.signing import signs_here
 from pki.x509.csr import spki_fingerprint
 
 from . import messages as m
@@ -152,16 +154,17 @@ def _dispatch(
     raise m.Refused(m.FailInfo.BAD_REQUEST, f"messageType {message.message_type} is not a request")
 
 
-def _outcome(tx: ScepTransaction) -> _Outcome:
+def _outcome(tx: ScepTransaction, actor: str) -> _Outcome:
     certificate = tx.certificate
     if certificate is None and tx.request is not None:
         request = tx.request
         request.refresh_from_db(fields=["state"])
-        if request.state in (RequestState.PENDING, RequestState.APPROVED):
-            return _Outcome(m.PkiStatus.PENDING)
-        if request.state != RequestState.ISSUED:
+        if request.state not in (RequestState.PENDING, RequestState.APPROVED, RequestState.ISSUED):
             return _Outcome(m.PkiStatus.FAILURE, fail_info=m.FailInfo.BAD_REQUEST)
-        certificate = Certificate.objects.filter(request=request).first()
+        # Issued, or approved and issued now by a signing worker; else it still waits.
+        certificate = issue_approved(request, actor=actor)
+        if certificate is None:
+            return _Outcome(m.PkiStatus.PENDING)
     if certificate is None:
         return _Outcome(m.PkiStatus.FAILURE, fail_info=m.FailInfo.BAD_REQUEST)
     return _Outcome(m.PkiStatus.SUCCESS, m.degenerate([certificate.x509()]))
@@ -177,53 +180,69 @@ def _transaction(label: ScepLabel, message: m.PkiMessage) -> ScepTransaction | N
     )
 
 
+def _actor(label: ScepLabel, message: m.PkiMessage, device: str = "") -> str:
+    """The audit actor: the challenge (or static secret) of a PKCSReq, the signer of the rest."""
+    if device:
+        return f"scep:{label.name}/{device}"
+    return f"scep:{label.name}/cert:{_cert_id(message.signer)[:CERT_ID_CHARS]}"
+
+
 def _enrollment(*, label: ScepLabel, message: m.PkiMessage, content: bytes, now: dt.datetime) -> _Outcome:
     existing = _transaction(label, message)
     if existing is not None:
-        return _outcome(existing)  # a retransmission (RFC 8894 §3.3.1): the same answer
+        return _outcome(existing, _actor(label, message))  # a retransmission (RFC 8894 §3.3.1)
     checked = parse_csr(content)
     if message.message_type == m.MessageType.PKCS_REQ and checked.key_fingerprint != _key_id(message.signer):
         # RFC 8894 §2.3: the request is signed by the key it asks a certificate for.
         raise m.Refused(m.FailInfo.BAD_MESSAGE_CHECK, "the CSR's key is not the key that signed the message")
+    renewal: Renewal | None = None
+    actor = _actor(label, message)
+    old = (
+        _renewable(label, message.signer, now) if message.message_type == m.MessageType.RENEWAL_REQ else None
+    )
+    # Before the transaction, so that a refusal's audit event is kept (and no challenge is used).
+    ensure_not_blocked(
+        public_key=checked.public_key, spki_sha256=checked.key_fingerprint, actor=actor, path="scep", now=now
+    )
+    if old is not None and not signs_here():
+        # A signing worker sees only what is committed: it renews outside our transaction.
+        renewal = renew(certificate=old, csr=checked.csr, actor=actor, now=now)
     try:
         with transaction.atomic():
-            if message.message_type == m.MessageType.RENEWAL_REQ:
-                old = _renewable(label, message.signer, now)
-                actor = f"scep:{label.name}/cert:{old.fingerprint_sha256[:CERT_ID_CHARS]}"
+            if old is not None and renewal is None:
                 # The REST API's renewal: issued at once, or pending when the profile needs approval.
                 renewal = renew(certificate=old, csr=checked.csr, actor=actor, now=now)
-                tx = ScepTransaction.objects.create(
-                    label=label,
-                    transaction_id=message.transaction_id,
-                    signer_sha256=_cert_id(message.signer),
-                    request=renewal.request,
-                    certificate=renewal.certificate,
-                    created_at=now,
+            elif renewal is None:
+                device = use_challenge(label=label, password=_challenge_password(checked.csr), now=now)
+                actor = _actor(label, message, device)
+                # Signing in process: stored and issued together. On a signing worker: the request
+                # is committed with its transaction first, then issued below.
+                done = (
+                    enroll(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
+                    if signs_here()
+                    else Enrollment(
+                        request=submit_request(
+                            ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now
+                        ),
+                        certificate=None,
+                    )
                 )
-                return _outcome(tx)
-            device = use_challenge(label=label, password=_challenge_password(checked.csr), now=now)
-            done = enroll(
-                ca=label.ca,
-                profile=label.profile,
-                csr=checked.csr,
-                actor=f"scep:{label.name}/{device}",
-                now=now,
-            )
+                renewal = Renewal(certificate=done.certificate, request=done.request)
             tx = ScepTransaction.objects.create(
                 label=label,
                 transaction_id=message.transaction_id,
                 signer_sha256=_cert_id(message.signer),
-                request=done.request,
-                certificate=done.certificate,
+                request=renewal.request,
+                certificate=renewal.certificate,
                 created_at=now,
             )
-            return _outcome(tx)
     except IntegrityError:
         # The same transaction arrived twice at once: the other one stored it; answer as it did.
         existing = _transaction(label, message)
         if existing is None:
             raise
-        return _outcome(existing)
+        return _outcome(existing, actor)
+    return _outcome(tx, actor)
 
 
 def _challenge_password(csr: x509.CertificateSigningRequest) -> str:
@@ -253,7 +272,7 @@ def _poll(*, label: ScepLabel, message: m.PkiMessage) -> _Outcome:
     tx = _transaction(label, message)
     if tx is None:
         raise m.Refused(m.FailInfo.BAD_CERT_ID, f"no transaction {message.transaction_id}")
-    return _outcome(tx)
+    return _outcome(tx, _actor(label, message))
 
 
 def _get_cert(*, label: ScepLabel, content: bytes) -> _Outcome:

@@ -1,5 +1,6 @@
 """The one DER encoder of KMI, for exactly the structures of a CRL (X.690 §8 and §10, RFC 5280
-§5) and of an OCSP response (RFC 6960 §4.2.1; pki.x509.ocsp_der).
+§5), of an OCSP response (RFC 6960 §4.2.1; pki.x509.ocsp_der) and of a certs-only SignedData
+(RFC 5652 §5; the answer of EST, RFC 7030 §4.1.3, and SCEP, RFC 8894 §3.4).
 
 ``cryptography`` builds one Python object per CRL entry, which costs seconds for a million
 entries; these helpers encode the TBSCertList straight from database rows instead. They may
@@ -25,6 +26,7 @@ TAG_ENUMERATED = 0x0A
 TAG_UTC_TIME = 0x17
 TAG_GENERALIZED_TIME = 0x18
 TAG_SEQUENCE = 0x30
+TAG_SET = 0x31
 TAG_CONTEXT_0 = 0xA0  # [0] EXPLICIT, constructed
 
 # Object identifiers, already DER-encoded (tag 06, length, arcs).
@@ -33,6 +35,8 @@ OID_CRL_NUMBER = bytes.fromhex("0603551d14")  # 2.5.29.20
 OID_ISSUING_DISTRIBUTION_POINT = bytes.fromhex("0603551d1c")  # 2.5.29.28
 OID_REASON_CODE = bytes.fromhex("0603551d15")  # 2.5.29.21
 OID_INVALIDITY_DATE = bytes.fromhex("0603551d18")  # 2.5.29.24
+OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
+OID_DATA = bytes.fromhex("06092a864886f70d010701")  # 1.2.840.113549.1.7.1
 
 # AlgorithmIdentifier DER of each signature KMI makes (RFC 3279, RFC 4055, RFC 5758, RFC 8410).
 _RSA_ALGORITHMS = {
@@ -194,3 +198,21 @@ def signature_algorithm(public_key: PublicKeyTypes, algorithm: hashes.HashAlgori
     if isinstance(public_key, ec.EllipticCurvePublicKey) and algorithm.name in _ECDSA_ALGORITHMS:
         return _ECDSA_ALGORITHMS[algorithm.name]
     raise ValueError(f"no signature algorithm for {type(public_key).__name__} with {algorithm.name}")
+
+
+def certs_only(certificates: list[bytes], crls: list[bytes] = []) -> bytes:  # noqa: B006 - read only
+    """A ContentInfo holding a SignedData without signers: certificates (DER) and CRLs (DER) only.
+
+    RFC 5652 §5.1: version 1, no digestAlgorithms, encapContentInfo of type data without
+    content, ``certificates [0] IMPLICIT`` and ``crls [1] IMPLICIT`` (each left out when empty),
+    no signerInfos. A SET OF is in DER order (X.690 §11.6: ascending encodings). Copying the DER
+    it is given, it costs microseconds where a CMS library parses every certificate again.
+    """
+    body = integer(1) + tlv(TAG_SET, b"") + sequence(OID_DATA)
+    if certificates:
+        # [0] IMPLICIT SET OF: the SET's own content under the context tag.
+        body += tlv(TAG_CONTEXT_0, b"".join(sorted(certificates)))
+    if crls:
+        body += tlv(TAG_CONTEXT_0 | 1, b"".join(sorted(crls)))
+    body += tlv(TAG_SET, b"")
+    return sequence(OID_SIGNED_DATA, tlv(TAG_CONTEXT_0, sequence(body)))

@@ -86,3 +86,16 @@ def serve_kmi(
         yield Served(url=url, env=shell, work=work, web=web)
     finally:
         web.stop()
+
+
+def administrator_token(username: str = "alice") -> str:
+    """An administrator and an API token of theirs: the ``TOKEN`` of the manual's API blocks."""
+    from django.contrib.auth.models import User
+
+    from pki.access import grant_role
+    from pki.models import Role
+    from pki.tokens import create_token
+
+    user = User.objects.create_user(username=username, password="unused-password-123")
+    grant_role(user=user, role=Role.ADMINISTRATOR, actor="test")
+    return create_token(user=user, actor="test").text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -205,11 +206,25 @@ def web_side_api(
         body_file = Path(env.get("KMI_DATA_DIR", "/tmp")) / f"body-{uuid.uuid4().hex}.json"
         body_file.write_text(body)
         args.append(str(body_file))
+    return _web_side(env, args, timeout)
+
+
+def _web_side(env: Mapping[str, str], args: list[str], timeout: float) -> dict[str, Any]:
     done = subprocess.run(args, env=dict(env), cwd=ROOT, capture_output=True, timeout=timeout, check=False)
     lines = done.stdout.decode().strip().splitlines()
     if done.returncode != 0 or not lines:
         raise AssertionError(f"web side failed (rc {done.returncode}):\n{done.stderr.decode()}")
     result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def web_side_http(env: Mapping[str, str], spec: Mapping[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """One plain HTTP call (EST, SCEP) from a fresh web-side process (``tests.support.web_side http``)."""
+    spec_file = Path(env.get("KMI_DATA_DIR", "/tmp")) / f"http-{uuid.uuid4().hex}.json"
+    spec_file.write_text(json.dumps(spec))
+    args = [sys.executable, "-m", "tests.support.web_side", "http", str(spec_file)]
+    result = _web_side(env, args, timeout)
+    result["body"] = base64.b64decode(result["body_b64"])
     return result
 
 

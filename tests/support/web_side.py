@@ -10,6 +10,10 @@ through Django's test client in that process and prints ``{"status", "headers", 
 ``python -m tests.support.web_side acme-eab ENDPOINT KEY_ID HMAC_KEY KEY_NAME`` registers an ACME
 account for the fixture key ``KEY_NAME`` with an external account binding and prints
 ``{"status", "problem", "web_has_kek"}``.
+
+``python -m tests.support.web_side http REQUEST_FILE`` makes one plain HTTP call (EST, SCEP) the
+same way: the file holds ``{"method", "path", "content_type", "body_b64", "headers",
+"environ_b64"}`` (``environ_b64``: WSGI environ bytes values, e.g. a TLS client certificate).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ def main(argv: list[str]) -> int:
         return _api(*argv[1:])
     if argv[0] == "acme-eab":
         return _acme_eab(*argv[1:])
+    if argv[0] == "http":
+        return _http(argv[1])
     if argv[0] != "issue":
         print(f"unknown command {argv[0]!r}", file=sys.stderr)
         return 2
@@ -83,6 +89,34 @@ def _acme_eab(endpoint: str, key_id: str, hmac_key: str, key_name: str) -> int:
     print(
         json.dumps({"status": response.status, "problem": problem, "web_has_kek": bool(pki_settings().keks)})
     )
+    return 0
+
+
+def _http(request_file: str) -> int:
+    """One plain HTTP call described by ``request_file``; the response as a JSON line."""
+    from pathlib import Path
+
+    from django.test import Client
+
+    from pki.conf import pki_settings
+
+    spec = json.loads(Path(request_file).read_text())
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in spec.get("headers", {}).items()}
+    extra.update({k: base64.b64decode(v) for k, v in spec.get("environ_b64", {}).items()})
+    response = Client().generic(
+        spec["method"],
+        spec["path"],
+        base64.b64decode(spec.get("body_b64", "")),
+        content_type=spec.get("content_type", "application/octet-stream"),
+        **extra,
+    )
+    out = {
+        "status": response.status_code,
+        "headers": dict(response.items()),
+        "body_b64": base64.b64encode(response.content).decode(),
+        "web_has_kek": bool(pki_settings().keks),
+    }
+    print(json.dumps(out))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from web.api import acme
+from web.api import acme, devices
 from web.api.inclusion import InclusionView
 from web.api.views import (
     audit_events,
@@ -40,6 +40,9 @@ router.register("acme/endpoints", acme.AcmeEndpointViewSet, basename="acme-endpo
 router.register(
     rf"acme/endpoints/(?P<endpoint>{acme.NAME_REGEX})/eab-keys", acme.EabKeyViewSet, basename="acme-eab-key"
 )
+
+router.register("est/labels", devices.EstLabelViewSet, basename="est-label")
+router.register("scep/labels", devices.ScepLabelViewSet, basename="scep-label")
 
 urlpatterns = [
     path("enroll", enroll.EnrollView.as_view(), name="enroll"),

@@ -25,6 +25,8 @@ def console(request: HttpRequest) -> dict[str, Any]:
         nav.append(("audit", "Audit"))
     if can(request.user, Action.VIEW_ACME_ENDPOINT):
         nav.append(("acme", "ACME"))
+    if can(request.user, Action.VIEW_DEVICE_LABEL):
+        nav.append(("devices", "Devices"))
     nav.append(("access", "Access"))
     roles = [
         name

@@ -387,3 +387,41 @@ class EabKeyForm(forms.Form):
     """``pki.acme.endpoints.create_eab_key``: optionally for a named user."""
 
     user = forms.CharField(max_length=150, required=False, help_text="user name the key is for (optional)")
+
+
+class DeviceLabelForm(forms.Form):
+    """A new EST or SCEP label (``create_est_label`` / ``create_scep_label``)."""
+
+    protocol = forms.ChoiceField(choices=[("est", "EST"), ("scep", "SCEP")])
+    name = forms.RegexField(
+        regex=r"^[a-z0-9][a-z0-9-]{0,63}$",
+        max_length=64,
+        help_text="/.well-known/est/<name>/ or /scep/<name>",
+    )
+    ca = forms.ModelChoiceField(
+        queryset=CertificateAuthority.objects.order_by("name"), to_field_name="name", label="CA"
+    )
+    profile = forms.ModelChoiceField(
+        queryset=Profile.objects.filter(is_ca=False).order_by("name"), to_field_name="name"
+    )
+    client_cas = forms.ModelMultipleChoiceField(
+        queryset=CertificateAuthority.objects.order_by("name"),
+        to_field_name="name",
+        required=False,
+        label="Client CAs",
+        help_text="EST: CAs whose certificates authenticate devices by TLS client certificate",
+    )
+    challenge = forms.CharField(
+        max_length=128,
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput,
+        help_text="SCEP: an optional static challenge password (12-128 characters)",
+    )
+
+
+class DeviceCodesForm(forms.Form):
+    """One-time EST codes (``create_enrollment_codes``) or a SCEP challenge (``create_scep_challenge``)."""
+
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=1, help_text="EST codes: one per device")
+    expires_days = forms.IntegerField(min_value=1, max_value=365, initial=7, label="Expires after (days)")

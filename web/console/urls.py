@@ -11,6 +11,7 @@ from web.console.views import (
     cas,
     certificates,
     dashboard,
+    devices,
     enroll,
     keys,
     profiles,
@@ -61,4 +62,5 @@ urlpatterns = [
     path("tokens/", access.my_tokens, name="tokens"),
     path("acme/", acme.endpoint_list, name="acme"),
     path("acme/<slug:name>/", acme.endpoint_detail, name="acme_endpoint"),
+    path("devices/", devices.device_list, name="devices"),
 ]

@@ -17,7 +17,6 @@ from functools import wraps
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs7
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -28,6 +27,7 @@ from pki.conf import pki_settings
 from pki.est import enrollment as est
 from pki.est.labels import OPERATIONS
 from pki.models.device import EstLabel
+from pki.x509.der import certs_only
 from web.protocols.devices import ENVIRON_TLS_UNIQUE, client_certificate, device_settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _base64_response(data: bytes, content_type: str, status: int = 200) -> HttpR
 
 
 def _certs_only(certs: list[x509.Certificate]) -> bytes:
-    return pkcs7.serialize_certificates(certs, serialization.Encoding.DER)
+    return certs_only([c.public_bytes(serialization.Encoding.DER) for c in certs])
 
 
 def _body(request: HttpRequest) -> bytes:
@@ -144,7 +144,7 @@ def _simpleenroll(request: HttpRequest, name: str | None) -> HttpResponse:
     done = est.simple_enroll(device=device, csr=_body(request), tls_unique=_tls_unique(request))
     if done.certificate is None:
         return _pending(done.request.pk)
-    return _base64_response(_certs_only([done.certificate.x509()]), CERTS_ONLY)
+    return _base64_response(certs_only([bytes(done.certificate.der)]), CERTS_ONLY)
 
 
 def _simplereenroll(request: HttpRequest, name: str | None) -> HttpResponse:
@@ -153,7 +153,7 @@ def _simplereenroll(request: HttpRequest, name: str | None) -> HttpResponse:
     if renewal.certificate is None:
         assert renewal.request is not None
         return _pending(renewal.request.pk)
-    return _base64_response(_certs_only([renewal.certificate.x509()]), CERTS_ONLY)
+    return _base64_response(certs_only([bytes(renewal.certificate.der)]), CERTS_ONLY)
 
 
 def _csrattrs(request: HttpRequest, name: str | None) -> HttpResponse:
@@ -172,7 +172,7 @@ def _serverkeygen(request: HttpRequest, name: str | None) -> HttpResponse:
     boundary = f"est-{secrets.token_hex(12)}"
     parts = [
         ("application/pkcs8", made.pkcs8_der()),
-        (CERTS_ONLY, _certs_only([done.certificate.x509()])),
+        (CERTS_ONLY, certs_only([bytes(done.certificate.der)])),
     ]
     body = b"".join(
         f"--{boundary}\r\nContent-Type: {ctype}\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pki.models import AuditEvent, Certificate, CertificateAuthority
+from pki.models import AuditEvent, Certificate, CertificateAuthority, EnrollmentCode, EstLabel
 from pki.revocation import revoke_certificate
 from tests.interop.pkix import pkix_findings
-from tests.support.devices import serve_kmi
+from tests.support.devices import administrator_token, serve_kmi
 from tests.support.docs import run_blocks, sh_blocks
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -49,3 +49,19 @@ def test_est_page_enrolls_reenrolls_and_makes_keys_with_curl_and_openssl(
     assert renewed.actor == f"est:demo/cert:{issued['device'].fingerprint_sha256[:16]}"
     assert issued["device-new"].renewed_from == issued["device"]
     revoke_certificate(certificate=issued["made"], reason="keyCompromise", actor="test")
+
+
+def test_est_page_creates_a_label_and_codes_over_the_api(
+    root_ca: CertificateAuthority, issuing_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    token = administrator_token()
+    with serve_kmi(tmp_path, root=root_ca, issuing=issuing_ca, tls=True) as kmi:
+        blocks = sh_blocks(PAGE, under="Labels and codes over the API")
+        result = run_blocks(blocks, cwd=kmi.work, env={**kmi.env, "TOKEN": token})
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("/.well-known/est/fleet/")
+    assert lines[1:] == ["2", "false"]
+    assert EstLabel.objects.get(name="fleet").enabled is False
+    code_ids = [line.split()[0] for line in (kmi.work / "fleet-codes.txt").read_text().splitlines()]
+    assert EnrollmentCode.objects.filter(pk__in=code_ids, label__name="fleet").count() == 2
+    assert AuditEvent.objects.filter(action="est.codes_created", actor__startswith="alice").exists()

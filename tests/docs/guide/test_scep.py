@@ -12,11 +12,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from pki.enrollment import approve_and_issue
-from pki.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, Profile
+from pki.models import (
+    AuditEvent,
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    Profile,
+    ScepChallenge,
+    ScepLabel,
+)
 from pki.revocation import revoke_certificate
 from pki.scep.labels import create_scep_challenge, create_scep_label
 from tests.interop.pkix import pkix_findings
-from tests.support.devices import serve_kmi
+from tests.support.devices import administrator_token, serve_kmi
 from tests.support.docs import run_blocks, sh_blocks
 from tests.support.processes import wait_for
 
@@ -99,3 +107,18 @@ def test_scepclient_polls_a_request_until_it_is_approved(
     assert "PENDING" in out
     robot = _cert(kmi.work / "robot.pem")
     assert robot.request == request
+
+
+def test_scep_page_creates_a_label_and_a_challenge_over_the_api(
+    root_ca: CertificateAuthority, issuing_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    token = administrator_token()
+    with serve_kmi(tmp_path, root=root_ca, issuing=issuing_ca, tls=False) as kmi:
+        blocks = sh_blocks(PAGE, under="Labels and challenges over the API")
+        result = run_blocks(blocks, cwd=kmi.work, env={**kmi.env, "TOKEN": token})
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("/scep/phones")
+    assert lines[1:] == ["false"]
+    assert ScepLabel.objects.get(name="phones").enabled is False
+    assert len((kmi.work / "phones-challenge.txt").read_text().strip()) >= 20
+    assert ScepChallenge.objects.filter(label__name="phones").count() == 1

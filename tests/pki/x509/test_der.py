@@ -186,3 +186,35 @@ def test_ml_dsa_signature_algorithm_matches_cryptography(key_class):
 def test_signature_algorithm_needs_a_hash_for_ecdsa():
     with pytest.raises(ValueError):
         der.signature_algorithm(load_key("ec-p256").public_key(), None)
+
+
+def _self_signed(key_name: str, cn: str) -> x509.Certificate:
+    key = load_key(key_name)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1000 + len(cn))
+        .not_valid_before(when)
+        .not_valid_after(when + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_certs_only_matches_cryptography_byte_for_byte(count):
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+    certs = [
+        _self_signed(k, cn) for k, cn in [("ec-p256", "a"), ("rsa-2048", "bb"), ("ec-p384", "ccc")][:count]
+    ]
+    ders = [c.public_bytes(Encoding.DER) for c in certs]
+    expected = pkcs7.serialize_certificates(certs, Encoding.DER)
+    assert der.certs_only(ders) == expected
+    assert der.certs_only(ders[::-1]) == expected  # a SET OF: DER order whatever the input order
+    assert pkcs7.load_der_pkcs7_certificates(der.certs_only(ders)) == sorted(
+        certs, key=lambda c: c.public_bytes(Encoding.DER)
+    )

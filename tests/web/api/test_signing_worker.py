@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
@@ -28,28 +27,12 @@ from pki.models import (
     Role,
 )
 from tests.conftest import make_csr
-from tests.support.processes import SigningWorker, delete_prefixed_keys, web_side_api
+from tests.support.processes import delete_prefixed_keys, web_side_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 PORTS = (18700, 18799)
 SAN_WWW = [x509.DNSName("www.example.test")]
-
-
-@pytest.fixture(scope="module")
-def signing_set(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningWorker]:
-    """One private Redis and one signing worker for this module."""
-    s = SigningWorker(tmp_path_factory.mktemp("signing-set"), PORTS)
-    yield s
-    s.close()
-
-
-@pytest.fixture(autouse=True)
-def _worker_idle_before_the_flush(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Set up after the test database, so its teardown runs before the database is flushed."""
-    yield
-    if "signing_set" in request.fixturenames:
-        request.getfixturevalue("signing_set").wait_idle()
 
 
 @pytest.fixture

@@ -498,6 +498,60 @@ def test_acme_endpoint_and_eab_key_shown_once(c_admin, c_operator, issuing_ca):
     assert "Enable endpoint" in c_admin.client.get("/console/acme/corp/").content.decode()
 
 
+def test_device_labels_codes_shown_once_and_bad_input(c_admin, c_operator, c_requester, issuing_ca):
+    from pki.models import EnrollmentCode, EstLabel, ScepChallenge, ScepLabel
+
+    url = "/console/devices/"
+    made = c_admin.client.post(
+        url, {"form": "label", "protocol": "est", "name": "fleet", "ca": "issuing", "profile": "tls-client"}
+    )
+    assert made.status_code == 302, made.content[:2000]
+    c_admin.client.post(
+        url,
+        {"form": "label", "protocol": "scep", "name": "phones", "ca": "issuing", "profile": "tls-client"},
+    )
+    assert ScepLabel.objects.filter(name="phones").exists()
+    # Bad input: a taken name, an EST operation as name, a short static challenge: 400, nothing made.
+    events = AuditEvent.objects.count()
+    for body in (
+        {"protocol": "est", "name": "fleet"},
+        {"protocol": "est", "name": "cacerts"},
+        {"protocol": "scep", "name": "other", "challenge": "short"},
+        {"protocol": "est", "name": "Bad Name"},
+    ):
+        refused = c_admin.client.post(
+            url, {"form": "label", "ca": "issuing", "profile": "tls-client", **body}
+        )
+        assert refused.status_code == 400, body
+    assert AuditEvent.objects.count() == events
+    # The operator of the CA mints codes and a challenge, shown in that answer only.
+    page = c_operator.client.post(
+        url, {"form": "codes", "protocol": "est", "name": "fleet", "count": 3, "expires_days": 7}
+    ).content.decode()
+    assert 'data-testid="device-codes"' in page
+    assert EnrollmentCode.objects.filter(label__name="fleet").count() == 3
+    code_id = EnrollmentCode.objects.filter(label__name="fleet").first().pk
+    assert code_id in page
+    assert 'data-testid="device-codes"' not in c_operator.client.get(url).content.decode()
+    page = c_operator.client.post(
+        url, {"form": "challenge", "protocol": "scep", "name": "phones", "count": 1, "expires_days": 2}
+    ).content.decode()
+    assert 'data-testid="scep-challenge"' in page
+    assert ScepChallenge.objects.filter(label__name="phones").count() == 1
+    bad = c_operator.client.post(url, {"form": "codes", "protocol": "est", "name": "fleet", "count": 0})
+    assert bad.status_code == 400
+    assert EnrollmentCode.objects.filter(label__name="fleet").count() == 3
+    # Only administrators disable; requesters see nothing.
+    assert (
+        c_operator.client.post(url, {"form": "disable", "protocol": "est", "name": "fleet"}).status_code
+        == 403
+    )
+    c_admin.client.post(url, {"form": "disable", "protocol": "est", "name": "fleet"})
+    assert EstLabel.objects.get(name="fleet").enabled is False
+    assert AuditEvent.objects.filter(action="est.label_disabled", actor="alice").exists()
+    assert c_requester.client.get(url).status_code == 403
+
+
 def test_every_page_renders_for_an_administrator(c_admin, c_requester, issuing_ca):
     cert = _issue(c_requester.user, issuing_ca)
     health.refresh_summaries()
@@ -521,6 +575,7 @@ def test_every_page_renders_for_an_administrator(c_admin, c_requester, issuing_c
         f"/console/access/users/{c_requester.user.pk}/",
         "/console/tokens/",
         "/console/acme/",
+        "/console/devices/",
     ):
         assert c_admin.client.get(url).status_code == 200, url
 

@@ -15,10 +15,20 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from django.core.management import call_command
 from django.test import Client
 
+from pki.enrollment import approve_and_issue
 from pki.est.labels import IssuedCode, create_enrollment_codes, create_est_label
 from pki.exceptions import AlreadyExists, PolicyViolation
 from pki.issuance import approve_request
-from pki.models import AuditEvent, Certificate, CertificateAuthority, EnrollmentCode, EstLabel, Profile
+from pki.models import (
+    AuditEvent,
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    EnrollmentCode,
+    EstLabel,
+    Profile,
+)
+from pki.profile_changes import update_profile
 from pki.revocation import revoke_certificate
 from tests.conftest import make_csr
 from tests.interop.pkix import pkix_findings
@@ -181,6 +191,31 @@ def test_simplereenroll_with_the_old_certificate_keeps_the_subject(label: EstLab
     refused = client.post("/.well-known/est/devices/simplereenroll", other, content_type=P10, **tls(new))
     assert refused.status_code == 403
     assert client.post("/.well-known/est/devices/simplereenroll", same, content_type=P10).status_code == 401
+
+
+def test_simplereenroll_under_approval_is_202_until_approved_then_the_successor(label: EstLabel) -> None:
+    old = _enroll(label, "ec-p256", "CN=device-1.example.test")
+    update_profile(profile=label.profile, changes={"requires_approval": True}, actor="test")
+    client = Client()
+    csr = b64_csr(make_csr("ec-p384", subject="CN=device-1.example.test"))
+    url = "/.well-known/est/devices/simplereenroll"
+    first = client.post(url, csr, content_type=P10, **tls(old))
+    assert first.status_code == 202, first.content
+    assert int(first["Retry-After"]) > 0
+    # The device repeats its request (RFC 7030 §4.2.3): the same pending request, not a second.
+    assert client.post(url, csr, content_type=P10, **tls(old)).status_code == 202
+    (pending,) = CertificateRequest.objects.filter(renews__isnull=False)
+    assert Certificate.objects.filter(renewed_from__isnull=False).count() == 0
+    approve_and_issue(request=pending, actor="ops")
+    done = client.post(url, csr, content_type=P10, **tls(old))
+    assert done.status_code == 200, done.content
+    (new,) = certs_of(done.content)
+    assert new.subject == old.subject
+    assert new.public_key() == x509.load_pem_x509_csr(make_csr("ec-p384")).public_key()
+    row = Certificate.objects.get(serial=format(new.serial_number, "x"))
+    assert row.renewed_from is not None
+    assert row.renewed_from.serial == format(old.serial_number, "x")
+    assert CertificateRequest.objects.filter(renews__isnull=False).count() == 1
 
 
 def test_a_revoked_client_certificate_no_longer_authenticates(label: EstLabel) -> None:

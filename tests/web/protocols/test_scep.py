@@ -20,6 +20,7 @@ from pki.crl import publish_crl
 from pki.enrollment import approve_and_issue
 from pki.exceptions import AlreadyExists, PolicyViolation
 from pki.models import AuditEvent, Certificate, CertificateAuthority, CertificateRequest, Profile, ScepLabel
+from pki.profile_changes import update_profile
 from pki.scep import messages as m
 from pki.scep.labels import create_scep_challenge, create_scep_label
 from tests.conftest import load_key
@@ -183,6 +184,52 @@ def test_pending_request_is_polled_until_approved(
     done = poll()
     assert done.status == m.PkiStatus.SUCCESS
     assert done.certificates[0].subject.rfc4514_string() == "CN=Build Robot"
+
+
+def _poll(
+    label: ScepLabel, transaction_id: str, signer: x509.Certificate, key: rsa.RSAPrivateKey
+) -> client.CertRep:
+    ra = label.ra_certificate.x509()
+    body = client.pki_message(
+        message_type=m.MessageType.CERT_POLL,
+        transaction_id=transaction_id,
+        content=m._IssuerAndSubject(
+            {
+                "issuer": m.asn1_x509.Name.load(label.ca.x509_certificate().subject.public_bytes()),
+                "subject": m.asn1_x509.Name.load(signer.subject.public_bytes()),
+            }
+        ).dump(),
+        recipient=ra,
+        signer=signer,
+        key=key,
+    )
+    return client.read_cert_rep(post(label, body).content, ra=ra, recipient=signer, key=key)
+
+
+def test_renewalreq_under_approval_is_pending_until_approved_then_polled(label: ScepLabel) -> None:
+    key = rsa_key()
+    (cert,) = enroll(label, challenge=STATIC, key=key).certificates
+    update_profile(profile=label.profile, changes={"requires_approval": True}, actor="test")
+    ra = label.ra_certificate.x509()
+    body = client.pki_message(
+        message_type=m.MessageType.RENEWAL_REQ,
+        transaction_id="renew-1",
+        content=client.csr_der(rsa_key("rsa-3072"), "device-1"),
+        recipient=ra,
+        signer=cert,
+        key=key,
+    )
+    first = client.read_cert_rep(post(label, body).content, ra=ra, recipient=cert, key=key)
+    assert first.status == m.PkiStatus.PENDING
+    assert _poll(label, "renew-1", cert, key).status == m.PkiStatus.PENDING
+    (pending,) = CertificateRequest.objects.filter(renews__isnull=False)
+    approve_and_issue(request=pending, actor="ops")
+    done = _poll(label, "renew-1", cert, key)
+    assert done.status == m.PkiStatus.SUCCESS
+    (renewed,) = done.certificates
+    assert renewed.public_key() == rsa_key("rsa-3072").public_key()
+    assert Certificate.objects.get(serial=format(renewed.serial_number, "x")).renewed_from is not None
+    assert CertificateRequest.objects.filter(renews__isnull=False).count() == 1
 
 
 def _query(label: ScepLabel, message_type: int, serial: int) -> client.CertRep:
