@@ -83,14 +83,15 @@ $(NODE_DEPS): tests/interop/node/package-lock.json
 
 # One pytest worker more than there are cores (at most 10: tests/acme_support.py gives each
 # worker ten ACME ports): many tests wait on a server, a worker process or a real client
-# starting, and the extra worker uses the core they leave idle.
+# starting, and the extra worker uses the core they leave idle. worksteal: a worker that runs
+# out of tests takes queued ones from a worker still busy with a long test.
 PYTEST_WORKERS ?= $(shell n=$$(( $$(nproc) + 1 )); [ $$n -gt 10 ] && n=10; echo $$n)
 
 pytest: $(STAMP) $(NODE_DEPS)
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS)
 
 interop: $(STAMP) $(NODE_DEPS) check-services ## only the tests that drive real third-party programs
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m interop $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal -m interop $(PYTEST_ARGS)
 
 bench: bench-issue bench-crl bench-ocsp bench-api bench-search bench-acme bench-signing bench-console bench-est bench-log ## every benchmark (prints RESULT lines)
 

@@ -373,7 +373,8 @@ def test_the_row_scan_sees_constructors_and_manager_creates():
 
 
 # The steps of an issuance; every caller outside pki/issuance.py goes through a use case of
-# pki/enrollment.py (enroll, approve_and_issue, sign_csr) instead of assembling them.
+# pki/enrollment.py (enroll, approve_and_issue, sign_csr) instead of assembling them; the
+# protocol adapters listed below join one of the steps to their own one-time secret.
 ISSUANCE_STEPS = {"submit_request", "approve_request", "issue_certificate", "submit_and_issue"}
 
 
@@ -389,6 +390,8 @@ def test_only_the_use_cases_assemble_the_issuance_steps():
     assert _where(_imports_an_issuance_step) == [
         "pki/acme/finalize.py",  # submit_and_issue: ACME decides where it signs (processing orders)
         "pki/enrollment.py",  # enroll, approve_and_issue, sign_csr
+        "pki/est/enrollment.py",  # submit_and_issue with the one-time code's claim in its statement
+        "pki/scep/service.py",  # submit_request with the challenge used in the same transaction
         "pki/signing_use_cases.py",  # issue_request on a signing worker
     ]
     commands = sorted((PKI / "management" / "commands").glob("*.py"))

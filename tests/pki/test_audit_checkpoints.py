@@ -364,7 +364,7 @@ def test_attack_renumber_events_the_mac_covers_each_events_place(trail, export):
 
 def test_the_migration_gives_v1_macs_their_v2_mac_and_leaves_forgeries_failing(trail):
     """Events MAC'd before the MAC covered the sequence number get the new MAC when their old
-    one verifies (migration 00xx_boundary_ca_creation_audit_mac); a forged MAC stays refused."""
+    one verifies (migration 0020_ca_creation_audit_mac); a forged MAC stays refused."""
     import hashlib
     import hmac
     import importlib
@@ -372,7 +372,7 @@ def test_the_migration_gives_v1_macs_their_v2_mac_and_leaves_forgeries_failing(t
 
     from django.apps import apps
 
-    module = next(Path(audit.__file__).parent.glob("migrations/*_boundary_ca_creation_audit_mac.py"))
+    module = next(Path(audit.__file__).parent.glob("migrations/0020_ca_creation_audit_mac.py"))
     migration = importlib.import_module(f"pki.migrations.{module.stem}")
     lane = busiest_lane()
     honest, forged = AuditEvent.objects.filter(stream=lane).order_by("seq")[:2]
