@@ -331,6 +331,16 @@ def _check_verify_eab(user: User | None, params: Mapping[str, Any]) -> str | Non
     return None
 
 
+def _check_scep_operation(user: User | None, params: Mapping[str, Any]) -> str | None:
+    from pki.models.device import ScepLabel
+
+    # A device's pkiMessage (no user): it proves itself to the signer (challenge or renewed
+    # certificate, inside the RA envelope); the label must exist and be enabled.
+    if not ScepLabel.objects.filter(pk=_int(params, "label_id"), enabled=True).exists():
+        return "no such enabled SCEP label"
+    return None
+
+
 def _name(user: User | None) -> str:
     return user.get_username() if user is not None else "a job without a user"
 
@@ -344,6 +354,7 @@ _CHECKS: dict[str, Callable[[User | None, Mapping[str, Any]], str | None]] = {
     "destroy_key": _check_destroy_key,
     "hand_over_recovered_key": _check_hand_over_recovered_key,
     "verify_eab": _check_verify_eab,
+    "scep_operation": _check_scep_operation,
     "rollover_ca": _check_manage_ca,
     "renew_ca": _check_manage_ca,
 }

@@ -98,6 +98,30 @@ def _verify_eab(*, eab_id: int, alg: str, signing_input: str, signature: str, ac
     return {"valid": valid}
 
 
+@signing_use_case("scep_operation")
+def _scep_operation(*, label_id: int, body: str, actor: str) -> dict[str, Any]:
+    """Answer a SCEP pkiMessage of an enabled label with its RA key (``pki.scep.service``)."""
+    import base64
+
+    from pki.models.device import ScepLabel
+    from pki.scep import messages, service
+
+    label = (
+        ScepLabel.objects.select_related(
+            "ca", "ca__certificate", "ca__key", "ra_key", "ra_certificate", "profile"
+        )
+        .filter(pk=label_id, enabled=True)
+        .first()
+    )
+    if label is None:
+        raise NotFound(f"no enabled SCEP label {label_id}")
+    try:
+        reply = service.pki_operation(label=label, body=base64.b64decode(body, validate=True))
+    except messages.Unreadable as exc:
+        return {"unreadable": str(exc) or "not a pkiMessage"}
+    return {"reply": base64.b64encode(reply).decode()}
+
+
 @signing_use_case("request_server_key")
 def _request_server_key(
     *,

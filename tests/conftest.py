@@ -74,7 +74,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """After a long transactional test's flush, load the rows the migrations seeded (profiles, …)
     again, as pytest-django's ``serialized_rollback`` does, so rolled-back tests can follow it."""
     result = yield
-    if _is_long(item) and _is_transactional(item):
+    # After the last test the test databases are gone (and the connection names the real one).
+    if nextitem is not None and _is_long(item) and _is_transactional(item):
         with item.config.stash[blocking_manager_key].unblock():
             for connection in connections.all(initialized_only=True):
                 contents = getattr(connection, "_test_serialized_contents", None)

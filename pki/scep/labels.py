@@ -92,6 +92,18 @@ def create_scep_label(
     return label
 
 
+def enabled_label(*, name: str | None = None, pk: int | None = None) -> ScepLabel | None:
+    """The enabled label of that name or id, with what a PKIOperation reads (CA, RA key, profile)."""
+    lookup = {"name": name} if pk is None else {"pk": pk}
+    return (
+        ScepLabel.objects.select_related(
+            "ca", "ca__certificate", "ca__key", "ra_key", "ra_certificate", "profile"
+        )
+        .filter(enabled=True, **lookup)
+        .first()
+    )
+
+
 def ra_backend() -> str:
     """The key backend for an RA key, which must decrypt: the default backend when it is the
     encrypted one, else the configured ``encrypted`` backend (an HSM backend's keys only sign)."""

@@ -10,6 +10,7 @@ raises ``Unreadable``.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from pki.models.crl import CertificateRevocationList
 from pki.models.device import ScepLabel, ScepTransaction
 from pki.models.request import RequestState
 from pki.renewal import Renewal, renew
-from pki.signing import signs_here
+from pki.signing import run_signing, signs_here
 from pki.x509.csr import spki_fingerprint
 
 from . import messages as m
@@ -75,6 +76,27 @@ def _key_id(cert: x509.Certificate) -> str:
 
 def _cert_id(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def answer_pki_operation(*, label: ScepLabel, body: bytes) -> bytes:
+    """Answer one pkiMessage where the RA and CA keys are: here, or on the signer when
+    ``KMI_SIGNING=worker`` (the web process holds no KEK to open the envelope or sign the CertRep).
+
+    The message authenticates itself (challenge password or the renewed certificate's signature,
+    inside the envelope only the RA key opens), so the signer runs every check of
+    ``pki_operation`` itself; the signing channel carries the label's id and the bytes.
+    """
+    if signs_here():
+        return pki_operation(label=label, body=body)
+    result = run_signing(
+        "scep_operation",
+        label_id=label.pk,
+        body=base64.b64encode(body).decode(),
+        actor=f"scep:{label.name}",
+    )
+    if result.get("unreadable"):
+        raise m.Unreadable(str(result["unreadable"]))
+    return base64.b64decode(result["reply"])
 
 
 def pki_operation(*, label: ScepLabel, body: bytes, now: dt.datetime | None = None) -> bytes:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from pki import exceptions as errors
 from pki.models.device import ScepLabel
 from pki.scep import messages, service
+from pki.scep.labels import enabled_label
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _answer(request: HttpRequest, label: ScepLabel, operation: str) -> HttpRespo
     if operation == "GetCACert":
         return HttpResponse(service.ca_certificates(label), content_type=CA_RA_CERT)
     if operation == "PKIOperation":
-        reply = service.pki_operation(label=label, body=_message(request))
+        reply = service.answer_pki_operation(label=label, body=_message(request))
         return HttpResponse(reply, content_type=PKI_MESSAGE)
     return _text(400, f"unknown operation {operation!r}")
 
@@ -58,10 +59,7 @@ def scep_view(request: HttpRequest, label: str) -> HttpResponse:
     if request.method not in ("GET", "POST") or (request.method == "POST" and operation != "PKIOperation"):
         return _text(405, "SCEP takes GET, and POST for PKIOperation")
     try:
-        found = ScepLabel.objects.select_related(
-            "ca", "ca__certificate", "ca__key", "ra_key", "ra_certificate", "profile"
-        ).filter(name=label, enabled=True)
-        row = found.first()
+        row = enabled_label(name=label)
         if row is None:
             return _text(404, f"no SCEP label {label!r}")
         return _answer(request, row, operation)

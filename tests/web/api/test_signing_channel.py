@@ -160,6 +160,7 @@ def test_a_bare_celery_client_gets_nothing_signed_delivered_or_destroyed(
         "issue_request": {"request_id": waiting.pk, "actor": "oscar"},
         "rollover_ca": {"ca_id": issuing_ca.pk, "actor": "alice"},
         "renew_ca": {"ca_id": issuing_ca.pk, "actor": "alice"},
+        "scep_operation": {"label_id": 1, "body": "", "actor": "alice"},
     }
     for use_case, kwargs in forged.items():
         _refused(signer.send(use_case, **kwargs))

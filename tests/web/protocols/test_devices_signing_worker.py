@@ -146,46 +146,61 @@ def test_est_with_no_signing_worker_answering_is_503_and_the_repeat_issues_the_s
     assert CertificateRequest.objects.count() == 1
 
 
-def test_scep_pkcsreq_on_a_web_process_without_the_ra_key_is_503_not_500(
+def test_scep_on_a_web_process_without_the_kek_is_answered_by_the_signer(
     signing_set: SigningWorker, issuing_ca: CertificateAuthority, profile: Callable[[str], Profile]
 ) -> None:
+    """The web process cannot open the RA envelope nor sign a CertRep: the signer answers the
+    PKIOperation (a ``scep_operation`` job); a body that is no pkiMessage is still a 400."""
+    from pki.models import SigningJob
     from pki.scep import messages as m
-    from pki.scep.labels import create_scep_label
+    from pki.scep.labels import create_scep_challenge, create_scep_label
     from tests.conftest import load_key
     from tests.support import scep as client
 
-    label = create_scep_label(
-        name="mdm",
-        ca=issuing_ca,
-        profile=profile("tls-client"),
-        challenge="a-static-secret-of-the-fleet",
-        actor="t",
-    )
+    label = create_scep_label(name="mdm", ca=issuing_ca, profile=profile("tls-client"), actor="t")
+    challenge = create_scep_challenge(label=label, actor="t")
+    ra = label.ra_certificate.x509()
     key = load_key("rsa-2048")
+    signer = client.self_signed(key)
     body = client.pki_message(
         message_type=m.MessageType.PKCS_REQ,
         transaction_id="tx-1",
-        content=client.csr_der(key, "device-1", "a-static-secret-of-the-fleet"),
-        recipient=label.ra_certificate.x509(),
-        signer=client.self_signed(key),
+        content=client.csr_der(key, "device-1", challenge),
+        recipient=ra,
+        signer=signer,
         key=key,
     )
-    spec = {
-        "method": "POST",
-        "path": "/scep/mdm?operation=PKIOperation",
-        "content_type": "application/x-pki-message",
-        "body_b64": base64.b64encode(body).decode(),
-    }
-    response = web_side_http(signing_set.web_env(), spec)
-    assert response["status"] == 503, response["body"]
-    assert not CertificateRequest.objects.exists()
+
+    def post(payload: bytes) -> Any:
+        spec = {
+            "method": "POST",
+            "path": "/scep/mdm?operation=PKIOperation",
+            "content_type": "application/x-pki-message",
+            "body_b64": base64.b64encode(payload).decode(),
+        }
+        return web_side_http(signing_set.web_env(), spec)
+
+    response = post(body)
+    assert response["status"] == 200, response["body"]
+    assert response["web_has_kek"] is False
+    reply = client.read_cert_rep(response["body"], ra=ra, recipient=signer, key=key)
+    assert reply.status == m.PkiStatus.SUCCESS
+    (cert,) = reply.certificates
+    row = Certificate.objects.get(serial=format(cert.serial_number, "x"))
+    assert row.request is not None
+    assert row.request.requested_by.startswith("scep:mdm/challenge:")
+    assert SigningJob.objects.filter(use_case="scep_operation").exists()
+
+    garbage = post(b"not a pkiMessage")
+    assert garbage["status"] == 400, garbage["body"]
+    assert Certificate.objects.filter(ca=issuing_ca, profile__name="tls-client").count() == 1
 
 
 def test_scep_enrolls_and_renews_through_the_signing_worker(
     signing_set: SigningWorker, issuing_ca: CertificateAuthority, profile: Callable[[str], Profile]
 ) -> None:
-    """A web process that holds the RA key (it decrypts requests and signs CertReps) but signs
-    no certificate: KMI_SIGNING=worker sends PKCSReq and RenewalReq to the signing worker."""
+    """A web process without the KEK: PKCSReq and RenewalReq go to the signer, which opens the
+    envelope, issues and signs the CertRep."""
     from pki.scep import messages as m
     from pki.scep.labels import create_scep_challenge, create_scep_label
     from tests.conftest import load_key
@@ -193,7 +208,7 @@ def test_scep_enrolls_and_renews_through_the_signing_worker(
 
     label = create_scep_label(name="mdm", ca=issuing_ca, profile=profile("tls-client"), actor="t")
     ra = label.ra_certificate.x509()
-    env = {**signing_set.web_env(), "KMI_KEK": signing_set.worker_env["KMI_KEK"]}
+    env = signing_set.web_env()
 
     def operation(message_type: int, content: bytes, signer: x509.Certificate, key: Any, tx: str) -> Any:
         body = client.pki_message(
