@@ -46,6 +46,7 @@ def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
         "renew_certificate",
         "request_server_key",
         "rollover_ca",
+        "scep_operation",
         "verify_eab",
     ]
     with pytest.raises(NotFound, match="no signing use case 'sign_everything'"):
@@ -159,3 +160,10 @@ def test_key_destruction_through_the_seam(issuing_ca, profile):
     }
     with pytest.raises(NotFound):
         run_signing("destroy_key", key_id="not-a-uuid", actor="t")
+
+
+def test_the_signer_has_a_check_for_every_signing_use_case():
+    # A use case without one would be refused on every signer ("unknown signing use case").
+    from pki.signing_channel import _CHECKS
+
+    assert sorted(_CHECKS) == use_case_names()
