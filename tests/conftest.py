@@ -42,20 +42,14 @@ def _is_transactional(item: pytest.Item) -> bool:
 
 
 def _run_order(item: pytest.Item) -> int:
-    """Where ``item`` runs: long tests first, within the order pytest-django needs.
+    """Long tests first, then the rest in pytest-randomly's order.
 
-    pytest-django runs tests in a rolled-back transaction first, then transactional tests (each
-    flushes the tables when it ends), then tests without a database. Long tests without a
-    database may run anywhere and go first of all; long transactional tests join the long
-    rolled-back ones because the database's seeded rows are put back after each of them
-    (``pytest_runtest_teardown``); short transactional tests keep their place.
+    pytest-django runs transactional tests last because each flushes every table when it ends,
+    seeded rows included; here the seeded rows are put back after each of them
+    (``pytest_runtest_teardown``), so no order is needed for that, and pytest-xdist's worksteal
+    may move any test to any worker.
     """
-    uses_db = item.get_closest_marker("django_db") is not None or "db" in getattr(item, "fixturenames", ())
-    if _is_long(item):
-        return 1 if uses_db or _is_transactional(item) else 0
-    if _is_transactional(item):
-        return 3
-    return 2 if uses_db else 4
+    return 0 if _is_long(item) else 1
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle and pytest-django's order
@@ -71,11 +65,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    """After a long transactional test's flush, load the rows the migrations seeded (profiles, …)
-    again, as pytest-django's ``serialized_rollback`` does, so rolled-back tests can follow it."""
+    """After a transactional test's flush, load the rows the migrations seeded (profiles, …)
+    again, as pytest-django's ``serialized_rollback`` does, so any test can follow it."""
     result = yield
     # After the last test the test databases are gone (and the connection names the real one).
-    if nextitem is not None and _is_long(item) and _is_transactional(item):
+    if nextitem is not None and _is_transactional(item):
         with item.config.stash[blocking_manager_key].unblock():
             for connection in connections.all(initialized_only=True):
                 contents = getattr(connection, "_test_serialized_contents", None)
