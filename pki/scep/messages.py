@@ -119,26 +119,24 @@ def _attributes(signed_attrs: Any) -> dict[str, Any]:
     return found
 
 
-def _printable(value: Any, what: str) -> str:
+def _native(value: Any, spec: type[core.Asn1Value], what: str, kind: str) -> Any:
+    """``value`` read as ``spec`` (an attribute's single value), or ``Refused`` badRequest."""
     try:
-        parsed = value if isinstance(value, core.PrintableString) else value.parse(core.PrintableString)
-        text = parsed.native
+        parsed = value if isinstance(value, spec) else value.parse(spec)
+        native = parsed.native
     except (ValueError, TypeError) as exc:
-        raise Refused(FailInfo.BAD_REQUEST, f"{what} is not a PrintableString: {exc}") from None
-    if not isinstance(text, str):
+        raise Refused(FailInfo.BAD_REQUEST, f"{what} is not {kind}: {exc}") from None
+    if native is None:
         raise Refused(FailInfo.BAD_REQUEST, f"{what} is missing")
-    return text
+    return native
+
+
+def _printable(value: Any, what: str) -> str:
+    return str(_native(value, core.PrintableString, what, "a PrintableString"))
 
 
 def _octets(value: Any, what: str) -> bytes:
-    try:
-        parsed = value if isinstance(value, core.OctetString) else value.parse(core.OctetString)
-        data = parsed.native
-    except (ValueError, TypeError) as exc:
-        raise Refused(FailInfo.BAD_REQUEST, f"{what} is not an OCTET STRING: {exc}") from None
-    if not isinstance(data, bytes):
-        raise Refused(FailInfo.BAD_REQUEST, f"{what} is missing")
-    return data
+    return bytes(_native(value, core.OctetString, what, "an OCTET STRING"))
 
 
 def _verify(public_key: Any, signature: bytes, data: bytes, digest: hashes.HashAlgorithm) -> None:
