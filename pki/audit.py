@@ -276,22 +276,39 @@ def pending_event(
     )
 
 
-def pg_append_sql(prefix_ctes: str = "") -> str:
-    """The PostgreSQL append statement; ``prefix_ctes`` (``name AS (...),`` each) may use ``head``."""
-    return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND
+def _head(condition: str) -> str:
+    return _PG_HEAD.replace(" FOR UPDATE", f" AND {condition} FOR UPDATE") if condition else _PG_HEAD
 
 
-def pg_append_two_sql(prefix_ctes: str = "", *, guard: str = "") -> str:
+def _returning(statement: str, extra: str) -> str:
+    return f"{statement.rstrip()}, {extra}\n" if extra else statement
+
+
+def pg_append_sql(prefix_ctes: str = "", *, condition: str = "", returning: str = "") -> str:
+    """The PostgreSQL append statement; ``prefix_ctes`` (``name AS (...),`` each) may use ``head``.
+
+    ``condition`` (SQL) must hold for the stream head to be taken: when it does not, nothing
+    guarded by ``head`` is written and no row is returned. ``returning`` adds output columns.
+    """
+    return "WITH " + _head(condition) + prefix_ctes + _returning(_PG_APPEND, returning)
+
+
+def pg_append_two_sql(
+    prefix_ctes: str = "", *, guard: str = "", condition: str = "", returning: str = ""
+) -> str:
     """Like ``pg_append_sql`` for two events of one stream, time and actor.
 
     The second event's other parameters end in ``2`` (``body2``, ``action2``, …). ``guard``, a
     data-modifying ``guard AS (... RETURNING ...),`` CTE, runs first: when it returns no row the
-    stream head is not taken, so neither event nor anything guarded by ``head`` is written.
+    stream head is not taken, so neither event nor anything guarded by ``head`` is written. (A
+    data-modifying CTE always runs: the guard itself must also hold off when ``condition`` fails.)
     """
+    body = _returning(_PG_APPEND_TWO, returning)
     if not guard:
-        return "WITH " + _PG_HEAD + prefix_ctes + _PG_APPEND_TWO
-    head = _PG_HEAD.replace(" FOR UPDATE", " AND EXISTS (SELECT 1 FROM guard) FOR UPDATE")
-    return "WITH " + guard + head + prefix_ctes + _PG_APPEND_TWO
+        return "WITH " + _head(condition) + prefix_ctes + body
+    # The guard, condition and CTEs are the callers' constant SQL; values are bound parameters.
+    both = "EXISTS (SELECT 1 FROM guard)" + (f" AND {condition}" if condition else "")  # noqa: S608
+    return "WITH " + guard + _head(both) + prefix_ctes + body
 
 
 def _append(event: PendingEvent) -> AuditEvent:

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from pki import audit
 from pki.authorities import ensure_can_sign, validity_window
-from pki.blocklist import ensure_not_blocked
+from pki.blocklist import check_before_signing, ensure_not_blocked
 from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.crl import shard_for
@@ -238,7 +238,7 @@ def submit_and_issue(
     request_id = None if policy.requires_approval else new_request_id()
     if request_id is not None:
         # (submit_request checks it on the other branch)
-        ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
+        check_before_signing(spki_sha256=checked.key_fingerprint, actor=actor, path="submit_request", now=now)
     if request_id is None:
         if guard is not None:
             raise ValueError("a guard needs the one-statement issuance (PostgreSQL, no approval)")
@@ -600,7 +600,7 @@ def issue_certificate(
         raise ValueError("issue_certificate needs a request, or a ca, a profile and a csr")
     else:
         checked = parse_csr(csr)
-    ensure_not_blocked(spki_sha256=checked.key_fingerprint, actor=actor, path="issue_certificate", now=now)
+    check_before_signing(spki_sha256=checked.key_fingerprint, actor=actor, path="issue_certificate", now=now)
     policy = profile.policy()
     sans = check_request(ca=ca, policy=policy, csr=checked, validity_days=validity_days)
     return _sign_and_record(

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.db import connection, transaction
 
-from pki import audit
+from pki import audit, blocklist
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.key import Key
@@ -219,13 +219,21 @@ _REQUEST_INSERT_CTE = (
 _SECOND_EVENT_PARAMS = ("body", "action", "object_type", "object_id", "details")
 
 
+# What decides that a compromised key is never certified again (pki.blocklist): no statement
+# records a certificate whose key is on the blocklist, and each reports the table's highest id
+# so that the processes' copies (read before signing) follow it.
+UNBLOCKED = "NOT EXISTS (SELECT 1 FROM pki_blockedkey WHERE spki_sha256 = %(c_key_fingerprint)s)"
+_BLOCKLIST_HIGHEST = "(SELECT max(id) FROM pki_blockedkey)"
+
+
 @dataclasses.dataclass(frozen=True)
 class Guard:
     """A data-modifying statement written in an issuance's own statement, first: the issuance
     is written only when it returns a row (EST: the enrollment code claimed by the request).
 
     ``cte`` is ``guard AS (UPDATE … RETURNING …),``; it may use the statement's parameters
-    (``timestamp``, ``c_request_id``, …) and its own ``params`` (named ``g_…``).
+    (``timestamp``, ``c_request_id``, …) and its own ``params`` (named ``g_…``). It runs even
+    when the statement writes nothing else, so its WHERE includes ``UNBLOCKED``.
     """
 
     cte: str
@@ -276,6 +284,9 @@ def record_issuance(
 
     ``guard`` (PostgreSQL, with ``submitted`` only) joins the statement: ``GuardRefused`` when
     it returns no row, and nothing is written.
+
+    On PostgreSQL the statement writes nothing for a key on the blocklist (``KeyBlocked``, the
+    refusal audited): the check and the insert are one, whatever the caller checked before.
     """
     row = certificate_row(
         cert,
@@ -330,7 +341,12 @@ def record_issuance(
         request.state = RequestState.ISSUED
         params.update({f"r_{col}": getattr(request, col) for col in _REQUEST_PARAMS})
         params["r_csr_der"] = bytes(request.csr_der)
-        sql = audit.pg_append_two_sql(_REQUEST_INSERT_CTE + ctes, guard=guard.cte if guard else "")
+        sql = audit.pg_append_two_sql(
+            _REQUEST_INSERT_CTE + ctes,
+            guard=guard.cte if guard else "",
+            condition=UNBLOCKED,
+            returning=_BLOCKLIST_HIGHEST,
+        )
         params.update(guard.params if guard else {})
     elif request is not None:
         params["request_pk"] = request.pk
@@ -339,10 +355,10 @@ def record_issuance(
             "req AS (UPDATE pki_certificaterequest SET state = %(issued)s "
             "WHERE id = %(request_pk)s AND EXISTS (SELECT 1 FROM head) RETURNING id),\n"
         )
-        sql = audit.pg_append_sql(ctes)
+        sql = audit.pg_append_sql(ctes, condition=UNBLOCKED, returning=_BLOCKLIST_HIGHEST)
     else:
-        sql = audit.pg_append_sql(ctes)
-    _execute_issuance(sql, params, stream=pending.stream, guard=guard)
+        sql = audit.pg_append_sql(ctes, condition=UNBLOCKED, returning=_BLOCKLIST_HIGHEST)
+    _execute_issuance(sql, params, pending=pending, guard=guard)
     row._state.adding = False
     row._state.db = connection.alias
     if submitted is not None and request is not None:
@@ -354,19 +370,31 @@ def record_issuance(
 def _check_guard(guard: Guard | None, submitted: audit.PendingEvent | None) -> None:
     if guard is not None and (submitted is None or connection.vendor != "postgresql"):
         raise ValueError("a guard joins the one statement of a submission issued at once (PostgreSQL)")
+    if guard is not None and UNBLOCKED not in guard.cte:
+        raise ValueError("a guard runs whatever the statement writes: its WHERE must hold UNBLOCKED")
 
 
-def _execute_issuance(sql: str, params: dict[str, Any], *, stream: str, guard: Guard | None) -> None:
-    """Run the issuance statement (``GuardRefused`` when its guard wrote nothing).
+def _execute_issuance(
+    sql: str, params: dict[str, Any], *, pending: audit.PendingEvent, guard: Guard | None
+) -> None:
+    """Run the issuance statement (``GuardRefused`` when its guard wrote nothing, ``KeyBlocked``
+    when the key is on the blocklist).
 
     One statement, atomic by itself: in autocommit mode it is the whole transaction (one round
     trip); inside a caller's transaction it joins it. When the stream head is missing (made in a
     transaction that rolled back) the guarded inserts write nothing: create the head and run it
     again.
     """
+    stream = pending.stream
     for attempt in range(2):
-        if execute_prepared(sql, params) is not None:
+        result = execute_prepared(sql, params)
+        if result is not None:
+            blocklist.note_highest(result[-1])
             return
+        if attempt == 0:
+            blocklist.after_refused_statement(
+                spki_sha256=params["c_key_fingerprint"], actor=pending.actor, now=pending.timestamp
+            )
         if attempt:
             if guard is not None:
                 raise GuardRefused(guard.cte)

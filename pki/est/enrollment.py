@@ -53,7 +53,7 @@ from pki.models.certificate import Certificate
 from pki.models.device import EnrollmentCode, EstLabel
 from pki.models.key import KeyType
 from pki.models.request import CertificateRequest, RequestState
-from pki.recording import Guard, GuardRefused, execute_prepared
+from pki.recording import UNBLOCKED, Guard, GuardRefused, execute_prepared
 from pki.renewal import Renewal, renew
 from pki.signing import signs_here
 from pki.x509.csr import CheckedCSR
@@ -133,10 +133,12 @@ UPDATE pki_enrollmentcode SET used_at = %(now)s, request_id = %(request)s
 """
 # The same claim as the guard of the one issuance statement: its time is the events' timestamp
 # (``now``), its request the one the statement inserts.
-_CLAIM_GUARD = """guard AS (
-UPDATE pki_enrollmentcode SET used_at = %(timestamp)s, request_id = %(c_request_id)s
- WHERE id = %(g_code)s AND used_at IS NULL RETURNING id),
-"""
+# (Like every guard it runs whatever the statement writes: it claims nothing for a blocked key.
+# Constant SQL; the values are bound parameters.)
+_CLAIM_GUARD = (
+    "guard AS (UPDATE pki_enrollmentcode SET used_at = %(timestamp)s, request_id = %(c_request_id)s"  # noqa: S608
+    f" WHERE id = %(g_code)s AND used_at IS NULL AND {UNBLOCKED} RETURNING id),\n"
+)
 
 
 def _load_code(label_name: str | None, code_id: str) -> EnrollmentCode | None:

@@ -16,7 +16,11 @@ from pki.keys.base import key_type_of
 from pki.models.key import KeyType
 from pki.x509 import der
 from pki.x509.names import SAN, check_subject, san_from_general_name
-from pki.x509.ocsp_der import MalformedRequest, der_children, der_expect
+from pki.x509.ocsp_der import MalformedRequest, der_expect
+
+# cryptography warns (and goes on) about an attribute longer than X.520 allows; check_subject
+# refuses it with the reason. (A filter set once: catch_warnings around every CSR costs more.)
+warnings.filterwarnings("ignore", message="Attribute's length must be", category=UserWarning)
 
 # Extensions a CSR may request that KMI understands; the profile decides what is issued.
 UNDERSTOOD_EXTENSIONS = {
@@ -104,10 +108,7 @@ def check_csr(csr: x509.CertificateSigningRequest) -> CheckedCSR:
         raise InvalidCSR("CSR signature does not verify (proof of possession failed)")
     key_type = key_type_of(public_key)
     try:
-        with warnings.catch_warnings():
-            # cryptography warns (and goes on) about an over-long attribute; check_subject refuses it.
-            warnings.simplefilter("ignore", UserWarning)
-            subject = csr.subject
+        subject = csr.subject
         extensions = csr.extensions
     except Exception as exc:  # noqa: BLE001 - any parser error means the CSR is malformed
         raise InvalidCSR(f"CSR subject or extensions do not parse: {_reason(exc)}") from None
@@ -148,17 +149,17 @@ def _check_spki_encoding(csr: x509.CertificateSigningRequest, public_key: Certif
     RSA keys without their NULL parameters and any other non-DER key encoding, so the key KMI
     certifies is byte for byte the key KMI checked.
     """
+    # CertificationRequestInfo ::= SEQUENCE { version INTEGER, subject Name, subjectPKInfo, … }:
+    # the SPKI starts where the subject ends; the bytes there must be the canonical TLV itself.
     try:
         tbs = csr.tbs_certrequest_bytes
         start, end = der_expect(tbs, 0, len(tbs), der.TAG_SEQUENCE)
-        fields = der_children(tbs, start, end)
+        _, version_end = der_expect(tbs, start, end, der.TAG_INTEGER)
+        _, spki_start = der_expect(tbs, version_end, end, der.TAG_SEQUENCE)
     except (MalformedRequest, ValueError) as exc:
         raise InvalidCSR(f"CSR does not parse: {_reason(exc)}") from None
-    if len(fields) < 3 or fields[2][0] != der.TAG_SEQUENCE:
-        raise InvalidCSR("CSR does not parse: no SubjectPublicKeyInfo")
-    _, tlv_start, _, tlv_end = fields[2]
     canonical = spki_der(public_key)
-    if tbs[tlv_start:tlv_end] != canonical:
+    if tbs[spki_start : spki_start + len(canonical)] != canonical:
         raise InvalidCSR(
             "CSR public key is not in canonical DER (explicit EC curve parameters or another"
             " non-standard encoding); use a named curve (RFC 5480)"

@@ -68,13 +68,13 @@ SUBJECT_ATTRIBUTES: dict[ObjectIdentifier, AttributeRule] = {
 _PRINTABLE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _control_character(value: str) -> str | None:
     """The first C0/C1 control character (NUL included) or lone surrogate in ``value``, if any."""
-    for ch in value:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF:
-            return ch
-    return None
+    found = _CONTROL_CHARACTER.search(value)
+    return found.group() if found else None
 
 
 def check_subject(name: x509.Name) -> x509.Name:

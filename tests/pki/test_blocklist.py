@@ -6,13 +6,21 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from django.db import transaction
 
-from pki.blocklist import REFUSED_ACTION, block_key, is_blocked
+from pki.blocklist import REFUSED_ACTION, block_key, check_before_signing, is_blocked
 from pki.enrollment import approve_and_issue, sign_csr
 from pki.exceptions import KeyBlocked, PolicyViolation
-from pki.issuance import approve_request, renew_certificate, submit_request
+from pki.issuance import (
+    approve_request,
+    issue_certificate,
+    renew_certificate,
+    submit_and_issue,
+    submit_request,
+)
 from pki.key_controls import mark_key_compromised
 from pki.models import AuditEvent, BlockedKey, Certificate, CertificateRequest
+from pki.recording import Guard
 from pki.revocation import revoke_certificate, revoke_key
 from pki.x509.csr import spki_fingerprint
 from tests.conftest import NOW, load_key, make_csr
@@ -128,3 +136,86 @@ def test_auto_renewal_leaves_a_certificate_whose_key_is_blocked_alone(
     assert auto_renew_certificates(now=cert.not_after - dt.timedelta(days=5)) == []
     assert not Certificate.objects.filter(renewed_from=cert).exists()
     assert "auto-renewal of" not in caplog.text  # not even tried (and refused) at every scan
+
+
+def _block_elsewhere(fingerprint: str) -> BlockedKey:
+    """A row another process wrote: this process's copy of the blocklist is not told."""
+    return BlockedKey.objects.create(
+        spki_sha256=fingerprint, reason="keyCompromise", source="revoke_key", actor="ops", created_at=NOW
+    )
+
+
+def _issue_at_once(ca, profile, key, name="www.example.test"):
+    csr = make_csr(key, subject=f"CN={name}", sans=[x509.DNSName(name)])
+    return issue_certificate(ca=ca, profile=profile("tls-server"), csr=csr, actor="ops", now=NOW)
+
+
+def _copy_up_to_date(ca, profile):
+    """Issue once and check another key: this process's copy has read the blocklist as it is."""
+    _issue_at_once(ca, profile, "ec-p256", name="sync.example.test")
+    check_before_signing(spki_sha256="0" * 64, actor="ops", path="sync", now=NOW)
+
+
+def _refusal_paths():
+    events = AuditEvent.objects.filter(action=REFUSED_ACTION).order_by("pk")
+    return list(events.values_list("details__path", flat=True))
+
+
+def test_the_recording_statement_refuses_a_key_blocked_where_this_process_did_not_see_it(issuing_ca, profile):
+    _copy_up_to_date(issuing_ca, profile)
+    _block_elsewhere(B_KEY)
+    before = _counts()
+    with pytest.raises(KeyBlocked, match="never certified again"):
+        _issue_at_once(issuing_ca, profile, "ec-p256-b")
+    assert _counts() == before  # signed in memory at most: nothing stored, nothing returned
+    assert AuditEvent.objects.get(action=REFUSED_ACTION).details["spki_sha256"] == B_KEY
+    # The copy was read again: the next attempt is refused before it signs.
+    with pytest.raises(KeyBlocked):
+        _issue_at_once(issuing_ca, profile, "ec-p256-b", name="mail.example.test")
+    assert _refusal_paths() == ["record_issuance", "issue_certificate"]
+
+
+def test_each_issuance_tells_the_copy_of_keys_blocked_elsewhere(issuing_ca, profile):
+    _copy_up_to_date(issuing_ca, profile)
+    _block_elsewhere(B_KEY)
+    # Any issuance's statement reports the blocklist's highest row: the copy reads the new one.
+    _issue_at_once(issuing_ca, profile, "ec-p256", name="mail.example.test")
+    with pytest.raises(KeyBlocked):
+        _issue_at_once(issuing_ca, profile, "ec-p256-b")
+    assert _refusal_paths() == ["issue_certificate"]  # refused before signing
+
+
+def test_a_key_blocked_in_this_process_is_refused_before_signing_once_committed(
+    issuing_ca, profile, django_capture_on_commit_callbacks
+):
+    _copy_up_to_date(issuing_ca, profile)
+    with django_capture_on_commit_callbacks(execute=True):
+        revoke_key(spki_sha256=B_KEY, actor="ops", now=NOW)
+    with pytest.raises(KeyBlocked):
+        _issue_at_once(issuing_ca, profile, "ec-p256-b")
+    assert _refusal_paths() == ["issue_certificate"]
+
+
+def test_a_copy_that_knew_a_row_since_rolled_back_issues_for_that_key(issuing_ca, profile):
+    _copy_up_to_date(issuing_ca, profile)
+    with transaction.atomic():
+        _block_elsewhere(B_KEY)
+        _issue_at_once(issuing_ca, profile, "ec-p256", name="mail.example.test")  # the copy reads it
+        check_before_signing(spki_sha256="0" * 64, actor="ops", path="sync", now=NOW)
+        refused = False
+        try:
+            check_before_signing(spki_sha256=B_KEY, actor="ops", path="sync", now=NOW)
+        except KeyBlocked:
+            refused = True
+        transaction.set_rollback(True)
+    assert refused
+    assert not BlockedKey.objects.exists()
+    assert _issue_at_once(issuing_ca, profile, "ec-p256-b").key_fingerprint == B_KEY
+
+
+def test_a_guard_that_would_run_for_a_blocked_key_is_refused(issuing_ca, profile):
+    guard = Guard("guard AS (SELECT 1 AS id),\n", {})
+    with pytest.raises(ValueError, match="UNBLOCKED"):
+        submit_and_issue(
+            ca=issuing_ca, profile=profile("tls-server"), csr=make_csr("ec-p256"), actor="ops", guard=guard
+        )

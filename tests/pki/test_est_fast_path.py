@@ -24,6 +24,7 @@ from pki.exceptions import KeyBlocked, NotAuthenticated, PolicyViolation
 from pki.issuance import parse_csr
 from pki.models import (
     AuditEvent,
+    BlockedKey,
     Certificate,
     CertificateAuthority,
     CertificateRequest,
@@ -157,6 +158,29 @@ def test_a_blocked_key_is_refused_and_the_refusal_audited_on_both_paths(label: E
         == 1
     )
     assert not CertificateRequest.objects.exists()
+    assert EnrollmentCode.objects.get(pk=code.code_id).used_at is None
+
+
+def test_a_key_blocked_by_another_process_leaves_the_code_unused(label: EstLabel) -> None:
+    """This process's copy of the blocklist has not seen the row: the one statement refuses it,
+    and its code claim (which runs whatever the statement writes) claims nothing."""
+    from pki.blocklist import check_before_signing
+
+    (first, code) = create_enrollment_codes(label=label, actor="test", count=2)
+    _enroll(PATHS["one_statement"], first, make_csr("ec-p256", subject="CN=d.example.test"), resolve(None))
+    check_before_signing(spki_sha256="0" * 64, actor="test", path="sync")  # the copy is up to date
+    csr = make_csr("ec-p256-b", subject="CN=d.example.test")
+    BlockedKey.objects.create(
+        spki_sha256=parse_csr(csr).key_fingerprint,
+        reason="keyCompromise",
+        source="test",
+        actor="other",
+        created_at=resolve(None),
+    )
+    with pytest.raises(KeyBlocked):
+        _enroll(PATHS["one_statement"], code, csr, resolve(None))
+    assert AuditEvent.objects.get(action=REFUSED_ACTION).details["path"] == "record_issuance"
+    assert CertificateRequest.objects.count() == 1
     assert EnrollmentCode.objects.get(pk=code.code_id).used_at is None
 
 

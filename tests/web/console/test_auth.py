@@ -116,6 +116,17 @@ def test_pages_carry_a_csp_without_inline_script(c_requester):
     assert re.search(r"<[^>]+\son[a-z]+=", html) is None  # no inline event handlers either
 
 
+def test_every_response_carries_the_one_policy_except_the_swagger_page(c_requester, settings):
+    from csp.utils import build_policy
+
+    console = c_requester.client.get("/console/")["Content-Security-Policy"]
+    assert console == build_policy()  # the settings' policy, as django-csp builds it
+    api = Client().get("/api/v1/cas/")  # refused (401), still covered
+    assert api.status_code == 401
+    assert api["Content-Security-Policy"] == console
+    assert "Content-Security-Policy" not in Client().get("/api/docs/")  # its inline bootstrap script
+
+
 def test_cookies_are_secure_over_https(db):
     User.objects.create_user("rita", password=PASSWORD)
     client = Client()
