@@ -63,6 +63,10 @@ def distribution_extensions(
     return [x509.Extension(cdp.oid, False, cdp), x509.Extension(aia.oid, False, aia)]
 
 
+def _extension(value: x509.ExtensionType, *, critical: bool) -> x509.Extension[x509.ExtensionType]:
+    return x509.Extension(value.oid, critical, value)
+
+
 def _base(
     *,
     subject: x509.Name,
@@ -71,16 +75,20 @@ def _base(
     serial: int,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    extensions: list[x509.Extension[x509.ExtensionType]],
 ) -> x509.CertificateBuilder:
+    """The builder with the SKI first, then ``extensions`` (each type once: built here, they are
+    handed over whole rather than added one by one, which copies the builder and compares every
+    extension with the ones before it each time)."""
+    ski = _extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     return (
-        x509.CertificateBuilder()
+        x509.CertificateBuilder(extensions=[ski, *extensions])
         .subject_name(subject)
         .issuer_name(issuer_name)
         .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 
 
@@ -97,30 +105,31 @@ def ca_certificate_builder(
     issuer_ca_name: str | None,
 ) -> x509.CertificateBuilder:
     """Builder for a root (``issuer`` None: self-signed) or intermediate CA certificate."""
-    builder = _base(
-        subject=subject,
-        issuer_name=issuer.subject if issuer is not None else subject,
-        public_key=public_key,
-        serial=serial,
-        not_before=not_before,
-        not_after=not_after,
-    )
     # RFC 5280 §4.2.1.9 and §4.2.1.3: CA certs carry critical basicConstraints and keyUsage.
-    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-    builder = builder.add_extension(CA_KEY_USAGE, critical=True)
     if issuer is None:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
             x509.SubjectKeyIdentifier.from_public_key(public_key)
         )
     else:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer))
-    builder = builder.add_extension(aki, critical=False)
+    extensions = [
+        _extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True),
+        _extension(CA_KEY_USAGE, critical=True),
+        _extension(aki, critical=False),
+    ]
     if name_constraints is not None:
-        builder = builder.add_extension(name_constraints, critical=True)
+        extensions.append(_extension(name_constraints, critical=True))
     if issuer_ca_name is not None:
-        for ext in distribution_extensions(issuer_ca_name):
-            builder = builder.add_extension(ext.value, critical=ext.critical)
-    return builder
+        extensions += distribution_extensions(issuer_ca_name)
+    return _base(
+        subject=subject,
+        issuer_name=issuer.subject if issuer is not None else subject,
+        public_key=public_key,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        extensions=extensions,
+    )
 
 
 def end_entity_builder(
@@ -139,34 +148,36 @@ def end_entity_builder(
     crl_shard: int | None = None,
 ) -> x509.CertificateBuilder:
     """Builder for an end-entity certificate."""
-    builder = _base(
+    extensions = [
+        _extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer)), critical=False
+        ),
+        _extension(x509.BasicConstraints(ca=False, path_length=None), critical=True),
+    ]
+    if key_usage is not None:
+        extensions.append(_extension(key_usage, critical=True))
+    if extended_key_usage is not None:
+        extensions.append(_extension(extended_key_usage, critical=False))
+    if sans:
+        # RFC 5280 §4.2.1.6: the SAN is critical when the subject is empty.
+        extensions.append(
+            _extension(
+                x509.SubjectAlternativeName([s.general_name() for s in sans]), critical=not list(subject)
+            )
+        )
+    if ocsp_no_check:
+        extensions.append(_extension(x509.OCSPNoCheck(), critical=False))
+    else:
+        extensions += distribution_extensions(issuer_ca_name, crl_shard=crl_shard)
+    return _base(
         subject=subject,
         issuer_name=issuer.subject,
         public_key=public_key,
         serial=serial,
         not_before=not_before,
         not_after=not_after,
+        extensions=extensions,
     )
-    builder = builder.add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer)), critical=False
-    )
-    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-    if key_usage is not None:
-        builder = builder.add_extension(key_usage, critical=True)
-    if extended_key_usage is not None:
-        builder = builder.add_extension(extended_key_usage, critical=False)
-    if sans:
-        # RFC 5280 §4.2.1.6: the SAN is critical when the subject is empty.
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([s.general_name() for s in sans]),
-            critical=not list(subject),
-        )
-    if ocsp_no_check:
-        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
-    else:
-        for ext in distribution_extensions(issuer_ca_name, crl_shard=crl_shard):
-            builder = builder.add_extension(ext.value, critical=ext.critical)
-    return builder
 
 
 # PKCS#9 extensionRequest (RFC 2985 §5.4.2): the extensions a CSR asks the issuer for.
