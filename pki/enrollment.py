@@ -29,12 +29,14 @@ from pki.issuance import (
     submit_and_issue,
     submit_request,
 )
+from pki.models.access import ApiToken
 from pki.models.authority import CertificateAuthority
 from pki.models.certificate import Certificate
 from pki.models.profile import Profile
 from pki.models.request import CertificateRequest, RequestState
 from pki.recording import execute_prepared
 from pki.signing import run_signing, signs_here
+from pki.tokens import authenticate, authenticate_and_read
 
 
 @dataclass(frozen=True)
@@ -256,13 +258,14 @@ CA_STAMP_JOINS = (
     "LEFT JOIN pki_key k ON k.id = ca.key_id LEFT JOIN pki_certificate c ON c.id = ca.certificate_id"
 )
 PROFILE_STAMP_SQL = "ARRAY[p.id::text, p.xmin::text]"
-_TARGET_SQL = f"""
-SELECT
+# The two stamps as columns of a query (the names bound in this order), and as a query.
+TARGET_COLUMNS = f"""
   (SELECT {CA_STAMP_SQL}
      FROM pki_certificateauthority ca {CA_STAMP_JOINS}
     WHERE ca.name = %s),
   (SELECT {PROFILE_STAMP_SQL} FROM pki_profile p WHERE p.name = %s)
 """  # noqa: S608 - constant fragments; the names are bound parameters
+_TARGET_SQL = "SELECT " + TARGET_COLUMNS
 _target_cache: dict[tuple[str, str], tuple[str, CertificateAuthority | Profile]] = {}
 
 
@@ -307,3 +310,23 @@ def load_targets(*, ca_name: str, profile_name: str) -> tuple[CertificateAuthori
     return targets_from_stamps(
         ca_name=ca_name, profile_name=profile_name, ca_stamp=ca_stamp, profile_stamp=profile_stamp
     )
+
+
+def token_and_targets(
+    token_text: str, *, ca_name: str, profile_name: str
+) -> tuple[ApiToken | None, CertificateAuthority | None, Profile | None]:
+    """``tokens.authenticate`` and ``load_targets`` in one round trip (on PostgreSQL): the REST
+    API's enrollment reads the token, its user and grants, and the stamps of the CA and profile
+    it names with one query. No CA or profile when the token is refused."""
+    if connection.vendor != "postgresql":
+        token = authenticate(token_text)
+        if token is None:
+            return None, None, None
+        return token, *load_targets(ca_name=ca_name, profile_name=profile_name)
+    token, stamps = authenticate_and_read(token_text, columns=TARGET_COLUMNS, params=[ca_name, profile_name])
+    if token is None:
+        return None, None, None
+    ca, profile = targets_from_stamps(
+        ca_name=ca_name, profile_name=profile_name, ca_stamp=stamps[0], profile_stamp=stamps[1]
+    )
+    return token, ca, profile

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection, models, transaction
@@ -139,18 +142,27 @@ def _parse(text: str) -> tuple[str, bytes] | None:
 
 def authenticate(text: str, *, now: dt.datetime | None = None) -> ApiToken | None:
     """Return the live token (with its user loaded) that ``text`` is, or None."""
+    return authenticate_and_read(text, now=now)[0]
+
+
+def authenticate_and_read(
+    text: str, *, columns: str = "", params: Sequence[Any] = (), now: dt.datetime | None = None
+) -> tuple[ApiToken | None, tuple[Any, ...]]:
+    """``authenticate``, whose one query also selects ``columns`` (scalar subqueries, their values
+    bound from ``params``): what the caller needs next, in the same round trip (PostgreSQL; the
+    values are () elsewhere, and when no token has the text's prefix)."""
     parsed = _parse(text)
     if parsed is None:
-        return None
+        return None, ()
     prefix, secret = parsed
-    token = _load(prefix)
+    token, extra = _load(prefix, columns, params)
     if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
-        return None
+        return None, extra
     now = resolve(now)
     expired = token.expires_at is not None and token.expires_at <= now
     if token.revoked_at is not None or expired or not token.user.is_active:
-        return None
-    return token
+        return None, extra
+    return token, extra
 
 
 def _columns(model: type[models.Model]) -> tuple[list[str], str]:
@@ -160,25 +172,33 @@ def _columns(model: type[models.Model]) -> tuple[list[str], str]:
 
 _TOKEN_ATTRS, _TOKEN_COLS = _columns(ApiToken)
 _USER_ATTRS, _USER_COLS = _columns(User)
-# Token, user and the user's role grants in one round trip (every API call pays for it).
-_LOAD_SQL = (
-    f"SELECT {_TOKEN_COLS.format(alias='t')}, {_USER_COLS.format(alias='u')}, "  # noqa: S608
-    "(SELECT coalesce(json_agg(json_build_array(g.role, g.ca_id, g.profile_id)), '[]'::json)::text "
-    "FROM pki_rolegrant g WHERE g.user_id = u.id) "
-    f"FROM {ApiToken._meta.db_table} t JOIN {User._meta.db_table} u ON u.id = t.user_id WHERE t.prefix = %s"
-)
 
 
-def _load(prefix: str) -> ApiToken | None:
-    """The token of ``prefix`` with its user loaded (and, on PostgreSQL, the user's grants)."""
+# Token, user and the user's role grants in one round trip (every API call pays for it); a
+# caller's own columns go before FROM.
+@functools.cache
+def _load_sql(columns: str) -> str:
+    return (
+        f"SELECT {_TOKEN_COLS.format(alias='t')}, {_USER_COLS.format(alias='u')}, "  # noqa: S608
+        "(SELECT coalesce(json_agg(json_build_array(g.role, g.ca_id, g.profile_id)), '[]'::json)::text "
+        "FROM pki_rolegrant g WHERE g.user_id = u.id)"
+        f"{', ' + columns if columns else ''} "
+        f"FROM {ApiToken._meta.db_table} t JOIN {User._meta.db_table} u ON u.id = t.user_id "
+        "WHERE t.prefix = %s"
+    )
+
+
+def _load(prefix: str, columns: str, params: Sequence[Any]) -> tuple[ApiToken | None, tuple[Any, ...]]:
+    """The token of ``prefix`` with its user loaded (and, on PostgreSQL, the user's grants), and
+    the values of ``columns``."""
     if connection.vendor != "postgresql":
-        return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
-    row = execute_prepared(_LOAD_SQL, [prefix])
+        return ApiToken.objects.select_related("user").filter(prefix=prefix).first(), ()
+    row = execute_prepared(_load_sql(columns), [*params, prefix])
     if row is None:
-        return None
-    n = len(_TOKEN_ATTRS)
+        return None, ()
+    n, m = len(_TOKEN_ATTRS), len(_TOKEN_ATTRS) + len(_USER_ATTRS)
     token = ApiToken.from_db(connection.alias, _TOKEN_ATTRS, row[:n])
-    user = User.from_db(connection.alias, _USER_ATTRS, row[n : n + len(_USER_ATTRS)])
+    user = User.from_db(connection.alias, _USER_ATTRS, row[n:m])
     token.user = user
-    remember_grants(user, [tuple(g) for g in json.loads(row[-1])])
-    return token
+    remember_grants(user, [tuple(g) for g in json.loads(row[m])])
+    return token, tuple(row[m + 1 :])

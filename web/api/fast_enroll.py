@@ -5,11 +5,12 @@ content negotiation, authentication and throttle loops and serializer plumbing c
 an enrollment's CPU. ``EnrollView.dispatch`` first offers the Django request to ``serve`` here,
 which handles exactly the plain case with the same domain calls the DRF view makes:
 
-- a bearer token that ``pki.tokens.authenticate`` accepts;
 - a JSON body holding only ``csr`` (ASCII text), ``ca`` and ``profile`` (names) and optionally
   ``validity_days`` (an integer in range), and an Accept header the view can answer;
-- a CA and profile that exist (``pki.enrollment.load_targets``) and that ``pki.access.can``
-  lets this user submit to; a profile that needs no approval; signing in this process;
+- a bearer token that ``pki.tokens.authenticate`` accepts, and a CA and profile that exist
+  (``pki.enrollment.load_targets``), read by one query (``pki.enrollment.token_and_targets``),
+  that ``pki.access.can`` lets this user submit to; a profile that needs no approval; signing in
+  this process;
 - a throttle (``EnrollThrottle``) that still has room.
 
 Anything else returns None *before anything is written*, and the DRF view serves the request as
@@ -32,11 +33,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.exceptions import AuthenticationFailed
 
 from pki.access import Action, can
-from pki.enrollment import enroll, load_targets
+from pki.enrollment import enroll, token_and_targets
 from pki.exceptions import KeyBlocked, PKIError
 from pki.models import ApiToken, CertificateAuthority, Profile
 from pki.signing import signs_here
-from pki.tokens import authenticate
 from web.api.auth import offered_token, token_actor
 from web.api.errors import PROBLEM_JSON, problem
 from web.api.renderers import PemRenderer
@@ -98,12 +98,13 @@ def serve(request: HttpRequest, view: EnrollView) -> HttpResponse | None:
 def _plain(request: HttpRequest) -> _Plain | None:
     if request.method != "POST" or not signs_here() or not _acceptable(request.META.get("HTTP_ACCEPT", "")):
         return None
-    token = _token(request)
-    fields = _fields(request) if token is not None else None
-    if token is None or fields is None:
+    text = _token_text(request)
+    fields = _fields(request) if text is not None else None
+    if text is None or fields is None:
         return None
-    ca, profile = load_targets(ca_name=fields["ca"], profile_name=fields["profile"])
-    if ca is None or profile is None or profile.policy().requires_approval:
+    # The token and the CA and profile the body names: one round trip.
+    token, ca, profile = token_and_targets(text, ca_name=fields["ca"], profile_name=fields["profile"])
+    if token is None or ca is None or profile is None or profile.policy().requires_approval:
         return None
     user = token.user
     if not (can(user, Action.SUBMIT_REQUEST) and can(user, Action.SUBMIT_REQUEST, (ca, profile))):
@@ -111,12 +112,11 @@ def _plain(request: HttpRequest) -> _Plain | None:
     return _Plain(token, fields, ca, profile)
 
 
-def _token(request: HttpRequest) -> ApiToken | None:
+def _token_text(request: HttpRequest) -> str | None:
     try:
-        text = offered_token(request.META.get("HTTP_AUTHORIZATION", ""))
+        return offered_token(request.META.get("HTTP_AUTHORIZATION", ""))
     except AuthenticationFailed:
         return None
-    return authenticate(text) if text is not None else None
 
 
 def _acceptable(accept: str) -> bool:

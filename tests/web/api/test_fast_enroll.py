@@ -188,3 +188,32 @@ def test_the_fast_path_stays_off_when_a_signing_worker_signs(requester, served, 
     monkeypatch.setattr(fast_enroll, "signs_here", lambda: False)
     assert _post(requester, _body("worker.example.test")).status_code == 201
     assert served == [False]
+
+
+def test_a_plain_enrollment_reads_token_ca_and_profile_with_one_statement(requester, served, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from pki import enrollment, recording, tokens
+
+    assert _post(requester, _body("first.example.test")).status_code == 201
+    statements: list[str] = []
+    for module in (tokens, enrollment, recording):
+        real = module.execute_prepared
+
+        def counted(sql, params, real=real):
+            statements.append(sql)
+            return real(sql, params)
+
+        monkeypatch.setattr(module, "execute_prepared", counted)
+    with CaptureQueriesContext(connection) as orm:
+        assert _post(requester, _body("second.example.test")).status_code == 201
+    assert served == [True, True]
+    assert len(statements) == 2, statements  # token, user, grants and both stamps; then the issuance
+    assert "pki_apitoken" in statements[0]
+    assert "pki_certificateauthority ca" in statements[0]
+    assert "INSERT INTO pki_certificate " in statements[1]
+    # (In a test's transaction the CA and profile are loaded anew: only committed rows are cached.)
+    assert not [
+        q["sql"] for q in orm.captured_queries if "pki_apitoken" in q["sql"] or "auth_user" in q["sql"]
+    ]
