@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from django.db import transaction
 
 from pki import audit
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.conf import pki_settings
 from pki.exceptions import CAUnavailable, InvalidCSR, InvalidState, PolicyViolation
@@ -55,16 +56,21 @@ def sign_ca_certificate(
     not_after: dt.datetime,
     path_length: int | None,
     constraints: NameConstraints,
+    actor: str,
 ) -> x509.Certificate:
     """Sign a CA certificate for ``public_key`` with ``signer`` through its KeyBackend.
 
     Without ``issuer_certificate`` it is self-signed (a root); otherwise its AKI, CRL
     Distribution Point and AIA name the issuing generation (``issuer_name``, a repository name).
     Also used for link certificates at a root rollover and for CSRs signed for other CAs.
+    A key on the compromised-key blocklist is refused (``KeyBlocked``, audited for ``actor``;
+    callers inside a transaction check before it, so that the refusal's event is kept).
     """
+    certified = issuer_public_key(public_key)
+    ensure_not_blocked(public_key=certified, actor=actor, path="sign_ca_certificate")
     builder = ca_certificate_builder(
         subject=subject,
-        public_key=issuer_public_key(public_key),
+        public_key=certified,
         serial=random_serial(),
         not_before=not_before,
         not_after=not_after,
@@ -102,6 +108,7 @@ def _sign_ca(
     validity_days: int,
     path_length: int | None,
     constraints: NameConstraints,
+    actor: str,
     now: dt.datetime,
 ) -> x509.Certificate:
     not_before, not_after = validity_window(
@@ -119,6 +126,7 @@ def _sign_ca(
         not_after=not_after,
         path_length=path_length,
         constraints=constraints,
+        actor=actor,
     )
 
 
@@ -156,6 +164,7 @@ def _create_ca(
             validity_days=validity_days,
             path_length=path_length,
             constraints=constraints,
+            actor=actor,
             now=now,
         )
         # A root's certificate is in its own records; an intermediate's in its parent's (and CRL).

@@ -547,6 +547,7 @@ def sign_ca_request(
         not_after=not_after,
         path_length=granted,
         constraints=constraints,
+        actor=actor,
     )
     with transaction.atomic():
         row = record_certificate(signed, ca=parent, now=now)

@@ -27,6 +27,7 @@ from django.db.models import Exists, OuterRef
 
 from pki import audit
 from pki.authorities import ensure_can_sign, sign_ca_certificate, signed_request, validity_window
+from pki.blocklist import ensure_not_blocked
 from pki.clock import resolve
 from pki.exceptions import InvalidState, PolicyViolation
 from pki.generations import current_generation
@@ -85,6 +86,7 @@ def _link(
     issuer: CAGeneration,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    actor: str,
     now: dt.datetime,
 ) -> Certificate:
     """A self-issued certificate of ``subject_key`` signed by generation ``issuer`` of root ``ca``."""
@@ -98,6 +100,7 @@ def _link(
         not_after=not_after,
         path_length=ca.path_length,
         constraints=NameConstraints.from_json(ca.name_constraints),
+        actor=actor,
     )
     return record_certificate(cert, ca=ca, key=subject_key, now=now, issuer_generation=issuer.number)
 
@@ -231,6 +234,7 @@ def rollover_ca(
                 not_after=not_after,
                 path_length=ca.path_length,
                 constraints=constraints,
+                actor=actor,
             )
             generation.certificate = record_certificate(
                 signed, ca=ca, key=new_key, now=now, issuer_generation=number
@@ -244,6 +248,7 @@ def rollover_ca(
                 issuer=old,
                 not_before=not_before,
                 not_after=link_until,
+                actor=actor,
                 now=now,
             )
             generation.save(force_insert=True)  # the next link is signed by this generation
@@ -254,6 +259,7 @@ def rollover_ca(
                 issuer=generation,
                 not_before=not_before,
                 not_after=link_until,
+                actor=actor,
                 now=now,
             )
             generation.save(update_fields=["link_to_previous"])
@@ -273,6 +279,7 @@ def rollover_ca(
                 not_after=not_after,
                 path_length=ca.path_length,
                 constraints=constraints,
+                actor=actor,
             )
             generation.certificate = record_certificate(signed, ca=parent, key=new_key, now=now)
             generation.save(force_insert=True)
@@ -413,6 +420,10 @@ def renew_ca(
     expires: relying parties may hold either. Returns the new certificate.
     """
     now = resolve(now)
+    # Before the transaction, so that a refusal's audit event is kept (sign_ca_certificate checks too).
+    ensure_not_blocked(
+        public_key=issuer_public_key(ca.key.public_key()), actor=actor, path="renew_ca", now=now
+    )
     with transaction.atomic():
         ca = _locked(ca)
         _check_rollable(ca, now)
@@ -443,6 +454,7 @@ def renew_ca(
             not_after=not_after,
             path_length=ca.path_length,
             constraints=constraints,
+            actor=actor,
         )
         cert = record_certificate(signed, ca=issuer, key=ca.key, now=now)
         generation = current_generation(ca)

@@ -252,3 +252,22 @@ def test_rollover_under_an_offline_parent_goes_through_a_csr(waiting, profile):
     assert (old_leaf.issuer_generation, new_leaf.issuer_generation) == (1, 2)
     assert chain_for(new_leaf)[1:] == [cert, root]
     assert CAGeneration.objects.get(ca=ca, number=1).state == "previous"
+
+
+def test_a_ca_request_for_a_key_on_the_blocklist_is_refused_and_audited(root_ca):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.exceptions import KeyBlocked
+    from pki.models import Certificate
+    from pki.revocation import revoke_key
+    from pki.x509.csr import spki_fingerprint
+
+    _, csr = request_ca_certificate(name="online", subject=parse_subject(SUBJECT), actor="t", now=NOW)
+    revoke_key(spki_sha256=spki_fingerprint(csr.public_key()), actor="ops", now=NOW)  # e.g. a stolen backup
+    before = Certificate.objects.count()
+    with pytest.raises(KeyBlocked, match="never certified again"):
+        sign_ca_request(
+            parent=root_ca, csr=csr.public_bytes(serialization.Encoding.PEM), actor="officer", now=NOW
+        )
+    assert Certificate.objects.count() == before
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert (refusal.actor, refusal.details["path"]) == ("officer", "sign_ca_certificate")

@@ -289,3 +289,17 @@ def test_rollover_commands_refuse_bad_input_with_one_line(issuing_ca, tmp_path):
     call_command("publish_crl", "--ca", "issuing", "--all", stdout=out)
     assert "published CRL 1 of CA issuing (" in out.getvalue()
     assert "published CRL 1 of CA issuing.g2 (" in out.getvalue()
+
+
+def test_renew_ca_refuses_a_key_revoked_for_key_compromise(issuing_ca):
+    from pki.blocklist import REFUSED_ACTION
+    from pki.exceptions import KeyBlocked
+    from pki.revocation import revoke_key
+
+    revoke_key(spki_sha256=issuing_ca.key.spki_sha256, actor="ops", now=NOW)
+    before = Certificate.objects.filter(is_ca=True).count()
+    with pytest.raises(KeyBlocked):
+        renew_ca(ca=issuing_ca, actor="admin", validity_days=2000, now=NOW + HOUR)
+    assert Certificate.objects.filter(is_ca=True).count() == before
+    refusal = AuditEvent.objects.get(action=REFUSED_ACTION)
+    assert (refusal.actor, refusal.details["path"]) == ("admin", "renew_ca")
