@@ -293,17 +293,26 @@ def _enroll_in_transaction(
     )
     if signs_here():
         with transaction.atomic():
+            _hold(code)
             done = enroll(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
-            # Claim the code with the request it stored: of two requests racing with one code,
-            # the second finds it used here and its issuance rolls back.
-            if not _claim(code, done.request, now):
+            if not _claim(code, done.request, now):  # pragma: no cover - held above
                 raise _CodeTaken
         return done
     with transaction.atomic():
+        _hold(code)
         request = submit_request(ca=label.ca, profile=label.profile, csr=checked, actor=actor, now=now)
-        if not _claim(code, request, now):
+        if not _claim(code, request, now):  # pragma: no cover - held above
             raise _CodeTaken
     return Enrollment(request=request, certificate=issue_approved(request, actor=actor))
+
+
+def _hold(code: EnrollmentCode) -> None:
+    """Lock the unused code for this transaction, first (``_CodeTaken`` when another request used
+    it): of two requests racing with one code the second waits here, then signs nothing; and the
+    code is locked before the audit stream, in the order of the one-statement path (its claim
+    is the statement's first CTE), so the two paths never wait for each other crosswise."""
+    if not EnrollmentCode.objects.select_for_update().filter(pk=code.pk, used_at__isnull=True).exists():
+        raise _CodeTaken
 
 
 class _CodeTaken(Exception):
