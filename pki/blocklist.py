@@ -142,6 +142,11 @@ _copy = _Copy()
 note_highest = _copy.note_highest
 
 
+def reload_copy() -> None:
+    """Read this process's copy of the blocklist again, whole, at its next check (tests)."""
+    _copy.reload()
+
+
 def check_before_signing(*, spki_sha256: str, actor: str, path: str, now: dt.datetime | None = None) -> None:
     """``ensure_not_blocked`` for a path that signs and records at once (``record_issuance``).
 

@@ -164,8 +164,9 @@ def test_a_blocked_key_is_refused_and_the_refusal_audited_on_both_paths(label: E
 def test_a_key_blocked_by_another_process_leaves_the_code_unused(label: EstLabel) -> None:
     """This process's copy of the blocklist has not seen the row: the one statement refuses it,
     and its code claim (which runs whatever the statement writes) claims nothing."""
-    from pki.blocklist import check_before_signing
+    from pki.blocklist import check_before_signing, reload_copy
 
+    reload_copy()  # whatever earlier tests in this process left in it
     (first, code) = create_enrollment_codes(label=label, actor="test", count=2)
     _enroll(PATHS["one_statement"], first, make_csr("ec-p256", subject="CN=d.example.test"), resolve(None))
     check_before_signing(spki_sha256="0" * 64, actor="test", path="sync")  # the copy is up to date
