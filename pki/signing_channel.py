@@ -276,6 +276,12 @@ def _check_manage_ca(user: User | None, params: Mapping[str, Any]) -> str | None
     return None
 
 
+def _check_manage_device_label(user: User | None, params: Mapping[str, Any]) -> str | None:
+    if user is None or not can(user, Action.MANAGE_DEVICE_LABEL):
+        return f"{_name(user)} may not manage device labels"
+    return None
+
+
 def _check_request_server_key(user: User | None, params: Mapping[str, Any]) -> str | None:
     if user is None or _int(params, "requester_id") != user.pk:
         return "a server key is requested by the user the job names, for themselves"
@@ -357,6 +363,7 @@ _CHECKS: dict[str, Callable[[User | None, Mapping[str, Any]], str | None]] = {
     "scep_operation": _check_scep_operation,
     "rollover_ca": _check_manage_ca,
     "renew_ca": _check_manage_ca,
+    "create_scep_label": _check_manage_device_label,
 }
 
 

@@ -214,6 +214,23 @@ def _hand_over_recovered_key(*, recovery_id: int, actor: str, user_id: int, reci
     return hand_over_recovered_key(recovery_id=recovery_id, actor=actor, user_id=user_id, recipient=recipient)
 
 
+@signing_use_case("create_scep_label")
+def _create_scep_label(
+    *, name: str, ca_id: int, profile_id: int, challenge_hash: str, actor: str
+) -> dict[str, Any]:
+    """Create a SCEP label where its RA key is generated and certified (the KEK, the CA's key)."""
+    from pki.models.profile import Profile
+    from pki.scep.labels import create_scep_label
+
+    profile = Profile.objects.filter(pk=profile_id).first()
+    if profile is None:
+        raise NotFound(f"no profile {profile_id}")
+    label = create_scep_label(
+        name=name, ca=_ca_by_id(ca_id), profile=profile, challenge_hash=challenge_hash, actor=actor
+    )
+    return {"label_id": label.pk, "name": label.name}
+
+
 def _ca_by_id(ca_id: int) -> Any:
     from pki.models.authority import CertificateAuthority
 

@@ -7,7 +7,7 @@ import secrets
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, identify_hasher, make_password
 from django.db import transaction
 
 from pki import audit
@@ -31,6 +31,15 @@ MIN_STATIC_CHALLENGE = 12
 MAX_CHALLENGE_DAYS = 365
 
 
+def static_challenge_hash(challenge: str) -> str:
+    """The stored hash of a label's static challenge password ("" for none), its length checked."""
+    if not challenge:
+        return ""
+    if len(challenge) < MIN_STATIC_CHALLENGE or len(challenge) > 128:
+        raise PolicyViolation(f"a static challenge password has {MIN_STATIC_CHALLENGE}-128 characters")
+    return make_password(challenge)
+
+
 def create_scep_label(
     *,
     name: str,
@@ -38,15 +47,23 @@ def create_scep_label(
     profile: Profile,
     actor: str,
     challenge: str = "",
+    challenge_hash: str = "",
     now: dt.datetime | None = None,
 ) -> ScepLabel:
     """Create a SCEP label: generate its RSA RA key in the key backend, have ``ca`` certify it
-    (profile ``scep-ra``), and keep a hash of the optional static ``challenge``."""
+    (profile ``scep-ra``), and keep a hash of the optional static ``challenge``.
+
+    ``challenge_hash`` (``static_challenge_hash``'s) instead of ``challenge``: the signing job
+    ``create_scep_label`` carries the hash, never the password.
+    """
     now = resolve(now)
     check_label_name(name)
     check_profile(profile)
-    if challenge and (len(challenge) < MIN_STATIC_CHALLENGE or len(challenge) > 128):
-        raise PolicyViolation(f"a static challenge password has {MIN_STATIC_CHALLENGE}-128 characters")
+    if challenge and challenge_hash:
+        raise ValueError("create_scep_label takes a challenge or its hash, not both")
+    stored = static_challenge_hash(challenge) if challenge else challenge_hash
+    if stored and not _is_password_hash(stored):
+        raise PolicyViolation("the static challenge's hash is not one this KMI makes")
     ra_profile = Profile.objects.filter(name=RA_PROFILE).first()
     if ra_profile is None:
         raise NotFound(f"profile {RA_PROFILE} is missing (migration 0019 seeds it)")
@@ -71,7 +88,7 @@ def create_scep_label(
             name=name,
             ca=ca,
             profile=profile,
-            static_challenge=make_password(challenge) if challenge else "",
+            static_challenge=stored,
             ra_key=key,
             ra_certificate=certificate,
             created_at=now,
@@ -84,12 +101,20 @@ def create_scep_label(
                 "ca": ca.name,
                 "profile": profile.name,
                 "ra_certificate": certificate.serial,
-                "static_challenge": bool(challenge),
+                "static_challenge": bool(stored),
             },
             scope=f"ca:{ca.pk}",
             now=now,
         )
     return label
+
+
+def _is_password_hash(value: str) -> bool:
+    try:
+        identify_hasher(value)
+    except ValueError:
+        return False
+    return True
 
 
 def enabled_label(*, name: str | None = None, pk: int | None = None) -> ScepLabel | None:

@@ -38,6 +38,7 @@ def test_renew_certificate_through_the_seam(issuing_ca, profile):
 def test_unknown_use_case_and_unknown_ids_are_not_found(issuing_ca):
     assert use_case_names() == [
         "create_ca",
+        "create_scep_label",
         "destroy_key",
         "hand_over_recovered_key",
         "hand_over_server_key",

@@ -36,7 +36,8 @@ from pki.est.labels import (
     set_label_enabled,
 )
 from pki.models import CertificateAuthority, EstLabel, Profile, ScepLabel
-from pki.scep.labels import MAX_CHALLENGE_DAYS, create_scep_challenge, create_scep_label
+from pki.scep.labels import MAX_CHALLENGE_DAYS, create_scep_challenge, static_challenge_hash
+from pki.signing import run_signing
 from web.api.serializers import NameField
 from web.api.views.base import KmiViewSet, actor_of
 
@@ -349,13 +350,17 @@ class ScepLabelViewSet(_LabelViewSet):
         data = ScepLabelCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        label = create_scep_label(
+        # Its RA key is generated and certified where signing runs (the web may hold no KEK).
+        result = run_signing(
+            "create_scep_label",
+            user=request.user,
             name=v["name"],
-            ca=v["ca"],
-            profile=v["profile"],
-            challenge=v["challenge"],
+            ca_id=v["ca"].pk,
+            profile_id=v["profile"].pk,
+            challenge_hash=static_challenge_hash(v["challenge"]),
             actor=actor_of(request),
         )
+        label = ScepLabel.objects.get(pk=result["label_id"])
         return self._respond(label, status.HTTP_201_CREATED)
 
     @extend_schema(summary="Disable a SCEP label: its URL answers 404", request=None, parameters=[NAME_PARAM])

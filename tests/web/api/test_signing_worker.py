@@ -147,3 +147,34 @@ def test_enroll_with_redis_stopped_is_503_and_the_same_post_issues_the_stored_re
     assert retried["status"] == 201, retried["body"]
     assert CertificateRequest.objects.get().pk == stored.pk  # the same request, not a second one
     assert Certificate.objects.filter(request=stored).count() == 1
+
+
+def test_a_scep_label_made_over_the_api_gets_its_ra_key_and_certificate_on_the_signer(
+    signing_set, make_actor, issuing_ca
+):
+    """The web process holds no KEK: the label's RA key is generated and certified by the signer
+    (a ``create_scep_label`` job that carries the static challenge's hash, never the password)."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    from pki.models import ScepLabel, SigningJob
+
+    env = signing_set.web_env()
+    ada = make_actor("ada", (Role.ADMINISTRATOR, None, None))
+    secret = "a static secret 42"
+    body = json.dumps({"name": "fleet", "ca": "issuing", "profile": "tls-client", "challenge": secret})
+    made = web_side_api(env, ada.token, "POST", "/api/v1/scep/labels/", body)
+    assert made["status"] == 201, made["body"]
+    assert made["web_has_kek"] is False
+    label = ScepLabel.objects.select_related("ra_key", "ra_certificate").get(name="fleet")
+    assert label.ra_certificate.key_id == label.ra_key.pk
+    assert PBKDF2PasswordHasher().verify(secret, label.static_challenge)  # web.settings' hasher
+    job = SigningJob.objects.get(use_case="create_scep_label")
+    assert job.user_id == ada.user.pk
+    assert secret not in json.dumps(job.params)
+    assert AuditEvent.objects.filter(action="scep.label_created", actor__startswith="ada").count() == 1
+    # The same name again: the signer's refusal comes back as the API's 409; a requester: 403.
+    assert web_side_api(env, ada.token, "POST", "/api/v1/scep/labels/", body)["status"] == 409
+    rita = make_actor("rita", (Role.REQUESTER, issuing_ca, Profile.objects.get(name="tls-client")))
+    other = body.replace("fleet", "fleet-2")
+    assert web_side_api(env, rita.token, "POST", "/api/v1/scep/labels/", other)["status"] == 403
+    assert ScepLabel.objects.count() == 1
