@@ -109,6 +109,33 @@ def create_scep_label(
     return label
 
 
+def request_scep_label(
+    *,
+    name: str,
+    ca: CertificateAuthority,
+    profile: Profile,
+    challenge: str,
+    actor: str,
+    user: object,
+) -> ScepLabel:
+    """``create_scep_label`` where signing runs (``run_signing``: here, or as a
+    ``create_scep_label`` job on the signer, which holds the KEK and checks again that ``user``
+    may manage device labels); the job carries the static challenge's hash, never the password.
+    What the API and the console call."""
+    from pki.signing import run_signing
+
+    result = run_signing(
+        "create_scep_label",
+        user=user,
+        name=name,
+        ca_id=ca.pk,
+        profile_id=profile.pk,
+        challenge_hash=static_challenge_hash(challenge),
+        actor=actor,
+    )
+    return ScepLabel.objects.get(pk=result["label_id"])
+
+
 def _is_password_hash(value: str) -> bool:
     try:
         identify_hasher(value)

@@ -36,8 +36,7 @@ from pki.est.labels import (
     set_label_enabled,
 )
 from pki.models import CertificateAuthority, EstLabel, Profile, ScepLabel
-from pki.scep.labels import MAX_CHALLENGE_DAYS, create_scep_challenge, static_challenge_hash
-from pki.signing import run_signing
+from pki.scep.labels import MAX_CHALLENGE_DAYS, create_scep_challenge, request_scep_label
 from web.api.serializers import NameField
 from web.api.views.base import KmiViewSet, actor_of
 
@@ -351,16 +350,14 @@ class ScepLabelViewSet(_LabelViewSet):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         # Its RA key is generated and certified where signing runs (the web may hold no KEK).
-        result = run_signing(
-            "create_scep_label",
-            user=request.user,
+        label = request_scep_label(
             name=v["name"],
-            ca_id=v["ca"].pk,
-            profile_id=v["profile"].pk,
-            challenge_hash=static_challenge_hash(v["challenge"]),
+            ca=v["ca"],
+            profile=v["profile"],
+            challenge=v["challenge"],
             actor=actor_of(request),
+            user=request.user,
         )
-        label = ScepLabel.objects.get(pk=result["label_id"])
         return self._respond(label, status.HTTP_201_CREATED)
 
     @extend_schema(summary="Disable a SCEP label: its URL answers 404", request=None, parameters=[NAME_PARAM])

@@ -14,7 +14,7 @@ from pki.access import Action, can, visible_device_labels
 from pki.est.labels import create_enrollment_codes, create_est_label, set_label_enabled
 from pki.exceptions import PKIError
 from pki.models import EstLabel, ScepLabel
-from pki.scep.labels import create_scep_challenge, create_scep_label
+from pki.scep.labels import create_scep_challenge, request_scep_label
 from web.console.auth import console_view
 from web.console.common import actor_of, add_domain_error, flash_domain_error, require, visible_or_404
 from web.console.forms import DeviceCodesForm, DeviceLabelForm
@@ -38,8 +38,13 @@ def _create(request: HttpRequest, form: DeviceLabelForm) -> EstLabel | ScepLabel
                 client_cas=list(f["client_cas"]),
                 actor=actor,
             )
-        return create_scep_label(
-            name=f["name"], ca=f["ca"], profile=f["profile"], challenge=f["challenge"], actor=actor
+        return request_scep_label(
+            name=f["name"],
+            ca=f["ca"],
+            profile=f["profile"],
+            challenge=f["challenge"],
+            actor=actor,
+            user=request.user,
         )
     except PKIError as exc:
         add_domain_error(form, exc, "name" if "name" in str(exc) else None)
