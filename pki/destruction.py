@@ -130,10 +130,49 @@ def approve_key_destruction(
             details={"request": row.pk, "requested_by": row.requested_by},
             now=now,
         )
+    # Erased where the key's material lives (the signer with KMI_SIGNING=worker), once committed.
+    return _destroy_where_signing_runs(
+        key=row.key, actor=actor, user=approver, reason=row.reason, destruction=row
+    )
+
+
+def finish_key_destruction(
+    *, destruction_id: int, key_id: str, actor: str, now: dt.datetime | None = None
+) -> Key:
+    """Destroy the key of an approved CA-key destruction and mark it done (a replay returns the key)."""
+    now = resolve(now)
+    with transaction.atomic():
+        row = (
+            KeyDestruction.objects.select_for_update().select_related("key").filter(pk=destruction_id).first()
+        )
+        if row is None or str(row.key_id) != str(key_id):
+            raise InvalidState(f"no destruction {destruction_id} of key {key_id}")
+        if row.state == TwoPersonState.DONE:
+            return row.key
+        if row.state != TwoPersonState.APPROVED:
+            raise InvalidState(f"the destruction request {row.pk} is {row.state}, not approved")
         key = destroy_key(key=row.key, actor=actor, reason=row.reason, approved=row, now=now)
         row.state, row.done_at = TwoPersonState.DONE, now
         row.save(update_fields=["state", "done_at"])
     return key
+
+
+def _destroy_where_signing_runs(
+    *, key: Key, actor: str, user: User | None, reason: str, destruction: KeyDestruction | None = None
+) -> Key:
+    """``destroy_key`` (or ``finish_key_destruction``) through ``run_signing``: the one place that
+    decides where key material is handled (an HSM key is reached from the signer)."""
+    from pki.signing import run_signing
+
+    run_signing(
+        "destroy_key",
+        key_id=str(key.pk),
+        reason=reason,
+        destruction_id=destruction.pk if destruction is not None else None,
+        actor=actor,
+        user=user,
+    )
+    return Key.objects.get(pk=key.pk)
 
 
 def destroy_or_ask(
@@ -142,8 +181,15 @@ def destroy_or_ask(
     """``key_state KEY destroy``: a key that is not a CA's is destroyed at once; for a CA key the
     first administrator's call asks, a different administrator's call approves (and destroys)."""
     if key.purpose != KeyPurpose.CA:
-        return destroy_key(key=key, actor=actor, reason=reason, now=now), None
+        return _destroy_where_signing_runs(key=key, actor=actor, user=user, reason=reason), None
     pending = KeyDestruction.objects.filter(key=key, state=TwoPersonState.PENDING).first()
     if pending is None:
+        # Approved while no signer answered: the same call finishes it.
+        approved = KeyDestruction.objects.filter(key=key, state=TwoPersonState.APPROVED).first()
+        if approved is not None:
+            done = _destroy_where_signing_runs(
+                key=key, actor=actor, user=user, reason=approved.reason, destruction=approved
+            )
+            return done, None
         return key, request_key_destruction(key=key, actor=actor, requester=user, reason=reason, now=now)
     return approve_key_destruction(destruction=pending, actor=actor, approver=user, now=now), None

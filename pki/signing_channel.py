@@ -307,8 +307,17 @@ def _check_hand_over_server_key(user: User | None, params: Mapping[str, Any]) ->
 
 
 def _check_destroy_key(user: User | None, params: Mapping[str, Any]) -> str | None:
+    from pki.models.key import KeyDestruction, TwoPersonState
+
     if user is None or not can(user, Action.MANAGE_KEY):
         return f"{_name(user)} may not destroy keys"
+    if params.get("destruction_id") is not None:
+        # A CA key: only the destruction two administrators approved (destroy_key checks again).
+        row = KeyDestruction.objects.filter(pk=_int(params, "destruction_id")).first()
+        if row is None or str(row.key_id) != str(params.get("key_id", "")):
+            return "no such key destruction"
+        if row.state not in (TwoPersonState.APPROVED, TwoPersonState.DONE):
+            return f"the destruction request {row.pk} is {row.state}, not approved"
     return None
 
 

@@ -191,18 +191,24 @@ def _hand_over_server_key(
 
 
 @signing_use_case("destroy_key")
-def _destroy_key(*, key_id: str, actor: str, reason: str = "") -> dict[str, Any]:
-    """Destroy a key where its material lives (idempotent)."""
+def _destroy_key(
+    *, key_id: str, actor: str, reason: str = "", destruction_id: int | None = None
+) -> dict[str, Any]:
+    """Destroy a key where its material lives (idempotent); a CA key only for its approved
+    destruction (``destruction_id``, two administrators)."""
     from django.core.exceptions import ValidationError
 
-    from pki.destruction import destroy_key
+    from pki.destruction import destroy_key, finish_key_destruction
     from pki.models.key import Key
 
     try:
         key = Key.objects.get(pk=key_id)
     except (Key.DoesNotExist, ValidationError):
         raise NotFound(f"no key {key_id}") from None
-    key = destroy_key(key=key, actor=actor, reason=reason)
+    if destruction_id is not None:
+        key = finish_key_destruction(destruction_id=destruction_id, key_id=str(key.pk), actor=actor)
+    else:
+        key = destroy_key(key=key, actor=actor, reason=reason)
     return {"key_id": str(key.pk), "state": key.state}
 
 

@@ -147,6 +147,7 @@ def test_a_job_tampered_with_in_the_database_is_refused(approved, rita, issuing_
         ("hand_over_server_key", {"delivery_id": "6f1c2a4e-0000-4000-8000-000000000000", "recipient": "x"}),
         ("hand_over_recovered_key", {"recovery_id": 1, "user_id": 1, "recipient": "x"}),
         ("request_server_key", {"ca_id": 1, "profile_id": 1, "requester_id": 1}),
+        ("create_scep_label", {"name": "x", "ca_id": 1, "profile_id": 1, "challenge_hash": ""}),
         ("sign_everything", {}),
     ],
 )
@@ -227,3 +228,24 @@ def test_an_administrator_cannot_have_a_ca_made_that_they_did_not_approve(issuin
     job, mac = _job("create_ca", carol, actor="carol", creation_id=asked.pk)  # did not approve it
     assert "carol did not approve" in str(_envelope(handle_message((), {"job": str(job.pk), "mac": mac})))
     assert _refusals()[-1] == f"carol did not approve CA creation {asked.pk}"
+
+
+def test_a_ca_keys_destruction_runs_only_once_two_administrators_approved_it(root_ca, issuing_ca):
+    from pki.authorities import set_ca_state
+    from pki.destruction import request_key_destruction
+    from pki.models import CAState, KeyState
+
+    ada = User.objects.create_user(username="ada", password="unused-password-123")
+    grant_role(user=ada, role=Role.ADMINISTRATOR, actor="test")
+    set_ca_state(ca=issuing_ca, state=CAState.DISABLED, actor="t")
+    asked = request_key_destruction(key=issuing_ca.key, actor="ada", requester=ada, reason="retired")
+    for params in (
+        {"key_id": str(issuing_ca.key_id), "destruction_id": asked.pk},  # asked, not approved
+        {"key_id": str(root_ca.key_id), "destruction_id": asked.pk},  # another key's destruction
+        {"key_id": str(issuing_ca.key_id)},  # a CA key without any
+    ):
+        job, mac = _job("destroy_key", ada, actor="ada", **params)
+        envelope = _envelope(handle_message((), {"job": str(job.pk), "mac": mac}))
+        assert not envelope["ok"], envelope
+    issuing_ca.key.refresh_from_db()
+    assert issuing_ca.key.state != KeyState.DESTROYED

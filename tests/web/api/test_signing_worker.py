@@ -178,3 +178,42 @@ def test_a_scep_label_made_over_the_api_gets_its_ra_key_and_certificate_on_the_s
     other = body.replace("fleet", "fleet-2")
     assert web_side_api(env, rita.token, "POST", "/api/v1/scep/labels/", other)["status"] == 403
     assert ScepLabel.objects.count() == 1
+
+
+def test_keys_are_destroyed_where_their_material_lives_a_ca_key_after_two_administrators(
+    signing_set, make_actor, root_ca
+):
+    """POST keys/<id>/state/ destroy from a web process without the KEK: the signer erases the
+    material (a ``destroy_key`` job); a CA key's job names the destruction two administrators
+    approved (tests/pki/test_signing_channel.py: the signer refuses one nobody approved)."""
+    from pki.authorities import create_intermediate_ca, set_ca_state
+    from pki.keystore import generate_key
+    from pki.models import CAState, KeyDestruction, SealedKey, SigningJob, TwoPersonState
+    from pki.models.key import KeyPurpose
+    from pki.x509.names import parse_subject
+
+    env = signing_set.web_env()
+    ada = make_actor("ada", (Role.ADMINISTRATOR, None, None))
+    bob = make_actor("bob", (Role.ADMINISTRATOR, None, None))
+    destroy = json.dumps({"action": "destroy", "reason": "retired"})
+    plain = generate_key(key_type="ec-p256", purpose=KeyPurpose.OCSP, actor="t")
+    done = web_side_api(env, ada.token, "POST", f"/api/v1/keys/{plain.pk}/state/", destroy)
+    assert done["status"] == 200, done["body"]
+    assert done["web_has_kek"] is False
+    plain.refresh_from_db()
+    assert plain.state == KeyState.DESTROYED
+    assert not SealedKey.objects.filter(key_id=plain.pk).exists()
+    assert SigningJob.objects.filter(use_case="destroy_key", params__key_id=str(plain.pk)).exists()
+
+    ca = create_intermediate_ca(name="old", subject=parse_subject("CN=Old"), parent=root_ca, actor="t")
+    set_ca_state(ca=ca, state=CAState.DISABLED, actor="t")
+    url = f"/api/v1/keys/{ca.key_id}/state/"
+    asked = web_side_api(env, ada.token, "POST", url, destroy)
+    assert asked["status"] == 202, asked["body"]
+    approved = web_side_api(env, bob.token, "POST", url, destroy)
+    assert approved["status"] == 200, approved["body"]
+    row = KeyDestruction.objects.get(key_id=ca.key_id)
+    assert row.state == TwoPersonState.DONE
+    ca.key.refresh_from_db()
+    assert ca.key.state == KeyState.DESTROYED
+    assert SigningJob.objects.filter(use_case="destroy_key", params__destruction_id=row.pk).exists()
