@@ -9,7 +9,7 @@ case "$role" in
   migrate)
     # One-shot, as the tables' owner (DATABASE_URL_FILE names the owner's URL): the schema, then
     # take back from the application role what it must never do (docs/runbooks/database-roles.md;
-    # migration 0017's triggers refuse it for every role in any case).
+    # migrations 0017's and 0021's triggers refuse it for every role in any case).
     python manage.py migrate --noinput
     exec python manage.py shell <<'PY'
 import os, re
@@ -21,6 +21,7 @@ if connection.vendor == "postgresql":
     with connection.cursor() as cursor:
         cursor.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON pki_auditevent, pki_auditcheckpoint FROM {role}")
         cursor.execute(f"REVOKE DELETE, TRUNCATE ON pki_certificate FROM {role}")
+        cursor.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON pki_blockedkey FROM {role}")
 PY
     ;;
   init)

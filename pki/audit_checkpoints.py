@@ -50,6 +50,7 @@ from pki.keys.base import signature_verifies
 from pki.keystore import generate_key
 from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
+from pki.models.blocklist import BlockedKey
 from pki.models.certificate import Certificate
 from pki.models.key import Key, KeyPurpose, KeyState, KeyType
 from pki.notifications import send_webhook
@@ -355,7 +356,8 @@ def _verify_empty_or_unanchored(report: TrailReport) -> None:
 
 
 def _cross_check(report: TrailReport) -> None:
-    """A certificate valid although its revocation is recorded; a row gone although its issuance is."""
+    """A certificate valid although its revocation is recorded; a row gone although its issuance
+    is; a key off the blocklist although its blocking is."""
     state: dict[str, str] = {}
     transitions = (
         AuditEvent.objects.filter(
@@ -385,6 +387,18 @@ def _cross_check(report: TrailReport) -> None:
             "certificates",
             f"certificate {event.details.get('serial', event.object_id)} is missing "
             f"although the trail records its {event.action.split('.')[1]}",
+            seq=event.seq,
+            event_id=event.pk,
+        )
+    blocked = BlockedKey.objects.annotate(sid=Cast("id", CharField())).values("sid")
+    unblocked = AuditEvent.objects.filter(object_type="blockedkey", action="key.blocked").exclude(
+        object_id__in=blocked
+    )
+    for event in unblocked.order_by("id")[:CROSS_CHECK_LIMIT]:
+        report.problem(
+            "blocklist",
+            f"key {event.details.get('spki_sha256', event.object_id)} is off the blocklist although "
+            "the trail records it blocked",
             seq=event.seq,
             event_id=event.pk,
         )

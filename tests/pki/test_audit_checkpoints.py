@@ -263,6 +263,17 @@ def test_cross_check_a_missing_certificate_whose_issuance_is_recorded(trail):
     )
 
 
+def test_cross_check_a_key_taken_off_the_blocklist_whose_blocking_is_recorded(trail):
+    from pki.models import BlockedKey
+
+    blocked = BlockedKey.objects.get(spki_sha256=trail["certs"][0].key_fingerprint)
+    sql("DELETE FROM pki_blockedkey WHERE id = %s", [blocked.pk])
+    assert (
+        f"key {blocked.spki_sha256} is off the blocklist although the trail records it blocked"
+        in problems(verify_trail())
+    )
+
+
 def test_a_checkpoint_signed_by_another_key_is_refused(trail, export):
     """A database writer who signs their own checkpoints with their own key gets nowhere."""
     row = trail["checkpoint"]
@@ -312,6 +323,8 @@ def test_the_database_refuses_to_rewrite_audit_rows_or_delete_certificates(trail
         ("UPDATE pki_auditcheckpoint SET events = 0", []),
         ("DELETE FROM pki_certificate WHERE id = %s", [trail["certs"][0].pk]),
         ("DELETE FROM pki_key WHERE purpose = 'audit'", []),
+        ("DELETE FROM pki_blockedkey", []),
+        ("UPDATE pki_blockedkey SET spki_sha256 = repeat('0', 64)", []),
     ):
         with (
             pytest.raises(DatabaseError, match="is refused"),

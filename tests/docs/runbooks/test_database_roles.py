@@ -65,7 +65,12 @@ def test_the_application_role_runs_kmi_but_cannot_rewrite_the_trail(checkout, sc
     assert "created root CA root" in out
     assert "checkpoint 1: " in out
     assert "events: OK (1 checkpoints)" in out
-    for statement in ("UPDATE pki_auditevent", "DELETE FROM pki_auditevent", "DELETE FROM pki_certificate"):
+    for statement in (
+        "UPDATE pki_auditevent",
+        "DELETE FROM pki_auditevent",
+        "DELETE FROM pki_certificate",
+        "DELETE FROM pki_blockedkey",
+    ):
         assert f"refused: {statement}" in out
     assert "ALLOWED" not in out
     assert out.rstrip().endswith("f|f|f")
