@@ -429,6 +429,26 @@ def test_ca_key_cannot_be_destroyed_while_the_ca_is_enabled(c_admin, issuing_ca)
     assert "disable the CA first" in refused.content.decode()
 
 
+def test_a_ca_key_is_destroyed_from_the_console_by_two_administrators(c_admin, person, issuing_ca):
+    from pki.authorities import set_ca_state
+    from pki.models import CAState, KeyDestruction, TwoPersonState
+
+    set_ca_state(ca=issuing_ca, state=CAState.DISABLED, actor="t")
+    key = issuing_ca.key
+    url, typed = f"/console/keys/{key.pk}/destroy/", {"typed": key.spki_sha256[:12], "reason": "retired"}
+    asked = c_admin.client.post(url, typed, follow=True)
+    assert "a different administrator confirms it" in asked.content.decode()
+    key.refresh_from_db()
+    assert key.state != KeyState.DESTROYED
+    again = c_admin.client.post(url, typed, follow=True)  # the one who asked cannot confirm
+    assert "cannot also approve" in again.content.decode()
+    bob = person("bob", (Role.ADMINISTRATOR, None, None))
+    assert bob.client.post(url, typed).status_code == 302
+    key.refresh_from_db()
+    assert key.state == KeyState.DESTROYED
+    assert KeyDestruction.objects.get(key=key).state == TwoPersonState.DONE
+
+
 def test_audit_filters_verify_and_export(c_auditor, c_requester, issuing_ca):
     _issue(c_requester.user, issuing_ca)
     page = c_auditor.client.get("/console/audit/?action=certificate.issued").content.decode()

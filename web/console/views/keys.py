@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 
 from pki.access import Action, can, visible_certificates, visible_keys
 from pki.exceptions import PKIError
+from pki.key_controls import KeyAction, change_key_state
 from pki.lifecycle import deactivate_key
 from pki.models import Key, KeyState
 from pki.models.key import KeyPurpose
-from pki.signing import run_signing
 from web.console.auth import console_view
 from web.console.common import PAGE_SIZE, actor_of, add_domain_error, require, visible_or_404
 from web.console.forms import ConfirmForm
@@ -104,22 +104,31 @@ def key_deactivate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @console_view
 @require_POST
 def key_destroy(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
-    """``pki.destruction.destroy_key`` where the key's material lives, after the typed confirmation."""
+    """``change_key_state(destroy)`` after the typed confirmation, as the API and the command line:
+    erased where the key's material lives; a CA key's first administrator asks, a different one
+    approves (and the key is erased then)."""
     key = _key(request, pk)
     require(request, Action.MANAGE_KEY, key)
     form = ConfirmForm(request.POST, expected=_confirm_word(key))
     if form.is_valid():
         try:
-            run_signing(
-                "destroy_key",
-                key_id=str(key.pk),
+            outcome = change_key_state(
+                key=key,
+                action=KeyAction.DESTROY,
                 reason=form.cleaned_data["reason"],
                 actor=actor_of(request),
-                user=request.user,
+                user=request.user,  # type: ignore[arg-type]  # signed in: console_view
             )
         except PKIError as exc:
             add_domain_error(form, exc)
         else:
-            messages.success(request, f"Key {key.spki_sha256[:16]}… destroyed; its record stays.")
+            if outcome.waiting is not None:
+                messages.success(
+                    request,
+                    f"Destruction of CA key {key.spki_sha256[:16]}… requested: a different "
+                    "administrator confirms it the same way.",
+                )
+            else:
+                messages.success(request, f"Key {key.spki_sha256[:16]}… destroyed; its record stays.")
             return redirect("console:key", pk=key.pk)
     return _detail(request, key, form=form, which="destroy", status=400)
