@@ -316,6 +316,7 @@ def test_verify_audit_refuses_a_missing_file_and_a_bad_key(trail, tmp_path):
 
 def test_the_database_refuses_to_rewrite_audit_rows_or_delete_certificates(trail):
     event = AuditEvent.objects.first()
+    revoked = trail["certs"][0].pk  # revoked for keyCompromise
     for statement, params in (
         ("UPDATE pki_auditevent SET actor = 'mallory' WHERE id = %s", [event.pk]),
         ("DELETE FROM pki_auditevent WHERE id = %s", [event.pk]),
@@ -325,6 +326,10 @@ def test_the_database_refuses_to_rewrite_audit_rows_or_delete_certificates(trail
         ("DELETE FROM pki_key WHERE purpose = 'audit'", []),
         ("DELETE FROM pki_blockedkey", []),
         ("UPDATE pki_blockedkey SET spki_sha256 = repeat('0', 64)", []),
+        # A revocation is final: not cleared, not re-dated, its reason only raised to keyCompromise.
+        ("UPDATE pki_certificate SET revoked_at = NULL, revocation_reason = '' WHERE id = %s", [revoked]),
+        ("UPDATE pki_certificate SET revoked_at = revoked_at + interval '1 day' WHERE id = %s", [revoked]),
+        ("UPDATE pki_certificate SET revocation_reason = 'superseded' WHERE id = %s", [revoked]),
     ):
         with (
             pytest.raises(DatabaseError, match="is refused"),
@@ -334,6 +339,8 @@ def test_the_database_refuses_to_rewrite_audit_rows_or_delete_certificates(trail
             cursor.execute(statement, params)
     with pytest.raises(DatabaseError, match="is refused"), transaction.atomic():
         Certificate.objects.filter(pk=trail["certs"][1].pk).delete()
+    with pytest.raises(DatabaseError, match="a revocation is final"), transaction.atomic():
+        Certificate.objects.filter(pk=revoked).update(revoked_at=None, revocation_reason="")
     assert verify_trail().ok
 
 
