@@ -359,19 +359,26 @@ def static_root_exists() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def acme_nonces_cleaned_up() -> Iterator[None]:
-    """ACME nonces live in Redis under this process's prefix: delete them when the session ends."""
+def redis_left_as_found() -> Iterator[None]:
+    """What this test process wrote to the shared Redis under its own prefixes — ACME nonces, and
+    the cache's (throttles, the threat monitor's per-minute counters, which would otherwise only
+    expire) — is deleted when the session ends."""
     yield
     from django.conf import settings
 
     if settings.REDIS_URL:
         import redis
 
+        cache_prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        patterns = [settings.KMI_ACME["NONCE_PREFIX"] + "*"] + ([f"{cache_prefix}:*"] if cache_prefix else [])
         client = redis.Redis.from_url(settings.REDIS_URL)
-        keys = list(client.scan_iter(match=settings.KMI_ACME["NONCE_PREFIX"] + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        try:
+            for pattern in patterns:
+                keys = list(client.scan_iter(match=pattern, count=1000))
+                if keys:
+                    client.delete(*keys)
+        finally:
+            client.close()
 
 
 # --- web processes without key material (KMI_SIGNING=worker) ------------------------------------
