@@ -48,6 +48,7 @@ from pki.exceptions import AuditChainBroken, NotificationFailed, PKIError
 from pki.keys import get_backend
 from pki.keys.base import signature_verifies
 from pki.keystore import generate_key
+from pki.models.access import RoleGrant
 from pki.models.audit import AuditCheckpoint, AuditEvent, AuditStream
 from pki.models.authority import CertificateAuthority
 from pki.models.blocklist import BlockedKey
@@ -357,7 +358,8 @@ def _verify_empty_or_unanchored(report: TrailReport) -> None:
 
 def _cross_check(report: TrailReport) -> None:
     """A certificate valid although its revocation is recorded; a row gone although its issuance
-    is; a key off the blocklist although its blocking is."""
+    is; a role grant the trail never recorded (a database writer's administrator); a key off the
+    blocklist although its blocking is."""
     state: dict[str, str] = {}
     transitions = (
         AuditEvent.objects.filter(
@@ -389,6 +391,20 @@ def _cross_check(report: TrailReport) -> None:
             f"although the trail records its {event.action.split('.')[1]}",
             seq=event.seq,
             event_id=event.pk,
+        )
+    granted = AuditEvent.objects.filter(object_type="rolegrant", action="access.granted").values("object_id")
+    ungranted = (
+        RoleGrant.objects.annotate(sid=Cast("id", CharField()))
+        .exclude(sid__in=granted)
+        .select_related("user", "ca", "profile")
+    )
+    for grant in ungranted.order_by("id")[:CROSS_CHECK_LIMIT]:
+        report.problem(
+            "grants",
+            f"{grant.user.get_username()} holds the {grant.role} role"
+            + (f" for CA {grant.ca.name}" if grant.ca is not None else "")
+            + (f" and profile {grant.profile.name}" if grant.profile is not None else "")
+            + " but the trail records no such grant",
         )
     blocked = BlockedKey.objects.annotate(sid=Cast("id", CharField())).values("sid")
     unblocked = AuditEvent.objects.filter(object_type="blockedkey", action="key.blocked").exclude(

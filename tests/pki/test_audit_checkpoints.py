@@ -274,6 +274,19 @@ def test_cross_check_a_key_taken_off_the_blocklist_whose_blocking_is_recorded(tr
     )
 
 
+def test_cross_check_a_grant_the_trail_never_recorded(trail, issuing_ca):
+    """A database writer makes themselves administrator with a row: verify_audit names it."""
+    mallory = get_user_model().objects.create_user(username="mallory")
+    sql(
+        "INSERT INTO pki_rolegrant (user_id, role, ca_id, profile_id, granted_by, created_at) "
+        "VALUES (%s, 'administrator', NULL, NULL, 'alice', now())",
+        [mallory.pk],
+    )
+    found = problems(verify_trail())
+    assert "mallory holds the administrator role but the trail records no such grant" in found
+    assert "bob holds" not in found  # granted through grant_role: in the trail
+
+
 def test_a_checkpoint_signed_by_another_key_is_refused(trail, export):
     """A database writer who signs their own checkpoints with their own key gets nowhere."""
     row = trail["checkpoint"]

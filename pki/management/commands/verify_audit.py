@@ -3,7 +3,8 @@
 Every lane's hash chain and every event's MAC; the database's signed checkpoints (signatures,
 their own chain, and that the rows still hold what the latest one covered); an emptied trail;
 and cross-checks (a certificate valid although its revocation is recorded, a certificate missing
-although its issuance is). ``--checkpoints FILE`` also proves the database still holds everything
+although its issuance is, a role grant the trail never recorded, a key off the blocklist although
+its blocking is). ``--checkpoints FILE`` also proves the database still holds everything
 each checkpoint exported to FILE covered; ``--public-key PEM`` pins the audit key (repeatable).
 """
 
