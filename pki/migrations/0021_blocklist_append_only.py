@@ -7,6 +7,8 @@ key the trail records as blocked that is missing from the table.
 
 from django.db import migrations
 
+from pki.migrations._postgresql import on_postgresql
+
 TRIGGER = """
 CREATE TRIGGER kmi_blockedkey_append_only BEFORE UPDATE OR DELETE ON pki_blockedkey
     FOR EACH ROW EXECUTE FUNCTION kmi_refuse_change();
@@ -14,17 +16,7 @@ CREATE TRIGGER kmi_blockedkey_append_only BEFORE UPDATE OR DELETE ON pki_blocked
 DROP_TRIGGER = "DROP TRIGGER IF EXISTS kmi_blockedkey_append_only ON pki_blockedkey;"
 
 
-def add_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(TRIGGER, params=None)
-
-
-def drop_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_TRIGGER, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("pki", "0020_ca_creation_audit_mac")]
 
-    operations = [migrations.RunPython(add_trigger, drop_trigger)]
+    operations = [on_postgresql(TRIGGER, DROP_TRIGGER)]

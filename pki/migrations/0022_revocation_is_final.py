@@ -7,6 +7,8 @@ never do more (pki.revocation); a database writer can no longer un-revoke a cert
 
 from django.db import migrations
 
+from pki.migrations._postgresql import on_postgresql
+
 TRIGGER = """
 CREATE OR REPLACE FUNCTION kmi_keep_revocation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -29,17 +31,7 @@ DROP FUNCTION IF EXISTS kmi_keep_revocation();
 """
 
 
-def add_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(TRIGGER, params=None)
-
-
-def drop_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_TRIGGER, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("pki", "0021_blocklist_append_only")]
 
-    operations = [migrations.RunPython(add_trigger, drop_trigger)]
+    operations = [on_postgresql(TRIGGER, DROP_TRIGGER)]
